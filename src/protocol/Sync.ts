@@ -1,0 +1,191 @@
+/**
+ * Wire Schemas of PROTOCOL.md section 1 (sync over HTTP).
+ *
+ * This is the one place that knows the JSON shape of the protocol: the server
+ * decodes every body with these Schemas and every client encodes with them.
+ * Field names are snake_case on the wire, as the protocol fixes them.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+
+/** The protocol version this module speaks. */
+export const PROTOCOL_VERSION = 1 as const
+
+/** Every version a server built from this module answers. */
+export const SUPPORTED_VERSIONS: ReadonlyArray<number> = [PROTOCOL_VERSION]
+
+/** Scope: 1..256 chars of `A-Z a-z 0-9 _ - : . / @`. */
+export const Scope = Schema.String.pipe(
+  Schema.minLength(1),
+  Schema.maxLength(256),
+  Schema.pattern(/^[A-Za-z0-9_\-:./@]+$/, {
+    message: () => "scope may contain only A-Z a-z 0-9 _ - : . / @"
+  })
+)
+export type Scope = typeof Scope.Type
+
+/** ClientId: 1..128 chars of `A-Z a-z 0-9 _ - : .`. */
+export const ClientId = Schema.String.pipe(
+  Schema.minLength(1),
+  Schema.maxLength(128),
+  Schema.pattern(/^[A-Za-z0-9_\-:.]+$/, {
+    message: () => "client_id may contain only A-Z a-z 0-9 _ - : ."
+  })
+)
+export type ClientId = typeof ClientId.Type
+
+/** The scope a mutation without `scope` goes to. */
+export const DEFAULT_SCOPE: Scope = "_default"
+
+/** A JSON-safe integer in `[min, MAX_SAFE_INTEGER]`. */
+const IntFrom = (min: number) =>
+  Schema.Number.pipe(Schema.int(), Schema.greaterThanOrEqualTo(min), Schema.lessThanOrEqualTo(Number.MAX_SAFE_INTEGER))
+
+/** A cursor: 0 means "nothing yet"; changes have cursors >= 1. */
+export const Cursor = IntFrom(0)
+
+/** Any JSON value (bodies are JSON-parsed before decoding, so this is already JSON). */
+export const Json: Schema.Schema<unknown> = Schema.Unknown
+
+/** An optional `protocol` field every request body may carry. */
+export const ProtocolField = Schema.optional(Schema.Number)
+
+/** A mutation as pushed by a client. */
+export const Mutation = Schema.Struct({
+  id: Schema.optional(IntFrom(1)),
+  name: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(128)),
+  scope: Schema.optional(Scope),
+  args: Schema.optional(Json)
+})
+export type Mutation = typeof Mutation.Type
+
+export const ChangeOp = Schema.Literal("create", "update", "delete")
+export type ChangeOp = typeof ChangeOp.Type
+
+/** One committed change in a scope's log. `data` is absent on `delete`. */
+export const Change = Schema.Struct({
+  cursor: IntFrom(1),
+  scope: Scope,
+  entity: Schema.String,
+  id: Schema.String,
+  op: ChangeOp,
+  data: Schema.optional(Json),
+  ts: Schema.String
+})
+export type Change = typeof Change.Type
+
+export const MutationErrorCode = Schema.Literal("out_of_order", "unknown_mutation", "invalid_args", "rejected")
+export type MutationErrorCode = typeof MutationErrorCode.Type
+
+export const MutationError = Schema.Struct({
+  code: MutationErrorCode,
+  message: Schema.String,
+  expected: Schema.optional(Schema.Number)
+})
+export type MutationError = typeof MutationError.Type
+
+export const MutationResult = Schema.Struct({
+  id: Schema.optional(Schema.Number),
+  ok: Schema.Boolean,
+  cursor: Schema.Number,
+  duplicate: Schema.optional(Schema.Literal(true)),
+  error: Schema.optional(MutationError)
+})
+export type MutationResult = typeof MutationResult.Type
+
+export const MAX_MUTATIONS_PER_PUSH = 1000
+
+export const PushRequest = Schema.Struct({
+  protocol: ProtocolField,
+  client_id: Schema.optional(ClientId),
+  mutations: Schema.Array(Mutation).pipe(Schema.minItems(1), Schema.maxItems(MAX_MUTATIONS_PER_PUSH))
+})
+export type PushRequest = typeof PushRequest.Type
+
+export const PushResponse = Schema.Struct({
+  results: Schema.Array(MutationResult)
+})
+export type PushResponse = typeof PushResponse.Type
+
+export const DEFAULT_PULL_LIMIT = 100
+export const MAX_PULL_LIMIT = 1000
+
+export const PullRequest = Schema.Struct({
+  protocol: ProtocolField,
+  scope: Scope,
+  cursor: Cursor,
+  limit: Schema.optional(Schema.Number.pipe(Schema.int(), Schema.between(1, MAX_PULL_LIMIT))),
+  client_id: Schema.optional(ClientId)
+})
+export type PullRequest = typeof PullRequest.Type
+
+export const PullResponse = Schema.Struct({
+  changes: Schema.Array(Change),
+  cursor: Schema.Number,
+  has_more: Schema.Boolean,
+  last_mutation_id: Schema.optional(Schema.Number)
+})
+export type PullResponse = typeof PullResponse.Type
+
+export const SnapshotRequest = Schema.Struct({
+  protocol: ProtocolField,
+  scope: Scope,
+  client_id: Schema.optional(ClientId)
+})
+export type SnapshotRequest = typeof SnapshotRequest.Type
+
+/** `{ [entity]: { [id]: JSON } }` */
+export const SnapshotData = Schema.Record({ key: Schema.String, value: Schema.Record({ key: Schema.String, value: Json }) })
+export type SnapshotData = typeof SnapshotData.Type
+
+export const SnapshotResponse = Schema.Struct({
+  data: SnapshotData,
+  cursor: Schema.Number,
+  last_mutation_id: Schema.optional(Schema.Number)
+})
+export type SnapshotResponse = typeof SnapshotResponse.Type
+
+/** Every HTTP error code of the protocol, with its status. */
+export const ErrorStatus = {
+  invalid_request: 400,
+  version_not_supported: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  cursor_ahead: 409,
+  cursor_too_old: 410,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  internal: 500,
+  unavailable: 503
+} as const
+
+export const ErrorCode = Schema.Literal(
+  ...(Object.keys(ErrorStatus) as Array<keyof typeof ErrorStatus>)
+)
+export type ErrorCode = typeof ErrorCode.Type
+
+export const ErrorBody = Schema.Struct({
+  error: Schema.Struct({
+    code: Schema.String,
+    message: Schema.String,
+    details: Schema.optional(Json)
+  })
+})
+export type ErrorBody = typeof ErrorBody.Type
+
+/** The protocol error as a typed value: what a handler fails with, mapped to a status in one place. */
+export class ProtocolError extends Schema.TaggedError<ProtocolError>()("ProtocolError", {
+  code: ErrorCode,
+  message: Schema.String,
+  details: Schema.optional(Json)
+}) {
+  get status(): number {
+    return ErrorStatus[this.code]
+  }
+  toBody(): ErrorBody {
+    return { error: { code: this.code, message: this.message, ...(this.details === undefined ? {} : { details: this.details }) } }
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * Decides who may do what to which scope. Asked once per scope per request
+ * (every scope of a push, the scope of a pull or snapshot, every scope of a
+ * SUBSCRIBE), before anything is read or written.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+
+export type Action = "push" | "pull" | "snapshot" | "subscribe"
+
+/** What the authorizer sees of a request. */
+export interface Request {
+  readonly action: Action
+  readonly scope: string
+  /** The bearer token: the `Authorization: Bearer …` header of HTTP, JOIN's `token` on live. */
+  readonly token: string | undefined
+  readonly clientId: string | undefined
+  /** HTTP request headers (lower-cased names); empty on live. */
+  readonly headers: Readonly<Record<string, string | undefined>>
+}
+
+/** `unauthorized`: no or bad credentials; `forbidden`: valid caller, not this scope. */
+export class Denied extends Data.TaggedError("Denied")<{
+  readonly reason: "unauthorized" | "forbidden"
+  readonly message: string
+}> {}
+
+export class Authorizer extends Context.Tag("@mizu/sync/Authorizer")<Authorizer, {
+  readonly authorize: (request: Request) => Effect.Effect<void, Denied>
+}>() {}
+
+/** Lets everyone do everything. Explicit, so a server is never open by accident. */
+export const layerAllowAll: Layer.Layer<Authorizer> = Layer.succeed(
+  Authorizer,
+  Authorizer.of({ authorize: () => Effect.void })
+)
+
+/** An authorizer from a function. */
+export const layerFunction = (authorize: (request: Request) => Effect.Effect<void, Denied>): Layer.Layer<Authorizer> =>
+  Layer.succeed(Authorizer, Authorizer.of({ authorize }))
+
+/** Fail with `forbidden`. */
+export const forbidden = (message = "forbidden"): Effect.Effect<never, Denied> =>
+  Effect.fail(new Denied({ reason: "forbidden", message }))
+
+/** Fail with `unauthorized`. */
+export const unauthorized = (message = "unauthorized"): Effect.Effect<never, Denied> =>
+  Effect.fail(new Denied({ reason: "unauthorized", message }))

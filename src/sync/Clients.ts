@@ -1,0 +1,55 @@
+/**
+ * The dedupe ledger: per client, the last processed mutation id, and per
+ * (client, scope) the last processed id that targeted that scope.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { MemoryDatabase } from "./memory/MemoryDatabase.js"
+import type { StorageError } from "./StorageError.js"
+
+export class Clients extends Context.Tag("@mizu/sync/Clients")<Clients, {
+  /**
+   * The client's last processed id (0 if unknown). Inside a `SyncStorage`
+   * transaction it also locks the client's row until the transaction ends, so
+   * two concurrent pushes of one client are processed one after the other.
+   */
+  readonly lastId: (clientId: string) => Effect.Effect<number, StorageError>
+  /** The client's last processed id among mutations that targeted `scope` (0 if none). */
+  readonly lastIdForScope: (clientId: string, scope: string) => Effect.Effect<number, StorageError>
+  /** Record that mutation `id` of the client, targeting `scope`, was processed. */
+  readonly record: (clientId: string, id: number, scope: string) => Effect.Effect<void, StorageError>
+}>() {}
+
+export const makeMemory: Effect.Effect<Clients["Type"], never, MemoryDatabase> = Effect.gen(function*() {
+  const db = yield* MemoryDatabase
+  return Clients.of({
+    lastId: (clientId) => db.read((state) => state.clients.get(clientId)?.last ?? 0),
+    lastIdForScope: (clientId, scope) => db.read((state) => state.clients.get(clientId)?.scopes.get(scope) ?? 0),
+    record: (clientId, id, scope) =>
+      db.write((state, undo) => {
+        let client = state.clients.get(clientId)
+        if (client === undefined) {
+          const created = { last: 0, scopes: new Map<string, number>() }
+          state.clients.set(clientId, created)
+          undo(() => state.clients.delete(clientId))
+          client = created
+        }
+        const target = client
+        const prevLast = target.last
+        const hadScope = target.scopes.has(scope)
+        const prevScope = target.scopes.get(scope)
+        target.last = Math.max(target.last, id)
+        target.scopes.set(scope, Math.max(prevScope ?? 0, id))
+        undo(() => {
+          target.last = prevLast
+          if (hadScope && prevScope !== undefined) target.scopes.set(scope, prevScope)
+          else target.scopes.delete(scope)
+        })
+      })
+  })
+})
+
+export const layerMemory: Layer.Layer<Clients, never, MemoryDatabase> = Layer.effect(Clients, makeMemory)

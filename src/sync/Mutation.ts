@@ -1,0 +1,82 @@
+/**
+ * Mutation definitions, written once and run in two places: optimistically in
+ * a client over its local view, and authoritatively on the server over the
+ * `Store` inside the push transaction. A handler sees a `Transaction` bound to
+ * the mutation's scope (it can write nowhere else) and either writes through
+ * it or fails with `Rejected`. Handlers have no requirements, so the same code
+ * runs wherever a `Transaction` exists.
+ *
+ * @since 0.1.0
+ */
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import type * as Option from "effect/Option"
+import type * as Schema from "effect/Schema"
+import type { Entity, EntityError } from "./Entity.js"
+import type { StorageError } from "./StorageError.js"
+
+/** A business-rule rejection: the mutation is consumed with no changes and reported as `rejected`. */
+export class Rejected extends Data.TaggedError("Rejected")<{ readonly message: string }> {}
+
+/** Fail the current mutation with a business-rule rejection. */
+export const reject = (message: string): Effect.Effect<never, Rejected> => Effect.fail(new Rejected({ message }))
+
+/** What a handler may fail with. */
+export type HandlerError = Rejected | EntityError | StorageError
+
+/** A read/write view of one scope, the only thing a handler touches. */
+export interface Transaction {
+  /** The scope every read and write goes to. */
+  readonly scope: string
+  readonly get: <A, I>(entity: Entity<A, I>, id: string) => Effect.Effect<Option.Option<A>, EntityError | StorageError>
+  readonly list: <A, I>(
+    entity: Entity<A, I>
+  ) => Effect.Effect<ReadonlyArray<readonly [id: string, value: A]>, EntityError | StorageError>
+  /** Create or replace; recorded as `create` when the id is new, `update` otherwise. */
+  readonly put: <A, I>(entity: Entity<A, I>, id: string, value: A) => Effect.Effect<void, EntityError | StorageError>
+  /** Delete; a no-op (no change recorded) when the id does not exist. */
+  readonly delete: <A, I>(entity: Entity<A, I>, id: string) => Effect.Effect<void, EntityError | StorageError>
+}
+
+/** A named mutation with a Schema for its args and a handler. */
+export interface Mutation<Name extends string = string, A = any, I = any> {
+  readonly name: Name
+  readonly args: Schema.Schema<A, I>
+  readonly handler: (args: A, tx: Transaction) => Effect.Effect<void, HandlerError>
+}
+
+/** Define a mutation. */
+export const make = <const Name extends string, A, I>(
+  name: Name,
+  options: {
+    readonly args: Schema.Schema<A, I>
+    readonly handler: (args: A, tx: Transaction) => Effect.Effect<void, HandlerError>
+  }
+): Mutation<Name, A, I> => ({ name, args: options.args, handler: options.handler })
+
+/** A set of entities and mutations: what both the server `Mutator` and a client are built from. */
+export interface Registry<M extends Mutation = Mutation> {
+  readonly entities: ReadonlyMap<string, Entity<any, any>>
+  readonly mutations: ReadonlyMap<string, M>
+}
+
+/** Build a registry. Duplicate names are a programming error and throw at definition time. */
+export const registry = <const Ms extends ReadonlyArray<Mutation>>(options: {
+  readonly entities: ReadonlyArray<Entity<any, any>>
+  readonly mutations: Ms
+}): Registry<Ms[number]> => {
+  const entities = new Map<string, Entity<any, any>>()
+  for (const e of options.entities) {
+    if (entities.has(e.name)) throw new Error(`duplicate entity ${e.name}`)
+    entities.set(e.name, e)
+  }
+  const mutations = new Map<string, Ms[number]>()
+  for (const m of options.mutations) {
+    if (mutations.has(m.name)) throw new Error(`duplicate mutation ${m.name}`)
+    mutations.set(m.name, m)
+  }
+  return { entities, mutations }
+}
+
+/** The args type of a mutation. */
+export type ArgsOf<M> = M extends Mutation<string, infer A, any> ? A : never
