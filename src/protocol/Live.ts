@@ -10,9 +10,8 @@
  * @since 0.1.0
  */
 import * as Either from "effect/Either"
-import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
-import { Cursor, Json, Scope } from "./Sync.js"
+import { Cursor, formatParseError, Json, Scope } from "./Sync.js"
 
 /** The WebSocket subprotocol name. */
 export const SUBPROTOCOL = "mizu-live-v1"
@@ -168,11 +167,11 @@ const decodeServer = Schema.decodeUnknownEither(Schema.parseJson(ServerFrame), {
 
 /** Decode one client text frame; the error is a message naming the path and the reason. */
 export const decodeClientFrame = (text: string): Either.Either<ClientFrame, string> =>
-  Either.mapLeft(decodeClient(text), (e) => ParseResult.TreeFormatter.formatErrorSync(e))
+  Either.mapLeft(decodeClient(text), (e) => formatParseError(e))
 
 /** Decode one server text frame (what clients use). */
 export const decodeServerFrame = (text: string): Either.Either<typeof ServerFrame.Type, string> =>
-  Either.mapLeft(decodeServer(text), (e) => ParseResult.TreeFormatter.formatErrorSync(e))
+  Either.mapLeft(decodeServer(text), (e) => formatParseError(e))
 
 /** Encode a server frame. The frame's type is checked by TypeScript against the Schemas above. */
 export const encodeServerFrame = (frame: ServerFrame): string => JSON.stringify(frame)

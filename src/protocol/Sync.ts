@@ -7,6 +7,7 @@
  *
  * @since 0.1.0
  */
+import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 
 /** The protocol version this module speaks. */
@@ -189,3 +190,13 @@ export class ProtocolError extends Schema.TaggedError<ProtocolError>()("Protocol
     return { error: { code: this.code, message: this.message, ...(this.details === undefined ? {} : { details: this.details }) } }
   }
 }
+
+/**
+ * A decode failure as one line per issue, `path: reason`, e.g.
+ * `mutations.0.name: Expected string, actual 1`. What `invalid_request`,
+ * `invalid_args` and `invalid_message` messages carry.
+ */
+export const formatParseError = (error: ParseResult.ParseError): string =>
+  ParseResult.ArrayFormatter.formatErrorSync(error)
+    .map((issue) => `${issue.path.length === 0 ? "body" : issue.path.map(String).join(".")}: ${issue.message}`)
+    .join("; ")

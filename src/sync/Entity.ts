@@ -6,8 +6,8 @@
  */
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
-import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import { formatParseError } from "../protocol/Sync.js"
 
 /** An entity kind: its name on the wire (`Change.entity`) and the Schema of its value. */
 export interface Entity<in out A, in out I = A> {
@@ -29,7 +29,7 @@ export class EntityError extends Data.TaggedError("EntityError")<{
 export const decode = <A, I>(entity: Entity<A, I>, json: unknown): Effect.Effect<A, EntityError> =>
   Schema.decodeUnknown(entity.schema)(json).pipe(
     Effect.mapError((e) =>
-      new EntityError({ reason: "decode", entity: entity.name, message: ParseResult.TreeFormatter.formatErrorSync(e) })
+      new EntityError({ reason: "decode", entity: entity.name, message: formatParseError(e) })
     )
   )
 
@@ -37,6 +37,6 @@ export const decode = <A, I>(entity: Entity<A, I>, json: unknown): Effect.Effect
 export const encode = <A, I>(entity: Entity<A, I>, value: A): Effect.Effect<I, EntityError> =>
   Schema.encode(entity.schema)(value).pipe(
     Effect.mapError((e) =>
-      new EntityError({ reason: "encode", entity: entity.name, message: ParseResult.TreeFormatter.formatErrorSync(e) })
+      new EntityError({ reason: "encode", entity: entity.name, message: formatParseError(e) })
     )
   )

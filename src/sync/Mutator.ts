@@ -12,8 +12,8 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import { formatParseError } from "../protocol/Sync.js"
 import type { ChangeInput } from "./ChangeLog.js"
 import * as Entity from "./Entity.js"
 import type * as Mutation from "./Mutation.js"
@@ -122,7 +122,7 @@ export const make = (registry: Mutation.Registry): Effect.Effect<Mutator["Type"]
         }
         return decode(input.args).pipe(
           Effect.mapError((e) =>
-            new MutationFailed({ reason: "invalid_args", message: ParseResult.TreeFormatter.formatErrorSync(e) })
+            new MutationFailed({ reason: "invalid_args", message: formatParseError(e) })
           ),
           Effect.flatMap((args) => {
             const { changes, tx } = makeTransaction(store, registry, input.scope)

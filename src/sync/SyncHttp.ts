@@ -18,7 +18,6 @@ import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequ
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as Protocol from "../protocol/Sync.js"
 import { ProtocolError } from "../protocol/Sync.js"
@@ -114,7 +113,7 @@ export const decodeBody = <A, I>(schema: Schema.Schema<A, I>) => {
     return Either.mapLeft(decode(json), (e) =>
       new ProtocolError({
         code: "invalid_request",
-        message: ParseResult.TreeFormatter.formatErrorSync(e)
+        message: Protocol.formatParseError(e)
       }))
   }
 }

@@ -1,0 +1,62 @@
+/**
+ * The composition root: layers an app uses to run sync (and live) on an
+ * @effect/platform HTTP server, either standalone or mounted in its own router.
+ *
+ * @since 0.1.0
+ */
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { createServer } from "node:http"
+import type * as Authorizer from "./sync/Authorizer.js"
+import * as Mutator from "./sync/Mutator.js"
+import type * as Mutation from "./sync/Mutation.js"
+import type * as PokeBroker from "./sync/PokeBroker.js"
+import * as SyncEngine from "./sync/SyncEngine.js"
+import * as SyncHttp from "./sync/SyncHttp.js"
+import type * as SyncStorage from "./sync/SyncStorage.js"
+
+/** Options of a sync server. */
+export interface Options extends SyncHttp.Options {
+  /** The app's entities and mutations. */
+  readonly registry: Mutation.Registry
+  /** Record a tracing span for each HTTP request (on by default). */
+  readonly tracing?: boolean
+}
+
+/** `SyncEngine` (and the `Mutator` of the registry) over the storage, broker and authorizer layers. */
+export const layerEngine = (
+  registry: Mutation.Registry
+): Layer.Layer<SyncEngine.SyncEngine | Mutator.Mutator, never, SyncStorage.Services | PokeBroker.PokeBroker | Authorizer.Authorizer> =>
+  SyncEngine.layer.pipe(Layer.provideMerge(Mutator.layer(registry)))
+
+/** Turn a router into the server's app: unknown routes answer the protocol's `404 not_found`. */
+export const toApp = <E, R>(router: HttpRouter.HttpRouter<E, R>) =>
+  router.pipe(Effect.catchTag("RouteNotFound", () => Effect.succeed(SyncHttp.notFound)))
+
+/** Serve the sync routes on the `HttpServer` in context. */
+export const layerHttp = (options: Options): Layer.Layer<never, never, HttpServer.HttpServer | SyncEngine.SyncEngine> => {
+  const served = HttpServer.serve(toApp(SyncHttp.router(options)))
+  return options.tracing === false ? HttpMiddleware.withTracerDisabledWhen(served, () => true) : served
+}
+
+/** A Node HTTP server on `PORT` (3000) and `HOST` (0.0.0.0), from `Config`. */
+export const layerNodeServerConfig: Layer.Layer<HttpServer.HttpServer, Error | import("effect/ConfigError").ConfigError> = Layer.unwrapEffect(
+  Effect.gen(function*() {
+    const port = yield* Config.integer("PORT").pipe(Config.withDefault(3000))
+    const host = yield* Config.string("HOST").pipe(Config.withDefault("0.0.0.0"))
+    return NodeHttpServer.layer(createServer, { port, host })
+  })
+)
+
+/** Log the address the server listens on. */
+export const logAddress: Layer.Layer<never, never, HttpServer.HttpServer> = Layer.effectDiscard(
+  Effect.flatMap(HttpServer.HttpServer, (server) =>
+    server.address._tag === "TcpAddress"
+      ? Effect.log(`listening on http://${server.address.hostname === "0.0.0.0" ? "localhost" : server.address.hostname}:${server.address.port}`)
+      : Effect.log(`listening on ${server.address.path}`))
+)

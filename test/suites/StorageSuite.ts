@@ -1,0 +1,241 @@
+/**
+ * Conformance suites for the storage services (`ChangeLog`, `Store`,
+ * `Clients`, `SyncStorage`). Each storage family runs them with one line:
+ * `storageSuites("memory", SyncStorage.layerMemory)`.
+ */
+import { assert, describe, layer } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import type * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import { ChangeLog } from "../../src/sync/ChangeLog.js"
+import { Clients } from "../../src/sync/Clients.js"
+import { Store } from "../../src/sync/Store.js"
+import { SyncStorage } from "../../src/sync/SyncStorage.js"
+import type * as SyncStorageModule from "../../src/sync/SyncStorage.js"
+import { freshClient, freshScope, range, realSleep } from "./util.js"
+
+class Boom {
+  readonly _tag = "Boom"
+}
+
+export const storageSuites = (name: string, storage: Layer.Layer<SyncStorageModule.Services, unknown>) =>
+  describe(`storage conformance (${name})`, () => {
+    layer(storage, { timeout: 60_000 })("ChangeLog", (it) => {
+      it.effect("append assigns gap-free cursors starting at 1, per scope", () =>
+        Effect.gen(function*() {
+          const log = yield* ChangeLog
+          const a = freshScope()
+          const b = freshScope()
+          const first = yield* log.append(a, [{ entity: "t", id: "1", op: "create", data: { x: 1 } }])
+          const second = yield* log.append(a, [
+            { entity: "t", id: "2", op: "create", data: { x: 2 } },
+            { entity: "t", id: "1", op: "delete" }
+          ])
+          const other = yield* log.append(b, [{ entity: "t", id: "9", op: "create", data: {} }])
+          assert.deepStrictEqual(first.map((c) => c.cursor), [1])
+          assert.deepStrictEqual(second.map((c) => c.cursor), [2, 3])
+          assert.deepStrictEqual(other.map((c) => c.cursor), [1])
+          assert.strictEqual(second[1].data, undefined)
+          assert.strictEqual(second[1].op, "delete")
+          assert.strictEqual(yield* log.head(a), 3)
+          assert.strictEqual(yield* log.head(b), 1)
+          assert.strictEqual(yield* log.head(freshScope()), 0)
+          assert.isTrue(!Number.isNaN(Date.parse(first[0].ts)))
+        }))
+
+      it.effect("an empty append changes nothing", () =>
+        Effect.gen(function*() {
+          const log = yield* ChangeLog
+          const s = freshScope()
+          assert.deepStrictEqual(yield* log.append(s, []), [])
+          assert.strictEqual(yield* log.head(s), 0)
+        }))
+
+      it.effect("since pages ascending with hasMore, and round-trips data", () =>
+        Effect.gen(function*() {
+          const log = yield* ChangeLog
+          const s = freshScope()
+          yield* log.append(s, range(25).map((i) => ({ entity: "t", id: String(i), op: "create" as const, data: { i, nested: { ok: true } } })))
+          const p1 = yield* log.since(s, 0, 10)
+          assert.deepStrictEqual(p1.changes.map((c) => c.cursor), range(10))
+          assert.isTrue(p1.hasMore)
+          assert.deepStrictEqual(p1.changes[0].data, { i: 1, nested: { ok: true } })
+          assert.strictEqual(p1.changes[0].scope, s)
+          const p3 = yield* log.since(s, 20, 10)
+          assert.deepStrictEqual(p3.changes.map((c) => c.cursor), [21, 22, 23, 24, 25])
+          assert.isFalse(p3.hasMore)
+          const exact = yield* log.since(s, 15, 10)
+          assert.isFalse(exact.hasMore)
+          const none = yield* log.since(s, 25, 10)
+          assert.deepStrictEqual(none.changes, [])
+          assert.isFalse(none.hasMore)
+        }))
+
+      it.effect("trim drops changes up to a cursor and raises the floor; the head stays", () =>
+        Effect.gen(function*() {
+          const log = yield* ChangeLog
+          const s = freshScope()
+          yield* log.append(s, range(10).map((i) => ({ entity: "t", id: String(i), op: "create" as const, data: i })))
+          assert.strictEqual(yield* log.floor(s), 0)
+          yield* log.trim(s, 4)
+          assert.strictEqual(yield* log.floor(s), 4)
+          assert.strictEqual(yield* log.head(s), 10)
+          const page = yield* log.since(s, 4, 100)
+          assert.deepStrictEqual(page.changes.map((c) => c.cursor), [5, 6, 7, 8, 9, 10])
+          yield* log.trim(s, 2) // never lowers the floor
+          assert.strictEqual(yield* log.floor(s), 4)
+          yield* log.trim(s, 50) // capped at the head
+          assert.strictEqual(yield* log.floor(s), 10)
+          const next = yield* log.append(s, [{ entity: "t", id: "x", op: "create", data: 1 }])
+          assert.strictEqual(next[0].cursor, 11)
+        }))
+
+      it.effect("concurrent appends to one scope never share or skip a cursor", () =>
+        Effect.gen(function*() {
+          const log = yield* ChangeLog
+          const storage = yield* SyncStorage
+          const s = freshScope()
+          yield* Effect.forEach(
+            range(40),
+            (i) => storage.transaction(log.append(s, [{ entity: "t", id: String(i), op: "create", data: i }])),
+            { concurrency: 8, discard: true }
+          )
+          const page = yield* log.since(s, 0, 1000)
+          assert.deepStrictEqual(page.changes.map((c) => c.cursor), range(40))
+          assert.deepStrictEqual(new Set(page.changes.map((c) => c.id)).size, 40)
+        }))
+    })
+
+    layer(storage, { timeout: 60_000 })("Store", (it) => {
+      it.effect("put / get / delete / list / snapshot, isolated per scope", () =>
+        Effect.gen(function*() {
+          const store = yield* Store
+          const s = freshScope()
+          const other = freshScope()
+          assert.isTrue(Option.isNone(yield* store.get(s, "todo", "a")))
+          yield* store.put(s, "todo", "b", { title: "B", n: 2 })
+          yield* store.put(s, "todo", "a", { title: "A", n: 1 })
+          yield* store.put(s, "note", "x", "text")
+          yield* store.put(other, "todo", "a", { title: "other" })
+          assert.deepStrictEqual(yield* store.get(s, "todo", "a"), Option.some({ title: "A", n: 1 }))
+          yield* store.put(s, "todo", "a", { title: "A2", n: 3 })
+          assert.deepStrictEqual(yield* store.get(s, "todo", "a"), Option.some({ title: "A2", n: 3 }))
+          assert.deepStrictEqual(yield* store.list(s, "todo"), [["a", { title: "A2", n: 3 }], ["b", { title: "B", n: 2 }]])
+          assert.deepStrictEqual(yield* store.snapshot(s), {
+            todo: { a: { title: "A2", n: 3 }, b: { title: "B", n: 2 } },
+            note: { x: "text" }
+          })
+          assert.isTrue(yield* store.delete(s, "todo", "a"))
+          assert.isFalse(yield* store.delete(s, "todo", "a"))
+          assert.isTrue(Option.isNone(yield* store.get(s, "todo", "a")))
+          assert.deepStrictEqual(yield* store.snapshot(other), { todo: { a: { title: "other" } } })
+          assert.deepStrictEqual(yield* store.snapshot(freshScope()), {})
+        }))
+    })
+
+    layer(storage, { timeout: 60_000 })("Clients", (it) => {
+      it.effect("tracks the last id per client and per (client, scope)", () =>
+        Effect.gen(function*() {
+          const clients = yield* Clients
+          const c = freshClient()
+          const a = freshScope()
+          const b = freshScope()
+          assert.strictEqual(yield* clients.lastId(c), 0)
+          yield* clients.record(c, 1, a)
+          yield* clients.record(c, 2, b)
+          yield* clients.record(c, 3, a)
+          assert.strictEqual(yield* clients.lastId(c), 3)
+          assert.strictEqual(yield* clients.lastIdForScope(c, a), 3)
+          assert.strictEqual(yield* clients.lastIdForScope(c, b), 2)
+          assert.strictEqual(yield* clients.lastIdForScope(c, freshScope()), 0)
+          assert.strictEqual(yield* clients.lastId(freshClient()), 0)
+        }))
+    })
+
+    layer(storage, { timeout: 60_000 })("SyncStorage", (it) => {
+      it.effect("a failed transaction leaves no write of any service", () =>
+        Effect.gen(function*() {
+          const storage = yield* SyncStorage
+          const log = yield* ChangeLog
+          const store = yield* Store
+          const clients = yield* Clients
+          const s = freshScope()
+          const c = freshClient()
+          yield* store.put(s, "t", "keep", 1)
+          const exit = yield* storage.transaction(Effect.gen(function*() {
+            yield* store.put(s, "t", "a", { v: 1 })
+            yield* store.put(s, "t", "keep", 2)
+            yield* store.delete(s, "t", "keep")
+            yield* log.append(s, [{ entity: "t", id: "a", op: "create", data: { v: 1 } }])
+            yield* clients.record(c, 1, s)
+            return yield* Effect.fail(new Boom())
+          })).pipe(Effect.exit)
+          assert.isTrue(Exit.isFailure(exit))
+          assert.deepStrictEqual(yield* store.snapshot(s), { t: { keep: 1 } })
+          assert.strictEqual(yield* log.head(s), 0)
+          assert.strictEqual(yield* clients.lastId(c), 0)
+        }))
+
+      it.effect("a nested transaction is a savepoint: its failure rolls back only its writes", () =>
+        Effect.gen(function*() {
+          const storage = yield* SyncStorage
+          const log = yield* ChangeLog
+          const store = yield* Store
+          const s = freshScope()
+          yield* storage.transaction(Effect.gen(function*() {
+            yield* store.put(s, "t", "outer", 1)
+            yield* log.append(s, [{ entity: "t", id: "outer", op: "create", data: 1 }])
+            const inner = yield* storage.transaction(Effect.gen(function*() {
+              yield* store.put(s, "t", "inner", 2)
+              yield* log.append(s, [{ entity: "t", id: "inner", op: "create", data: 2 }])
+              return yield* Effect.fail(new Boom())
+            })).pipe(Effect.exit)
+            assert.isTrue(Exit.isFailure(inner))
+            yield* storage.transaction(log.append(s, [{ entity: "t", id: "after", op: "create", data: 3 }]))
+          }))
+          assert.deepStrictEqual(yield* store.snapshot(s), { t: { outer: 1 } })
+          const page = yield* log.since(s, 0, 10)
+          assert.deepStrictEqual(page.changes.map((c) => [c.cursor, c.id]), [[1, "outer"], [2, "after"]])
+        }))
+
+      it.effect("a defect inside a transaction rolls it back too", () =>
+        Effect.gen(function*() {
+          const storage = yield* SyncStorage
+          const store = yield* Store
+          const s = freshScope()
+          const exit = yield* storage.transaction(
+            Effect.zipRight(store.put(s, "t", "a", 1), Effect.die("defect"))
+          ).pipe(Effect.exit)
+          assert.isTrue(Exit.isFailure(exit))
+          assert.deepStrictEqual(yield* store.snapshot(s), {})
+        }))
+
+      it.effect("uncommitted writes are invisible to readers outside the transaction", () =>
+        Effect.gen(function*() {
+          const storage = yield* SyncStorage
+          const store = yield* Store
+          const log = yield* ChangeLog
+          const s = freshScope()
+          const started = yield* Deferred.make<void>()
+          const release = yield* Deferred.make<void>()
+          const writer = yield* storage.transaction(Effect.gen(function*() {
+            yield* store.put(s, "t", "a", 1)
+            yield* log.append(s, [{ entity: "t", id: "a", op: "create", data: 1 }])
+            yield* Deferred.succeed(started, undefined)
+            yield* Deferred.await(release)
+          })).pipe(Effect.fork)
+          yield* Deferred.await(started)
+          const reader = yield* storage.readConsistent(Effect.all([store.snapshot(s), log.head(s)])).pipe(Effect.fork)
+          yield* realSleep(50)
+          yield* Deferred.succeed(release, undefined)
+          yield* Fiber.join(writer)
+          const [data, head] = yield* Fiber.join(reader)
+          // Either the read ran before the commit and saw nothing, or it waited and saw everything.
+          assert.isTrue((head === 0 && Object.keys(data).length === 0) || (head === 1 && data.t?.a === 1))
+          assert.strictEqual(yield* log.head(s), 1)
+        }))
+    })
+  })
