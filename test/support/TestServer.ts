@@ -1,0 +1,48 @@
+/**
+ * A sync server on a free port of 127.0.0.1, started for a test block and
+ * stopped after it.
+ */
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as SchemaModule from "effect/Schema"
+import { Server, type SyncEngine } from "mizu-sync-live"
+import { createServer } from "node:http"
+
+/** The base URL of the server under test. */
+export class BaseUrl extends Context.Tag("test/BaseUrl")<BaseUrl, string>() {}
+
+export const layerNodeServer: Layer.Layer<HttpServer.HttpServer | BaseUrl, unknown> = Layer.effectContext(
+  Effect.map(HttpServer.HttpServer, (server) => {
+    const address = server.address
+    const url = address._tag === "TcpAddress" ? `http://127.0.0.1:${address.port}` : "http://unix"
+    return Context.make(BaseUrl, url)
+  })
+).pipe(Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" })))
+
+/** Serve the sync routes over the engine layer given. */
+export const layerSyncServer = <ROut, E>(
+  options: Server.Options,
+  engine: Layer.Layer<ROut | SyncEngine.SyncEngine, E>
+): Layer.Layer<ROut | SyncEngine.SyncEngine | BaseUrl | HttpServer.HttpServer, unknown> =>
+  Server.layerHttp(options).pipe(Layer.provideMerge(engine), Layer.provideMerge(layerNodeServer))
+
+/** POST a raw body. */
+export const post = (url: string, body: string, headers: Record<string, string> = { "content-type": "application/json" }) =>
+  Effect.promise(async () => {
+    const res = await fetch(url, { method: "POST", headers, body })
+    const text = await res.text()
+    let json: unknown = undefined
+    try {
+      json = JSON.parse(text)
+    } catch {
+      // not JSON: the test asserts on `text`
+    }
+    return { status: res.status, json, text, headers: res.headers }
+  })
+
+/** Decode a response body with a protocol Schema (fails the test if it does not match). */
+export const decodeAs = <A, I>(schema: import("effect/Schema").Schema<A, I>, json: unknown): A =>
+  SchemaModule.decodeUnknownSync(schema)(json)
