@@ -1,6 +1,6 @@
 /**
- * The composition root: layers an app uses to run sync (and live) on an
- * @effect/platform HTTP server, either standalone or mounted in its own router.
+ * The composition root: layers an app uses to run sync and live on an
+ * @effect/platform HTTP server, standalone or mounted in its own router.
  *
  * @since 0.1.0
  */
@@ -9,10 +9,16 @@ import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { createServer } from "node:http"
+import * as LiveHttp from "./live/LiveHttp.js"
+import * as LiveHub from "./live/LiveHub.js"
+import type * as LivePubSub from "./live/LivePubSub.js"
+import * as SyncPokeBroker from "./live/SyncPokeBroker.js"
 import type * as Authorizer from "./sync/Authorizer.js"
+import type * as ChangeLog from "./sync/ChangeLog.js"
 import * as Mutator from "./sync/Mutator.js"
 import type * as Mutation from "./sync/Mutation.js"
 import type * as PokeBroker from "./sync/PokeBroker.js"
@@ -20,12 +26,18 @@ import * as SyncEngine from "./sync/SyncEngine.js"
 import * as SyncHttp from "./sync/SyncHttp.js"
 import type * as SyncStorage from "./sync/SyncStorage.js"
 
-/** Options of a sync server. */
+/** Options of a server. */
 export interface Options extends SyncHttp.Options {
   /** The app's entities and mutations. */
   readonly registry: Mutation.Registry
   /** Record a tracing span for each HTTP request (on by default). */
   readonly tracing?: boolean
+  /** Live (WebSocket) options. */
+  readonly live?: LiveHttp.Options
+  /** Presence renewal and expiry. */
+  readonly presence?: LiveHub.Options
+  /** Extra routes of the app, served by the same server. */
+  readonly routes?: HttpRouter.HttpRouter<never, never>
 }
 
 /** `SyncEngine` (and the `Mutator` of the registry) over the storage, broker and authorizer layers. */
@@ -38,14 +50,55 @@ export const layerEngine = (
 export const toApp = <E, R>(router: HttpRouter.HttpRouter<E, R>) =>
   router.pipe(Effect.catchTag("RouteNotFound", () => Effect.succeed(SyncHttp.notFound)))
 
-/** Serve the sync routes on the `HttpServer` in context. */
-export const layerHttp = (options: Options): Layer.Layer<never, never, HttpServer.HttpServer | SyncEngine.SyncEngine> => {
-  const served = HttpServer.serve(toApp(SyncHttp.router(options)))
-  return options.tracing === false ? HttpMiddleware.withTracerDisabledWhen(served, () => true) : served
+/** The sync and live routes (and the app's own), for an app to serve or mount. */
+export const router = (options: Options) =>
+  HttpRouter.concatAll(
+    SyncHttp.router(options),
+    LiveHttp.router(options.live),
+    options.routes ?? HttpRouter.empty
+  )
+
+/** What serving the routes needs from context. */
+export type HttpRequirements =
+  | HttpServer.HttpServer
+  | SyncEngine.SyncEngine
+  | LiveHttp.LiveServer
+  | LiveHub.LiveHub
+  | ChangeLog.ChangeLog
+  | Authorizer.Authorizer
+
+/**
+ * Serve the routes on the `HttpServer` in context. On shutdown, live sessions
+ * are drained (CLOSE `shutdown` spread over the drain period) before the HTTP
+ * server stops.
+ */
+export const layerHttp = (options: Options): Layer.Layer<never, never, HttpRequirements> => {
+  const served = HttpServer.serve(toApp(router(options)))
+  const serve = options.tracing === false ? HttpMiddleware.withTracerDisabledWhen(served, () => true) : served
+  const drain = Layer.scopedDiscard(Effect.flatMap(LiveHttp.LiveServer, (live) => Effect.addFinalizer(() => live.drain)))
+  return drain.pipe(Layer.provide(serve))
 }
 
+/**
+ * A whole server: sync engine, live sessions, the poke bridge (pushes poke
+ * every subscribed session on every process), over the storage, pub/sub and
+ * authorizer layers given, on the `HttpServer` in context.
+ */
+export const layer = (
+  options: Options
+): Layer.Layer<
+  LiveHub.LiveHub | LiveHttp.LiveServer | SyncEngine.SyncEngine,
+  never,
+  HttpServer.HttpServer | SyncStorage.Services | LivePubSub.LivePubSub | Authorizer.Authorizer
+> =>
+  layerHttp(options).pipe(
+    Layer.provideMerge(layerEngine(options.registry).pipe(Layer.provide(SyncPokeBroker.layer))),
+    Layer.provideMerge(LiveHttp.layer(options.live)),
+    Layer.provideMerge(LiveHub.layer(options.presence))
+  )
+
 /** A Node HTTP server on `PORT` (3000) and `HOST` (0.0.0.0), from `Config`. */
-export const layerNodeServerConfig: Layer.Layer<HttpServer.HttpServer, Error | import("effect/ConfigError").ConfigError> = Layer.unwrapEffect(
+export const layerNodeServerConfig: Layer.Layer<HttpServer.HttpServer, Error | ConfigError.ConfigError> = Layer.unwrapEffect(
   Effect.gen(function*() {
     const port = yield* Config.integer("PORT").pipe(Config.withDefault(3000))
     const host = yield* Config.string("HOST").pipe(Config.withDefault("0.0.0.0"))
@@ -57,6 +110,8 @@ export const layerNodeServerConfig: Layer.Layer<HttpServer.HttpServer, Error | i
 export const logAddress: Layer.Layer<never, never, HttpServer.HttpServer> = Layer.effectDiscard(
   Effect.flatMap(HttpServer.HttpServer, (server) =>
     server.address._tag === "TcpAddress"
-      ? Effect.log(`listening on http://${server.address.hostname === "0.0.0.0" ? "localhost" : server.address.hostname}:${server.address.port}`)
+      ? Effect.log(
+        `listening on http://${server.address.hostname === "0.0.0.0" ? "localhost" : server.address.hostname}:${server.address.port}`
+      )
       : Effect.log(`listening on ${server.address.path}`))
 )

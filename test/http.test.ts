@@ -8,12 +8,11 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
-import { Authorizer, ChangeLog, Protocol, StorageError, SyncStorage } from "mizu-sync-live"
-import { layerEngine } from "mizu-sync-live/testing"
+import { Authorizer, ChangeLog, LivePubSub, Protocol, StorageError, SyncStorage } from "mizu-sync-live"
 import * as Http from "node:http"
 import { registry } from "./suites/EngineSuite.js"
 import { freshScope, range } from "./suites/util.js"
-import { BaseUrl, decodeAs, layerSyncServer, post } from "./support/TestServer.js"
+import { BaseUrl, decodeAs, layerServer, post } from "./support/TestServer.js"
 
 const json = { "content-type": "application/json" }
 
@@ -45,7 +44,7 @@ const SnapshotOf = (base: string, scope: string) =>
   Effect.map(post(`${base}/_sync/snapshot`, JSON.stringify({ scope }), json), (r) => decodeAs(Protocol.SnapshotResponse, r.json))
 
 describe("sync over HTTP", () => {
-  layer(layerSyncServer({ registry }, layerEngine(registry, SyncStorage.layerMemory, { authorizer })))("endpoints", (it) => {
+  layer(layerServer({ registry }, Layer.mergeAll(SyncStorage.layerMemory, LivePubSub.layerMemory, authorizer)))("endpoints", (it) => {
     it.effect("the seed's client bodies work as written", () =>
       Effect.gen(function*() {
         const base = yield* BaseUrl
@@ -193,7 +192,7 @@ describe("sync over HTTP", () => {
   })
 
   // `faultyStorage` appears twice in one build, so both uses share one instance (layers are memoized).
-  layer(Layer.merge(layerSyncServer({ registry, prefix: "/api/sync", maxBodyBytes: 1000 }, layerEngine(registry, faultyStorage)), faultyStorage))("storage failures and options", (it) => {
+  layer(Layer.merge(layerServer({ registry, prefix: "/api/sync", maxBodyBytes: 1000 }, Layer.mergeAll(faultyStorage, LivePubSub.layerMemory, Authorizer.layerAllowAll)), faultyStorage))("storage failures and options", (it) => {
     it.effect("storage down: 503 unavailable, nothing applied; it recovers by itself", () =>
       Effect.gen(function*() {
         const base = yield* BaseUrl

@@ -3,13 +3,11 @@
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Layer } from "effect"
-import { Authorizer, PokeBroker, Server, SyncStorage } from "mizu-sync-live"
+import { Authorizer, LivePubSub, Server, SyncStorage } from "mizu-sync-live"
 import { registry } from "./mutations.js"
 
-const ServerLive = Server.layerHttp({ registry }).pipe(
-  Layer.provide(Server.layerEngine(registry)),
-  Layer.provide(Layer.mergeAll(SyncStorage.layerMemory, PokeBroker.layerNoop, Authorizer.layerAllowAll)),
-  Layer.provideMerge(Server.logAddress),
+const ServerLive = Layer.mergeAll(Server.layer({ registry }), Server.logAddress).pipe(
+  Layer.provide(Layer.mergeAll(SyncStorage.layerMemory, LivePubSub.layerMemory, Authorizer.layerAllowAll)),
   Layer.provide(Server.layerNodeServerConfig)
 )
 

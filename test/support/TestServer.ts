@@ -8,7 +8,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as SchemaModule from "effect/Schema"
-import { Server, type SyncEngine } from "mizu-sync-live"
+import { Authorizer, LivePubSub, Server, SyncStorage } from "mizu-sync-live"
 import { createServer } from "node:http"
 
 /** The base URL of the server under test. */
@@ -22,12 +22,22 @@ export const layerNodeServer: Layer.Layer<HttpServer.HttpServer | BaseUrl, unkno
   })
 ).pipe(Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" })))
 
-/** Serve the sync routes over the engine layer given. */
-export const layerSyncServer = <ROut, E>(
-  options: Server.Options,
-  engine: Layer.Layer<ROut | SyncEngine.SyncEngine, E>
-): Layer.Layer<ROut | SyncEngine.SyncEngine | BaseUrl | HttpServer.HttpServer, unknown> =>
-  Server.layerHttp(options).pipe(Layer.provideMerge(engine), Layer.provideMerge(layerNodeServer))
+/** What a test server needs besides itself: storage, pub/sub and an authorizer. */
+export type Deps = SyncStorage.Services | LivePubSub.LivePubSub | Authorizer.Authorizer
+
+/** Memory storage, memory pub/sub, allow-all: the default deps of a test server. */
+export const layerMemoryDeps: Layer.Layer<Deps> = Layer.mergeAll(
+  SyncStorage.layerMemory,
+  LivePubSub.layerMemory,
+  Authorizer.layerAllowAll
+)
+
+/** A whole server (sync + live) on a free port, over the deps given; its services stay reachable. */
+export const layerServer = <E>(options: Server.Options, deps: Layer.Layer<Deps, E>) =>
+  Server.layer(options).pipe(
+    Layer.provideMerge(deps),
+    Layer.provideMerge(layerNodeServer)
+  )
 
 /** POST a raw body. */
 export const post = (url: string, body: string, headers: Record<string, string> = { "content-type": "application/json" }) =>

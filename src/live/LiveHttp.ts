@@ -1,0 +1,137 @@
+/**
+ * `GET /_live/websocket` on the same @effect/platform server as sync.
+ *
+ * The upgrade is done by a `ws` server of our own with `maxPayload`, so a
+ * frame over the limit is refused by `ws` while it reads the frame header
+ * (close code 1009) instead of being buffered first; the socket is then
+ * wrapped with the platform's `Socket.fromWebSocket`, and everything after
+ * that goes through the platform's `Socket`.
+ *
+ * `LiveServer` keeps the registry of sessions of this process: one ticker
+ * fiber drives every session's idle check and backlog flush, and on shutdown
+ * sessions get `CLOSE {reason: "shutdown"}` in batches spread over the drain
+ * period, so a deploy causes no reconnect stampede.
+ *
+ * @since 0.1.0
+ */
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Socket from "@effect/platform/Socket"
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import { WebSocketServer } from "ws"
+import * as Live from "../protocol/Live.js"
+import { ProtocolError } from "../protocol/Sync.js"
+import type * as Authorizer from "../sync/Authorizer.js"
+import type { ChangeLog } from "../sync/ChangeLog.js"
+import { errorResponse } from "../sync/SyncHttp.js"
+import type { LiveHub } from "./LiveHub.js"
+import * as Session from "./Session.js"
+
+export interface Options extends Session.Options {
+  /** Path of the endpoint (`/_live/websocket`). */
+  readonly path?: `/${string}`
+  /** Largest accepted frame in bytes (64 KiB); bigger closes the connection with 1009. */
+  readonly maxFrameBytes?: number
+  /** How long shutdown spreads the sessions' CLOSE frames over (10 s). */
+  readonly drainPeriod?: Duration.DurationInput
+  /** How often sessions are ticked (idle check, backlog flush): 1 s, or less for short idle timeouts. */
+  readonly tickInterval?: Duration.DurationInput
+}
+
+export const DEFAULT_PATH: `/${string}` = "/_live/websocket"
+
+/** The process's live sessions. */
+export class LiveServer extends Context.Tag("@mizu/live/LiveServer")<LiveServer, {
+  readonly options: Options
+  /** Upgrade the current request and run a session on it until it ends. */
+  readonly handle: Effect.Effect<
+    HttpServerResponse.HttpServerResponse,
+    never,
+    HttpServerRequest.HttpServerRequest | LiveHub | ChangeLog | Authorizer.Authorizer
+  >
+  /** Sessions open on this process. */
+  readonly sessionCount: Effect.Effect<number>
+  /** Send every session `CLOSE {reason: "shutdown"}`, in batches spread over the drain period. */
+  readonly drain: Effect.Effect<void>
+}>() {}
+
+export const make = (options: Options = {}): Effect.Effect<LiveServer["Type"], never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const sessions = new Set<Session.Handle>()
+    const wss = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        new WebSocketServer({
+          noServer: true,
+          maxPayload: options.maxFrameBytes ?? 64 * 1024,
+          handleProtocols: (protocols) => (protocols.has(Live.SUBPROTOCOL) ? Live.SUBPROTOCOL : false)
+        })
+      ),
+      (wss) => Effect.async<void>((resume) => wss.close(() => resume(Effect.void)))
+    )
+
+    const idle = Duration.toMillis(options.idleTimeout ?? "60 seconds")
+    const tick = options.tickInterval ?? Duration.millis(Math.max(10, Math.min(1000, Math.floor(idle / 4))))
+    yield* Effect.sync(() => {
+      for (const session of sessions) session.tick()
+    }).pipe(Effect.repeat(Schedule.spaced(tick)), Effect.forkScoped)
+
+    // Shutdown: CLOSE {reason: "shutdown"} in batches over the drain period.
+    const drain = Effect.gen(function*() {
+        const all = [...sessions]
+        if (all.length === 0) return
+        const period = Duration.toMillis(options.drainPeriod ?? "10 seconds")
+        const batches = Math.min(all.length, 20)
+        const size = Math.ceil(all.length / batches)
+        for (let i = 0; i < all.length; i += size) {
+          for (const session of all.slice(i, i + size)) session.shutdown()
+          if (i + size < all.length) yield* Effect.sleep(Duration.millis(period / batches))
+        }
+        yield* Effect.sleep(Duration.millis(100))
+      })
+
+    const register = (handle: Session.Handle) =>
+      Effect.acquireRelease(Effect.sync(() => sessions.add(handle)), () => Effect.sync(() => sessions.delete(handle)))
+
+    const handle = Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      if (request.headers["upgrade"]?.toLowerCase() !== "websocket") {
+        return errorResponse(new ProtocolError({ code: "invalid_request", message: "expected a WebSocket upgrade" }))
+      }
+      const incoming = NodeHttpServerRequest.toIncomingMessage(request)
+      let rawWs: import("ws").WebSocket | undefined
+      const socket = yield* Socket.fromWebSocket(
+        Effect.acquireRelease(
+          Effect.async<globalThis.WebSocket>((resume) => {
+            wss.handleUpgrade(incoming, incoming.socket, Buffer.alloc(0), (ws) => {
+              rawWs = ws
+              resume(Effect.succeed(ws as unknown as globalThis.WebSocket))
+            })
+          }),
+          (ws) => Effect.sync(() => ws.close())
+        ),
+        { closeCodeIsError: () => false }
+      )
+      const raw: Session.RawSocket = {
+        bufferedAmount: () => rawWs?.bufferedAmount ?? 0,
+        terminate: () => rawWs?.terminate()
+      }
+      yield* Session.run(socket, raw, { ...options, register })
+      return HttpServerResponse.empty()
+    }).pipe(Effect.scoped, Effect.catchAllCause((cause) => Effect.as(Effect.logDebug("live session ended", cause), HttpServerResponse.empty())))
+
+    return LiveServer.of({ options, handle, sessionCount: Effect.sync(() => sessions.size), drain })
+  })
+
+/** The live server registry (one per process). */
+export const layer = (options: Options = {}): Layer.Layer<LiveServer> => Layer.scoped(LiveServer, make(options))
+
+/** The live routes, for an app to add to its router. */
+export const router = (options: Pick<Options, "path"> = {}) =>
+  HttpRouter.empty.pipe(HttpRouter.get(options.path ?? DEFAULT_PATH, Effect.flatMap(LiveServer, (server) => server.handle)))

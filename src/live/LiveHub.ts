@@ -1,0 +1,278 @@
+/**
+ * The process-local hub between live sessions and the `LivePubSub` transport.
+ *
+ * Design decisions:
+ * - Sessions register a `Sink` per topic; the hub holds ONE transport
+ *   subscription per topic for the whole process (acquired with the first
+ *   sink, released with the last), so 10,000 sessions on one scope cost one
+ *   Redis channel and one dispatch fiber, not 10,000.
+ * - A message is decoded once per process and a frame is encoded once per
+ *   message; the per-session step is "hand these bytes to the session's
+ *   inbox" (pokes: "note this cursor"), which never blocks.
+ * - Messages between processes are `Envelope`s, decoded with a Schema: a
+ *   malformed message from the transport is dropped and logged, never trusted.
+ * - Presence is replicated: every process keeps the presence of every topic
+ *   it has subscribers for. A process re-announces its own entries every
+ *   `renewInterval`; entries of other processes that are not renewed within
+ *   `presenceTtl` expire (their process died), producing `leaves`. A process
+ *   that starts listening to a topic asks the others to re-announce at once.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Live from "../protocol/Live.js"
+import { LivePubSub } from "./LivePubSub.js"
+
+// ---------------------------------------------------------------------------
+// Envelopes between processes
+// ---------------------------------------------------------------------------
+
+const Meta = Schema.Record({ key: Schema.String, value: Schema.Unknown })
+
+/** What one process tells the others. */
+export const Envelope = Schema.Union(
+  Schema.TaggedStruct("poke", { scope: Schema.String, cursor: Schema.Number }),
+  Schema.TaggedStruct("broadcast", {
+    topic: Schema.String,
+    event: Schema.String,
+    payload: Schema.optional(Schema.Unknown),
+    from: Schema.String
+  }),
+  Schema.TaggedStruct("join", { topic: Schema.String, key: Schema.String, meta: Meta, node: Schema.String }),
+  Schema.TaggedStruct("leave", { topic: Schema.String, key: Schema.String, node: Schema.String }),
+  Schema.TaggedStruct("renew", { topic: Schema.String, node: Schema.String, entries: Schema.Record({ key: Schema.String, value: Meta }) }),
+  Schema.TaggedStruct("sync", { topic: Schema.String, node: Schema.String })
+)
+export type Envelope = typeof Envelope.Type
+
+const decodeEnvelope = Schema.decodeUnknownEither(Schema.parseJson(Envelope))
+const encodeEnvelope = (e: Envelope): string => JSON.stringify(e)
+
+// ---------------------------------------------------------------------------
+// The hub
+// ---------------------------------------------------------------------------
+
+/** What a session gives the hub to be reached. Every method is synchronous and never blocks. */
+export interface Sink {
+  /** The session id: broadcasts are not echoed to their sender. */
+  readonly id: string
+  /** A commit in `scope` reached `cursor`. */
+  readonly poke: (scope: string, cursor: number) => void
+  /** A ready-encoded frame. */
+  readonly send: (frame: string) => void
+}
+
+export interface Options {
+  /** How often a process re-announces its presence entries (default 5 s). */
+  readonly renewInterval?: Duration.DurationInput
+  /** How long another process's entry lives without renewal (default 15 s). */
+  readonly presenceTtl?: Duration.DurationInput
+}
+
+interface PresenceEntry {
+  readonly meta: Readonly<Record<string, unknown>>
+  readonly node: string
+  expiresAt: number
+}
+
+interface TopicState {
+  readonly sinks: Set<Sink>
+  /** key -> entry, for every process */
+  readonly presence: Map<string, PresenceEntry>
+  /** Closes the transport subscription when the last sink leaves. */
+  readonly scope: Scope.CloseableScope
+}
+
+export class LiveHub extends Context.Tag("@mizu/live/LiveHub")<LiveHub, {
+  /** This process's id (presence entries carry it). */
+  readonly node: string
+  /**
+   * Register a sink on a topic until the scope closes. Messages published
+   * after this returns reach it. The current presence of the topic, if any,
+   * is sent to the sink as a full `state` PRESENCE frame before it returns.
+   */
+  readonly subscribe: (topic: string, sink: Sink) => Effect.Effect<void, never, Scope.Scope>
+  /** Poke every subscriber of a scope, on every process. */
+  readonly poke: (scope: string, cursor: number) => Effect.Effect<void>
+  /** Relay an ephemeral event to every other subscriber of the topic, on every process. */
+  readonly broadcast: (topic: string, event: string, payload: unknown, from: string) => Effect.Effect<void>
+  /** Track `key` (a session) as present on the topic with `meta`, until `untrack` or the scope closes. */
+  readonly track: (topic: string, key: string, meta: Readonly<Record<string, unknown>>) => Effect.Effect<void, never, Scope.Scope>
+  /** The number of sinks registered on this process (all topics). */
+  readonly sinkCount: Effect.Effect<number>
+  /** The number of topics this process holds a transport subscription for. */
+  readonly topicCount: Effect.Effect<number>
+}>() {}
+
+const presenceFrame = (topic: string, field: "state" | "joins" | "leaves", entries: Record<string, unknown>) =>
+  Live.encodeServerFrame({ type: Live.FrameType.PRESENCE, payload: { topic, [field]: entries } })
+
+export const make = (options: Options = {}): Effect.Effect<LiveHub["Type"], never, LivePubSub | Scope.Scope> =>
+  Effect.gen(function*() {
+    const transport = yield* LivePubSub
+    const hubScope = yield* Effect.scope
+    const node = crypto.randomUUID()
+    const renewMillis = Duration.toMillis(options.renewInterval ?? "5 seconds")
+    const ttlMillis = Duration.toMillis(options.presenceTtl ?? "15 seconds")
+    const topics = new Map<string, TopicState>()
+    /** This process's own presence: topic -> key -> meta. */
+    const local = new Map<string, Map<string, Readonly<Record<string, unknown>>>>()
+    let sinkTotal = 0
+    // Opening and closing a topic's transport subscription yields; one at a time keeps the map honest.
+    const lock = (yield* Effect.makeSemaphore(1)).withPermits(1)
+
+    const toSinks = (state: TopicState, frame: string, except?: string) => {
+      for (const sink of state.sinks) if (sink.id !== except) sink.send(frame)
+    }
+
+    const publish = (topic: string, envelope: Envelope) => transport.publish(topic, encodeEnvelope(envelope))
+
+    const applyJoin = (topic: string, state: TopicState, key: string, meta: Readonly<Record<string, unknown>>, from: string) => {
+      const existing = state.presence.get(key)
+      state.presence.set(key, { meta, node: from, expiresAt: Date.now() + ttlMillis })
+      if (existing === undefined || JSON.stringify(existing.meta) !== JSON.stringify(meta)) {
+        toSinks(state, presenceFrame(topic, "joins", { [key]: meta }))
+      }
+    }
+
+    const applyLeave = (topic: string, state: TopicState, key: string) => {
+      const existing = state.presence.get(key)
+      if (existing === undefined) return
+      state.presence.delete(key)
+      toSinks(state, presenceFrame(topic, "leaves", { [key]: existing.meta }))
+    }
+
+    const dispatch = (topic: string, state: TopicState, raw: string): Effect.Effect<void> => {
+      const decoded = decodeEnvelope(raw)
+      if (Either.isLeft(decoded)) return Effect.logWarning("dropped a malformed live message", { topic })
+      const e = decoded.right
+      switch (e._tag) {
+        case "poke":
+          for (const sink of state.sinks) sink.poke(e.scope, e.cursor)
+          return Effect.void
+        case "broadcast":
+          toSinks(
+            state,
+            Live.encodeServerFrame({
+              type: Live.FrameType.BROADCAST,
+              payload: { topic, event: e.event, ...(e.payload === undefined ? {} : { payload: e.payload }), from: e.from }
+            }),
+            e.from
+          )
+          return Effect.void
+        case "join":
+          applyJoin(topic, state, e.key, e.meta, e.node)
+          return Effect.void
+        case "leave":
+          applyLeave(topic, state, e.key)
+          return Effect.void
+        case "renew":
+          for (const [key, meta] of Object.entries(e.entries)) applyJoin(topic, state, key, meta, e.node)
+          return Effect.void
+        case "sync":
+          return e.node === node ? Effect.void : announce(topic)
+      }
+    }
+
+    const announce = (topic: string) => {
+      const mine = local.get(topic)
+      return mine === undefined || mine.size === 0
+        ? Effect.void
+        : publish(topic, { _tag: "renew", topic, node, entries: Object.fromEntries(mine) })
+    }
+
+    /** Open the process's transport subscription for a topic (first sink). */
+    const openTopic = (topic: string) =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.fork(hubScope, ExecutionStrategy.sequential)
+        const state: TopicState = { sinks: new Set(), presence: new Map(), scope }
+        topics.set(topic, state)
+        const queue = yield* transport.subscribe(topic).pipe(Scope.extend(scope))
+        yield* Queue.take(queue).pipe(
+          Effect.flatMap((raw) => dispatch(topic, state, raw)),
+          Effect.forever,
+          Effect.forkIn(scope)
+        )
+        yield* publish(topic, { _tag: "sync", topic, node })
+        return state
+      })
+
+    const subscribe = (topic: string, sink: Sink) =>
+      Effect.acquireRelease(
+        lock(Effect.gen(function*() {
+          const state = topics.get(topic) ?? (yield* openTopic(topic))
+          state.sinks.add(sink)
+          sinkTotal++
+          if (state.presence.size > 0) {
+            sink.send(presenceFrame(topic, "state", Object.fromEntries([...state.presence].map(([k, v]) => [k, v.meta]))))
+          }
+        })),
+        () =>
+          lock(Effect.suspend(() => {
+            const state = topics.get(topic)
+            if (state === undefined || !state.sinks.delete(sink)) return Effect.void
+            sinkTotal--
+            if (state.sinks.size > 0) return Effect.void
+            topics.delete(topic)
+            return Scope.close(state.scope, Exit.void)
+          }))
+      ).pipe(Effect.asVoid)
+
+    const track = (topic: string, key: string, meta: Readonly<Record<string, unknown>>) =>
+      Effect.acquireRelease(
+        Effect.gen(function*() {
+          let mine = local.get(topic)
+          if (mine === undefined) {
+            mine = new Map()
+            local.set(topic, mine)
+          }
+          mine.set(key, meta)
+          yield* publish(topic, { _tag: "join", topic, key, meta, node })
+        }),
+        () =>
+          Effect.gen(function*() {
+            const mine = local.get(topic)
+            if (mine === undefined || !mine.delete(key)) return
+            if (mine.size === 0) local.delete(topic)
+            yield* publish(topic, { _tag: "leave", topic, key, node })
+          })
+      ).pipe(Effect.asVoid)
+
+    // Renew this process's entries; expire other processes' stale ones.
+    yield* Effect.sync(() => {
+      const now = Date.now()
+      for (const [topic, state] of topics) {
+        for (const [key, entry] of state.presence) {
+          if (entry.node !== node && entry.expiresAt < now) applyLeave(topic, state, key)
+        }
+      }
+    }).pipe(
+      Effect.zipRight(Effect.forEach([...local.keys()], announce, { discard: true })),
+      Effect.repeat(Schedule.spaced(Duration.millis(renewMillis))),
+      Effect.forkScoped
+    )
+
+    return LiveHub.of({
+      node,
+      subscribe,
+      poke: (scope, cursor) => publish(scope, { _tag: "poke", scope, cursor }),
+      broadcast: (topic, event, payload, from) =>
+        publish(topic, { _tag: "broadcast", topic, event, ...(payload === undefined ? {} : { payload }), from }),
+      track,
+      sinkCount: Effect.sync(() => sinkTotal),
+      topicCount: Effect.sync(() => topics.size)
+    })
+  })
+
+/** The hub over the `LivePubSub` in context. */
+export const layer = (options: Options = {}): Layer.Layer<LiveHub, never, LivePubSub> => Layer.scoped(LiveHub, make(options))

@@ -1,0 +1,349 @@
+/**
+ * One live session: a WebSocket connection as a scoped Effect.
+ *
+ * Shape: every input of the session — decoded client frames, pokes,
+ * broadcasts and presence from the `LiveHub`, timer ticks — is put into ONE
+ * inbox queue, and the session is the `Stream` of that inbox, consumed by one
+ * fiber that handles each event in order and does every write. (One inbox fed
+ * by all sides was measured cheaper than `Stream.merge` of several streams;
+ * see bench/.) Closing the session's `Scope`, for whatever cause, releases its
+ * hub subscriptions, its presence and its socket.
+ *
+ * Invariants:
+ * - Client frames are handled one at a time, in arrival order.
+ * - Pokes are conflated per scope: the inbox holds at most one poke marker per
+ *   scope; its cursor is the newest seen when it is written.
+ * - Backpressure: when the socket's send buffer is above a high-water mark,
+ *   broadcasts and presence wait in a backlog (counted in bytes) and pokes
+ *   stay conflated. Backlog + socket buffer over `maxPendingBytes` closes the
+ *   session with `CLOSE {reason: "slow_consumer"}` and code 4008, so one slow
+ *   reader never holds memory or slows anyone else.
+ * - A subscription is made before the scope's head is read for the reply, so
+ *   no commit falls between the `cursors` a client gets and its first poke.
+ *
+ * @since 0.1.0
+ */
+import * as Socket from "@effect/platform/Socket"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Queue from "effect/Queue"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Live from "../protocol/Live.js"
+import * as Authorizer from "../sync/Authorizer.js"
+import { ChangeLog } from "../sync/ChangeLog.js"
+import { LiveHub } from "./LiveHub.js"
+
+/** Limits and timers of a session; defaults are PROTOCOL.md's. */
+export interface Options {
+  /** Close a connection with no incoming frame for this long (60 s). */
+  readonly idleTimeout?: Duration.DurationInput
+  /** Most scopes (topics) one session may subscribe to (100). */
+  readonly maxScopes?: number
+  /** Most bytes of frames pending for one session before it is a slow consumer (1 MiB). */
+  readonly maxPendingBytes?: number
+  /** Socket send buffer above which broadcasts wait in the backlog (64 KiB). */
+  readonly highWaterBytes?: number
+}
+
+/** What a session needs of its raw socket beyond the platform `Socket`. */
+export interface RawSocket {
+  /** Bytes accepted by `send` but not yet handed to the OS. */
+  readonly bufferedAmount: () => number
+  /** Close now, without the closing handshake (for a peer that does not read). */
+  readonly terminate: () => void
+}
+
+/** The handle the server keeps on a running session. */
+export interface Handle {
+  readonly id: string
+  /** Check the idle timeout and flush the backlog. */
+  readonly tick: () => void
+  /** Close with `CLOSE {reason: "shutdown"}`. */
+  readonly shutdown: () => void
+}
+
+type Event =
+  | { readonly _tag: "Frame"; readonly text: string }
+  | { readonly _tag: "Binary" }
+  | { readonly _tag: "Poke"; readonly scope: string }
+  | { readonly _tag: "Send"; readonly frame: string }
+  | { readonly _tag: "Tick" }
+  | { readonly _tag: "Shutdown" }
+  | { readonly _tag: "Closed" }
+
+const TICK: Event = { _tag: "Tick" }
+const SHUTDOWN: Event = { _tag: "Shutdown" }
+const CLOSED: Event = { _tag: "Closed" }
+const BINARY: Event = { _tag: "Binary" }
+
+const { FrameType } = Live
+
+/**
+ * Run a session over an upgraded socket until it ends. `register` is told the
+ * session's handle for the server's registry (ticks, shutdown).
+ */
+export const run = (
+  socket: Socket.Socket,
+  raw: RawSocket,
+  options: Options & { readonly register: (handle: Handle) => Effect.Effect<void, never, Scope.Scope> }
+): Effect.Effect<void, never, Scope.Scope | LiveHub | ChangeLog | Authorizer.Authorizer> =>
+  Effect.gen(function*() {
+    const hub = yield* LiveHub
+    const log = yield* ChangeLog
+    const authorizer = yield* Authorizer.Authorizer
+    const sessionScope = yield* Effect.scope
+    const write = yield* socket.writer
+    const idleMillis = Duration.toMillis(options.idleTimeout ?? "60 seconds")
+    const maxScopes = options.maxScopes ?? 100
+    const maxPending = options.maxPendingBytes ?? 1024 * 1024
+    const highWater = options.highWaterBytes ?? 64 * 1024
+
+    const inbox = yield* Queue.unbounded<Event>()
+    yield* Effect.addFinalizer(() => Queue.shutdown(inbox))
+
+    const id = crypto.randomUUID()
+    let joined = false
+    let token: string | undefined
+    let lastIncoming = Date.now()
+    let closed = false
+    /** scope -> the Scope holding its hub subscription */
+    const subscriptions = new Map<string, Scope.CloseableScope>()
+    /** topic -> the Scope holding this session's presence on it */
+    const presence = new Map<string, Scope.CloseableScope>()
+    /** conflated pokes: scope -> newest cursor not yet written */
+    const pendingPokes = new Map<string, number>()
+    /** frames waiting for the socket to drain */
+    const backlog: Array<string> = []
+    let pendingBytes = 0
+
+    const send = (frame: Live.ServerFrame) => write(Live.encodeServerFrame(frame)).pipe(Effect.ignore)
+    const reply = (ref: number | undefined, payload: Live.ReplyPayload) =>
+      send({ type: FrameType.REPLY, ...(ref === undefined ? {} : { ref }), payload })
+    const replyError = (ref: number | undefined, reason: string, message?: string) =>
+      reply(ref, { status: "error", reason, ...(message === undefined ? {} : { message }) })
+    const error = (code: string, message: string, recoverable = true) =>
+      send({ type: FrameType.ERROR, payload: { code, message, recoverable } })
+    const close = (reason: string, code: number, message?: string) =>
+      Effect.gen(function*() {
+        if (closed) return
+        closed = true
+        yield* send({ type: FrameType.CLOSE, payload: { reason, ...(message === undefined ? {} : { message }) } })
+        yield* write(new Socket.CloseEvent(code, reason)).pipe(Effect.ignore)
+      })
+
+    /** Set when the pending bytes pass the limit; the session fiber closes on its next event. */
+    let slow = false
+    const slowConsumer = () => {
+      if (slow || closed) return
+      slow = true
+      Queue.unsafeOffer(inbox, TICK)
+    }
+    // The peer is not reading: the CLOSE frame may never reach it, so do not wait for a handshake.
+    const closeSlow = Effect.gen(function*() {
+      yield* close("slow_consumer", 4008)
+      yield* Effect.sync(() => setTimeout(raw.terminate, 1000).unref())
+    })
+
+    // -- what the hub reaches -------------------------------------------------
+    const sink = {
+      id,
+      poke: (scope: string, cursor: number) => {
+        if (closed) return
+        const prev = pendingPokes.get(scope)
+        if (prev === undefined) {
+          pendingPokes.set(scope, cursor)
+          Queue.unsafeOffer(inbox, { _tag: "Poke", scope })
+        } else if (cursor > prev) {
+          pendingPokes.set(scope, cursor)
+        }
+      },
+      send: (frame: string) => {
+        if (closed) return
+        pendingBytes += frame.length
+        if (pendingBytes + raw.bufferedAmount() > maxPending) return slowConsumer()
+        Queue.unsafeOffer(inbox, { _tag: "Send", frame })
+      }
+    }
+
+    const congested = () => raw.bufferedAmount() > highWater
+
+    const flush = Effect.gen(function*() {
+      while (backlog.length > 0 && !congested()) {
+        const frame = backlog.shift() as string
+        pendingBytes -= frame.length
+        yield* write(frame).pipe(Effect.ignore)
+      }
+      if (congested()) return
+      for (const [scope, cursor] of pendingPokes) {
+        pendingPokes.delete(scope)
+        yield* send({ type: FrameType.POKE, payload: { scope, cursor } })
+      }
+    })
+
+    // -- subscriptions ----------------------------------------------------------
+    const authorizeAll = (scopes: ReadonlyArray<string>) =>
+      Effect.forEach(
+        new Set(scopes),
+        (scope) => authorizer.authorize({ action: "subscribe", scope, token, clientId: undefined, headers: {} }),
+        { discard: true }
+      )
+
+    /** Subscribe to scopes (all or nothing) and return their heads. */
+    const subscribe = (scopes: ReadonlyArray<string>) =>
+      Effect.gen(function*() {
+        const wanted = [...new Set(scopes)]
+        const fresh = wanted.filter((s) => !subscriptions.has(s))
+        if (subscriptions.size + fresh.length > maxScopes) {
+          return Either.left({ reason: "too_many_scopes", message: `at most ${maxScopes} scopes per session` })
+        }
+        const denied = yield* authorizeAll(wanted).pipe(Effect.flip, Effect.option)
+        if (denied._tag === "Some") return Either.left({ reason: denied.value.reason, message: denied.value.message })
+        for (const scope of fresh) {
+          const child = yield* Scope.fork(sessionScope, ExecutionStrategy.sequential)
+          yield* hub.subscribe(scope, sink).pipe(Scope.extend(child))
+          subscriptions.set(scope, child)
+        }
+        const heads = yield* Effect.forEach(wanted, (scope) => Effect.map(log.head(scope), (head) => [scope, head] as const)).pipe(
+          Effect.either
+        )
+        if (Either.isLeft(heads)) return Either.left({ reason: "unavailable", message: "storage unavailable, retry later" })
+        return Either.right(Object.fromEntries(heads.right))
+      })
+
+    const unsubscribe = (scopes: ReadonlyArray<string>) =>
+      Effect.forEach(scopes, (scope) =>
+        Effect.gen(function*() {
+          const tracked = presence.get(scope)
+          if (tracked !== undefined) {
+            presence.delete(scope)
+            yield* Scope.close(tracked, Exit.void)
+          }
+          const sub = subscriptions.get(scope)
+          if (sub !== undefined) {
+            subscriptions.delete(scope)
+            pendingPokes.delete(scope)
+            yield* Scope.close(sub, Exit.void)
+          }
+        }), { discard: true })
+
+    // -- client frames ----------------------------------------------------------
+    const onFrame = (frame: Live.ClientFrame): Effect.Effect<void> => {
+      if (!joined && frame.type !== FrameType.JOIN) {
+        return error("not_joined", "the first frame must be JOIN")
+      }
+      switch (frame.type) {
+        case FrameType.JOIN: {
+          if (joined) return replyError(frame.ref, "already_joined", "this session has joined")
+          token = frame.payload.token
+          return Effect.gen(function*() {
+            const result = yield* subscribe(frame.payload.scopes ?? [])
+            if (Either.isLeft(result)) return yield* replyError(frame.ref, result.left.reason, result.left.message)
+            joined = true
+            yield* reply(frame.ref, { status: "ok", session_id: id, cursors: result.right })
+          })
+        }
+        case FrameType.SUBSCRIBE:
+          return Effect.flatMap(subscribe(frame.payload.scopes), (result) =>
+            Either.isLeft(result)
+              ? replyError(frame.ref, result.left.reason, result.left.message)
+              : reply(frame.ref, { status: "ok", cursors: result.right }))
+        case FrameType.UNSUBSCRIBE:
+          return Effect.zipRight(unsubscribe(frame.payload.scopes), reply(frame.ref, { status: "ok" }))
+        case FrameType.HEARTBEAT:
+          return send({
+            type: FrameType.HEARTBEAT,
+            ...(frame.ref === undefined ? {} : { ref: frame.ref }),
+            payload: frame.payload.ping === undefined ? {} : { pong: frame.payload.ping }
+          })
+        case FrameType.LEAVE:
+          return close("normal", 1000)
+        case FrameType.EVENT: {
+          const topic = frame.topic ?? (typeof frame.payload["topic"] === "string" ? frame.payload["topic"] : undefined)
+          if (topic === undefined) return replyError(frame.ref, "no_handler", "EVENT needs a topic")
+          if (!subscriptions.has(topic)) return replyError(frame.ref, "not_subscribed", `not subscribed to ${topic}`)
+          const ok = frame.ref === undefined ? Effect.void : reply(frame.ref, { status: "ok" })
+          if (frame.payload.name === "presence") {
+            return Effect.gen(function*() {
+              const previous = presence.get(topic)
+              if (previous !== undefined) yield* Scope.close(previous, Exit.void)
+              const child = yield* Scope.fork(sessionScope, ExecutionStrategy.sequential)
+              yield* hub.track(topic, id, frame.payload.values ?? {}).pipe(Scope.extend(child))
+              presence.set(topic, child)
+              yield* ok
+            })
+          }
+          const payload = frame.payload.values ?? frame.payload["payload"]
+          return Effect.zipRight(hub.broadcast(topic, frame.payload.name, payload, id), ok)
+        }
+      }
+    }
+
+    const handle = (event: Event): Effect.Effect<boolean> => {
+      if (slow) return Effect.as(closeSlow, false)
+      switch (event._tag) {
+        case "Frame": {
+          lastIncoming = Date.now()
+          const decoded = Live.decodeClientFrame(event.text)
+          if (Either.isLeft(decoded)) return Effect.as(error("invalid_message", decoded.left), true)
+          return Effect.as(onFrame(decoded.right), true).pipe(Effect.map(() => !closed))
+        }
+        case "Binary":
+          lastIncoming = Date.now()
+          return Effect.as(error("invalid_message", "frames must be JSON text"), true)
+        case "Poke": {
+          if (congested()) return Effect.succeed(true) // stays conflated in pendingPokes until a tick flushes
+          const cursor = pendingPokes.get(event.scope)
+          if (cursor === undefined) return Effect.succeed(true)
+          pendingPokes.delete(event.scope)
+          return Effect.as(send({ type: FrameType.POKE, payload: { scope: event.scope, cursor } }), true)
+        }
+        case "Send": {
+          if (backlog.length > 0 || congested()) {
+            backlog.push(event.frame)
+            return Effect.succeed(true)
+          }
+          pendingBytes -= event.frame.length
+          return Effect.as(write(event.frame).pipe(Effect.ignore), true)
+        }
+        case "Tick": {
+          if (Date.now() - lastIncoming > idleMillis) {
+            return Effect.as(close("idle_timeout", 1000, `no frame for ${idleMillis} ms`), false)
+          }
+          if (pendingBytes + raw.bufferedAmount() > maxPending) return Effect.as(closeSlow, false)
+          return Effect.as(flush, true)
+        }
+        case "Shutdown":
+          return Effect.as(close("shutdown", 1001), false)
+        case "Closed":
+          return Effect.succeed(false)
+      }
+    }
+
+    yield* options.register({
+      id,
+      tick: () => Queue.unsafeOffer(inbox, TICK),
+      shutdown: () => Queue.unsafeOffer(inbox, SHUTDOWN)
+    })
+
+    // The reader: every frame into the inbox; the end of the socket too.
+    yield* socket.runRaw((data) => {
+      Queue.unsafeOffer(inbox, typeof data === "string" ? { _tag: "Frame", text: data } : BINARY)
+    }).pipe(
+      Effect.ignore,
+      Effect.ensuring(Effect.sync(() => {
+        closed = true
+        Queue.unsafeOffer(inbox, CLOSED)
+      })),
+      Effect.forkScoped
+    )
+
+    yield* Stream.fromQueue(inbox).pipe(
+      Stream.mapEffect(handle),
+      Stream.takeWhile((goOn) => goOn),
+      Stream.runDrain
+    )
+  }).pipe(Effect.withSpan("LiveSession"))
