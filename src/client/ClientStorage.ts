@@ -1,0 +1,139 @@
+/**
+ * Where a client keeps what must survive a restart: its id and next mutation
+ * id, per scope the confirmed (server) rows and cursor, and the pending
+ * mutation queue. The optimistic view is not stored: it is rebuilt from these.
+ *
+ * Guarantees of every layer:
+ * - `commit(batch)` is atomic: after a crash, either all of the batch is
+ *   visible to the next `load` or none of it.
+ * - `load` returns the state as of the last successful `commit`.
+ * - One client process per store (a second process sharing a store is not
+ *   supported).
+ *
+ * Layers: `layerMemory` (here), `IndexedDbStorage.layer` (browsers),
+ * `FileStorage.layer` (Node, from `mizu-sync-live/client/node`).
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Ref from "effect/Ref"
+import type { PendingMutation } from "./LocalView.js"
+
+/** A storage failure (quota, I/O, a corrupt file). */
+export class ClientStorageError extends Data.TaggedError("ClientStorageError")<{
+  readonly reason: "unavailable" | "corrupt"
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+/** One scope as stored: its cursor and confirmed rows (`entity → id → JSON`). */
+export interface StoredScope {
+  readonly cursor: number
+  readonly rows: { readonly [entity: string]: { readonly [id: string]: unknown } }
+}
+
+/** Everything a client keeps. */
+export interface StoredState {
+  readonly clientId: string | undefined
+  /** The id the next new mutation gets (1 for a new client). */
+  readonly nextId: number
+  readonly scopes: { readonly [scope: string]: StoredScope }
+  /** Ordered by id. */
+  readonly pending: ReadonlyArray<PendingMutation>
+}
+
+/** The state of a client that never committed anything. */
+export const emptyState: StoredState = { clientId: undefined, nextId: 1, scopes: {}, pending: [] }
+
+/** A write to one scope: optionally clear it first, then put and delete rows, then set the cursor. */
+export interface ScopeWrite {
+  readonly scope: string
+  readonly cursor: number
+  readonly reset?: boolean
+  readonly put?: ReadonlyArray<readonly [entity: string, id: string, data: unknown]>
+  readonly delete?: ReadonlyArray<readonly [entity: string, id: string]>
+}
+
+/**
+ * One atomic unit of writes, applied in this order: `meta`, `scopes`,
+ * `pendingReplace`, `pendingDelete`, `pendingPut`.
+ */
+export interface Batch {
+  readonly meta?: { readonly clientId: string; readonly nextId: number }
+  readonly scopes?: ReadonlyArray<ScopeWrite>
+  /** Replace the whole queue (renumbering). */
+  readonly pendingReplace?: ReadonlyArray<PendingMutation>
+  readonly pendingDelete?: ReadonlyArray<number>
+  /** Append (or replace by id). */
+  readonly pendingPut?: ReadonlyArray<PendingMutation>
+}
+
+export class ClientStorage extends Context.Tag("@mizu/client/ClientStorage")<ClientStorage, {
+  readonly load: Effect.Effect<StoredState, ClientStorageError>
+  readonly commit: (batch: Batch) => Effect.Effect<void, ClientStorageError>
+}>() {}
+
+/** Apply a batch to a stored state, returning the new state (the input is not changed). */
+export const applyBatch = (state: StoredState, batch: Batch): StoredState => {
+  let scopes = state.scopes
+  if (batch.scopes !== undefined && batch.scopes.length > 0) {
+    const next: Record<string, StoredScope> = { ...state.scopes }
+    for (const w of batch.scopes) {
+      const prev = w.reset === true ? undefined : next[w.scope]
+      const rows: Record<string, Record<string, unknown>> = {}
+      for (const [entity, ids] of Object.entries(prev?.rows ?? {})) rows[entity] = { ...ids }
+      for (const [entity, id, data] of w.put ?? []) {
+        const ids = rows[entity] ?? (rows[entity] = {})
+        ids[id] = data
+      }
+      for (const [entity, id] of w.delete ?? []) {
+        const ids = rows[entity]
+        if (ids === undefined) continue
+        delete ids[id]
+        if (Object.keys(ids).length === 0) delete rows[entity]
+      }
+      next[w.scope] = { cursor: w.cursor, rows }
+    }
+    scopes = next
+  }
+  let pending = batch.pendingReplace ?? state.pending
+  if (batch.pendingDelete !== undefined && batch.pendingDelete.length > 0) {
+    const drop = new Set(batch.pendingDelete)
+    pending = pending.filter((m) => !drop.has(m.id))
+  }
+  if (batch.pendingPut !== undefined && batch.pendingPut.length > 0) {
+    const byId = new Map(pending.map((m) => [m.id, m] as const))
+    for (const m of batch.pendingPut) byId.set(m.id, m)
+    pending = [...byId.values()].sort((a, b) => a.id - b.id)
+  }
+  return {
+    clientId: batch.meta?.clientId ?? state.clientId,
+    nextId: batch.meta?.nextId ?? state.nextId,
+    scopes,
+    pending
+  }
+}
+
+/**
+ * A memory store over a `Ref` the caller owns: building two clients over the
+ * same `Ref` one after the other is a restart (what a test of persistence
+ * without a disk uses).
+ */
+export const makeMemory = (ref: Ref.Ref<StoredState>): ClientStorage["Type"] =>
+  ClientStorage.of({
+    load: Ref.get(ref),
+    commit: (batch) => Ref.update(ref, (s) => applyBatch(s, batch))
+  })
+
+/** A fresh memory store per build: nothing survives the layer. */
+export const layerMemory: Layer.Layer<ClientStorage> = Layer.effect(
+  ClientStorage,
+  Effect.map(Ref.make(emptyState), makeMemory)
+)
+
+/** A memory store over the given `Ref`, which outlives the layer (a restartable client in tests). */
+export const layerMemoryRef = (ref: Ref.Ref<StoredState>): Layer.Layer<ClientStorage> =>
+  Layer.succeed(ClientStorage, makeMemory(ref))

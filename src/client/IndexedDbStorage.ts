@@ -1,0 +1,153 @@
+/**
+ * `ClientStorage` on IndexedDB, for browsers. One database with four object
+ * stores: `meta` (client id, next mutation id), `scopes` (cursor per scope),
+ * `rows` (confirmed rows, keyed `scope \0 entity \0 id`) and `pending` (the
+ * queue, keyed by mutation id).
+ *
+ * Invariants:
+ * - Each `commit` is one `readwrite` transaction over the four stores with
+ *   `durability: "strict"`; it resolves on the transaction's `complete`
+ *   event, so a batch is all or nothing and on disk when `commit` returns.
+ * - Scope names cannot contain `\0` (the protocol's `Scope`), so a scope's
+ *   rows are exactly the keys in `[scope\0, scope\x01)`.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { type Batch, ClientStorage, ClientStorageError, type StoredScope, type StoredState } from "./ClientStorage.js"
+import type { PendingMutation } from "./LocalView.js"
+
+/** Options of the IndexedDB storage. */
+export interface Options {
+  /** The database name; `mizu-sync` by default. One client per database. */
+  readonly name?: string
+  /** The `IDBFactory`; the global `indexedDB` by default. */
+  readonly indexedDB?: IDBFactory
+  /** The `IDBKeyRange` class; the global one by default. */
+  readonly IDBKeyRange?: { readonly bound: (lower: string, upper: string, lowerOpen?: boolean, upperOpen?: boolean) => IDBKeyRange }
+}
+
+const STORES = ["meta", "scopes", "rows", "pending"] as const
+
+interface RowRecord {
+  readonly scope: string
+  readonly entity: string
+  readonly id: string
+  readonly data: unknown
+}
+
+interface MetaRecord {
+  readonly clientId: string
+  readonly nextId: number
+}
+
+const rowKey = (scope: string, entity: string, id: string) => `${scope}\u0000${entity}\u0000${id}`
+
+const fail = (message: string, cause?: unknown) => new ClientStorageError({ reason: "unavailable", message, cause })
+
+const request = <A>(req: IDBRequest<A>): Promise<A> =>
+  new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result)
+    req.onerror = () => reject(req.error)
+  })
+
+const completion = (tx: IDBTransaction): Promise<void> =>
+  new Promise((resolve, reject) => {
+    tx.oncomplete = () => resolve()
+    tx.onerror = () => reject(tx.error)
+    tx.onabort = () => reject(tx.error ?? new Error("transaction aborted"))
+  })
+
+const open = (factory: IDBFactory, name: string): Promise<IDBDatabase> =>
+  new Promise((resolve, reject) => {
+    const req = factory.open(name, 1)
+    req.onupgradeneeded = () => {
+      const db = req.result
+      for (const store of STORES) if (!db.objectStoreNames.contains(store)) db.createObjectStore(store)
+    }
+    req.onsuccess = () => resolve(req.result)
+    req.onerror = () => reject(req.error)
+    req.onblocked = () => reject(new Error(`IndexedDB ${name} is blocked by another connection`))
+  })
+
+/** Open the database; it is closed with the scope. */
+export const make = (options: Options = {}) =>
+  Effect.gen(function*() {
+    const factory = options.indexedDB ?? globalThis.indexedDB
+    const keyRange = options.IDBKeyRange ?? globalThis.IDBKeyRange
+    if (factory === undefined || keyRange === undefined) return yield* fail("IndexedDB is not available here")
+    const name = options.name ?? "mizu-sync"
+    const db = yield* Effect.acquireRelease(
+      Effect.tryPromise({ try: () => open(factory, name), catch: (cause) => fail(`cannot open IndexedDB ${name}`, cause) }),
+      (db) => Effect.sync(() => db.close())
+    )
+
+    const load = Effect.tryPromise({
+      try: async (): Promise<StoredState> => {
+        const tx = db.transaction([...STORES], "readonly")
+        const done = completion(tx)
+        const [meta, scopeKeys, scopeValues, rows, pending] = await Promise.all([
+          request(tx.objectStore("meta").get("meta")) as Promise<MetaRecord | undefined>,
+          request(tx.objectStore("scopes").getAllKeys()),
+          request(tx.objectStore("scopes").getAll()) as Promise<Array<{ readonly cursor: number }>>,
+          request(tx.objectStore("rows").getAll()) as Promise<Array<RowRecord>>,
+          request(tx.objectStore("pending").getAll()) as Promise<Array<PendingMutation>>
+        ])
+        await done
+        const scopes: Record<string, { cursor: number; rows: Record<string, Record<string, unknown>> }> = {}
+        scopeKeys.forEach((key, i) => {
+          scopes[String(key)] = { cursor: scopeValues[i]?.cursor ?? 0, rows: {} }
+        })
+        for (const row of rows) {
+          const scope = scopes[row.scope] ?? (scopes[row.scope] = { cursor: 0, rows: {} })
+          const ids = scope.rows[row.entity] ?? (scope.rows[row.entity] = {})
+          ids[row.id] = row.data
+        }
+        return {
+          clientId: meta?.clientId,
+          nextId: meta?.nextId ?? 1,
+          scopes: scopes as Record<string, StoredScope>,
+          pending: [...pending].sort((a, b) => a.id - b.id)
+        }
+      },
+      catch: (cause) => fail(`cannot read IndexedDB ${name}`, cause)
+    })
+
+    const commit = (batch: Batch) =>
+      Effect.tryPromise({
+        try: () => {
+          const tx = db.transaction([...STORES], "readwrite", { durability: "strict" })
+          const done = completion(tx)
+          if (batch.meta !== undefined) {
+            const meta: MetaRecord = { clientId: batch.meta.clientId, nextId: batch.meta.nextId }
+            tx.objectStore("meta").put(meta, "meta")
+          }
+          const rows = tx.objectStore("rows")
+          for (const w of batch.scopes ?? []) {
+            if (w.reset === true) rows.delete(keyRange.bound(`${w.scope}\u0000`, `${w.scope}\u0001`, false, true))
+            for (const [entity, id, data] of w.put ?? []) {
+              const record: RowRecord = { scope: w.scope, entity, id, data }
+              rows.put(record, rowKey(w.scope, entity, id))
+            }
+            for (const [entity, id] of w.delete ?? []) rows.delete(rowKey(w.scope, entity, id))
+            tx.objectStore("scopes").put({ cursor: w.cursor }, w.scope)
+          }
+          const pending = tx.objectStore("pending")
+          if (batch.pendingReplace !== undefined) {
+            pending.clear()
+            for (const m of batch.pendingReplace) pending.put(m, m.id)
+          }
+          for (const id of batch.pendingDelete ?? []) pending.delete(id)
+          for (const m of batch.pendingPut ?? []) pending.put(m, m.id)
+          return done
+        },
+        catch: (cause) => fail(`cannot write IndexedDB ${name}`, cause)
+      })
+
+    return ClientStorage.of({ load, commit })
+  })
+
+/** The IndexedDB storage as a layer. */
+export const layer = (options: Options = {}): Layer.Layer<ClientStorage, ClientStorageError> =>
+  Layer.scoped(ClientStorage, make(options))

@@ -1,0 +1,417 @@
+/**
+ * The live connection of a client (PROTOCOL.md section 2): one WebSocket to
+ * `/_live/websocket` with the `mizu-live-v1` subprotocol, kept up for as long
+ * as the layer's scope is open.
+ *
+ * Invariants:
+ * - JOIN is the first frame of every connection and carries every scope the
+ *   client wants (`subscribe` adds, `unsubscribe` removes), so after a
+ *   reconnect the subscriptions are back without the caller doing anything,
+ *   and the JOIN reply's `cursors` reach subscribers as an `Online` event.
+ * - Reconnects use randomized exponential backoff with full jitter: attempt
+ *   `n` waits a uniform random time in `[0, min(max, initial * 2^n))`
+ *   (0.5 s doubling to 20 s by default); the count resets after a JOIN is
+ *   accepted. A heartbeat goes out every 30 s; a connection with no incoming
+ *   frame for the idle timeout (60 s) is dropped and reconnected.
+ * - A request (`subscribe`, `unsubscribe`) is answered by the REPLY with its
+ *   `ref`; if the connection drops before the reply, `subscribe` waits for
+ *   the next connection and asks again (the scope is in the JOIN anyway).
+ * - Presence values set with `presence` are re-sent after every reconnect,
+ *   since the server forgets a session's presence when it disconnects.
+ * - Every incoming frame is decoded with the protocol Schemas; a frame that
+ *   does not decode is reported as an `Error` event and otherwise ignored.
+ *
+ * The WebSocket constructor comes from `Socket.WebSocketConstructor`:
+ * `Socket.layerWebSocketConstructorGlobal` in browsers, the `ws` package in
+ * Node (`mizu-sync-live/client/node`), so this module imports nothing of Node.
+ *
+ * @since 0.1.0
+ */
+import * as Socket from "@effect/platform/Socket"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import type * as Queue from "effect/Queue"
+import * as Random from "effect/Random"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
+import * as Live from "../protocol/Live.js"
+import * as Protocol from "../protocol/Sync.js"
+
+/** The state of the connection. `closed`: the client was stopped and will not reconnect. */
+export type LiveStatus = "connecting" | "connected" | "disconnected" | "closed"
+
+/** What a live client reports. */
+export type LiveEvent =
+  /** A JOIN was accepted: `cursors` holds the head of every subscribed scope. */
+  | { readonly _tag: "Online"; readonly sessionId: string | undefined; readonly cursors: Readonly<Record<string, number>>; readonly reconnect: boolean }
+  /** The connection went down (a reconnect follows unless the client is closed). */
+  | { readonly _tag: "Offline"; readonly reason: string }
+  | { readonly _tag: "Poke"; readonly scope: string; readonly cursor: number }
+  | { readonly _tag: "Broadcast"; readonly topic: string; readonly event: string; readonly payload: unknown; readonly from: string | undefined }
+  /** A PRESENCE frame, with `current`: the topic's whole presence state after applying it. */
+  | {
+    readonly _tag: "Presence"
+    readonly topic: string
+    readonly current: Readonly<Record<string, unknown>>
+    readonly joins: Readonly<Record<string, unknown>> | undefined
+    readonly leaves: Readonly<Record<string, unknown>> | undefined
+  }
+  /** An ERROR frame, or a frame the client could not decode (`code: "invalid_frame"`). */
+  | { readonly _tag: "Error"; readonly code: string; readonly message: string | undefined; readonly recoverable: boolean | undefined }
+  /** A CLOSE frame from the server (`shutdown`, `slow_consumer`, `normal`, …). */
+  | { readonly _tag: "Closed"; readonly reason: string; readonly message: string | undefined }
+  /** Frames for live pages (PATCH, COMMAND, REDIRECT), passed through decoded. */
+  | { readonly _tag: "Page"; readonly frame: typeof Live.ServerFrame.Type }
+
+/** A live request that could not be completed. */
+export class LiveError extends Data.TaggedError("LiveError")<{
+  readonly reason: "disconnected" | "timeout" | "refused" | "invalid" | "closed"
+  readonly message: string
+}> {}
+
+/** Options of a live client. */
+export interface Options {
+  /** The WebSocket URL, e.g. `wss://app.example.com/_live/websocket` (see `websocketUrl`). */
+  readonly url: string | (() => string)
+  /** Scopes (and topics) to subscribe to from the first JOIN. */
+  readonly scopes?: ReadonlyArray<string>
+  /** Sent as JOIN's `token` (a function is called on every connect). */
+  readonly token?: string | (() => string | undefined)
+  /** Sent as JOIN's `url`: the page this client belongs to, for live pages. */
+  readonly page?: string
+  /** Sent as JOIN's `params`. */
+  readonly params?: Readonly<Record<string, unknown>>
+  /** 30 s by default. */
+  readonly heartbeatInterval?: Duration.DurationInput
+  /** A connection with no incoming frame for this long is dropped; 60 s by default. */
+  readonly idleTimeout?: Duration.DurationInput
+  /** First reconnect cap, 500 ms by default (doubling per attempt). */
+  readonly reconnectInitial?: Duration.DurationInput
+  /** Largest reconnect cap, 20 s by default. */
+  readonly reconnectMax?: Duration.DurationInput
+  /** How long to wait for the socket to open and for a REPLY; 10 s by default. */
+  readonly requestTimeout?: Duration.DurationInput
+}
+
+export class LiveClient extends Context.Tag("@mizu/client/LiveClient")<LiveClient, {
+  /** The current status. */
+  readonly status: Effect.Effect<LiveStatus>
+  /** The current status, then every change. */
+  readonly statusChanges: Stream.Stream<LiveStatus>
+  /** Every event from now on (subscribe before acting, so nothing falls in between). */
+  readonly subscribeEvents: Effect.Effect<Queue.Dequeue<LiveEvent>, never, Scope.Scope>
+  /** Every event from when the stream is run. */
+  readonly events: Stream.Stream<LiveEvent>
+  /**
+   * Subscribe to scopes (or topics); resolves with their heads from the
+   * server's REPLY. Waits for a connection when offline. Fails with
+   * `refused` (and forgets the scopes) when the server refuses them.
+   */
+  readonly subscribe: (scopes: ReadonlyArray<string>) => Effect.Effect<Readonly<Record<string, number>>, LiveError>
+  /** Stop receiving pokes for scopes; resolves once the server confirmed, or at once when offline. */
+  readonly unsubscribe: (scopes: ReadonlyArray<string>) => Effect.Effect<void, LiveError>
+  /** The scopes the client keeps subscribed across reconnects. */
+  readonly scopes: Effect.Effect<ReadonlyArray<string>>
+  /** Send an ephemeral event to the other subscribers of `topic` (dropped, with `disconnected`, when offline). */
+  readonly broadcast: (topic: string, event: string, values?: Readonly<Record<string, unknown>>) => Effect.Effect<void, LiveError>
+  /** Announce this session's presence on `topic` with `values`; kept and re-sent after reconnects. */
+  readonly presence: (topic: string, values: Readonly<Record<string, unknown>>) => Effect.Effect<void>
+  /** The last known presence state of `topic` (`key → meta`). */
+  readonly presenceState: (topic: string) => Effect.Effect<Readonly<Record<string, unknown>>>
+  /** Drop the current connection now (a reconnect with backoff follows). For apps that know the network changed, and tests. */
+  readonly reconnect: Effect.Effect<void>
+}>() {}
+
+/** `http(s)://host` → `ws(s)://host/_live/websocket`. */
+export const websocketUrl = (baseUrl: string, path = "/_live/websocket"): string =>
+  `${baseUrl.replace(/^http/, "ws")}${path}`
+
+interface Connection {
+  readonly write: (frame: typeof Live.ClientFrame.Encoded) => Effect.Effect<void>
+  readonly replies: Map<number, Deferred.Deferred<Live.ReplyPayload, LiveError>>
+  readonly drop: Effect.Effect<void>
+}
+
+const validateScopes = Schema.decodeUnknownEither(Schema.Array(Protocol.Scope))
+
+/** Build a live client whose connection lives as long as the scope. */
+export const make = (options: Options): Effect.Effect<LiveClient["Type"], never, Socket.WebSocketConstructor | Scope.Scope> =>
+  Effect.gen(function*() {
+    const heartbeat = Duration.decode(options.heartbeatInterval ?? Duration.seconds(30))
+    const idle = Duration.toMillis(options.idleTimeout ?? Duration.seconds(60))
+    const initial = Duration.toMillis(options.reconnectInitial ?? Duration.millis(500))
+    const max = Duration.toMillis(options.reconnectMax ?? Duration.seconds(20))
+    const requestTimeout = Duration.decode(options.requestTimeout ?? Duration.seconds(10))
+
+    const pubsub = yield* Effect.acquireRelease(PubSub.unbounded<LiveEvent>(), PubSub.shutdown)
+    const status = yield* SubscriptionRef.make<LiveStatus>("connecting")
+    const current = yield* SubscriptionRef.make<Option.Option<Connection>>(Option.none())
+    const desired = new Set<string>(options.scopes ?? [])
+    const presenceValues = new Map<string, Readonly<Record<string, unknown>>>()
+    const presence = new Map<string, Record<string, unknown>>()
+    let ref = 0
+    let sessionId: string | undefined
+    let joinedOnce = false
+    const decoder = new TextDecoder()
+
+    const publish = (event: LiveEvent) => PubSub.publish(pubsub, event)
+
+    const applyPresence = (p: Live.PresencePayload): Record<string, unknown> => {
+      const state: Record<string, unknown> = p.state !== undefined ? { ...p.state } : { ...presence.get(p.topic) }
+      for (const key of Object.keys(p.leaves ?? {})) delete state[key]
+      Object.assign(state, p.joins ?? {})
+      presence.set(p.topic, state)
+      return state
+    }
+
+    const onFrame = (conn: Connection) => (frame: typeof Live.ServerFrame.Type): Effect.Effect<void> => {
+      switch (frame.type) {
+        case Live.FrameType.REPLY: {
+          const waiting = frame.ref === undefined ? undefined : conn.replies.get(frame.ref)
+          if (waiting === undefined || frame.ref === undefined) return Effect.void
+          conn.replies.delete(frame.ref)
+          return Deferred.succeed(waiting, frame.payload)
+        }
+        case Live.FrameType.POKE:
+          return publish({ _tag: "Poke", scope: frame.payload.scope, cursor: frame.payload.cursor })
+        case Live.FrameType.BROADCAST:
+          return publish({
+            _tag: "Broadcast",
+            topic: frame.payload.topic,
+            event: frame.payload.event,
+            payload: frame.payload.payload,
+            from: frame.payload.from
+          })
+        case Live.FrameType.PRESENCE: {
+          const state = applyPresence(frame.payload)
+          return publish({ _tag: "Presence", topic: frame.payload.topic, current: state, joins: frame.payload.joins, leaves: frame.payload.leaves })
+        }
+        case Live.FrameType.ERROR: {
+          const waiting = frame.ref === undefined ? undefined : conn.replies.get(frame.ref)
+          const event = publish({ _tag: "Error", code: frame.payload.code, message: frame.payload.message, recoverable: frame.payload.recoverable })
+          if (waiting === undefined || frame.ref === undefined) return event
+          conn.replies.delete(frame.ref)
+          return Effect.zipRight(event, Deferred.fail(waiting, new LiveError({ reason: "refused", message: `${frame.payload.code}: ${frame.payload.message ?? ""}` })))
+        }
+        case Live.FrameType.CLOSE:
+          return publish({ _tag: "Closed", reason: frame.payload.reason, message: frame.payload.message })
+        case Live.FrameType.HEARTBEAT:
+          return Effect.void
+        default:
+          return publish({ _tag: "Page", frame })
+      }
+    }
+
+    const request = (conn: Connection, frame: (ref: number) => typeof Live.ClientFrame.Encoded) =>
+      Effect.gen(function*() {
+        const r = ++ref
+        const reply = yield* Deferred.make<Live.ReplyPayload, LiveError>()
+        conn.replies.set(r, reply)
+        yield* conn.write(frame(r))
+        return yield* Deferred.await(reply).pipe(
+          Effect.timeoutFail({ duration: requestTimeout, onTimeout: () => new LiveError({ reason: "timeout", message: "no REPLY in time" }) }),
+          Effect.ensuring(Effect.sync(() => conn.replies.delete(r)))
+        )
+      })
+
+    /** One connection, from open to close. Returns whether a JOIN was accepted. */
+    const connectOnce: Effect.Effect<boolean, never, Socket.WebSocketConstructor> = Effect.scoped(Effect.gen(function*() {
+      yield* SubscriptionRef.set(status, "connecting")
+      const url = typeof options.url === "function" ? options.url() : options.url
+      const socket = yield* Socket.makeWebSocket(url, { protocols: Live.SUBPROTOCOL, openTimeout: requestTimeout })
+      const write = yield* socket.writer
+      const ended = yield* Deferred.make<void>()
+      const conn: Connection = {
+        replies: new Map(),
+        write: (frame) => write(Live.encodeClientFrame(frame)).pipe(Effect.ignore),
+        drop: Deferred.succeed(ended, undefined).pipe(Effect.asVoid)
+      }
+      let lastIncoming = Date.now()
+      const handle = onFrame(conn)
+      const joinRef = ++ref
+      const joinReply = yield* Deferred.make<Live.ReplyPayload, LiveError>()
+      conn.replies.set(joinRef, joinReply)
+      const token = typeof options.token === "function" ? options.token() : options.token
+      const join: typeof Live.Join.Encoded = {
+        type: Live.FrameType.JOIN,
+        ref: joinRef,
+        payload: {
+          scopes: [...desired],
+          ...(token === undefined ? {} : { token }),
+          ...(options.params === undefined ? {} : { params: options.params }),
+          ...(options.page === undefined ? {} : { url: options.page }),
+          ...(sessionId === undefined ? {} : { session: sessionId }),
+          ...(joinedOnce ? { reconnect: true } : {})
+        }
+      }
+      const runner = yield* socket.runRaw((data) => {
+        lastIncoming = Date.now()
+        const decoded = Live.decodeServerFrame(typeof data === "string" ? data : decoder.decode(data))
+        return Either.isRight(decoded)
+          ? handle(decoded.right)
+          : publish({ _tag: "Error", code: "invalid_frame", message: decoded.left, recoverable: true })
+      }, { onOpen: conn.write(join) }).pipe(Effect.either, Effect.forkScoped)
+
+      const socketEnded = Fiber.join(runner).pipe(
+        Effect.flatMap(() => Effect.fail(new LiveError({ reason: "disconnected", message: "the connection closed" })))
+      )
+      const reply = yield* Deferred.await(joinReply).pipe(
+        Effect.timeoutFail({ duration: Duration.sum(requestTimeout, requestTimeout), onTimeout: () => new LiveError({ reason: "timeout", message: "no JOIN reply in time" }) }),
+        Effect.raceFirst(socketEnded),
+        Effect.either
+      )
+      if (Either.isLeft(reply) || reply.right.status === "error") {
+        if (Either.isRight(reply)) {
+          yield* publish({ _tag: "Error", code: reply.right.reason ?? "join_failed", message: reply.right.message, recoverable: true })
+        }
+        return false
+      }
+      const isReconnect = joinedOnce
+      joinedOnce = true
+      sessionId = reply.right.session_id ?? sessionId
+      yield* Effect.addFinalizer(() =>
+        Effect.gen(function*() {
+          yield* SubscriptionRef.set(current, Option.none())
+          for (const d of conn.replies.values()) yield* Deferred.fail(d, new LiveError({ reason: "disconnected", message: "the connection closed" }))
+          conn.replies.clear()
+          yield* publish({ _tag: "Offline", reason: "the connection closed" })
+        })
+      )
+      yield* SubscriptionRef.set(current, Option.some(conn))
+      yield* SubscriptionRef.set(status, "connected")
+      yield* publish({ _tag: "Online", sessionId: reply.right.session_id, cursors: reply.right.cursors ?? {}, reconnect: isReconnect })
+      for (const [topic, values] of presenceValues) yield* conn.write(presenceFrame(topic, values))
+
+      const beat = Effect.gen(function*() {
+        let n = 0
+        while (true) {
+          yield* Effect.sleep(heartbeat)
+          if (Date.now() - lastIncoming > idle) return
+          yield* conn.write({ type: Live.FrameType.HEARTBEAT, payload: { ping: ++n } })
+        }
+      })
+      yield* Effect.raceAll([Fiber.join(runner).pipe(Effect.asVoid), beat, Deferred.await(ended)])
+      return true
+    }))
+
+    const loop = Effect.gen(function*() {
+      let attempt = 0
+      while (true) {
+        const joined = yield* connectOnce
+        yield* SubscriptionRef.set(status, "disconnected")
+        if (joined) attempt = 0
+        const cap = Math.min(max, initial * 2 ** Math.min(attempt, 30))
+        attempt++
+        const delay = (yield* Random.next) * cap
+        yield* Effect.sleep(Duration.millis(delay))
+      }
+    })
+    yield* Effect.forkScoped(loop)
+    yield* Effect.addFinalizer(() => SubscriptionRef.set(status, "closed"))
+
+    const awaitConnection: Effect.Effect<Connection> = current.changes.pipe(
+      Stream.filterMap((c) => c),
+      Stream.take(1),
+      Stream.runHead,
+      Effect.flatMap(Option.match({ onNone: () => Effect.never, onSome: Effect.succeed }))
+    )
+
+    const checkScopes = (scopes: ReadonlyArray<string>) =>
+      Either.match(validateScopes(scopes), {
+        onLeft: (e) => Effect.fail(new LiveError({ reason: "invalid", message: Protocol.formatParseError(e) })),
+        onRight: (s) => Effect.succeed(s)
+      })
+
+    const subscribe = (scopes: ReadonlyArray<string>) =>
+      Effect.gen(function*() {
+        yield* checkScopes(scopes)
+        for (const s of scopes) desired.add(s)
+        while (true) {
+          const conn = yield* awaitConnection
+          const reply = yield* request(conn, (r) => ({ type: Live.FrameType.SUBSCRIBE, ref: r, payload: { scopes } })).pipe(Effect.either)
+          if (Either.isLeft(reply)) {
+            if (reply.left.reason === "disconnected") continue
+            return yield* reply.left
+          }
+          if (reply.right.status === "error") {
+            for (const s of scopes) desired.delete(s)
+            return yield* new LiveError({ reason: "refused", message: reply.right.reason ?? reply.right.message ?? "refused" })
+          }
+          const cursors = reply.right.cursors ?? {}
+          const out: Record<string, number> = {}
+          for (const s of scopes) out[s] = cursors[s] ?? 0
+          return out
+        }
+      })
+
+    const unsubscribe = (scopes: ReadonlyArray<string>) =>
+      Effect.gen(function*() {
+        yield* checkScopes(scopes)
+        for (const s of scopes) desired.delete(s)
+        const conn = yield* SubscriptionRef.get(current)
+        if (Option.isNone(conn)) return
+        const reply = yield* request(conn.value, (r) => ({ type: Live.FrameType.UNSUBSCRIBE, ref: r, payload: { scopes } })).pipe(
+          Effect.catchTag("LiveError", (e) => e.reason === "disconnected" ? Effect.succeed(undefined) : Effect.fail(e))
+        )
+        if (reply !== undefined && reply.status === "error") {
+          return yield* new LiveError({ reason: "refused", message: reply.reason ?? reply.message ?? "refused" })
+        }
+      })
+
+    const presenceFrame = (topic: string, values: Readonly<Record<string, unknown>>): typeof Live.ClientFrame.Encoded => ({
+      type: Live.FrameType.EVENT,
+      topic,
+      payload: { name: "presence", topic, values }
+    })
+
+    return LiveClient.of({
+      status: SubscriptionRef.get(status),
+      statusChanges: status.changes,
+      subscribeEvents: PubSub.subscribe(pubsub),
+      events: Stream.fromPubSub(pubsub),
+      subscribe,
+      unsubscribe,
+      scopes: Effect.sync(() => [...desired]),
+      broadcast: (topic, event, values) =>
+        Effect.flatMap(SubscriptionRef.get(current), Option.match({
+          onNone: () => Effect.fail(new LiveError({ reason: "disconnected", message: "not connected; ephemeral events are not queued" })),
+          onSome: (conn) =>
+            conn.write({ type: Live.FrameType.EVENT, topic, payload: { name: event, topic, ...(values === undefined ? {} : { values }) } })
+        })),
+      presence: (topic, values) =>
+        Effect.flatMap(Effect.sync(() => presenceValues.set(topic, values)), () =>
+          Effect.flatMap(SubscriptionRef.get(current), Option.match({
+            onNone: () => Effect.void,
+            onSome: (conn) => conn.write(presenceFrame(topic, values))
+          }))),
+      presenceState: (topic) => Effect.sync(() => ({ ...presence.get(topic) })),
+      reconnect: Effect.flatMap(SubscriptionRef.get(current), Option.match({ onNone: () => Effect.void, onSome: (c) => c.drop }))
+    })
+  })
+
+/** A live client for the layer's lifetime; needs a `Socket.WebSocketConstructor`. */
+export const layer = (options: Options): Layer.Layer<LiveClient, never, Socket.WebSocketConstructor> =>
+  Layer.scoped(LiveClient, make(options))
+
+/** A live client on the global `WebSocket` (browsers, Deno, Node 22+). */
+export const layerGlobal = (options: Options): Layer.Layer<LiveClient> =>
+  layer(options).pipe(Layer.provide(Socket.layerWebSocketConstructorGlobal))
+
+/**
+ * A `Socket.WebSocketConstructor` from a constructor you pass (the `ws`
+ * package's `WebSocket` in Node, a test double, …).
+ */
+export const layerWebSocketConstructor = (
+  ctor: new(url: string, protocols?: string | Array<string>) => unknown
+): Layer.Layer<Socket.WebSocketConstructor> =>
+  Layer.succeed(Socket.WebSocketConstructor, (url, protocols) => new ctor(url, protocols) as globalThis.WebSocket)

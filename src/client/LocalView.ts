@@ -1,0 +1,301 @@
+/**
+ * The data structures of a client's local view and the pure steps the rebase
+ * is made of: rows of a scope, a `Transaction` over them (the same interface
+ * the server's mutators run on), replaying a pending mutation, and diffing two
+ * views into the changes a UI sees.
+ *
+ * Invariants (what `SyncClient` relies on):
+ * - Rows hold JSON values exactly as the server's `Store` does
+ *   (`entity → id → JSON`); values are never mutated in place, so copying a
+ *   scope copies its maps and shares its values.
+ * - `runHandler` and `replay` never fail: a handler that rejects, an entity
+ *   outside the registry, or args that no longer decode mean the mutation has
+ *   no local effect. Whether a mutation really is rejected is the server's call;
+ *   locally it only decides what the optimistic view shows.
+ * - A mutation's writes go to its own scope only (`Transaction.scope`), so a
+ *   scope's view is a function of that scope's confirmed rows and that scope's
+ *   pending mutations, in id order.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import type { Change, ChangeOp, SnapshotData } from "../protocol/Sync.js"
+import * as Entity from "../sync/Entity.js"
+import type * as Mutation from "../sync/Mutation.js"
+
+/** `entity → id → JSON`: one scope's data. */
+export type Rows = Map<string, Map<string, unknown>>
+
+/** A mutation waiting for the server, as the queue stores it: `args` in their encoded (wire) form. */
+export interface PendingMutation {
+  /** The client's sequence number: 1, 2, 3, … across all scopes. */
+  readonly id: number
+  readonly name: string
+  readonly scope: string
+  readonly args: unknown
+}
+
+/** One change of the local view, as a UI sees it. `data` is absent on `delete`. */
+export interface LocalChange {
+  readonly scope: string
+  readonly entity: string
+  readonly id: string
+  readonly op: ChangeOp
+  readonly data?: unknown
+}
+
+/** A fresh empty scope. */
+export const emptyRows = (): Rows => new Map()
+
+/** Copy the maps of a scope (values are shared: they are never mutated). */
+export const copyRows = (rows: Rows): Rows => {
+  const out: Rows = new Map()
+  for (const [entity, ids] of rows) out.set(entity, new Map(ids))
+  return out
+}
+
+/** Rows from a snapshot's `data`. */
+export const fromSnapshot = (data: SnapshotData): Rows => {
+  const out: Rows = new Map()
+  for (const [entity, ids] of Object.entries(data)) {
+    const m = new Map(Object.entries(ids))
+    if (m.size > 0) out.set(entity, m)
+  }
+  return out
+}
+
+/** The rows as a snapshot's `data`: entities without rows are left out, ids sorted, as the server's `Store` does. */
+export const toSnapshot = (rows: Rows): SnapshotData => {
+  const out: Record<string, Record<string, unknown>> = {}
+  for (const [entity, ids] of [...rows].sort(([a], [b]) => compare(a, b))) {
+    if (ids.size === 0) continue
+    out[entity] = Object.fromEntries([...ids].sort(([a], [b]) => compare(a, b)))
+  }
+  return out
+}
+
+const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0)
+
+/** Put or delete one row. */
+export const setRow = (rows: Rows, entity: string, id: string, value: Option.Option<unknown>): void => {
+  if (Option.isSome(value)) {
+    let ids = rows.get(entity)
+    if (ids === undefined) {
+      ids = new Map()
+      rows.set(entity, ids)
+    }
+    ids.set(id, value.value)
+  } else {
+    const ids = rows.get(entity)
+    if (ids === undefined) return
+    ids.delete(id)
+    if (ids.size === 0) rows.delete(entity)
+  }
+}
+
+/** Read one row. */
+export const getRow = (rows: Rows, entity: string, id: string): Option.Option<unknown> => {
+  const ids = rows.get(entity)
+  return ids !== undefined && ids.has(id) ? Option.some(ids.get(id)) : Option.none()
+}
+
+/** Apply pulled changes in order (mutates `rows`). */
+export const applyChanges = (rows: Rows, changes: ReadonlyArray<Change>): void => {
+  for (const c of changes) {
+    setRow(rows, c.entity, c.id, c.op === "delete" ? Option.none() : Option.some(c.data ?? null))
+  }
+}
+
+/** Structural equality of JSON values (key order does not matter). */
+export const jsonEqual = (a: unknown, b: unknown): boolean => {
+  if (a === b) return true
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false
+    for (let i = 0; i < a.length; i++) if (!jsonEqual(a[i], b[i])) return false
+    return true
+  }
+  if (Array.isArray(b)) return false
+  const ka = Object.keys(a)
+  const kb = Object.keys(b)
+  if (ka.length !== kb.length) return false
+  const rb = b as Record<string, unknown>
+  const ra = a as Record<string, unknown>
+  for (const k of ka) {
+    if (!Object.prototype.hasOwnProperty.call(rb, k) || !jsonEqual(ra[k], rb[k])) return false
+  }
+  return true
+}
+
+/** What changed from `before` to `after`, as local changes of `scope`. */
+export const diff = (scope: string, before: Rows, after: Rows): Array<LocalChange> => {
+  const out: Array<LocalChange> = []
+  for (const [entity, ids] of after) {
+    const old = before.get(entity)
+    for (const [id, data] of ids) {
+      if (old === undefined || !old.has(id)) out.push({ scope, entity, id, op: "create", data })
+      else if (!jsonEqual(old.get(id), data)) out.push({ scope, entity, id, op: "update", data })
+    }
+  }
+  for (const [entity, ids] of before) {
+    const now = after.get(entity)
+    for (const id of ids.keys()) {
+      if (now === undefined || !now.has(id)) out.push({ scope, entity, id, op: "delete" })
+    }
+  }
+  return out
+}
+
+/** The writes of one handler run: `entity → id → Some(JSON) | None (deleted)`. */
+export type Writes = Map<string, Map<string, Option.Option<unknown>>>
+
+/** Apply writes to rows (mutates `rows`). */
+export const applyWrites = (rows: Rows, writes: Writes): void => {
+  for (const [entity, ids] of writes) {
+    for (const [id, value] of ids) setRow(rows, entity, id, value)
+  }
+}
+
+/** The writes as local changes, relative to the rows they were made over (before applying them). */
+export const writesToChanges = (scope: string, before: Rows, writes: Writes): Array<LocalChange> => {
+  const out: Array<LocalChange> = []
+  for (const [entity, ids] of writes) {
+    for (const [id, value] of ids) {
+      const had = Option.isSome(getRow(before, entity, id))
+      if (Option.isSome(value)) {
+        const prev = getRow(before, entity, id)
+        if (Option.isSome(prev) && jsonEqual(prev.value, value.value)) continue
+        out.push({ scope, entity, id, op: had ? "update" : "create", data: value.value })
+      } else if (had) {
+        out.push({ scope, entity, id, op: "delete" })
+      }
+    }
+  }
+  return out
+}
+
+const unknownEntity = (entity: Entity.Entity<any, any>) =>
+  new Entity.EntityError({ reason: "unknown_entity", entity: entity.name, message: `unknown entity ${entity.name}` })
+
+/**
+ * A `Transaction` over `base` that records its writes instead of applying
+ * them. Same semantics as the server's: `put` creates or replaces, `delete` of
+ * a missing id is a no-op, only registry entities are allowed.
+ */
+export const makeTransaction = (
+  registry: Mutation.Registry | undefined,
+  scope: string,
+  base: Rows
+): { readonly tx: Mutation.Transaction; readonly writes: Writes } => {
+  const writes: Writes = new Map()
+  const check = (entity: Entity.Entity<any, any>) =>
+    registry === undefined || registry.entities.get(entity.name) === entity
+      ? Effect.void
+      : Effect.fail(unknownEntity(entity))
+  const read = (entity: string, id: string): Option.Option<unknown> => {
+    const w = writes.get(entity)?.get(id)
+    return w !== undefined ? w : getRow(base, entity, id)
+  }
+  const write = (entity: string, id: string, value: Option.Option<unknown>) => {
+    let ids = writes.get(entity)
+    if (ids === undefined) {
+      ids = new Map()
+      writes.set(entity, ids)
+    }
+    ids.set(id, value)
+  }
+  const tx: Mutation.Transaction = {
+    scope,
+    get: (entity, id) =>
+      Effect.zipRight(
+        check(entity),
+        Option.match(read(entity.name, id), {
+          onNone: () => Effect.succeedNone,
+          onSome: (json) => Effect.asSome(Entity.decode(entity, json))
+        })
+      ),
+    list: (entity) =>
+      Effect.zipRight(
+        check(entity),
+        Effect.suspend(() => {
+          const ids = new Set<string>(base.get(entity.name)?.keys() ?? [])
+          for (const id of writes.get(entity.name)?.keys() ?? []) ids.add(id)
+          const rows: Array<readonly [string, unknown]> = []
+          for (const id of [...ids].sort(compare)) {
+            const v = read(entity.name, id)
+            if (Option.isSome(v)) rows.push([id, v.value])
+          }
+          return Effect.forEach(rows, ([id, json]) => Effect.map(Entity.decode(entity, json), (value) => [id, value] as const))
+        })
+      ),
+    put: (entity, id, value) =>
+      Effect.zipRight(
+        check(entity),
+        Effect.map(Entity.encode(entity, value), (json) => write(entity.name, id, Option.some(json)))
+      ),
+    delete: (entity, id) => Effect.zipRight(check(entity), Effect.sync(() => write(entity.name, id, Option.none())))
+  }
+  return { tx, writes }
+}
+
+/** Why a mutation has no local effect: the handler rejected it (or touched an entity outside the registry). */
+export interface LocalRejection {
+  readonly message: string
+}
+
+/**
+ * Run a mutation's handler over `base` with already-decoded args: the writes
+ * on success, the rejection otherwise. Never fails, never dies: a handler
+ * that dies is an app bug, and locally it only means "no optimistic effect".
+ */
+export const runHandler = <A, I>(
+  registry: Mutation.Registry | undefined,
+  definition: Mutation.Mutation<string, A, I>,
+  scope: string,
+  args: A,
+  base: Rows
+): Effect.Effect<Either.Either<Writes, LocalRejection>> => {
+  const { tx, writes } = makeTransaction(registry, scope, base)
+  return definition.handler(args, tx).pipe(
+    Effect.as(Either.right(writes)),
+    Effect.catchAll((e) => Effect.succeed(Either.left({ message: e.message }))),
+    Effect.catchAllDefect((defect) => Effect.succeed(Either.left({ message: `the handler died: ${String(defect)}` })))
+  )
+}
+
+/**
+ * Replay a pending mutation over `base` (mutates `base` when the handler
+ * succeeds). Unknown names and args that no longer decode have no effect.
+ */
+export const replay = (
+  registry: Mutation.Registry | undefined,
+  mutation: PendingMutation,
+  base: Rows
+): Effect.Effect<void> => {
+  if (registry === undefined) return Effect.void
+  const definition = registry.mutations.get(mutation.name)
+  if (definition === undefined) return Effect.void
+  return Schema.decodeUnknown(definition.args)(mutation.args).pipe(
+    Effect.flatMap((args) => runHandler(registry, definition, mutation.scope, args, base)),
+    Effect.map(Either.map((writes) => applyWrites(base, writes))),
+    Effect.catchAll(() => Effect.void)
+  )
+}
+
+/** The view of a scope: its confirmed rows with its pending mutations replayed on top, in id order. */
+export const rebuild = (
+  registry: Mutation.Registry | undefined,
+  scope: string,
+  confirmed: Rows,
+  pending: ReadonlyArray<PendingMutation>
+): Effect.Effect<Rows> =>
+  Effect.suspend(() => {
+    const view = copyRows(confirmed)
+    return Effect.as(
+      Effect.forEach(pending, (m) => (m.scope === scope ? replay(registry, m, view) : Effect.void), { discard: true }),
+      view
+    )
+  })

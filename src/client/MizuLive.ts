@@ -1,0 +1,206 @@
+/**
+ * The live client for front ends without Effect: the seed's `MizuLive`
+ * (`connect`, `subscribe`, `unsubscribe`, `on('poke')`), with presence and
+ * ephemeral events. A thin shell over `LiveClient` on a `ManagedRuntime`.
+ *
+ * @since 0.1.0
+ */
+import type * as Socket from "@effect/platform/Socket"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Queue from "effect/Queue"
+import * as Stream from "effect/Stream"
+import * as LiveClient from "./LiveClient.js"
+
+/** Event names of `on`, with what the listener receives. */
+export interface MizuLiveEvents {
+  /** A scope has new changes up to `cursor`: pull it. */
+  readonly poke: { readonly scope: string; readonly cursor: number }
+  readonly broadcast: Extract<LiveClient.LiveEvent, { _tag: "Broadcast" }>
+  readonly presence: Extract<LiveClient.LiveEvent, { _tag: "Presence" }>
+  /** Joined (again): `cursors` has the head of every subscribed scope. */
+  readonly online: Extract<LiveClient.LiveEvent, { _tag: "Online" }>
+  readonly offline: Extract<LiveClient.LiveEvent, { _tag: "Offline" }>
+  readonly error: Extract<LiveClient.LiveEvent, { _tag: "Error" }>
+  /** The server sent CLOSE (`shutdown`, `slow_consumer`, …); a reconnect follows. */
+  readonly close: Extract<LiveClient.LiveEvent, { _tag: "Closed" }>
+  /** PATCH, COMMAND and REDIRECT frames, for live pages. */
+  readonly page: Extract<LiveClient.LiveEvent, { _tag: "Page" }>
+}
+
+/** Options of `MizuLive`. */
+export interface MizuLiveOptions extends Omit<LiveClient.Options, "url"> {
+  /** The WebSocket URL; by default `/_live/websocket` on `baseUrl` or on the page's origin. */
+  readonly endpoint?: string
+  /** The server's origin (`https://…`), when not the page's. */
+  readonly baseUrl?: string
+  /** The page sent in JOIN (the seed's `url`). */
+  readonly url?: string
+  /** The WebSocket constructor; the global `WebSocket` by default (pass the `ws` package's in Node). */
+  readonly WebSocket?: new(url: string, protocols?: string | Array<string>) => unknown
+}
+
+type Listener<K extends keyof MizuLiveEvents> = (event: MizuLiveEvents[K]) => void
+
+const eventName = (event: LiveClient.LiveEvent): keyof MizuLiveEvents => {
+  switch (event._tag) {
+    case "Poke":
+      return "poke"
+    case "Broadcast":
+      return "broadcast"
+    case "Presence":
+      return "presence"
+    case "Online":
+      return "online"
+    case "Offline":
+      return "offline"
+    case "Error":
+      return "error"
+    case "Closed":
+      return "close"
+    case "Page":
+      return "page"
+  }
+}
+
+/** Resolve the WebSocket URL of the options, in a browser from `location`. */
+export const endpointOf = (options: { readonly endpoint?: string; readonly baseUrl?: string }): string => {
+  if (options.endpoint !== undefined) return options.endpoint
+  if (options.baseUrl !== undefined) return LiveClient.websocketUrl(options.baseUrl)
+  const origin = (globalThis as { readonly location?: { readonly origin?: string } }).location?.origin
+  if (origin === undefined) throw new Error("MizuLive: pass `endpoint` or `baseUrl` outside a browser")
+  return LiveClient.websocketUrl(origin)
+}
+
+/** The `LiveClient` layer of the options (with the WebSocket constructor they name). */
+export const layerOf = (options: MizuLiveOptions): Layer.Layer<LiveClient.LiveClient> => {
+  const ctor: Layer.Layer<Socket.WebSocketConstructor> = options.WebSocket !== undefined
+    ? LiveClient.layerWebSocketConstructor(options.WebSocket)
+    : LiveClient.layerWebSocketConstructor(globalThis.WebSocket)
+  return LiveClient.layer({ ...options, url: endpointOf(options), ...(options.url === undefined ? {} : { page: options.url }) }).pipe(
+    Layer.provide(ctor)
+  )
+}
+
+/**
+ * A live connection with a Promise/event API. `connect()` (or the first
+ * `subscribe`) opens it; it then stays up, reconnecting with backoff, until
+ * `close()`.
+ */
+export class MizuLive {
+  private readonly listeners = new Map<keyof MizuLiveEvents, Set<(event: never) => void>>()
+  private runtime: ManagedRuntime.ManagedRuntime<LiveClient.LiveClient, never> | undefined
+  private readonly owned: boolean
+  private dispatcher: Fiber.RuntimeFiber<unknown, unknown> | undefined
+  private lastStatus: LiveClient.LiveStatus = "disconnected"
+
+  constructor(
+    private readonly options: MizuLiveOptions,
+    runtime?: ManagedRuntime.ManagedRuntime<LiveClient.LiveClient, unknown>
+  ) {
+    this.owned = runtime === undefined
+    if (runtime !== undefined) {
+      this.runtime = runtime as ManagedRuntime.ManagedRuntime<LiveClient.LiveClient, never>
+      this.startDispatcher(this.runtime)
+    }
+  }
+
+  /** Open the connection (idempotent). Resolves once the client runs, not when it is joined: listen for `online`. */
+  connect(): Promise<void> {
+    return this.run(Effect.void)
+  }
+
+  /** Subscribe to scopes or topics; resolves with their heads. */
+  subscribe(scopes: string | ReadonlyArray<string>): Promise<Readonly<Record<string, number>>> {
+    const list = typeof scopes === "string" ? [scopes] : scopes
+    return this.run(Effect.flatMap(LiveClient.LiveClient, (c) => c.subscribe(list)))
+  }
+
+  unsubscribe(scopes: string | ReadonlyArray<string>): Promise<void> {
+    const list = typeof scopes === "string" ? [scopes] : scopes
+    return this.run(Effect.flatMap(LiveClient.LiveClient, (c) => c.unsubscribe(list)))
+  }
+
+  /** Send an ephemeral event to the other subscribers of `topic`. Rejects when offline (nothing is queued). */
+  broadcast(topic: string, event: string, values?: Readonly<Record<string, unknown>>): Promise<void> {
+    return this.run(Effect.flatMap(LiveClient.LiveClient, (c) => c.broadcast(topic, event, values)))
+  }
+
+  /** Announce presence on `topic`; re-sent after every reconnect. */
+  presence(topic: string, values: Readonly<Record<string, unknown>>): Promise<void> {
+    return this.run(Effect.flatMap(LiveClient.LiveClient, (c) => c.presence(topic, values)))
+  }
+
+  /** Who is on `topic`, as last reported. */
+  presenceState(topic: string): Promise<Readonly<Record<string, unknown>>> {
+    return this.run(Effect.flatMap(LiveClient.LiveClient, (c) => c.presenceState(topic)))
+  }
+
+  /** The connection status as last seen. */
+  get status(): LiveClient.LiveStatus {
+    return this.lastStatus
+  }
+
+  /** Listen for an event; returns a function that stops listening. */
+  on<K extends keyof MizuLiveEvents>(name: K, listener: Listener<K>): () => void {
+    let set = this.listeners.get(name)
+    if (set === undefined) {
+      set = new Set()
+      this.listeners.set(name, set)
+    }
+    set.add(listener as (event: never) => void)
+    return () => this.off(name, listener)
+  }
+
+  off<K extends keyof MizuLiveEvents>(name: K, listener: Listener<K>): void {
+    this.listeners.get(name)?.delete(listener as (event: never) => void)
+  }
+
+  /** Close the connection for good (a `MizuLive` owned by a `MizuSync` closes with it). */
+  async close(): Promise<void> {
+    const runtime = this.runtime
+    this.runtime = undefined
+    this.lastStatus = "closed"
+    const dispatcher = this.dispatcher
+    this.dispatcher = undefined
+    if (runtime !== undefined && dispatcher !== undefined) await runtime.runPromise(Fiber.interrupt(dispatcher))
+    if (runtime !== undefined && this.owned) await runtime.dispose()
+  }
+
+  private ensure(): ManagedRuntime.ManagedRuntime<LiveClient.LiveClient, never> {
+    if (this.runtime !== undefined) return this.runtime
+    const runtime = ManagedRuntime.make(layerOf(this.options))
+    this.runtime = runtime
+    this.startDispatcher(runtime)
+    return runtime
+  }
+
+  private run<A, E>(effect: Effect.Effect<A, E, LiveClient.LiveClient>): Promise<A> {
+    if (this.lastStatus === "closed") return Promise.reject(new Error("MizuLive is closed"))
+    return this.ensure().runPromise(effect)
+  }
+
+  private startDispatcher(runtime: ManagedRuntime.ManagedRuntime<LiveClient.LiveClient, never>) {
+    if (this.dispatcher !== undefined) return
+    const emit = (event: LiveClient.LiveEvent) => {
+      for (const listener of this.listeners.get(eventName(event)) ?? []) {
+        try {
+          ;(listener as (e: LiveClient.LiveEvent) => void)(event)
+        } catch (error) {
+          console.error("MizuLive listener failed", error)
+        }
+      }
+    }
+    this.dispatcher = runtime.runFork(Effect.scoped(Effect.gen(this, function*() {
+      const client = yield* LiveClient.LiveClient
+      const events = yield* client.subscribeEvents
+      yield* Effect.forkScoped(Stream.runForEach(client.statusChanges, (status) =>
+        Effect.sync(() => {
+          if (this.lastStatus !== "closed") this.lastStatus = status
+        })))
+      while (true) emit(yield* Queue.take(events))
+    })))
+  }
+}

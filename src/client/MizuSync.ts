@@ -1,0 +1,255 @@
+/**
+ * The sync client for front ends without Effect: the seed's `MizuSync`
+ * (`push`, `pull(scope, cursor?)`, `on('changes')`) plus optimistic
+ * `mutate`, queries and a sync status. A thin shell over `SyncClient` (and,
+ * with `live`, a `LiveClient` in the same runtime) on a `ManagedRuntime`.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Stream from "effect/Stream"
+import type { SnapshotData } from "../protocol/Sync.js"
+import * as Entity from "../sync/Entity.js"
+import type * as Mutation from "../sync/Mutation.js"
+import * as ClientStorage from "./ClientStorage.js"
+import * as IndexedDbStorage from "./IndexedDbStorage.js"
+import * as LiveClient from "./LiveClient.js"
+import * as LocalView from "./LocalView.js"
+import { layerOf as liveLayerOf, MizuLive, type MizuLiveOptions } from "./MizuLive.js"
+import * as SyncClient from "./SyncClient.js"
+import * as SyncTransport from "./SyncTransport.js"
+
+/** Event names of `on`, with what the listener receives. */
+export interface MizuSyncEvents {
+  /** The local view changed: every row that changed in one committed batch (the seed's `changes`). */
+  readonly changes: ReadonlyArray<SyncClient.LocalChange>
+  /** The server refused a mutation; it was rolled back. */
+  readonly rejected: Extract<SyncClient.SyncEvent, { _tag: "Rejected" }>
+  readonly reset: Extract<SyncClient.SyncEvent, { _tag: "Reset" }>
+  readonly renumbered: Extract<SyncClient.SyncEvent, { _tag: "Renumbered" }>
+  /** A request failed; it is retried with backoff. */
+  readonly error: Extract<SyncClient.SyncEvent, { _tag: "Error" }>
+  readonly status: SyncClient.SyncStatus
+}
+
+/** Options of `MizuSync.open`. */
+export interface MizuSyncOptions extends SyncClient.Options, Omit<Partial<SyncTransport.FetchOptions>, "baseUrl"> {
+  /** The server's origin; `""` (same origin) by default. */
+  readonly baseUrl?: string
+  /** `indexeddb` (the default where IndexedDB exists), `memory`, or any `ClientStorage` layer. */
+  readonly storage?: "indexeddb" | "memory" | Layer.Layer<ClientStorage.ClientStorage, ClientStorage.ClientStorageError>
+  /** The IndexedDB database name; `mizu-sync` by default. */
+  readonly dbName?: string
+  /** Open a live connection in the same runtime, for pokes (and `sync.live`); `true` for the defaults. */
+  readonly live?: boolean | MizuLiveOptions
+  /** Replace the HTTP transport (tests). */
+  readonly transport?: Layer.Layer<SyncTransport.SyncTransport>
+}
+
+type Listener<K extends keyof MizuSyncEvents> = (event: MizuSyncEvents[K]) => void
+
+/** A mutation of the registry by name, with the args it takes. */
+type ArgsByName<M extends Mutation.Mutation, N extends string> = Mutation.ArgsOf<Extract<M, { readonly name: N }>>
+
+const storageLayerOf = (options: MizuSyncOptions): Layer.Layer<ClientStorage.ClientStorage, ClientStorage.ClientStorageError> => {
+  const storage = options.storage ?? (globalThis.indexedDB === undefined ? "memory" : "indexeddb")
+  if (storage === "memory") return ClientStorage.layerMemory
+  if (storage === "indexeddb") return IndexedDbStorage.layer(options.dbName === undefined ? {} : { name: options.dbName })
+  return storage
+}
+
+type Services = SyncClient.SyncClient | LiveClient.LiveClient
+
+/**
+ * A sync client with a Promise/event API. Create it with `MizuSync.open`;
+ * `close()` stops its background work (the stored state stays).
+ */
+export class MizuSync<M extends Mutation.Mutation = Mutation.Mutation> {
+  private readonly listeners = new Map<keyof MizuSyncEvents, Set<(event: never) => void>>()
+  private readonly dispatcher: Fiber.RuntimeFiber<unknown, unknown>
+  private closed = false
+  private lastStatus: SyncClient.SyncStatus
+
+  private constructor(
+    private readonly runtime: ManagedRuntime.ManagedRuntime<Services, unknown>,
+    private readonly client: SyncClient.SyncClient["Type"],
+    /** The live connection, when `live` was given. */
+    readonly live: MizuLive | undefined
+  ) {
+    this.lastStatus = runtime.runSync(client.status)
+    this.dispatcher = runtime.runFork(Effect.scoped(Effect.gen(this, function*() {
+      const events = yield* client.subscribeEvents
+      yield* Effect.forkScoped(Stream.runForEach(client.statusChanges, (status) =>
+        Effect.sync(() => {
+          this.lastStatus = status
+          this.emit("status", status)
+        })))
+      while (true) {
+        const event = yield* Queue.take(events)
+        switch (event._tag) {
+          case "Changes":
+            this.emit("changes", event.changes)
+            break
+          case "Rejected":
+            this.emit("rejected", event)
+            break
+          case "Reset":
+            this.emit("reset", event)
+            break
+          case "Renumbered":
+            this.emit("renumbered", event)
+            break
+          case "Error":
+            this.emit("error", event)
+            break
+        }
+      }
+    })))
+  }
+
+  /** Open the client: load its stored state, start syncing. */
+  static async open<M extends Mutation.Mutation = Mutation.Mutation>(
+    options: MizuSyncOptions & { readonly registry?: Mutation.Registry<M> } = {}
+  ): Promise<MizuSync<M>> {
+    const transport = options.transport ?? SyncTransport.layerFetch({ ...options, baseUrl: options.baseUrl ?? "" })
+    const liveOptions: MizuLiveOptions | undefined = options.live === undefined || options.live === false
+      ? undefined
+      : options.live === true
+      ? (options.baseUrl === undefined || options.baseUrl === "" ? {} : { baseUrl: options.baseUrl })
+      : options.live
+    const liveLayer = liveOptions === undefined ? Layer.empty : liveLayerOf(liveOptions)
+    const layer = Layer.merge(
+      SyncClient.layer(options).pipe(Layer.provide(Layer.mergeAll(transport, storageLayerOf(options), liveLayer))),
+      liveLayer
+    ) as Layer.Layer<Services, unknown>
+    const runtime = ManagedRuntime.make(layer)
+    const client = await runtime.runPromise(SyncClient.SyncClient)
+    const live = liveOptions === undefined ? undefined : new MizuLive(liveOptions, runtime as ManagedRuntime.ManagedRuntime<LiveClient.LiveClient, unknown>)
+    return new MizuSync<M>(runtime, client, live)
+  }
+
+  /** This client's id, stable across restarts. */
+  get clientId(): string {
+    return this.client.clientId
+  }
+
+  /** Apply a mutation locally at once, queue it and push it. Rejects (queuing nothing) on bad args or a local rejection. */
+  mutate<N extends M["name"]>(name: N, args: ArgsByName<M, N>, options?: SyncClient.MutateOptions): Promise<SyncClient.PendingMutation>
+  mutate<A, I>(mutation: Mutation.Mutation<string, A, I>, args: A, options?: SyncClient.MutateOptions): Promise<SyncClient.PendingMutation>
+  mutate(mutation: string | Mutation.Mutation, args: unknown, options?: SyncClient.MutateOptions): Promise<SyncClient.PendingMutation> {
+    return this.run(typeof mutation === "string" ? this.client.mutate(mutation, args, options) : this.client.mutate(mutation, args, options))
+  }
+
+  /**
+   * Push: with mutations (the seed's `push(mutations)`), each is queued as by
+   * `mutate` first; then the queue is pushed until every mutation has an answer.
+   */
+  async push(mutations?: ReadonlyArray<{ readonly name: string; readonly scope?: string; readonly args?: unknown }>): Promise<void> {
+    for (const m of mutations ?? []) await this.run(this.client.mutate(m.name, m.args, m.scope === undefined ? {} : { scope: m.scope }))
+    return this.run(this.client.push)
+  }
+
+  /** Pull a scope to its head (and keep it synced). With `cursor` (a poke's), only if the local cursor is below it. */
+  pull(scope: string, cursor?: number): Promise<void> {
+    return this.run(this.client.pull(scope, cursor))
+  }
+
+  /** Push and pull until nothing is pending. */
+  sync(): Promise<void> {
+    return this.run(this.client.sync)
+  }
+
+  /** Keep a scope synced. */
+  track(scope: string): Promise<void> {
+    return this.run(this.client.track(scope))
+  }
+
+  /** An entity's rows in a scope's view: decoded with an `Entity`, raw JSON with a name. */
+  query<A, I>(scope: string, entity: Entity.Entity<A, I>): ReadonlyArray<readonly [string, A]>
+  query(scope: string, entity: string): ReadonlyArray<readonly [string, unknown]>
+  query(scope: string, entity: Entity.Entity<unknown, unknown> | string): ReadonlyArray<readonly [string, unknown]> {
+    if (typeof entity !== "string") return this.runtime.runSync(this.client.query(scope, entity))
+    const data = this.runtime.runSync(this.client.view(scope))[entity] ?? {}
+    return Object.entries(data)
+  }
+
+  /** One row of a scope's view. */
+  get<A, I>(scope: string, entity: Entity.Entity<A, I> | string, id: string): A | unknown | undefined {
+    if (typeof entity !== "string") return Option.getOrUndefined(this.runtime.runSync(this.client.get(scope, entity, id)))
+    return LocalView.getRow(LocalView.fromSnapshot(this.view(scope)), entity, id).pipe(Option.getOrUndefined)
+  }
+
+  /** A scope's whole view as JSON. */
+  view(scope: string): SnapshotData {
+    return this.runtime.runSync(this.client.view(scope))
+  }
+
+  /** Call `listener` with the entity's rows now and after every change to them; returns a function that stops it. */
+  subscribe<A, I>(scope: string, entity: Entity.Entity<A, I>, listener: (rows: ReadonlyArray<readonly [string, A]>) => void): () => void {
+    const fiber = this.runtime.runFork(Stream.runForEach(this.client.watch(scope, entity), (rows) =>
+      Effect.sync(() => {
+        try {
+          listener(rows)
+        } catch (error) {
+          console.error("MizuSync listener failed", error)
+        }
+      })))
+    return () => {
+      this.runtime.runFork(Fiber.interrupt(fiber))
+    }
+  }
+
+  /** What is pending, by id. */
+  get pending(): ReadonlyArray<SyncClient.PendingMutation> {
+    return this.runtime.runSync(this.client.pending)
+  }
+
+  /** The sync status as last seen. */
+  get status(): SyncClient.SyncStatus {
+    return this.lastStatus
+  }
+
+  /** Listen for an event; returns a function that stops listening. */
+  on<K extends keyof MizuSyncEvents>(name: K, listener: Listener<K>): () => void {
+    let set = this.listeners.get(name)
+    if (set === undefined) {
+      set = new Set()
+      this.listeners.set(name, set)
+    }
+    set.add(listener as (event: never) => void)
+    return () => this.off(name, listener)
+  }
+
+  off<K extends keyof MizuSyncEvents>(name: K, listener: Listener<K>): void {
+    this.listeners.get(name)?.delete(listener as (event: never) => void)
+  }
+
+  /** Stop syncing (and the live connection, when owned); the stored state stays for the next `open`. */
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.runtime.runPromise(Fiber.interrupt(this.dispatcher))
+    await this.live?.close()
+    await this.runtime.dispose()
+  }
+
+  private emit<K extends keyof MizuSyncEvents>(name: K, event: MizuSyncEvents[K]) {
+    for (const listener of this.listeners.get(name) ?? []) {
+      try {
+        ;(listener as Listener<K>)(event)
+      } catch (error) {
+        console.error("MizuSync listener failed", error)
+      }
+    }
+  }
+
+  private run<A, E>(effect: Effect.Effect<A, E, Services>): Promise<A> {
+    if (this.closed) return Promise.reject(new Error("MizuSync is closed"))
+    return this.runtime.runPromise(effect)
+  }
+}

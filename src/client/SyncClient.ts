@@ -1,0 +1,799 @@
+/**
+ * The offline-first sync client: a local view per scope that mutations apply
+ * to at once, a persistent queue that reaches the server exactly once, and a
+ * rebase of the queue over whatever the server says.
+ *
+ * State (all of it persisted through `ClientStorage`, except the view):
+ * - `clientId`, and `nextId`: mutation ids are 1, 2, 3, … across all scopes;
+ * - per scope: `cursor` and `confirmed`, the server's rows as of `cursor`;
+ * - `pending`: mutations the server has not been seen to include, by id.
+ *
+ * Invariants (the rebase; why the code is shaped as it is):
+ * 1. view(scope) = confirmed(scope) with pending(scope) replayed on top, in id
+ *    order, by the same handlers the server runs (`LocalView.rebuild`). Every
+ *    step below recomputes the views it touches from this definition, so the
+ *    view never drifts from it.
+ * 2. confirmed(scope) reflects exactly the mutations with id <= L(scope), the
+ *    `last_mutation_id` the server sent with it, so a pending mutation is
+ *    dropped exactly when its effect enters `confirmed` (never applied twice,
+ *    never missing). Hence pulled pages are applied only together with the
+ *    `last_mutation_id` of a page with `has_more: false` (PROTOCOL.md): the
+ *    pages of one pull are gathered and committed at once. A backlog of more
+ *    than `maxPullPages` pages is replaced by a snapshot, which carries its
+ *    own `last_mutation_id`.
+ * 3. A pulled page is applied only if it continues the local cursor without a
+ *    gap (cursors are gap-free), so a stale, duplicated or misrouted response
+ *    is refused rather than applied.
+ * 4. The server processes a client's mutations in id order, so the queue is
+ *    pushed from its head, one request at a time. `ok` results (fresh or
+ *    duplicate) mark a mutation accepted: it is not sent again, and stays
+ *    pending until a pull confirms it (2). A `rejected`, `unknown_mutation`
+ *    or `invalid_args` result drops it at once; the rebuild rolls its
+ *    optimistic effect back; a `Rejected` event is raised.
+ * 5. `out_of_order` with `expected` below the first pending id means the
+ *    server lost this client's state: the queue is renumbered from
+ *    `expected`, the `generation` is bumped (any pull or push answer in
+ *    flight speaks of the old numbering and is discarded), and every scope is
+ *    reset from a snapshot before it is pulled again. Otherwise the server is
+ *    merely behind what it acknowledged, and the queue is sent again from
+ *    `expected`.
+ * 6. `cursor_too_old` and `cursor_ahead` reset the scope from a snapshot;
+ *    pending mutations are kept and replayed on top (1).
+ * 7. Every change of state is one `ClientStorage.commit`, made before the
+ *    in-memory state changes and before anyone is told, under one lock; so a
+ *    restart resumes from the last commit, and listeners see each committed
+ *    batch once, in order.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as FiberSet from "effect/FiberSet"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import * as Queue from "effect/Queue"
+import * as Random from "effect/Random"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
+import * as Protocol from "../protocol/Sync.js"
+import * as Entity from "../sync/Entity.js"
+import type * as Mutation from "../sync/Mutation.js"
+import { type Batch, ClientStorage, type ClientStorageError, type ScopeWrite } from "./ClientStorage.js"
+import { LiveClient, type LiveStatus } from "./LiveClient.js"
+import * as LocalView from "./LocalView.js"
+import type { LocalChange, PendingMutation, Rows } from "./LocalView.js"
+import { isOffline, isRetryable, SyncTransport, type SyncTransportError, TransportError } from "./SyncTransport.js"
+
+export type { LocalChange, PendingMutation } from "./LocalView.js"
+
+/** Options of a sync client. */
+export interface Options {
+  /** The app's entities and mutations. Without one, mutations are queued as given, with no local effect. */
+  readonly registry?: Mutation.Registry
+  /** Scopes to sync from the start (besides those already stored, and those mutated). */
+  readonly scopes?: ReadonlyArray<string>
+  /** The scope of a mutation that names none; `_default`. */
+  readonly defaultScope?: string
+  /** The id of a new client (a stored id always wins); a random one by default. */
+  readonly clientId?: string
+  /** Failsafe pull of every scope; 30 s by default. */
+  readonly pullInterval?: Duration.DurationInput
+  /** Changes per pull request; 500 by default. */
+  readonly pullLimit?: number
+  /** Pages one pull may gather before it resets from a snapshot instead; 20 by default. */
+  readonly maxPullPages?: number
+  /** Mutations per push request; 100 by default. */
+  readonly pushBatchSize?: number
+  /** First retry cap, 500 ms by default (doubling per failed attempt, full jitter). */
+  readonly retryInitial?: Duration.DurationInput
+  /** Largest retry cap, 30 s by default. */
+  readonly retryMax?: Duration.DurationInput
+}
+
+/** What a UI shows about syncing. */
+export interface SyncStatus {
+  /** The last request reached the server (or the live socket is joined). */
+  readonly online: boolean
+  /** The live connection, `none` without a `LiveClient`. */
+  readonly live: LiveStatus | "none"
+  /** Mutations not yet confirmed by the server. */
+  readonly pending: number
+  /** When a pull last completed (epoch ms). */
+  readonly lastPullAt: number | undefined
+  /** When a push last got an answer (epoch ms). */
+  readonly lastPushAt: number | undefined
+  /** The last failure, cleared by the next success. */
+  readonly lastError: string | undefined
+}
+
+/** Why a scope was reset from a snapshot. */
+export type ResetReason = "cursor_too_old" | "cursor_ahead" | "server_lost_state" | "backlog"
+
+/** What a sync client reports. */
+export type SyncEvent =
+  /** The local view changed: one event per committed batch, with every row that changed. */
+  | { readonly _tag: "Changes"; readonly changes: ReadonlyArray<LocalChange>; readonly source: "mutate" | "pull" | "reset" | "rollback" }
+  /** The server refused a mutation: it was dropped and its optimistic effect rolled back. */
+  | { readonly _tag: "Rejected"; readonly mutation: PendingMutation; readonly code: Exclude<Protocol.MutationErrorCode, "out_of_order">; readonly message: string }
+  /** A scope was replaced by a snapshot; pending mutations were kept. */
+  | { readonly _tag: "Reset"; readonly scope: string; readonly reason: ResetReason }
+  /** The server had lost this client's state: pending mutations now start at `from`. */
+  | { readonly _tag: "Renumbered"; readonly from: number; readonly count: number }
+  /** A request failed (it is retried with backoff). */
+  | { readonly _tag: "Error"; readonly during: "push" | "pull" | "snapshot"; readonly error: SyncTransportError }
+
+/** A mutation refused before it was queued. */
+export class MutateError extends Data.TaggedError("MutateError")<{
+  readonly reason: "unknown_mutation" | "invalid_args" | "invalid_scope" | "rejected"
+  readonly message: string
+}> {}
+
+/** `sync` could not bring the queue to empty. */
+export class SyncError extends Data.TaggedError("SyncError")<{
+  readonly reason: "not_settled" | "bad_response"
+  readonly message: string
+}> {}
+
+/** What `push`, `pull` and `sync` may fail with. */
+export type SyncFailure = SyncTransportError | ClientStorageError | SyncError
+
+/** Options of one `mutate`. */
+export interface MutateOptions {
+  readonly scope?: string
+}
+
+export class SyncClient extends Context.Tag("@mizu/client/SyncClient")<SyncClient, {
+  /** This client's id, stable across restarts. */
+  readonly clientId: string
+  /**
+   * Validate the args, apply the mutation to the local view (what queries
+   * see when this returns), persist it in the queue and schedule the push.
+   * Fails, queuing nothing, when the args do not decode or the handler
+   * rejects it against the local view.
+   */
+  readonly mutate: {
+    <A, I>(mutation: Mutation.Mutation<string, A, I>, args: NoInfer<A>, options?: MutateOptions): Effect.Effect<PendingMutation, MutateError | ClientStorageError>
+    (name: string, args: unknown, options?: MutateOptions): Effect.Effect<PendingMutation, MutateError | ClientStorageError>
+  }
+  /** Keep a scope synced (pulled, subscribed to pokes); stored, so it survives restarts. */
+  readonly track: (scope: string) => Effect.Effect<void, MutateError | ClientStorageError>
+  /** Pull a scope now, to its head. With `cursor`, only when the local cursor is below it (a poke's cursor). */
+  readonly pull: (scope: string, cursor?: number) => Effect.Effect<void, SyncFailure | MutateError>
+  /** Push the queue now until every pending mutation has an answer. */
+  readonly push: Effect.Effect<void, SyncFailure>
+  /** Push and pull until the queue is empty: every mutation confirmed or rejected. */
+  readonly sync: Effect.Effect<void, SyncFailure>
+  /** The rows of an entity in a scope's view, by id. */
+  readonly query: <A, I>(scope: string, entity: Entity.Entity<A, I>) => Effect.Effect<ReadonlyArray<readonly [string, A]>, Entity.EntityError>
+  /** One row of a scope's view. */
+  readonly get: <A, I>(scope: string, entity: Entity.Entity<A, I>, id: string) => Effect.Effect<Option.Option<A>, Entity.EntityError>
+  /** A scope's whole view as JSON, in the shape of a snapshot's `data`. */
+  readonly view: (scope: string) => Effect.Effect<Protocol.SnapshotData>
+  /** The scope's confirmed cursor (0 if never pulled). */
+  readonly cursor: (scope: string) => Effect.Effect<number>
+  /** The scopes this client syncs. */
+  readonly scopes: Effect.Effect<ReadonlyArray<string>>
+  /** The queue, by id. */
+  readonly pending: Effect.Effect<ReadonlyArray<PendingMutation>>
+  /** The entity's rows now, then again after every committed batch that changed them. */
+  readonly watch: <A, I>(scope: string, entity: Entity.Entity<A, I>) => Stream.Stream<ReadonlyArray<readonly [string, A]>, Entity.EntityError>
+  readonly status: Effect.Effect<SyncStatus>
+  /** The status now, then every change. */
+  readonly statusChanges: Stream.Stream<SyncStatus>
+  /** Every event from now on. */
+  readonly subscribeEvents: Effect.Effect<Queue.Dequeue<SyncEvent>, never, Scope.Scope>
+  readonly events: Stream.Stream<SyncEvent>
+}>() {}
+
+interface ScopeState {
+  readonly cursor: number
+  readonly confirmed: Rows
+  readonly view: Rows
+}
+
+const emptyScope = (): ScopeState => ({ cursor: 0, confirmed: LocalView.emptyRows(), view: LocalView.emptyRows() })
+
+const validScope = Schema.is(Protocol.Scope)
+
+const newClientId = (): string => {
+  const bytes = new Uint8Array(12)
+  globalThis.crypto.getRandomValues(bytes)
+  return `c-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`
+}
+
+/** How many dropped-without-answer mutations are remembered, to report a rejection that arrives late. */
+const DROPPED_MEMORY = 1000
+
+/** Build a sync client whose background work lives as long as the scope. */
+export const make = (
+  options: Options = {}
+): Effect.Effect<SyncClient["Type"], ClientStorageError, SyncTransport | ClientStorage | Scope.Scope> =>
+  Effect.gen(function*() {
+    const transport = yield* SyncTransport
+    const storage = yield* ClientStorage
+    const live = yield* Effect.serviceOption(LiveClient)
+    const registry = options.registry
+    const defaultScope = options.defaultScope ?? Protocol.DEFAULT_SCOPE
+    const pullLimit = Math.max(1, Math.min(Protocol.MAX_PULL_LIMIT, options.pullLimit ?? 500))
+    const maxPullPages = Math.max(1, options.maxPullPages ?? 20)
+    const batchSize = Math.max(1, Math.min(Protocol.MAX_MUTATIONS_PER_PUSH, options.pushBatchSize ?? 100))
+    const retryInitial = Duration.toMillis(options.retryInitial ?? Duration.millis(500))
+    const retryMax = Duration.toMillis(options.retryMax ?? Duration.seconds(30))
+    const pullInterval = Duration.decode(options.pullInterval ?? Duration.seconds(30))
+
+    // ---- state -----------------------------------------------------------
+    const loaded = yield* storage.load
+    const clientId = loaded.clientId ?? options.clientId ?? newClientId()
+    let pending: ReadonlyArray<PendingMutation> = loaded.pending
+    let nextId = Math.max(loaded.nextId, (pending[pending.length - 1]?.id ?? 0) + 1)
+    if (loaded.clientId === undefined) yield* storage.commit({ meta: { clientId, nextId } })
+    const scopes = new Map<string, ScopeState>()
+    for (const [scope, stored] of Object.entries(loaded.scopes)) {
+      const confirmed = LocalView.fromSnapshot(stored.rows)
+      scopes.set(scope, { cursor: stored.cursor, confirmed, view: yield* LocalView.rebuild(registry, scope, confirmed, pending) })
+    }
+    for (const m of pending) {
+      if (!scopes.has(m.scope)) scopes.set(m.scope, { ...emptyScope(), view: yield* LocalView.rebuild(registry, m.scope, LocalView.emptyRows(), pending) })
+    }
+    const tracked = new Set<string>([...scopes.keys()])
+    /** Ids the server answered `ok` for in this generation: not sent again, dropped when a pull confirms them. */
+    const accepted = new Set<number>()
+    /** Dropped by a pull before any answer arrived: a late `rejected` answer still raises its event. */
+    const dropped = new Map<number, PendingMutation>()
+    /** Bumped when the queue is renumbered: answers to requests sent before speak of other ids. */
+    let generation = 0
+    const needsReset = new Map<string, ResetReason>()
+    const dirty = new Set<string>()
+
+    const lock = yield* Effect.makeSemaphore(1)
+    const locked = lock.withPermits(1)
+    const pushMutex = yield* Effect.makeSemaphore(1)
+    const pullMutex = yield* Effect.makeSemaphore(1)
+    const pushWake = yield* Queue.sliding<void>(1)
+    const pullWake = yield* Queue.sliding<void>(1)
+    const onlinePush = yield* Queue.sliding<void>(1)
+    const onlinePull = yield* Queue.sliding<void>(1)
+    const pubsub = yield* Effect.acquireRelease(PubSub.unbounded<SyncEvent>(), PubSub.shutdown)
+    const status = yield* SubscriptionRef.make<SyncStatus>({
+      online: false,
+      live: Option.isSome(live) ? "connecting" : "none",
+      pending: pending.length,
+      lastPullAt: undefined,
+      lastPushAt: undefined,
+      lastError: undefined
+    })
+    const fibers = yield* FiberSet.make()
+
+    const publish = (event: SyncEvent) => PubSub.publish(pubsub, event)
+    const publishChanges = (changes: ReadonlyArray<LocalChange>, source: "mutate" | "pull" | "reset" | "rollback") =>
+      changes.length === 0 ? Effect.void : publish({ _tag: "Changes", changes, source })
+    const setStatus = (f: (s: SyncStatus) => SyncStatus) => SubscriptionRef.update(status, f)
+    const syncPendingCount = setStatus((s) => s.pending === pending.length ? s : { ...s, pending: pending.length })
+    const wake = (q: Queue.Queue<void>) => Queue.offer(q, undefined)
+
+    const requestPull = (scope: string) =>
+      Effect.zipRight(Effect.sync(() => dirty.add(scope)), wake(pullWake))
+
+    const reportSuccess = (field: "lastPullAt" | "lastPushAt") =>
+      Effect.flatMap(Effect.clockWith((c) => c.currentTimeMillis), (now) =>
+        setStatus((s) => ({ ...s, online: true, lastError: undefined, [field]: now })))
+
+    const reportFailure = (during: "push" | "pull" | "snapshot") => (error: SyncTransportError) =>
+      Effect.zipRight(
+        setStatus((s) => ({ ...s, online: isOffline(error) ? false : s.online, lastError: error.message })),
+        publish({ _tag: "Error", during, error })
+      )
+
+    const backoff = (attempt: number, online: Queue.Queue<void>) =>
+      Effect.flatMap(Random.next, (r) =>
+        Effect.raceFirst(
+          Effect.sleep(Duration.millis(r * Math.min(retryMax, retryInitial * 2 ** Math.min(attempt, 30)))),
+          Queue.take(online)
+        ))
+
+    const dropPendingUpTo = (scope: string, lmid: number | undefined) =>
+      lmid === undefined
+        ? { keep: pending, drop: [] as ReadonlyArray<PendingMutation> }
+        : {
+          keep: pending.filter((m) => !(m.scope === scope && m.id <= lmid)),
+          drop: pending.filter((m) => m.scope === scope && m.id <= lmid)
+        }
+
+    /** After a commit dropped mutations because the server state now includes them. */
+    const forgetConfirmed = (drop: ReadonlyArray<PendingMutation>) => {
+      for (const m of drop) {
+        if (!accepted.delete(m.id)) {
+          dropped.set(m.id, m)
+          if (dropped.size > DROPPED_MEMORY) {
+            const oldest = dropped.keys().next()
+            if (oldest.done !== true) dropped.delete(oldest.value)
+          }
+        }
+      }
+    }
+
+    // ---- tracking ----------------------------------------------------------
+    const subscribeLive = (scopesToAdd: ReadonlyArray<string>) =>
+      Option.match(live, {
+        onNone: () => Effect.void,
+        onSome: (client) =>
+          FiberSet.run(fibers, client.subscribe(scopesToAdd).pipe(
+            Effect.flatMap((cursors) => onHeads(cursors)),
+            Effect.catchAll((e) => Effect.logWarning("live subscribe failed", e.message))
+          )).pipe(Effect.asVoid)
+      })
+
+    /** Heads from a JOIN or SUBSCRIBE reply: pull every scope whose head differs from the local cursor. */
+    const onHeads = (cursors: Readonly<Record<string, number>>) =>
+      Effect.forEach(Object.entries(cursors), ([scope, head]) =>
+        tracked.has(scope) && head !== (scopes.get(scope)?.cursor ?? 0) ? requestPull(scope) : Effect.void, { discard: true })
+
+    const track = (scope: string): Effect.Effect<void, MutateError | ClientStorageError> =>
+      Effect.gen(function*() {
+        if (!validScope(scope)) return yield* new MutateError({ reason: "invalid_scope", message: `invalid scope ${JSON.stringify(scope)}` })
+        if (tracked.has(scope)) return
+        yield* locked(Effect.gen(function*() {
+          if (scopes.has(scope)) return
+          yield* storage.commit({ scopes: [{ scope, cursor: 0 }] })
+          scopes.set(scope, emptyScope())
+        }))
+        if (tracked.has(scope)) return
+        tracked.add(scope)
+        yield* requestPull(scope)
+        yield* subscribeLive([scope])
+      })
+
+    // ---- mutate ------------------------------------------------------------
+    interface Prepared {
+      readonly definition: Mutation.Mutation | undefined
+      readonly args: unknown
+      readonly wire: unknown
+    }
+
+    const invalidArgs = (e: import("effect/ParseResult").ParseError) =>
+      new MutateError({ reason: "invalid_args", message: Protocol.formatParseError(e) })
+
+    const prepare = (mutation: Mutation.Mutation | string, args: unknown): Effect.Effect<Prepared, MutateError> => {
+      const name = typeof mutation === "string" ? mutation : mutation.name
+      const known = registry?.mutations.get(name)
+      if (registry !== undefined && known === undefined) {
+        return Effect.fail(new MutateError({ reason: "unknown_mutation", message: `unknown mutation ${name}` }))
+      }
+      const definition = known ?? (typeof mutation === "string" ? undefined : mutation)
+      if (definition === undefined) return Effect.succeed({ definition: undefined, args, wire: args })
+      if (typeof mutation === "string") {
+        return Schema.decodeUnknown(definition.args)(args).pipe(
+          Effect.flatMap((decoded) => Effect.map(Schema.encode(definition.args)(decoded), (wire) => ({ definition, args: decoded, wire }))),
+          Effect.mapError(invalidArgs)
+        )
+      }
+      return Schema.encodeUnknown(definition.args)(args).pipe(
+        Effect.map((wire) => ({ definition, args, wire })),
+        Effect.mapError(invalidArgs)
+      )
+    }
+
+    const mutateImpl = (mutation: Mutation.Mutation | string, args: unknown, opts?: MutateOptions) =>
+      Effect.gen(function*() {
+        const name = typeof mutation === "string" ? mutation : mutation.name
+        const scope = opts?.scope ?? defaultScope
+        if (!validScope(scope)) return yield* new MutateError({ reason: "invalid_scope", message: `invalid scope ${JSON.stringify(scope)}` })
+        const prepared = yield* prepare(mutation, args)
+        const result = yield* locked(Effect.gen(function*() {
+          const isNew = !scopes.has(scope)
+          const st = scopes.get(scope) ?? emptyScope()
+          let view = st.view
+          let changes: ReadonlyArray<LocalChange> = []
+          if (prepared.definition !== undefined) {
+            const outcome = yield* LocalView.runHandler(registry, prepared.definition, scope, prepared.args, st.view)
+            if (Either.isLeft(outcome)) return yield* new MutateError({ reason: "rejected", message: outcome.left.message })
+            changes = LocalView.writesToChanges(scope, st.view, outcome.right)
+            view = LocalView.copyRows(st.view)
+            LocalView.applyWrites(view, outcome.right)
+          }
+          const m: PendingMutation = { id: nextId, name, scope, args: prepared.wire }
+          yield* storage.commit({
+            meta: { clientId, nextId: m.id + 1 },
+            pendingPut: [m],
+            ...(isNew ? { scopes: [{ scope, cursor: 0 }] } : {})
+          })
+          nextId = m.id + 1
+          pending = [...pending, m]
+          scopes.set(scope, { ...st, view })
+          yield* publishChanges(changes, "mutate")
+          yield* syncPendingCount
+          return m
+        }))
+        yield* wake(pushWake)
+        yield* track(scope)
+        return result
+      }).pipe(Effect.withSpan("SyncClient.mutate", { attributes: { name: typeof mutation === "string" ? mutation : mutation.name } }))
+
+    // ---- push ----------------------------------------------------------------
+    type PushOutcome = "idle" | "progress" | "retry"
+
+    /** Drop refused mutations and roll their effects back. */
+    const dropRejected = (refused: ReadonlyArray<readonly [PendingMutation, Protocol.MutationError]>) =>
+      Effect.gen(function*() {
+        const ids = new Set(refused.map(([m]) => m.id))
+        const wasPending = pending.filter((m) => ids.has(m.id))
+        const keep = pending.filter((m) => !ids.has(m.id))
+        const views = new Map<string, Rows>()
+        const changes: Array<LocalChange> = []
+        for (const scope of new Set(wasPending.map((m) => m.scope))) {
+          const st = scopes.get(scope) ?? emptyScope()
+          const view = yield* LocalView.rebuild(registry, scope, st.confirmed, keep)
+          views.set(scope, view)
+          changes.push(...LocalView.diff(scope, st.view, view))
+        }
+        if (wasPending.length > 0) yield* storage.commit({ pendingDelete: wasPending.map((m) => m.id) })
+        pending = keep
+        for (const [scope, view] of views) {
+          const st = scopes.get(scope) ?? emptyScope()
+          scopes.set(scope, { ...st, view })
+        }
+        yield* publishChanges(changes, "rollback")
+        for (const [m, error] of refused) {
+          const known = ids.has(m.id) && wasPending.some((p) => p.id === m.id) ? m : dropped.get(m.id)
+          if (known === undefined) continue // already reported (a duplicated answer)
+          dropped.delete(m.id)
+          accepted.delete(m.id)
+          const code = error.code === "out_of_order" ? "rejected" : error.code
+          yield* publish({ _tag: "Rejected", mutation: known, code, message: error.message })
+        }
+        yield* syncPendingCount
+      })
+
+    /** `out_of_order` with `expected`: renumber (server lost state) or resend from `expected`. */
+    const recover = (expected: number) =>
+      Effect.gen(function*() {
+        const first = pending[0]
+        if (first === undefined) return
+        if (expected < first.id) {
+          const renumbered = pending.map((m, i) => ({ ...m, id: expected + i }))
+          const next = expected + renumbered.length
+          yield* storage.commit({ meta: { clientId, nextId: next }, pendingReplace: renumbered })
+          pending = renumbered
+          nextId = next
+          generation++
+          accepted.clear()
+          dropped.clear()
+          for (const scope of scopes.keys()) {
+            needsReset.set(scope, "server_lost_state")
+            yield* requestPull(scope)
+          }
+          yield* publish({ _tag: "Renumbered", from: expected, count: renumbered.length })
+          yield* Effect.logWarning("the server lost this client's state; pending mutations renumbered", { expected, count: renumbered.length })
+        } else {
+          for (const id of [...accepted]) if (id >= expected) accepted.delete(id)
+        }
+      })
+
+    const handleResults = (gen0: number, batch: ReadonlyArray<PendingMutation>, results: ReadonlyArray<Protocol.MutationResult>) =>
+      locked(Effect.gen(function*() {
+        if (generation !== gen0) return "retry" as const
+        const refused: Array<readonly [PendingMutation, Protocol.MutationError]> = []
+        const toPull = new Set<string>()
+        let expected: number | undefined
+        let progress = false
+        for (let i = 0; i < batch.length; i++) {
+          const m = batch[i]
+          const r = results[i]
+          if (r.ok) {
+            if (pending.some((p) => p.id === m.id)) accepted.add(m.id)
+            toPull.add(m.scope)
+            progress = true
+          } else if (r.error?.code === "out_of_order") {
+            expected = r.error.expected ?? pending[0]?.id
+            break
+          } else {
+            refused.push([m, r.error ?? { code: "rejected", message: "refused" }])
+            progress = true
+          }
+        }
+        if (refused.length > 0) yield* dropRejected(refused)
+        if (expected !== undefined) {
+          yield* recover(expected)
+          progress = true
+        }
+        for (const scope of toPull) yield* requestPull(scope)
+        return progress ? "progress" as const : "retry" as const
+      }))
+
+    const pushOnce: Effect.Effect<PushOutcome, SyncFailure> = pushMutex.withPermits(1)(Effect.gen(function*() {
+      const gen0 = generation
+      const batch = pending.filter((m) => !accepted.has(m.id)).slice(0, batchSize)
+      if (batch.length === 0) return "idle" as const
+      const response = yield* transport.push({
+        protocol: Protocol.PROTOCOL_VERSION,
+        client_id: clientId,
+        mutations: batch.map((m) => ({ id: m.id, name: m.name, scope: m.scope, args: m.args }))
+      }).pipe(Effect.tapError(reportFailure("push")))
+      if (response.results.length !== batch.length || response.results.some((r, i) => r.id !== batch[i].id)) {
+        return yield* new TransportError({ reason: "decode", message: "push results do not match the request" }).pipe(
+          Effect.tapError(reportFailure("push"))
+        )
+      }
+      yield* reportSuccess("lastPushAt")
+      return yield* handleResults(gen0, batch, response.results)
+    }).pipe(Effect.withSpan("SyncClient.push", { attributes: { client_id: clientId } })))
+
+    const pushWorker = Effect.gen(function*() {
+      let attempt = 0
+      while (true) {
+        const outcome = yield* Effect.either(pushOnce)
+        if (Either.isRight(outcome) && outcome.right === "idle") {
+          attempt = 0
+          yield* Queue.take(pushWake)
+        } else if (Either.isRight(outcome) && outcome.right === "progress") {
+          attempt = 0
+        } else {
+          yield* backoff(attempt++, onlinePush)
+        }
+      }
+    })
+
+    // ---- pull ------------------------------------------------------------------
+    type PullOutcome = "done" | "stale"
+
+    const isResetCode = (e: SyncFailure): e is Protocol.ProtocolError =>
+      e._tag === "ProtocolError" && (e.code === "cursor_too_old" || e.code === "cursor_ahead")
+
+    const scopeWrite = (scope: string, cursor: number, confirmed: Rows, touched: Iterable<readonly [string, string]>): ScopeWrite => {
+      const put: Array<readonly [string, string, unknown]> = []
+      const del: Array<readonly [string, string]> = []
+      for (const [entity, id] of touched) {
+        const row = LocalView.getRow(confirmed, entity, id)
+        if (Option.isSome(row)) put.push([entity, id, row.value])
+        else del.push([entity, id])
+      }
+      return { scope, cursor, put, delete: del }
+    }
+
+    /** Replace a scope by a snapshot (invariant 6), keeping pending mutations. */
+    const resetScope = (scope: string, reason: ResetReason, gen0: number): Effect.Effect<PullOutcome, SyncFailure> =>
+      Effect.gen(function*() {
+        const snap = yield* transport.snapshot({ protocol: Protocol.PROTOCOL_VERSION, scope, client_id: clientId }).pipe(
+          Effect.tapError(reportFailure("snapshot"))
+        )
+        return yield* locked(Effect.gen(function*() {
+          if (generation !== gen0) return "stale" as const
+          const st = scopes.get(scope) ?? emptyScope()
+          const confirmed = LocalView.fromSnapshot(snap.data)
+          const { drop, keep } = dropPendingUpTo(scope, snap.last_mutation_id)
+          const view = yield* LocalView.rebuild(registry, scope, confirmed, keep)
+          const put: Array<readonly [string, string, unknown]> = []
+          for (const [entity, ids] of confirmed) for (const [id, data] of ids) put.push([entity, id, data])
+          const batch: Batch = { scopes: [{ scope, cursor: snap.cursor, reset: true, put }], pendingDelete: drop.map((m) => m.id) }
+          yield* storage.commit(batch)
+          scopes.set(scope, { cursor: snap.cursor, confirmed, view })
+          pending = keep
+          forgetConfirmed(drop)
+          needsReset.delete(scope)
+          yield* publish({ _tag: "Reset", scope, reason })
+          yield* publishChanges(LocalView.diff(scope, st.view, view), "reset")
+          yield* syncPendingCount
+          yield* reportSuccess("lastPullAt")
+          return "done" as const
+        }))
+      }).pipe(Effect.withSpan("SyncClient.reset", { attributes: { scope, reason } }))
+
+    const commitPull = (
+      scope: string,
+      gen0: number,
+      from: number,
+      changes: ReadonlyArray<Protocol.Change>,
+      cursor: number,
+      lmid: number | undefined
+    ): Effect.Effect<PullOutcome, ClientStorageError> =>
+      locked(Effect.gen(function*() {
+        if (generation !== gen0) return "stale" as const
+        const st = scopes.get(scope) ?? emptyScope()
+        if (st.cursor !== from) return "stale" as const
+        const { drop, keep } = dropPendingUpTo(scope, lmid)
+        if (changes.length > 0 || drop.length > 0 || !scopes.has(scope)) {
+          const confirmed = LocalView.copyRows(st.confirmed)
+          LocalView.applyChanges(confirmed, changes)
+          const view = yield* LocalView.rebuild(registry, scope, confirmed, keep)
+          const touched = new Map(changes.map((c) => [`${c.entity}\u0000${c.id}`, [c.entity, c.id] as const]))
+          yield* storage.commit({ scopes: [scopeWrite(scope, cursor, confirmed, touched.values())], pendingDelete: drop.map((m) => m.id) })
+          scopes.set(scope, { cursor, confirmed, view })
+          pending = keep
+          forgetConfirmed(drop)
+          yield* publishChanges(LocalView.diff(scope, st.view, view), "pull")
+          yield* syncPendingCount
+        }
+        yield* reportSuccess("lastPullAt")
+        return "done" as const
+      }))
+
+    const pullPages = (scope: string, gen0: number): Effect.Effect<PullOutcome, SyncFailure> =>
+      Effect.gen(function*() {
+        const from = scopes.get(scope)?.cursor ?? 0
+        let cursor = from
+        const changes: Array<Protocol.Change> = []
+        for (let page = 0; ; page++) {
+          if (page >= maxPullPages) return yield* resetScope(scope, "backlog", gen0)
+          const response = yield* transport.pull({ protocol: Protocol.PROTOCOL_VERSION, scope, cursor, limit: pullLimit, client_id: clientId }).pipe(
+            Effect.map(Either.right),
+            Effect.catchIf(isResetCode, (e) => Effect.succeed(Either.left(e))),
+            Effect.tapError(reportFailure("pull"))
+          )
+          if (Either.isLeft(response)) {
+            return yield* resetScope(scope, response.left.code === "cursor_ahead" ? "cursor_ahead" : "cursor_too_old", gen0)
+          }
+          const r = response.right
+          const last = r.changes[r.changes.length - 1]
+          const continues = r.changes.every((c, i) => c.scope === scope && c.cursor === cursor + i + 1) &&
+            r.cursor === (last?.cursor ?? cursor) && (r.changes.length > 0 || !r.has_more)
+          if (!continues) {
+            return yield* new SyncError({ reason: "bad_response", message: `pull of ${scope} from ${cursor} does not continue the log` })
+          }
+          changes.push(...r.changes)
+          cursor = r.cursor
+          if (!r.has_more) return yield* commitPull(scope, gen0, from, changes, cursor, r.last_mutation_id)
+        }
+      })
+
+    const pullScope = (scope: string): Effect.Effect<void, SyncFailure> =>
+      pullMutex.withPermits(1)(Effect.gen(function*() {
+        for (let tries = 0; tries < 10; tries++) {
+          const gen0 = generation
+          const reset = needsReset.get(scope)
+          const outcome = reset !== undefined ? yield* resetScope(scope, reset, gen0) : yield* pullPages(scope, gen0)
+          if (outcome === "done") return
+        }
+      })).pipe(Effect.withSpan("SyncClient.pull", { attributes: { scope } }))
+
+    const pullWorker = Effect.gen(function*() {
+      let attempt = 0
+      while (true) {
+        if (dirty.size === 0) yield* Queue.take(pullWake)
+        const batch = [...dirty]
+        dirty.clear()
+        let failed = false
+        for (const scope of batch) {
+          const outcome = yield* Effect.either(pullScope(scope))
+          if (Either.isLeft(outcome)) {
+            failed = true
+            dirty.add(scope)
+          }
+        }
+        if (failed) yield* backoff(attempt++, onlinePull)
+        else attempt = 0
+      }
+    })
+
+    // ---- explicit operations ---------------------------------------------------------
+    const push: Effect.Effect<void, SyncFailure> = Effect.gen(function*() {
+      for (let rounds = 0; ; rounds++) {
+        const outcome = yield* pushOnce
+        if (outcome === "idle") return
+        if (outcome === "retry" && rounds > 10) {
+          return yield* new SyncError({ reason: "not_settled", message: "the server keeps answering out of order" })
+        }
+      }
+    })
+
+    const sync: Effect.Effect<void, SyncFailure> = Effect.gen(function*() {
+      for (let round = 0; round < 20; round++) {
+        yield* push
+        for (const scope of new Set([...tracked, ...pending.map((m) => m.scope)])) yield* pullScope(scope)
+        if (pending.length === 0) return
+      }
+      return yield* new SyncError({ reason: "not_settled", message: `${pending.length} mutations still pending` })
+    })
+
+    const pull = (scope: string, cursor?: number) =>
+      Effect.gen(function*() {
+        yield* track(scope)
+        if (cursor !== undefined && cursor <= (scopes.get(scope)?.cursor ?? 0) && !needsReset.has(scope)) return
+        yield* pullScope(scope)
+      })
+
+    // ---- queries -------------------------------------------------------------------
+    const viewOf = (scope: string) => scopes.get(scope)?.view ?? LocalView.emptyRows()
+
+    const query = <A, I>(scope: string, entity: Entity.Entity<A, I>) =>
+      Effect.suspend(() => {
+        const ids = viewOf(scope).get(entity.name)
+        const rows = ids === undefined ? [] : [...ids].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        return Effect.forEach(rows, ([id, json]) => Effect.map(Entity.decode(entity, json), (value) => [id, value] as const))
+      })
+
+    const get = <A, I>(scope: string, entity: Entity.Entity<A, I>, id: string) =>
+      Effect.suspend(() =>
+        Option.match(LocalView.getRow(viewOf(scope), entity.name, id), {
+          onNone: () => Effect.succeedNone,
+          onSome: (json) => Effect.asSome(Entity.decode(entity, json))
+        })
+      )
+
+    const watch = <A, I>(scope: string, entity: Entity.Entity<A, I>) =>
+      Stream.unwrapScoped(Effect.gen(function*() {
+        const events = yield* PubSub.subscribe(pubsub)
+        const touched = Stream.fromQueue(events).pipe(
+          Stream.filter((e) => e._tag === "Changes" && e.changes.some((c) => c.scope === scope && c.entity === entity.name))
+        )
+        return Stream.concat(Stream.make(undefined), touched).pipe(Stream.mapEffect(() => query(scope, entity)))
+      }))
+
+    // ---- background work ---------------------------------------------------------------
+    yield* FiberSet.run(fibers, pushWorker)
+    yield* FiberSet.run(fibers, pullWorker)
+    yield* FiberSet.run(fibers, Effect.forever(Effect.zipRight(
+      Effect.sleep(pullInterval),
+      Effect.forEach([...tracked], requestPull, { discard: true })
+    )))
+    for (const scope of options.scopes ?? []) {
+      if (!validScope(scope)) continue
+      if (!scopes.has(scope)) {
+        yield* storage.commit({ scopes: [{ scope, cursor: 0 }] })
+        scopes.set(scope, emptyScope())
+      }
+      tracked.add(scope)
+    }
+    for (const scope of tracked) yield* requestPull(scope)
+    if (pending.length > 0) yield* wake(pushWake)
+
+    if (Option.isSome(live)) {
+      const client = live.value
+      const events = yield* client.subscribeEvents
+      yield* FiberSet.run(fibers, Effect.forever(Effect.flatMap(Queue.take(events), (event) => {
+        switch (event._tag) {
+          case "Online":
+            return Effect.all([
+              onHeads(event.cursors),
+              wake(onlinePush),
+              wake(onlinePull),
+              wake(pushWake),
+              setStatus((s) => ({ ...s, online: true }))
+            ], { discard: true })
+          case "Poke":
+            return tracked.has(event.scope) && event.cursor > (scopes.get(event.scope)?.cursor ?? 0)
+              ? requestPull(event.scope)
+              : Effect.void
+          default:
+            return Effect.void
+        }
+      })))
+      yield* FiberSet.run(fibers, client.statusChanges.pipe(
+        Stream.runForEach((s) => setStatus((st) => ({ ...st, live: s })))
+      ))
+      if (tracked.size > 0) yield* subscribeLive([...tracked])
+    }
+
+    return SyncClient.of({
+      clientId,
+      mutate: mutateImpl as SyncClient["Type"]["mutate"],
+      track,
+      pull,
+      push,
+      sync,
+      query,
+      get,
+      view: (scope) => Effect.sync(() => LocalView.toSnapshot(viewOf(scope))),
+      cursor: (scope) => Effect.sync(() => scopes.get(scope)?.cursor ?? 0),
+      scopes: Effect.sync(() => [...tracked]),
+      pending: Effect.sync(() => pending),
+      watch,
+      status: SubscriptionRef.get(status),
+      statusChanges: status.changes,
+      subscribeEvents: PubSub.subscribe(pubsub),
+      events: Stream.fromPubSub(pubsub)
+    })
+  })
+
+/** A sync client for the layer's lifetime. Uses the `LiveClient` in context, if any, for pokes. */
+export const layer = (options: Options = {}): Layer.Layer<SyncClient, ClientStorageError, SyncTransport | ClientStorage> =>
+  Layer.scoped(SyncClient, make(options))
+
+/** Whether an error is worth retrying later (the workers retry these by themselves). */
+export const isTransient = (error: SyncFailure): boolean =>
+  error._tag === "TransportError" || error._tag === "ProtocolError" ? isRetryable(error) : error._tag === "ClientStorageError"

@@ -1,0 +1,17 @@
+/**
+ * Mizu Sync + Live, client entry: the typed sync and live clients, their
+ * storage and transport layers, and the plain Promise/event API. Runs in
+ * browsers and Node; nothing here (or below it) imports Node-only modules —
+ * the Node helpers are in `mizu-sync-live/client/node`.
+ *
+ * @since 0.1.0
+ */
+export * from "../shared.js"
+export * as ClientStorage from "./ClientStorage.js"
+export * as IndexedDbStorage from "./IndexedDbStorage.js"
+export * as LiveClient from "./LiveClient.js"
+export * as LocalView from "./LocalView.js"
+export { MizuLive } from "./MizuLive.js"
+export { MizuSync } from "./MizuSync.js"
+export * as SyncClient from "./SyncClient.js"
+export * as SyncTransport from "./SyncTransport.js"
