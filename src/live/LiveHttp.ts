@@ -80,7 +80,7 @@ export const make = (options: Options = {}): Effect.Effect<LiveServer["Type"], n
     const tick = options.tickInterval ?? Duration.millis(Math.max(10, Math.min(1000, Math.floor(idle / 4))))
     yield* Effect.sync(() => {
       for (const session of sessions) session.tick()
-    }).pipe(Effect.repeat(Schedule.spaced(tick)), Effect.forkScoped)
+    }).pipe(Effect.repeat(Schedule.spaced(tick)), Effect.interruptible, Effect.forkScoped)
 
     // Shutdown: CLOSE {reason: "shutdown"} in batches over the drain period.
     const drain = Effect.gen(function*() {

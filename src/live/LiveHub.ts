@@ -201,6 +201,8 @@ export const make = (options: Options = {}): Effect.Effect<LiveHub["Type"], neve
         yield* Queue.take(queue).pipe(
           Effect.flatMap((raw) => dispatch(topic, state, raw)),
           Effect.forever,
+          // opened inside an uninterruptible acquire: the loop itself must stay interruptible
+          Effect.interruptible,
           Effect.forkIn(scope)
         )
         yield* publish(topic, { _tag: "sync", topic, node })
@@ -259,6 +261,7 @@ export const make = (options: Options = {}): Effect.Effect<LiveHub["Type"], neve
     }).pipe(
       Effect.zipRight(Effect.forEach([...local.keys()], announce, { discard: true })),
       Effect.repeat(Schedule.spaced(Duration.millis(renewMillis))),
+      Effect.interruptible,
       Effect.forkScoped
     )
 

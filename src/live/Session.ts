@@ -142,10 +142,11 @@ export const run = (
       slow = true
       Queue.unsafeOffer(inbox, TICK)
     }
-    // The peer is not reading: the CLOSE frame may never reach it, so do not wait for a handshake.
+    // The CLOSE frame and the close code reach a peer that reads again within the grace period;
+    // one that never reads is cut off then, so it holds no memory.
     const closeSlow = Effect.gen(function*() {
       yield* close("slow_consumer", 4008)
-      yield* Effect.sync(() => setTimeout(raw.terminate, 1000).unref())
+      yield* Effect.sync(() => setTimeout(raw.terminate, 5000).unref())
     })
 
     // -- what the hub reaches -------------------------------------------------
