@@ -43,7 +43,7 @@ const tempDir = Effect.acquireRelease(
 )
 
 describe("SyncClient", () => {
-  layer(layerServer({ registry }, layerMemoryDeps), { timeout: 60_000, excludeTestServices: true })("over HTTP", (it) => {
+  layer(layerServer({ registry, live: { drainPeriod: "10 millis" } }, layerMemoryDeps), { timeout: 60_000, excludeTestServices: true })("over HTTP", (it) => {
     it.scoped("applies a mutation to the local view before the push returns", () =>
       Effect.gen(function*() {
         const base = yield* BaseUrl
@@ -277,8 +277,8 @@ describe("SyncClient", () => {
   describe("when the server loses the client's state", () => {
     it.scopedLive("out_of_order below the first pending id renumbers the queue and resets every scope", () =>
         Effect.gen(function*() {
-          const serverA = yield* Layer.build(layerServer({ registry }, Layer.fresh(layerMemoryDeps)))
-          const serverB = yield* Layer.build(layerServer({ registry }, Layer.fresh(layerMemoryDeps)))
+          const serverA = yield* Layer.build(layerServer({ registry, live: { drainPeriod: "10 millis" } }, Layer.fresh(layerMemoryDeps)))
+          const serverB = yield* Layer.build(layerServer({ registry, live: { drainPeriod: "10 millis" } }, Layer.fresh(layerMemoryDeps)))
           const baseA = Context.get(serverA, BaseUrl)
           const baseB = Context.get(serverB, BaseUrl)
           const scope = freshScope("todos")

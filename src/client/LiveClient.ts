@@ -5,9 +5,12 @@
  *
  * Invariants:
  * - JOIN is the first frame of every connection and carries every scope the
- *   client wants (`subscribe` adds, `unsubscribe` removes), so after a
- *   reconnect the subscriptions are back without the caller doing anything,
- *   and the JOIN reply's `cursors` reach subscribers as an `Online` event.
+ *   server accepted so far (a successful `subscribe` adds, `unsubscribe`
+ *   removes), so after a reconnect the subscriptions are back without the
+ *   caller doing anything, and the JOIN reply's `cursors` reach subscribers as
+ *   an `Online` event. If the server refuses the JOIN, the client joins with
+ *   no scope and subscribes scope by scope, dropping (and reporting) only the
+ *   refused ones.
  * - Reconnects use randomized exponential backoff with full jitter: attempt
  *   `n` waits a uniform random time in `[0, min(max, initial * 2^n))`
  *   (0.5 s doubling to 20 s by default); the count resets after a JOIN is
@@ -136,13 +139,21 @@ export class LiveClient extends Context.Tag("@mizu/client/LiveClient")<LiveClien
 export const websocketUrl = (baseUrl: string, path = "/_live/websocket"): string =>
   `${baseUrl.replace(/^http/, "ws")}${path}`
 
+/** A request waiting for its REPLY; `onReply` runs in the frame handler, before anything else is read. */
+interface Waiting {
+  readonly deferred: Deferred.Deferred<Live.ReplyPayload, LiveError>
+  readonly onReply: ((payload: Live.ReplyPayload) => void) | undefined
+}
+
 interface Connection {
   readonly write: (frame: typeof Live.ClientFrame.Encoded) => Effect.Effect<void>
-  readonly replies: Map<number, Deferred.Deferred<Live.ReplyPayload, LiveError>>
+  readonly replies: Map<number, Waiting>
   readonly drop: Effect.Effect<void>
 }
 
 const validateScopes = Schema.decodeUnknownEither(Schema.Array(Protocol.Scope))
+
+const disconnected = () => new LiveError({ reason: "disconnected", message: "the connection closed" })
 
 /** Build a live client whose connection lives as long as the scope. */
 export const make = (options: Options): Effect.Effect<LiveClient["Type"], never, Socket.WebSocketConstructor | Scope.Scope> =>
@@ -156,6 +167,7 @@ export const make = (options: Options): Effect.Effect<LiveClient["Type"], never,
     const pubsub = yield* Effect.acquireRelease(PubSub.unbounded<LiveEvent>(), PubSub.shutdown)
     const status = yield* SubscriptionRef.make<LiveStatus>("connecting")
     const current = yield* SubscriptionRef.make<Option.Option<Connection>>(Option.none())
+    /** Scopes the server accepted (or the options named): what every JOIN asks for. */
     const desired = new Set<string>(options.scopes ?? [])
     const presenceValues = new Map<string, Readonly<Record<string, unknown>>>()
     const presence = new Map<string, Record<string, unknown>>()
@@ -174,13 +186,20 @@ export const make = (options: Options): Effect.Effect<LiveClient["Type"], never,
       return state
     }
 
+    const takeWaiting = (conn: Connection, r: number | undefined) => {
+      if (r === undefined) return undefined
+      const waiting = conn.replies.get(r)
+      conn.replies.delete(r)
+      return waiting
+    }
+
     const onFrame = (conn: Connection) => (frame: typeof Live.ServerFrame.Type): Effect.Effect<void> => {
       switch (frame.type) {
         case Live.FrameType.REPLY: {
-          const waiting = frame.ref === undefined ? undefined : conn.replies.get(frame.ref)
-          if (waiting === undefined || frame.ref === undefined) return Effect.void
-          conn.replies.delete(frame.ref)
-          return Deferred.succeed(waiting, frame.payload)
+          const waiting = takeWaiting(conn, frame.ref)
+          if (waiting === undefined) return Effect.void
+          waiting.onReply?.(frame.payload)
+          return Deferred.succeed(waiting.deferred, frame.payload)
         }
         case Live.FrameType.POKE:
           return publish({ _tag: "Poke", scope: frame.payload.scope, cursor: frame.payload.cursor })
@@ -197,11 +216,10 @@ export const make = (options: Options): Effect.Effect<LiveClient["Type"], never,
           return publish({ _tag: "Presence", topic: frame.payload.topic, current: state, joins: frame.payload.joins, leaves: frame.payload.leaves })
         }
         case Live.FrameType.ERROR: {
-          const waiting = frame.ref === undefined ? undefined : conn.replies.get(frame.ref)
           const event = publish({ _tag: "Error", code: frame.payload.code, message: frame.payload.message, recoverable: frame.payload.recoverable })
-          if (waiting === undefined || frame.ref === undefined) return event
-          conn.replies.delete(frame.ref)
-          return Effect.zipRight(event, Deferred.fail(waiting, new LiveError({ reason: "refused", message: `${frame.payload.code}: ${frame.payload.message ?? ""}` })))
+          const waiting = takeWaiting(conn, frame.ref)
+          if (waiting === undefined) return event
+          return Effect.zipRight(event, Deferred.fail(waiting.deferred, new LiveError({ reason: "refused", message: `${frame.payload.code}: ${frame.payload.message ?? ""}` })))
         }
         case Live.FrameType.CLOSE:
           return publish({ _tag: "Closed", reason: frame.payload.reason, message: frame.payload.message })
@@ -212,16 +230,64 @@ export const make = (options: Options): Effect.Effect<LiveClient["Type"], never,
       }
     }
 
-    const request = (conn: Connection, frame: (ref: number) => typeof Live.ClientFrame.Encoded) =>
+    /** Send a frame with a fresh `ref` and wait for its REPLY (fails `disconnected` if the connection closes first). */
+    const request = (
+      conn: Connection,
+      frame: (ref: number) => typeof Live.ClientFrame.Encoded,
+      onReply?: (payload: Live.ReplyPayload) => void
+    ): Effect.Effect<Live.ReplyPayload, LiveError> =>
       Effect.gen(function*() {
         const r = ++ref
-        const reply = yield* Deferred.make<Live.ReplyPayload, LiveError>()
-        conn.replies.set(r, reply)
+        const deferred = yield* Deferred.make<Live.ReplyPayload, LiveError>()
+        conn.replies.set(r, { deferred, onReply })
         yield* conn.write(frame(r))
-        return yield* Deferred.await(reply).pipe(
-          Effect.timeoutFail({ duration: requestTimeout, onTimeout: () => new LiveError({ reason: "timeout", message: "no REPLY in time" }) }),
-          Effect.ensuring(Effect.sync(() => conn.replies.delete(r)))
-        )
+        return yield* Deferred.await(deferred)
+      }).pipe(
+        Effect.timeoutFail({ duration: requestTimeout, onTimeout: () => new LiveError({ reason: "timeout", message: "no REPLY in time" }) })
+      )
+
+    const joinFrame = (scopes: ReadonlyArray<string>) => (r: number): typeof Live.ClientFrame.Encoded => {
+      const token = typeof options.token === "function" ? options.token() : options.token
+      return {
+        type: Live.FrameType.JOIN,
+        ref: r,
+        payload: {
+          scopes,
+          ...(token === undefined ? {} : { token }),
+          ...(options.params === undefined ? {} : { params: options.params }),
+          ...(options.page === undefined ? {} : { url: options.page }),
+          ...(sessionId === undefined ? {} : { session: sessionId }),
+          ...(joinedOnce ? { reconnect: true } : {})
+        }
+      }
+    }
+
+    /**
+     * JOIN with every desired scope. If the server refuses (one scope may
+     * have become forbidden), JOIN with none and subscribe scope by scope,
+     * forgetting (and reporting) the refused ones, so one bad scope never
+     * keeps the client offline.
+     */
+    const join = (conn: Connection): Effect.Effect<{ readonly sessionId: string | undefined; readonly cursors: Record<string, number> }, LiveError> =>
+      Effect.gen(function*() {
+        const scopes = [...desired]
+        const first = yield* request(conn, joinFrame(scopes))
+        if (first.status === "ok") return { sessionId: first.session_id, cursors: { ...first.cursors } }
+        yield* publish({ _tag: "Error", code: first.reason ?? "join_failed", message: first.message, recoverable: true })
+        if (scopes.length === 0) return yield* new LiveError({ reason: "refused", message: first.reason ?? "JOIN refused" })
+        const bare = yield* request(conn, joinFrame([]))
+        if (bare.status === "error") return yield* new LiveError({ reason: "refused", message: bare.reason ?? "JOIN refused" })
+        const cursors: Record<string, number> = {}
+        for (const scope of scopes) {
+          const r = yield* request(conn, (n) => ({ type: Live.FrameType.SUBSCRIBE, ref: n, payload: { scopes: [scope] } }))
+          if (r.status === "ok") {
+            Object.assign(cursors, r.cursors)
+          } else {
+            desired.delete(scope)
+            yield* publish({ _tag: "Error", code: r.reason ?? "refused", message: `subscription to ${scope} refused: ${r.message ?? ""}`, recoverable: true })
+          }
+        }
+        return { sessionId: bare.session_id, cursors }
       })
 
     /** One connection, from open to close. Returns whether a JOIN was accepted. */
@@ -236,60 +302,36 @@ export const make = (options: Options): Effect.Effect<LiveClient["Type"], never,
         write: (frame) => write(Live.encodeClientFrame(frame)).pipe(Effect.ignore),
         drop: Deferred.succeed(ended, undefined).pipe(Effect.asVoid)
       }
+      let joined = false
+      yield* Effect.addFinalizer(() =>
+        Effect.gen(function*() {
+          for (const waiting of conn.replies.values()) yield* Deferred.fail(waiting.deferred, disconnected())
+          conn.replies.clear()
+          if (!joined) return
+          yield* SubscriptionRef.set(current, Option.none())
+          yield* publish({ _tag: "Offline", reason: "the connection closed" })
+        })
+      )
       let lastIncoming = Date.now()
       const handle = onFrame(conn)
-      const joinRef = ++ref
-      const joinReply = yield* Deferred.make<Live.ReplyPayload, LiveError>()
-      conn.replies.set(joinRef, joinReply)
-      const token = typeof options.token === "function" ? options.token() : options.token
-      const join: typeof Live.Join.Encoded = {
-        type: Live.FrameType.JOIN,
-        ref: joinRef,
-        payload: {
-          scopes: [...desired],
-          ...(token === undefined ? {} : { token }),
-          ...(options.params === undefined ? {} : { params: options.params }),
-          ...(options.page === undefined ? {} : { url: options.page }),
-          ...(sessionId === undefined ? {} : { session: sessionId }),
-          ...(joinedOnce ? { reconnect: true } : {})
-        }
-      }
       const runner = yield* socket.runRaw((data) => {
         lastIncoming = Date.now()
         const decoded = Live.decodeServerFrame(typeof data === "string" ? data : decoder.decode(data))
         return Either.isRight(decoded)
           ? handle(decoded.right)
           : publish({ _tag: "Error", code: "invalid_frame", message: decoded.left, recoverable: true })
-      }, { onOpen: conn.write(join) }).pipe(Effect.either, Effect.forkScoped)
+      }).pipe(Effect.either, Effect.forkScoped)
+      const socketEnded = Effect.zipRight(Fiber.join(runner), Effect.fail(disconnected()))
 
-      const socketEnded = Fiber.join(runner).pipe(
-        Effect.flatMap(() => Effect.fail(new LiveError({ reason: "disconnected", message: "the connection closed" })))
-      )
-      const reply = yield* Deferred.await(joinReply).pipe(
-        Effect.timeoutFail({ duration: Duration.sum(requestTimeout, requestTimeout), onTimeout: () => new LiveError({ reason: "timeout", message: "no JOIN reply in time" }) }),
-        Effect.raceFirst(socketEnded),
-        Effect.either
-      )
-      if (Either.isLeft(reply) || reply.right.status === "error") {
-        if (Either.isRight(reply)) {
-          yield* publish({ _tag: "Error", code: reply.right.reason ?? "join_failed", message: reply.right.message, recoverable: true })
-        }
-        return false
-      }
+      const accepted = yield* join(conn).pipe(Effect.raceFirst(socketEnded), Effect.either)
+      if (Either.isLeft(accepted)) return false
       const isReconnect = joinedOnce
+      joined = true
       joinedOnce = true
-      sessionId = reply.right.session_id ?? sessionId
-      yield* Effect.addFinalizer(() =>
-        Effect.gen(function*() {
-          yield* SubscriptionRef.set(current, Option.none())
-          for (const d of conn.replies.values()) yield* Deferred.fail(d, new LiveError({ reason: "disconnected", message: "the connection closed" }))
-          conn.replies.clear()
-          yield* publish({ _tag: "Offline", reason: "the connection closed" })
-        })
-      )
+      sessionId = accepted.right.sessionId ?? sessionId
       yield* SubscriptionRef.set(current, Option.some(conn))
       yield* SubscriptionRef.set(status, "connected")
-      yield* publish({ _tag: "Online", sessionId: reply.right.session_id, cursors: reply.right.cursors ?? {}, reconnect: isReconnect })
+      yield* publish({ _tag: "Online", sessionId: accepted.right.sessionId, cursors: accepted.right.cursors, reconnect: isReconnect })
       for (const [topic, values] of presenceValues) yield* conn.write(presenceFrame(topic, values))
 
       const beat = Effect.gen(function*() {
@@ -335,10 +377,12 @@ export const make = (options: Options): Effect.Effect<LiveClient["Type"], never,
     const subscribe = (scopes: ReadonlyArray<string>) =>
       Effect.gen(function*() {
         yield* checkScopes(scopes)
-        for (const s of scopes) desired.add(s)
         while (true) {
           const conn = yield* awaitConnection
-          const reply = yield* request(conn, (r) => ({ type: Live.FrameType.SUBSCRIBE, ref: r, payload: { scopes } })).pipe(Effect.either)
+          // accepted scopes join `desired` as the REPLY is read, so a reconnect right after asks for them
+          const reply = yield* request(conn, (r) => ({ type: Live.FrameType.SUBSCRIBE, ref: r, payload: { scopes } }), (p) => {
+            if (p.status === "ok") for (const s of scopes) desired.add(s)
+          }).pipe(Effect.either)
           if (Either.isLeft(reply)) {
             if (reply.left.reason === "disconnected") continue
             return yield* reply.left

@@ -181,8 +181,8 @@ export const startStoppable = (
 export const eventually = <A, E, R>(self: Effect.Effect<A, E, R>, attempts = 200, everyMs = 50): Effect.Effect<A, E, R> =>
   Effect.retry(self, Schedule.intersect(Schedule.recurs(attempts), Schedule.spaced(`${everyMs} millis`)))
 
-/** Retry an assertion (a `void` effect that throws) until it passes. */
-export const eventuallyTrue = (what: string, check: Effect.Effect<boolean>, attempts = 200, everyMs = 50): Effect.Effect<void> =>
-  eventually(Effect.flatMap(check, (ok) => ok ? Effect.void : Effect.fail(what)), attempts, everyMs).pipe(
+/** Check until `check` gives true (its failures count as "not yet"); dies with `what` when the attempts run out. */
+export const eventuallyTrue = <E>(what: string, check: Effect.Effect<boolean, E>, attempts = 200, everyMs = 50): Effect.Effect<void> =>
+  eventually(Effect.flatMap(Effect.orElseSucceed(check, () => false), (ok) => ok ? Effect.void : Effect.fail(what)), attempts, everyMs).pipe(
     Effect.orDie
   )

@@ -1,0 +1,243 @@
+/**
+ * LiveClient against the real live server (sync + live on a free port):
+ * JOIN with scopes, SUBSCRIBE replies with cursors, pokes, reconnect after a
+ * server restart with re-subscription, heartbeats against the idle timeout,
+ * presence and broadcast, refused scopes; and the SyncClient pulling on pokes.
+ */
+import { assert, describe, it, layer } from "@effect/vitest"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Scope from "effect/Scope"
+import { Authorizer, LivePubSub, SyncStorage } from "mizu-sync-live"
+import { LiveClient, MizuSync, SyncTransport } from "mizu-sync-live/client"
+import { createTodo, registry, TodoEntity, toggleTodo } from "../examples/todo/mutations.js"
+import { layerLiveClient, nodeLiveOptions } from "../src/client/node.js"
+import { freshScope } from "./suites/util.js"
+import { eventuallyTrue, startClient } from "./support/clientHarness.js"
+import { BaseUrl, layerMemoryDeps, layerServer } from "./support/TestServer.js"
+
+const startLive = (options: LiveClient.Options) =>
+  Effect.map(Layer.build(layerLiveClient(options)), Context.get(LiveClient.LiveClient))
+
+const fastLive = { reconnectInitial: "10 millis", reconnectMax: "100 millis" } as const
+
+const takeUntil = <A, B extends A>(queue: Queue.Dequeue<A>, pred: (a: A) => a is B) =>
+  Effect.gen(function*() {
+    while (true) {
+      const a = yield* Queue.take(queue)
+      if (pred(a)) return a
+    }
+  })
+
+const is = <T extends LiveClient.LiveEvent["_tag"]>(tag: T) => (e: LiveClient.LiveEvent): e is Extract<LiveClient.LiveEvent, { _tag: T }> =>
+  e._tag === tag
+
+/** Push one mutation through plain HTTP (another client). */
+const pushOne = (base: string, scope: string, id: string) =>
+  Effect.orDie(SyncTransport.makeFetch({ baseUrl: base }).push({ mutations: [{ name: "todo/create", scope, args: { id, title: id } }] }))
+
+const denySecret = Authorizer.layerFunction((req) => req.scope.startsWith("secret:") ? Authorizer.forbidden(`no ${req.scope}`) : Effect.void)
+
+describe("LiveClient", () => {
+  layer(
+    layerServer({ registry, live: { drainPeriod: "10 millis" } }, Layer.mergeAll(SyncStorage.layerMemory, LivePubSub.layerMemory, denySecret)),
+    { timeout: 60_000, excludeTestServices: true }
+  )("against the live server", (it) => {
+    it.scoped("joins with its scopes, gets their heads, and is poked after each commit", () =>
+      Effect.gen(function*() {
+        const base = yield* BaseUrl
+        const scope = freshScope("todos")
+        yield* pushOne(base, scope, "a")
+        const live = yield* startLive({ ...fastLive, url: LiveClient.websocketUrl(base), scopes: [scope] })
+        const events = yield* live.subscribeEvents
+        const online = yield* takeUntil(events, is("Online"))
+        assert.deepStrictEqual(online.cursors, { [scope]: 1 })
+        assert.isFalse(online.reconnect)
+        assert.strictEqual(yield* live.status, "connected")
+        yield* pushOne(base, scope, "b")
+        const poke = yield* takeUntil(events, is("Poke"))
+        assert.deepStrictEqual(poke, { _tag: "Poke", scope, cursor: 2 })
+      }))
+
+    it.scoped("subscribe answers with cursors (REPLY by ref); unsubscribe stops the pokes", () =>
+      Effect.gen(function*() {
+        const base = yield* BaseUrl
+        const a = freshScope("a")
+        const b = freshScope("b")
+        yield* pushOne(base, a, "x")
+        yield* pushOne(base, a, "y")
+        const live = yield* startLive({ ...fastLive, url: LiveClient.websocketUrl(base) })
+        const events = yield* live.subscribeEvents
+        assert.deepStrictEqual(yield* live.subscribe([a, b]), { [a]: 2, [b]: 0 })
+        assert.deepStrictEqual([...(yield* live.scopes)].sort(), [a, b].sort())
+        yield* live.unsubscribe([a])
+        yield* pushOne(base, a, "z")
+        yield* pushOne(base, b, "z")
+        const poke = yield* takeUntil(events, is("Poke"))
+        assert.deepStrictEqual(poke, { _tag: "Poke", scope: b, cursor: 1 })
+        assert.deepStrictEqual(yield* live.scopes, [b])
+      }))
+
+    it.scoped("a refused scope fails subscribe and is forgotten", () =>
+      Effect.gen(function*() {
+        const base = yield* BaseUrl
+        const live = yield* startLive({ ...fastLive, url: LiveClient.websocketUrl(base) })
+        const error = yield* Effect.flip(live.subscribe(["secret:x"]))
+        assert.strictEqual(error.reason, "refused")
+        assert.include(error.message, "forbidden")
+        assert.deepStrictEqual(yield* live.scopes, [])
+        const invalid = yield* Effect.flip(live.subscribe(["has space"]))
+        assert.strictEqual(invalid.reason, "invalid")
+      }))
+
+    it.scoped("a JOIN refused for one of its scopes still connects, with the others", () =>
+      Effect.gen(function*() {
+        const base = yield* BaseUrl
+        const ok = freshScope("ok")
+        yield* pushOne(base, ok, "a")
+        const live = yield* startLive({ ...fastLive, url: LiveClient.websocketUrl(base), scopes: [ok, "secret:y"] })
+        const events = yield* live.subscribeEvents
+        const online = yield* takeUntil(events, is("Online"))
+        assert.deepStrictEqual(online.cursors, { [ok]: 1 })
+        assert.deepStrictEqual(yield* live.scopes, [ok])
+        yield* pushOne(base, ok, "b")
+        assert.deepStrictEqual(yield* takeUntil(events, is("Poke")), { _tag: "Poke", scope: ok, cursor: 2 })
+      }))
+
+    it.scoped("presence and broadcast reach the other subscribers of a topic; presence comes back after a reconnect", () =>
+      Effect.gen(function*() {
+        const base = yield* BaseUrl
+        const topic = freshScope("room")
+        const alice = yield* startLive({ ...fastLive, url: LiveClient.websocketUrl(base), scopes: [topic] })
+        const bob = yield* startLive({ ...fastLive, url: LiveClient.websocketUrl(base), scopes: [topic] })
+        const bobEvents = yield* bob.subscribeEvents
+        yield* alice.subscribe([topic])
+        yield* bob.subscribe([topic])
+        yield* alice.presence(topic, { name: "alice" })
+        const joined = yield* takeUntil(bobEvents, is("Presence"))
+        assert.deepStrictEqual(Object.values(joined.current), [{ name: "alice" }])
+        yield* alice.broadcast(topic, "typing", { on: true })
+        const typing = yield* takeUntil(bobEvents, is("Broadcast"))
+        assert.strictEqual(typing.topic, topic)
+        assert.strictEqual(typing.event, "typing")
+        assert.deepStrictEqual(typing.payload, { on: true })
+        // alice's connection drops: she leaves, comes back, and re-announces herself
+        yield* alice.reconnect
+        yield* eventuallyTrue("alice is present again under a new session", Effect.gen(function*() {
+          const state = yield* bob.presenceState(topic)
+          return Object.keys(state).length === 1 && Object.keys(state)[0] !== Object.keys(joined.current)[0] &&
+            Object.values(state)[0] !== undefined
+        }))
+        assert.deepStrictEqual(Object.values(yield* bob.presenceState(topic)), [{ name: "alice" }])
+      }))
+
+    it.scoped("the SyncClient pulls on pokes: another client's change appears without asking", () =>
+      Effect.gen(function*() {
+        const base = yield* BaseUrl
+        const scope = freshScope("todos")
+        const options = { registry, scopes: [scope], retryInitial: "5 millis", retryMax: "50 millis" } as const
+        const transport = SyncTransport.makeFetch({ baseUrl: base })
+        const liveFor = () => layerLiveClient({ ...fastLive, url: LiveClient.websocketUrl(base) })
+        const alice = yield* startClient(options, transport, undefined, liveFor())
+        const bob = yield* startClient(options, transport, undefined, liveFor())
+        yield* eventuallyTrue("both online", Effect.map(Effect.all([alice.status, bob.status]), (s) => s.every((x) => x.live === "connected")))
+        yield* alice.mutate(createTodo, { id: "a", title: "from alice" }, { scope })
+        // no sync call on bob: the poke after alice's push makes him pull (the failsafe pull is 30 s away)
+        yield* eventuallyTrue("bob sees alice's todo", Effect.map(bob.get(scope, TodoEntity, "a"), Option.isSome))
+        yield* bob.mutate(toggleTodo, { id: "a" }, { scope })
+        yield* eventuallyTrue("alice sees bob's toggle", Effect.map(alice.get(scope, TodoEntity, "a"), (t) => Option.isSome(t) && t.value.completed))
+        yield* eventuallyTrue("both settled", Effect.map(Effect.all([alice.pending, bob.pending]), (p) => p.every((x) => x.length === 0)))
+        assert.deepStrictEqual(yield* alice.view(scope), yield* bob.view(scope))
+      }))
+
+    it.scoped("the plain API: MizuSync with a live connection, on('changes') and on('poke')", () =>
+      Effect.gen(function*() {
+        const base = yield* BaseUrl
+        const scope = freshScope("todos")
+        const open = () =>
+          Effect.acquireRelease(
+            Effect.promise(() =>
+              MizuSync.open({ baseUrl: base, registry, storage: "memory", scopes: [scope], live: nodeLiveOptions({ baseUrl: base, ...fastLive }) })
+            ),
+            (client) => Effect.promise(() => client.close())
+          )
+        const alice = yield* open()
+        const bob = yield* open()
+        const changes: Array<ReadonlyArray<unknown>> = []
+        const pokes: Array<{ scope: string; cursor: number }> = []
+        bob.on("changes", (c) => changes.push(c))
+        bob.live?.on("poke", (p) => pokes.push({ scope: p.scope, cursor: p.cursor }))
+        yield* Effect.promise(() => bob.live?.subscribe(scope) ?? Promise.resolve({}))
+        const m = yield* Effect.promise(() => alice.mutate("todo/create", { id: "a", title: "plain" }, { scope }))
+        assert.strictEqual(m.id, 1)
+        assert.deepStrictEqual(alice.query(scope, TodoEntity), [["a", { id: "a", title: "plain", completed: false }]])
+        yield* eventuallyTrue("bob got the change", Effect.sync(() => bob.query(scope, "todo").length === 1))
+        assert.deepStrictEqual(changes.flat(), [{ scope, entity: "todo", id: "a", op: "create", data: { id: "a", title: "plain", completed: false } }])
+        assert.deepStrictEqual(pokes[0], { scope, cursor: 1 })
+        yield* eventuallyTrue("alice settled", Effect.sync(() => alice.status.pending === 0 && alice.status.online))
+        assert.strictEqual(bob.status.live, "connected")
+        // the seed's push(mutations) and pull(scope, cursor)
+        yield* Effect.promise(() => bob.push([{ name: "todo/toggle", scope, args: { id: "a" } }]))
+        yield* Effect.promise(() => alice.pull(scope))
+        assert.deepStrictEqual(alice.get(scope, TodoEntity, "a"), { id: "a", title: "plain", completed: true })
+      }))
+  })
+
+  layer(layerServer({ registry, live: { idleTimeout: "400 millis", drainPeriod: "10 millis" } }, layerMemoryDeps), { timeout: 60_000, excludeTestServices: true })(
+    "idle timeout",
+    (it) => {
+      it.scoped("heartbeats keep a quiet connection open; without them the server drops it and the client reconnects", () =>
+        Effect.gen(function*() {
+          const base = yield* BaseUrl
+          const beating = yield* startLive({ ...fastLive, url: LiveClient.websocketUrl(base), heartbeatInterval: "100 millis" })
+          const silent = yield* startLive({ ...fastLive, url: LiveClient.websocketUrl(base), heartbeatInterval: "1 hour" })
+          const beatingEvents = yield* beating.subscribeEvents
+          const silentEvents = yield* silent.subscribeEvents
+          const closed = yield* takeUntil(silentEvents, is("Closed"))
+          assert.strictEqual(closed.reason, "idle_timeout")
+          const back = yield* takeUntil(silentEvents, is("Online"))
+          assert.isTrue(back.reconnect)
+          // the beating one saw no Offline in all that time
+          const seen = yield* Queue.takeAll(beatingEvents)
+          assert.isFalse([...seen].some((e) => e._tag === "Offline" || e._tag === "Closed"))
+          assert.strictEqual(yield* beating.status, "connected")
+        }))
+    }
+  )
+})
+
+describe("LiveClient reconnects", () => {
+  it.scopedLive("after a server restart, with backoff, re-joins its scopes and gets the heads it missed", () =>
+    Effect.gen(function*() {
+      const startServer = Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const ctx = yield* Layer.buildWithScope(layerServer({ registry, live: { drainPeriod: "10 millis" } }, Layer.fresh(layerMemoryDeps)), scope)
+        return { base: Context.get(ctx, BaseUrl), stop: Scope.close(scope, Exit.void) }
+      })
+      const first = yield* startServer
+      let url = LiveClient.websocketUrl(first.base)
+      const topic = freshScope("todos")
+      const live = yield* startLive({ ...fastLive, url: () => url, scopes: [topic] })
+      const events = yield* live.subscribeEvents
+      yield* takeUntil(events, is("Online"))
+      // the next process (on another port), with data the client has not seen
+      const second = yield* startServer
+      yield* pushOne(second.base, topic, "a")
+      yield* pushOne(second.base, topic, "b")
+      url = LiveClient.websocketUrl(second.base)
+      yield* first.stop
+      const closed = yield* takeUntil(events, is("Closed"))
+      assert.strictEqual(closed.reason, "shutdown")
+      yield* takeUntil(events, is("Offline"))
+      const online = yield* takeUntil(events, is("Online"))
+      assert.isTrue(online.reconnect)
+      assert.deepStrictEqual(online.cursors, { [topic]: 2 })
+      yield* pushOne(second.base, topic, "c")
+      assert.deepStrictEqual(yield* takeUntil(events, is("Poke")), { _tag: "Poke", scope: topic, cursor: 3 })
+      yield* second.stop
+    }))
+})
