@@ -15,13 +15,16 @@ import * as Layer from "effect/Layer"
 import { createServer } from "node:http"
 import * as LiveHttp from "./live/LiveHttp.js"
 import * as LiveHub from "./live/LiveHub.js"
+import * as Page from "./live/Page.js"
 import type * as LivePubSub from "./live/LivePubSub.js"
 import * as SyncPokeBroker from "./live/SyncPokeBroker.js"
 import type * as Authorizer from "./sync/Authorizer.js"
 import type * as ChangeLog from "./sync/ChangeLog.js"
+import type * as Clients from "./sync/Clients.js"
 import * as Mutator from "./sync/Mutator.js"
 import type * as Mutation from "./sync/Mutation.js"
 import type * as PokeBroker from "./sync/PokeBroker.js"
+import type * as Store from "./sync/Store.js"
 import * as SyncEngine from "./sync/SyncEngine.js"
 import * as SyncHttp from "./sync/SyncHttp.js"
 import type * as SyncStorage from "./sync/SyncStorage.js"
@@ -38,7 +41,12 @@ export interface Options extends SyncHttp.Options {
   readonly presence?: LiveHub.Options
   /** Extra routes of the app, served by the same server. */
   readonly routes?: HttpRouter.HttpRouter<never, never>
+  /** Live pages, each served at its path (GET) and mounted over the live socket. */
+  readonly pages?: ReadonlyArray<Page.Page<any, any, any, PageServices>>
 }
+
+/** What live page effects may use. */
+export type PageServices = SyncEngine.SyncEngine | Store.Store | ChangeLog.ChangeLog | Clients.Clients
 
 /** `SyncEngine` (and the `Mutator` of the registry) over the storage, broker and authorizer layers. */
 export const layerEngine = (
@@ -55,6 +63,8 @@ export const router = (options: Options) =>
   HttpRouter.concatAll(
     SyncHttp.router(options),
     LiveHttp.router(options.live),
+    LiveHttp.runtimeRouter,
+    LiveHttp.pagesRouter(options.pages ?? []),
     options.routes ?? HttpRouter.empty
   )
 
@@ -66,6 +76,7 @@ export type HttpRequirements =
   | LiveHub.LiveHub
   | ChangeLog.ChangeLog
   | Authorizer.Authorizer
+  | Page.LivePages
 
 /**
  * Serve the routes on the `HttpServer` in context. On shutdown, live sessions
@@ -92,6 +103,7 @@ export const layer = (
   HttpServer.HttpServer | SyncStorage.Services | LivePubSub.LivePubSub | Authorizer.Authorizer
 > =>
   layerHttp(options).pipe(
+    Layer.provide(Page.layer(options.pages ?? [])),
     Layer.provideMerge(layerEngine(options.registry).pipe(Layer.provide(SyncPokeBroker.layer))),
     Layer.provideMerge(LiveHttp.layer(options.live)),
     Layer.provideMerge(LiveHub.layer(options.presence))

@@ -25,13 +25,14 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import * as NodeFs from "node:fs/promises"
 import { WebSocketServer } from "ws"
 import * as Live from "../protocol/Live.js"
 import { ProtocolError } from "../protocol/Sync.js"
-import type * as Authorizer from "../sync/Authorizer.js"
-import type { ChangeLog } from "../sync/ChangeLog.js"
+import { ChangeLog as ChangeLogTag, type ChangeLog } from "../sync/ChangeLog.js"
+import { anonymous, SyncEngine } from "../sync/SyncEngine.js"
 import { errorResponse } from "../sync/SyncHttp.js"
-import type { LiveHub } from "./LiveHub.js"
+import * as Page from "./Page.js"
 import * as Session from "./Session.js"
 
 export interface Options extends Session.Options {
@@ -54,7 +55,7 @@ export class LiveServer extends Context.Tag("@mizu/live/LiveServer")<LiveServer,
   readonly handle: Effect.Effect<
     HttpServerResponse.HttpServerResponse,
     never,
-    HttpServerRequest.HttpServerRequest | LiveHub | ChangeLog | Authorizer.Authorizer
+    HttpServerRequest.HttpServerRequest | Exclude<Session.Requirements, Scope.Scope>
   >
   /** Sessions open on this process. */
   readonly sessionCount: Effect.Effect<number>
@@ -135,3 +136,74 @@ export const layer = (options: Options = {}): Layer.Layer<LiveServer> => Layer.s
 /** The live routes, for an app to add to its router. */
 export const router = (options: Pick<Options, "path"> = {}) =>
   HttpRouter.empty.pipe(HttpRouter.get(options.path ?? DEFAULT_PATH, Effect.flatMap(LiveServer, (server) => server.handle)))
+
+const runtimeCandidates = [
+  new URL("../../dist/runtime.js", import.meta.url), // running from src/ (tsx)
+  new URL("../../runtime.js", import.meta.url) // running from dist/src/
+]
+
+/**
+ * `GET /_live/runtime.js`: the browser build of the clients and the live page
+ * runtime (built by `npm run build`), so a page needs no bundler.
+ */
+export const runtimeRouter = HttpRouter.empty.pipe(
+  HttpRouter.get(
+    "/_live/runtime.js",
+    Effect.gen(function*() {
+      for (const candidate of runtimeCandidates) {
+        const body = yield* Effect.tryPromise(() => NodeFs.readFile(candidate)).pipe(Effect.option)
+        if (body._tag === "Some") {
+          return HttpServerResponse.uint8Array(body.value, {
+            contentType: "text/javascript; charset=utf-8",
+            headers: { "cache-control": "no-cache" }
+          })
+        }
+      }
+      return errorResponse(new ProtocolError({ code: "not_found", message: "runtime.js is not built: run `npm run build`" }))
+    })
+  )
+)
+
+/** The caller-less context a page is mounted with for its HTTP render. */
+const httpContext = (params: Readonly<Record<string, unknown>>, engine: SyncEngine["Type"], log: ChangeLog["Type"]): Page.PageContext => ({
+  sessionId: "http",
+  params,
+  pushMutation: (mutation) =>
+    Effect.map(engine.push({ mutations: [mutation] }, anonymous), (response) => response.results[0]),
+  broadcast: () => Effect.void,
+  subscribe: (scope) =>
+    log.head(scope).pipe(Effect.mapError(() => new ProtocolError({ code: "unavailable", message: "storage unavailable" }))),
+  sendAfter: () => Effect.void,
+  command: () => Effect.void,
+  redirect: () => Effect.void
+})
+
+/** `GET path` for each page: the whole document, rendered over HTTP (works without JavaScript). */
+export const pagesRouter = (
+  pages: ReadonlyArray<Page.Any>
+): HttpRouter.HttpRouter<never, Page.LivePages | SyncEngine | ChangeLog> =>
+  pages.reduce<HttpRouter.HttpRouter<never, Page.LivePages | SyncEngine | ChangeLog>>(
+    (router, page) =>
+      HttpRouter.get(
+        router,
+        page.path,
+        Effect.gen(function*() {
+          const request = yield* HttpServerRequest.HttpServerRequest
+          const registry = yield* Page.LivePages
+          const engine = yield* SyncEngine
+          const log = yield* ChangeLogTag
+          const url = new URL(request.url, "http://x")
+          const ctx = httpContext(Object.fromEntries(url.searchParams), engine, log)
+          const state = yield* registry.provide(page.mount(ctx)).pipe(Effect.flatMap((s) => Page.checkState(page, s)))
+          return HttpServerResponse.html(Page.document(page, state, { runtimeUrl: "/_live/runtime.js", url: url.pathname + url.search }))
+        }).pipe(
+          Effect.catchAllCause((cause) =>
+            Effect.as(
+              Effect.logError("live page render failed", cause),
+              errorResponse(new ProtocolError({ code: "internal", message: "internal error" }))
+            )
+          )
+        )
+      ),
+    HttpRouter.empty
+  )

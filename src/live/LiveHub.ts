@@ -70,6 +70,8 @@ export interface Sink {
   readonly poke: (scope: string, cursor: number) => void
   /** A ready-encoded frame. */
   readonly send: (frame: string) => void
+  /** If present, broadcasts come here decoded instead of as frames (live pages' `info`). */
+  readonly broadcast?: (topic: string, event: string, payload: unknown, from: string) => void
 }
 
 export interface Options {
@@ -160,16 +162,23 @@ export const make = (options: Options = {}): Effect.Effect<LiveHub["Type"], neve
         case "poke":
           for (const sink of state.sinks) sink.poke(e.scope, e.cursor)
           return Effect.void
-        case "broadcast":
-          toSinks(
-            state,
-            Live.encodeServerFrame({
+        case "broadcast": {
+          let frame: string | undefined
+          for (const sink of state.sinks) {
+            if (sink.id === e.from) continue
+            if (sink.broadcast !== undefined) {
+              sink.broadcast(topic, e.event, e.payload, e.from)
+              continue
+            }
+            // encoded once per message, whatever the number of sessions
+            frame ??= Live.encodeServerFrame({
               type: Live.FrameType.BROADCAST,
               payload: { topic, event: e.event, ...(e.payload === undefined ? {} : { payload: e.payload }), from: e.from }
-            }),
-            e.from
-          )
+            })
+            sink.send(frame)
+          }
           return Effect.void
+        }
         case "join":
           applyJoin(topic, state, e.key, e.meta, e.node)
           return Effect.void

@@ -33,9 +33,12 @@ import * as Queue from "effect/Queue"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Live from "../protocol/Live.js"
+import { ProtocolError } from "../protocol/Sync.js"
 import * as Authorizer from "../sync/Authorizer.js"
 import { ChangeLog } from "../sync/ChangeLog.js"
+import { SyncEngine } from "../sync/SyncEngine.js"
 import { LiveHub } from "./LiveHub.js"
+import * as Page from "./Page.js"
 
 /** Limits and timers of a session; defaults are PROTOCOL.md's. */
 export interface Options {
@@ -57,6 +60,9 @@ export interface RawSocket {
   readonly terminate: () => void
 }
 
+/** What a session needs from context. */
+export type Requirements = Scope.Scope | LiveHub | ChangeLog | Authorizer.Authorizer | Page.LivePages | SyncEngine
+
 /** The handle the server keeps on a running session. */
 export interface Handle {
   readonly id: string
@@ -74,6 +80,7 @@ type Event =
   | { readonly _tag: "Tick" }
   | { readonly _tag: "Shutdown" }
   | { readonly _tag: "Closed" }
+  | { readonly _tag: "PageInfo"; readonly info: Page.Info }
 
 const TICK: Event = { _tag: "Tick" }
 const SHUTDOWN: Event = { _tag: "Shutdown" }
@@ -90,11 +97,13 @@ export const run = (
   socket: Socket.Socket,
   raw: RawSocket,
   options: Options & { readonly register: (handle: Handle) => Effect.Effect<void, never, Scope.Scope> }
-): Effect.Effect<void, never, Scope.Scope | LiveHub | ChangeLog | Authorizer.Authorizer> =>
+): Effect.Effect<void, never, Requirements> =>
   Effect.gen(function*() {
     const hub = yield* LiveHub
     const log = yield* ChangeLog
     const authorizer = yield* Authorizer.Authorizer
+    const pages = yield* Page.LivePages
+    const engine = yield* SyncEngine
     const sessionScope = yield* Effect.scope
     const write = yield* socket.writer
     const idleMillis = Duration.toMillis(options.idleTimeout ?? "60 seconds")
@@ -231,6 +240,148 @@ export const run = (
           }
         }), { discard: true })
 
+    // -- live page ----------------------------------------------------------------
+    interface Mounted {
+      readonly def: Page.Any
+      state: unknown
+      readonly rendered: Map<string, string>
+      readonly ctx: Page.PageContext
+      commands: Array<Page.Command>
+      redirect: { readonly to: string; readonly replace: boolean } | undefined
+      title: string | undefined
+    }
+    let mounted: Mounted | undefined
+    let pageMutationId = 0
+    /** scope -> the Scope holding the page's own subscription (pokes and broadcasts go to `info`) */
+    const pageSubscriptions = new Map<string, Scope.CloseableScope>()
+    const pageSink = {
+      id,
+      poke: (scope: string, cursor: number) => {
+        if (!closed) Queue.unsafeOffer(inbox, { _tag: "PageInfo", info: { _tag: "Poke", scope, cursor } })
+      },
+      send: () => {},
+      broadcast: (topic: string, event: string, payload: unknown, from: string) => {
+        if (!closed) Queue.unsafeOffer(inbox, { _tag: "PageInfo", info: { _tag: "Broadcast", topic, event, payload, from } })
+      }
+    }
+    const pageSubscribe = (scope: string) =>
+      Effect.gen(function*() {
+        if (!pageSubscriptions.has(scope)) {
+          const child = yield* Scope.fork(sessionScope, ExecutionStrategy.sequential)
+          yield* hub.subscribe(scope, pageSink).pipe(Scope.extend(child))
+          pageSubscriptions.set(scope, child)
+        }
+      })
+
+    const makePageContext = (def: Page.Any, params: Readonly<Record<string, unknown>>): Page.PageContext => ({
+      sessionId: id,
+      params,
+      pushMutation: (mutation) =>
+        engine.push(
+          { client_id: `page.${id}`, mutations: [{ ...mutation, id: ++pageMutationId }] },
+          { token, headers: {} }
+        ).pipe(Effect.map((response) => response.results[0])),
+      broadcast: (event, payload, topic) => hub.broadcast(topic ?? def.topic ?? `page:${def.path}`, event, payload, id),
+      subscribe: (scope) =>
+        Effect.gen(function*() {
+          const denied = yield* authorizeAll([scope]).pipe(Effect.flip, Effect.option)
+          if (denied._tag === "Some") {
+            return yield* new ProtocolError({ code: denied.value.reason, message: denied.value.message })
+          }
+          yield* pageSubscribe(scope)
+          return yield* log.head(scope).pipe(
+            Effect.mapError(() => new ProtocolError({ code: "unavailable", message: "storage unavailable, retry later" }))
+          )
+        }),
+      sendAfter: (message, delay) =>
+        Effect.sleep(delay).pipe(
+          Effect.zipRight(Effect.sync(() => {
+            if (!closed) Queue.unsafeOffer(inbox, { _tag: "PageInfo", info: { _tag: "Message", message } })
+          })),
+          Effect.forkIn(sessionScope),
+          Effect.asVoid
+        ),
+      command: (...commands) =>
+        Effect.sync(() => {
+          if (mounted !== undefined) mounted.commands.push(...commands)
+        }),
+      redirect: (to, replace = false) =>
+        Effect.sync(() => {
+          if (mounted !== undefined) mounted.redirect = { to, replace }
+        })
+    })
+
+    /** Run a page step; on success keep the new state and send what changed (PATCH, COMMAND, REDIRECT). */
+    const runPage = (
+      m: Mounted,
+      step: Effect.Effect<unknown, Page.PageError, any>,
+      before: Effect.Effect<void> = Effect.void
+    ): Effect.Effect<Either.Either<void, string>> =>
+      pages.provide(step as Effect.Effect<unknown, Page.PageError>).pipe(
+        Effect.flatMap((next) => Page.checkState(m.def, next)),
+        Effect.either,
+        Effect.catchAllCause((cause) =>
+          Effect.as(
+            Effect.logError("live page handler failed", cause),
+            Either.left(new Page.PageError({ message: "internal error" })) as Either.Either<unknown, Page.PageError>
+          )
+        ),
+        Effect.flatMap((result): Effect.Effect<Either.Either<void, string>> => {
+          if (Either.isLeft(result)) return Effect.succeed(Either.left(result.left.message))
+          m.state = result.right
+          return before.pipe(Effect.zipRight(sendRender(m)), Effect.as(Either.right(undefined)))
+        })
+      )
+
+    const sendRender = (m: Mounted) =>
+      Effect.gen(function*() {
+        const regions = Page.diff(m.rendered, m.def.render(m.state))
+        const title = m.def.title?.(m.state)
+        const titleChanged = title !== undefined && title !== m.title
+        m.title = title
+        if (regions.length > 0 || titleChanged) {
+          yield* send({ type: FrameType.PATCH, payload: { regions, ...(titleChanged && title !== undefined ? { title } : {}) } })
+        }
+        if (m.commands.length > 0) {
+          const commands = m.commands
+          m.commands = []
+          yield* send({ type: FrameType.COMMAND, payload: { commands } })
+        }
+        if (m.redirect !== undefined) {
+          const { replace, to } = m.redirect
+          m.redirect = undefined
+          yield* send({ type: FrameType.REDIRECT, payload: { to, replace } })
+        }
+      })
+
+    const mountPage = (def: Page.Any, url: string, params: Readonly<Record<string, unknown>>) =>
+      Effect.gen(function*() {
+        const query = Object.fromEntries(new URL(url, "http://x").searchParams)
+        const ctx = makePageContext(def, { ...query, ...params })
+        const m: Mounted = { def, state: undefined, rendered: new Map(), ctx, commands: [], redirect: undefined, title: undefined }
+        mounted = m
+        yield* pageSubscribe(def.topic ?? `page:${def.path}`)
+        const state = yield* pages.provide(def.mount(ctx)).pipe(
+          Effect.flatMap((s) => Page.checkState(def, s)),
+          Effect.either,
+          Effect.catchAllCause((cause) =>
+            Effect.as(Effect.logError("live page mount failed", cause), Either.left(new Page.PageError({ message: "internal error" })))
+          )
+        )
+        if (Either.isLeft(state)) {
+          mounted = undefined
+          return Either.left(state.left.message)
+        }
+        m.state = state.right
+        m.title = def.title?.(m.state)
+        const regions = Object.entries(def.render(m.state)).map(([rid, region]) => {
+          const markup = Page.regionHtml(region).value
+          m.rendered.set(rid, markup)
+          return { id: rid, html: markup }
+        })
+        return Either.right(regions)
+      })
+
     // -- client frames ----------------------------------------------------------
     const onFrame = (frame: Live.ClientFrame): Effect.Effect<void> => {
       if (!joined && frame.type !== FrameType.JOIN) {
@@ -240,9 +391,23 @@ export const run = (
         case FrameType.JOIN: {
           if (joined) return replyError(frame.ref, "already_joined", "this session has joined")
           token = frame.payload.token
+          const url = frame.payload.url
+          const def = url === undefined ? undefined : pages.find(url)
+          if (url !== undefined && def === undefined) {
+            return Effect.zipRight(
+              send({ type: FrameType.ERROR, payload: { code: "page_not_found", message: `no live page at ${url}`, recoverable: false } }),
+              close("page_not_found", 1008)
+            )
+          }
           return Effect.gen(function*() {
             const result = yield* subscribe(frame.payload.scopes ?? [])
             if (Either.isLeft(result)) return yield* replyError(frame.ref, result.left.reason, result.left.message)
+            if (def !== undefined && url !== undefined) {
+              const regions = yield* mountPage(def, url, frame.payload.params ?? {})
+              if (Either.isLeft(regions)) return yield* replyError(frame.ref, "mount_failed", regions.left)
+              joined = true
+              return yield* reply(frame.ref, { status: "ok", session_id: id, cursors: result.right, regions: regions.right })
+            }
             joined = true
             yield* reply(frame.ref, { status: "ok", session_id: id, cursors: result.right })
           })
@@ -264,6 +429,15 @@ export const run = (
           return close("normal", 1000)
         case FrameType.EVENT: {
           const topic = frame.topic ?? (typeof frame.payload["topic"] === "string" ? frame.payload["topic"] : undefined)
+          if (topic === undefined && mounted !== undefined) {
+            const m = mounted
+            const event: Page.PageEvent = { name: frame.payload.name, values: frame.payload.values ?? {} }
+            // EVENT -> REPLY ok -> PATCH; a failed handler answers REPLY error and keeps the session.
+            return Effect.flatMap(
+              runPage(m, m.def.handle(event, m.state, m.ctx), reply(frame.ref, { status: "ok" })),
+              (result) => Either.isLeft(result) ? replyError(frame.ref, "handler_error", result.left) : Effect.void
+            )
+          }
           if (topic === undefined) return replyError(frame.ref, "no_handler", "EVENT needs a topic")
           if (!subscriptions.has(topic)) return replyError(frame.ref, "not_subscribed", `not subscribed to ${topic}`)
           const ok = frame.ref === undefined ? Effect.void : reply(frame.ref, { status: "ok" })
@@ -316,6 +490,17 @@ export const run = (
           }
           if (pendingBytes + raw.bufferedAmount() > maxPending) return Effect.as(closeSlow, false)
           return Effect.as(flush, true)
+        }
+        case "PageInfo": {
+          const m = mounted
+          if (m === undefined || m.def.info === undefined) return Effect.succeed(true)
+          return Effect.as(
+            Effect.flatMap(runPage(m, m.def.info(event.info, m.state, m.ctx)), (result) =>
+              Either.isLeft(result)
+                ? send({ type: FrameType.ERROR, payload: { code: "handler_error", message: result.left, recoverable: true } })
+                : Effect.void),
+            true
+          )
         }
         case "Shutdown":
           return Effect.as(close("shutdown", 1001), false)
