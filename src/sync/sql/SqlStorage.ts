@@ -22,17 +22,23 @@
  *   on Postgres it takes the client's row lock (also when the row is new:
  *   a concurrent inserter waits for the first), so concurrent pushes of one
  *   client run one after the other and see each other's `last`.
- * - **Transactions.** `transaction` is `sql.withTransaction` (nested ones are
- *   savepoints). `readConsistent` is one transaction, REPEATABLE READ and
+ * - **Transactions.** `transaction` is `sql.withTransaction`; a nested one is
+ *   a savepoint that is RELEASEd on success (`@effect/sql` leaves them open,
+ *   which makes a 1,000-mutation request quadratic). `readConsistent` is one transaction, REPEATABLE READ and
  *   READ ONLY on Postgres; nested in a transaction it simply joins it.
  * - **SQLite's one connection.** `@effect/sql-sqlite-node` guards its single
  *   connection with a one-permit semaphore: a transaction holds the permit
- *   from BEGIN to COMMIT, so transactions of different fibers are serialized,
- *   never interleaved. A standalone statement, however, takes the permit only
- *   to *look up* the connection and runs after releasing it, so it can land
- *   inside another fiber's open transaction. Standalone statements here hold
- *   the permit for their whole run (`sql.reserve`) instead, and standalone
- *   multi-statement operations run in a transaction of their own.
+ *   from BEGIN to COMMIT/ROLLBACK, so transactions of different fibers are
+ *   serialized, never interleaved (a reader waits for a writer's commit). A
+ *   standalone statement, by the client's code, takes the permit only to
+ *   look the connection up and runs after releasing it; were its fiber
+ *   descheduled in between, it could run inside another fiber's open
+ *   transaction (a stress test did not hit that window). Standalone
+ *   statements here therefore hold the permit for their whole run
+ *   (`sql.reserve`, same cost), and standalone multi-statement operations
+ *   run in a transaction of their own. Across processes, SQLite gives one
+ *   writer and `busy_timeout`; a contended deferred transaction that read
+ *   before writing fails with SQLITE_BUSY, surfaced as `conflict`.
  * - **Errors.** Every `SqlError` becomes a `StorageError` (reason `conflict`
  *   for serialization failures, deadlocks and SQLITE_BUSY, which a retry can
  *   cure; `unavailable` otherwise), including a failed COMMIT, which
@@ -46,12 +52,14 @@ import * as NodeFs from "node:fs/promises"
 import * as NodePath from "node:path"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
+import type * as SqlConnection from "@effect/sql/SqlConnection"
 import type * as Statement from "@effect/sql/Statement"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -410,8 +418,47 @@ export const make = (options: Options = {}): Effect.Effect<Context.Context<Servi
     // ---------------------------------------------------------------------
     // SyncStorage
 
+    /**
+     * A savepoint inside the current transaction, RELEASEd when the unit
+     * succeeds. `sql.withTransaction` never releases its savepoints, so a
+     * request of 1,000 mutations would stack 1,000 open savepoints, and both
+     * Postgres (subtransaction stack) and SQLite (sub-journal checks) slow
+     * down with the depth: measured on Postgres, 2,000 unreleased savepoints
+     * each followed by an upsert of one row cost 4.3 ms per step against
+     * 0.8 ms when released.
+     */
+    const savepoint = <A, E, R>(
+      current: readonly [connection: SqlConnection.Connection, depth: number],
+      unit: Effect.Effect<A, E, R>
+    ): Effect.Effect<A, E | SqlError, R> => {
+      const [connection, depth] = current
+      const name = `mizu_savepoint_${depth + 1}`
+      const exec = (statement: string) => connection.execute(statement, [], undefined)
+      const inner = Effect.locallyWith(
+        unit,
+        FiberRef.currentContext,
+        Context.add(SqlClient.TransactionConnection, [connection, depth + 1] as const)
+      )
+      return Effect.uninterruptibleMask((restore) =>
+        Effect.zipRight(
+          exec(`SAVEPOINT ${name}`),
+          Effect.flatMap(Effect.exit(restore(inner)), (exit) =>
+            Effect.zipRight(
+              Exit.isSuccess(exit)
+                ? exec(`RELEASE SAVEPOINT ${name}`)
+                : Effect.zipRight(exec(`ROLLBACK TO SAVEPOINT ${name}`), exec(`RELEASE SAVEPOINT ${name}`)),
+              exit
+            ))
+        )
+      )
+    }
+
     const transaction = <A, E, R>(unit: Effect.Effect<A, E, R>): Effect.Effect<A, E | StorageError.StorageError, R> =>
-      sql.withTransaction(unit).pipe(
+      Effect.flatMap(
+        Effect.serviceOption(SqlClient.TransactionConnection),
+        (current): Effect.Effect<A, E | SqlError, R> =>
+          Option.isSome(current) ? savepoint(current.value, unit) : sql.withTransaction(unit)
+      ).pipe(
         // A failed COMMIT or ROLLBACK is a defect in @effect/sql; it is still "storage unavailable" to us.
         Effect.catchSomeDefect((defect) =>
           defect instanceof SqlError ? Option.some(Effect.fail(defect)) : Option.none()

@@ -1,0 +1,134 @@
+/**
+ * Test infrastructure for Postgres: a fresh database per test file on the
+ * local server, dropped afterwards.
+ *
+ * - The server is 127.0.0.1:5432, database `test`, trust auth, user
+ *   `postgres` (falling back to `root`). It is probed once, when this module
+ *   is imported (top-level await), so test files can decide at collection
+ *   time whether to run their Postgres suites.
+ * - `PgDatabase` is an `Effect.Service` whose scoped acquire creates a
+ *   database with a random name and whose release drops it (`WITH (FORCE)`).
+ * - `describePostgres(name, body)` runs `body` with layers over ONE such
+ *   database shared by the whole block (the storage suites build their layer
+ *   once per `layer(...)` block; sharing the database keeps that cheap). When
+ *   the server is unreachable the block is skipped with one console line, or
+ *   fails if `CI=true`.
+ */
+import { afterAll, describe, it } from "@effect/vitest"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Redacted from "effect/Redacted"
+import * as SqlStorage from "../../src/sync/sql/SqlStorage.js"
+import type * as SyncStorage from "../../src/sync/SyncStorage.js"
+
+/** Where the test server is expected. */
+export const host = "127.0.0.1"
+export const port = 5432
+/** The database every probe and admin statement connects to. */
+export const adminDatabase = "test"
+const users = ["postgres", "root"] as const
+
+/** The URL of a database on the test server. */
+export const urlFor = (username: string, database: string): string =>
+  `postgres://${encodeURIComponent(username)}@${host}:${port}/${encodeURIComponent(database)}`
+
+/** The client config of a database on the test server (short connect timeout: a missing server fails fast). */
+export const configFor = (username: string, database: string): PgClient.PgClientConfig => ({
+  url: Redacted.make(urlFor(username, database)),
+  connectTimeout: "3 seconds",
+  applicationName: "mizu-tests"
+})
+
+const tryUser = (username: string) =>
+  Layer.build(PgClient.layer(configFor(username, adminDatabase))).pipe(Effect.scoped, Effect.as(username))
+
+/**
+ * The user that can connect to the test server, or why none can. Never fails.
+ */
+export const probe: Effect.Effect<Either.Either<string, string>> = Effect.firstSuccessOf(users.map(tryUser)).pipe(
+  Effect.map(Either.right),
+  Effect.catchAll((error) =>
+    Effect.succeed(Either.left(`no server at ${host}:${port} (db "${adminDatabase}", users ${users.join("/")}: ${error.message}${
+      error.cause instanceof Error ? `: ${error.cause.message}` : ""
+    })`))
+  )
+)
+
+/** The probe's result for this process: `Right(user)` or `Left(reason)`. */
+export const server: Either.Either<string, string> = await Effect.runPromise(probe)
+
+/** Whether Postgres tests must fail rather than skip when the server is missing. */
+export const required = process.env.CI === "true"
+
+/** A fresh database on the test server, dropped when the service's scope closes. */
+export class PgDatabase extends Effect.Service<PgDatabase>()("test/support/PgDatabase", {
+  scoped: Effect.gen(function*() {
+    const username = yield* Either.match(server, {
+      onLeft: (reason) => Effect.dieMessage(`Postgres unavailable: ${reason}`),
+      onRight: Effect.succeed
+    })
+    const name = `mizu_test_${process.pid}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`
+    const admin = yield* Layer.build(PgClient.layer(configFor(username, adminDatabase)))
+    const sql = yield* Effect.provide(SqlClient.SqlClient, admin)
+    yield* sql`CREATE DATABASE ${sql(name)}`
+    yield* Effect.addFinalizer(() => Effect.ignore(sql`DROP DATABASE IF EXISTS ${sql(name)} WITH (FORCE)`))
+    return {
+      name,
+      username,
+      url: urlFor(username, name),
+      config: configFor(username, name)
+    } as const
+  }).pipe(Effect.orDie)
+}) {}
+
+/** What a Postgres block gets: layers over the block's one database. */
+export interface Shared {
+  /** The block's database (built once, dropped after the block). */
+  readonly database: Layer.Layer<PgDatabase>
+  /** SQL storage on the block's database, migrated. Each build is a new pool on the same data. */
+  readonly storage: (options?: SqlStorage.Options) => Layer.Layer<SyncStorage.Services, unknown>
+}
+
+let announced = false
+
+/**
+ * A `describe` block of Postgres tests. With a server: `body` gets layers over
+ * one fresh database for the block. Without: under `CI=true` the block fails
+ * with the reason; otherwise it is skipped, and the reason is printed once.
+ */
+export const describePostgres = (name: string, body: (shared: Shared) => void): void => {
+  if (Either.isLeft(server)) {
+    const reason = server.left
+    if (required) {
+      describe(name, () => {
+        it("has a Postgres server", () => {
+          throw new Error(`Postgres is required (CI=true): ${reason}`)
+        })
+      })
+      return
+    }
+    if (!announced) {
+      announced = true
+      console.log(`skipping Postgres suites: ${reason} (set CI=true to make this a failure)`)
+    }
+    const unavailable = Layer.die(new Error(reason))
+    describe.skip(name, () => body({ database: unavailable, storage: () => unavailable }))
+    return
+  }
+  describe(name, () => {
+    const runtime = ManagedRuntime.make(PgDatabase.Default)
+    afterAll(() => runtime.dispose())
+    const database: Layer.Layer<PgDatabase> = Layer.effectContext(Effect.map(runtime.runtimeEffect, (rt) => rt.context))
+    body({
+      database,
+      storage: (options = {}) =>
+        Layer.unwrapEffect(Effect.map(PgDatabase, (db) => SqlStorage.layerPg({ ...db.config, ...options }))).pipe(
+          Layer.provide(database)
+        )
+    })
+  })
+}
