@@ -1,13 +1,24 @@
 /**
- * The storage conformance suites on the SQLite layers: in memory, and on a
- * temporary file (WAL, the way servers run it).
+ * The SQLite layers: the storage and engine conformance suites in memory and
+ * on a temporary file (WAL, the way servers run it), retention, and
+ * `StorageConfig` (choosing a family from `DATABASE_URL`).
  */
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
-import { afterAll } from "@effect/vitest"
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import { ChangeLog } from "../src/sync/ChangeLog.js"
 import * as SqlStorage from "../src/sync/sql/SqlStorage.js"
+import * as StorageConfig from "../src/sync/StorageConfig.js"
+import * as SyncStorage from "../src/sync/SyncStorage.js"
 import { engineSuite } from "./suites/EngineSuite.js"
+import { retentionSuite } from "./suites/RetentionSuite.js"
 import { storageSuites } from "./suites/StorageSuite.js"
 
 const directory = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "mizu-sqlite-"))
@@ -17,3 +28,74 @@ storageSuites("sqlite :memory:", SqlStorage.layerSqlite({ filename: ":memory:" }
 storageSuites("sqlite file", SqlStorage.layerSqlite({ filename: NodePath.join(directory, "nested", "mizu.db") }))
 engineSuite("sqlite :memory:", SqlStorage.layerSqlite({ filename: ":memory:" }))
 engineSuite("sqlite file", SqlStorage.layerSqlite({ filename: NodePath.join(directory, "engine.db") }))
+retentionSuite("sqlite", SqlStorage.layerSqlite({ filename: ":memory:", maxChangesPerScope: 10 }))
+retentionSuite("memory, StorageConfig.withRetention", StorageConfig.withRetention(10)(SyncStorage.layerMemory))
+
+/** Build `StorageConfig.layerConfig` under the given environment and run `use` on it. */
+const withEnv = <A, E>(env: Record<string, string>, use: Effect.Effect<A, E, SyncStorage.Services>) =>
+  Layer.build(StorageConfig.layerConfig).pipe(
+    Effect.flatMap((context) => Effect.provide(use, context)),
+    Effect.scoped,
+    Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
+  )
+
+const appendTwice = Effect.gen(function*() {
+  const log = yield* ChangeLog
+  yield* log.append("s", [{ entity: "t", id: "a", op: "create", data: 1 }])
+  yield* log.append("s", [{ entity: "t", id: "b", op: "create", data: 2 }])
+  return [yield* log.head("s"), yield* log.floor("s")] as const
+})
+
+describe("StorageConfig", () => {
+  it("parses DATABASE_URL", () => {
+    const ok = (input: string) => Either.getOrThrow(StorageConfig.parseDatabaseUrl(input))
+    assert.deepStrictEqual(ok("memory"), { _tag: "Memory" })
+    assert.deepStrictEqual(ok("./data/x.db"), { _tag: "Sqlite", filename: "./data/x.db" })
+    assert.deepStrictEqual(ok("/var/lib/mizu.db"), { _tag: "Sqlite", filename: "/var/lib/mizu.db" })
+    assert.deepStrictEqual(ok("sqlite:./data/x.db"), { _tag: "Sqlite", filename: "./data/x.db" })
+    assert.deepStrictEqual(ok("sqlite::memory:"), { _tag: "Sqlite", filename: ":memory:" })
+    assert.deepStrictEqual(ok("sqlite:///abs/x.db"), { _tag: "Sqlite", filename: "/abs/x.db" })
+    const pg = ok("postgres://u:secret@db:5432/app")
+    assert.strictEqual(pg._tag, "Postgres")
+    if (pg._tag === "Postgres") assert.strictEqual(Redacted.value(pg.url), "postgres://u:secret@db:5432/app")
+    assert.strictEqual(ok("postgresql://db/app")._tag, "Postgres")
+    assert.isTrue(Either.isLeft(StorageConfig.parseDatabaseUrl("mysql://db/app")))
+    assert.isTrue(Either.isLeft(StorageConfig.parseDatabaseUrl("sqlite:")))
+    assert.isTrue(Either.isLeft(StorageConfig.parseDatabaseUrl(" ")))
+  })
+
+  it.effect("defaults to SQLite at ./data/mizu.db", () =>
+    Effect.gen(function*() {
+      const target = yield* StorageConfig.databaseTarget
+      assert.deepStrictEqual(target, { _tag: "Sqlite", filename: "./data/mizu.db" })
+    }).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map()))))
+
+  it.effect("memory, sqlite::memory: and a file path (its directory created) all give working storage", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual(yield* withEnv({ DATABASE_URL: "memory" }, appendTwice), [2, 0])
+      assert.deepStrictEqual(yield* withEnv({ DATABASE_URL: "sqlite::memory:" }, appendTwice), [2, 0])
+      const file = NodePath.join(directory, "config", "deeper", "x.db")
+      assert.deepStrictEqual(yield* withEnv({ DATABASE_URL: file }, appendTwice), [2, 0])
+      assert.isTrue(NodeFs.existsSync(file))
+      // The data survives a restart.
+      assert.deepStrictEqual(yield* withEnv({ DATABASE_URL: `sqlite:${file}` }, appendTwice), [4, 0])
+    }))
+
+  it.effect("RETENTION_CHANGES applies to every family", () =>
+    Effect.gen(function*() {
+      const keepOne = { RETENTION_CHANGES: "1" }
+      assert.deepStrictEqual(yield* withEnv({ ...keepOne, DATABASE_URL: "memory" }, appendTwice), [2, 1])
+      assert.deepStrictEqual(yield* withEnv({ ...keepOne, DATABASE_URL: "sqlite::memory:" }, appendTwice), [2, 1])
+    }))
+
+  it.effect("a bad DATABASE_URL or RETENTION_CHANGES fails at start with a ConfigError naming it", () =>
+    Effect.gen(function*() {
+      const scheme = yield* Effect.exit(withEnv({ DATABASE_URL: "mysql://db/app" }, appendTwice))
+      assert.isTrue(Exit.isFailure(scheme))
+      assert.include(String(Exit.isFailure(scheme) ? scheme.cause : ""), "DATABASE_URL")
+      assert.include(String(Exit.isFailure(scheme) ? scheme.cause : ""), "unsupported database scheme")
+      const retention = yield* Effect.exit(withEnv({ DATABASE_URL: "memory", RETENTION_CHANGES: "0" }, appendTwice))
+      assert.isTrue(Exit.isFailure(retention))
+      assert.include(String(Exit.isFailure(retention) ? retention.cause : ""), "RETENTION_CHANGES")
+    }))
+})
