@@ -17,6 +17,7 @@ import * as LiveHttp from "./live/LiveHttp.js"
 import * as LiveHub from "./live/LiveHub.js"
 import * as Page from "./live/Page.js"
 import type * as LivePubSub from "./live/LivePubSub.js"
+import * as PubSubConfig from "./live/PubSubConfig.js"
 import * as SyncPokeBroker from "./live/SyncPokeBroker.js"
 import type * as Authorizer from "./sync/Authorizer.js"
 import type * as ChangeLog from "./sync/ChangeLog.js"
@@ -24,6 +25,7 @@ import type * as Clients from "./sync/Clients.js"
 import * as Mutator from "./sync/Mutator.js"
 import type * as Mutation from "./sync/Mutation.js"
 import type * as PokeBroker from "./sync/PokeBroker.js"
+import * as StorageConfig from "./sync/StorageConfig.js"
 import type * as Store from "./sync/Store.js"
 import * as SyncEngine from "./sync/SyncEngine.js"
 import * as SyncHttp from "./sync/SyncHttp.js"
@@ -127,3 +129,18 @@ export const logAddress: Layer.Layer<never, never, HttpServer.HttpServer> = Laye
       )
       : Effect.log(`listening on ${server.address.path}`))
 )
+
+/**
+ * A whole server from configuration: `DATABASE_URL` selects the storage
+ * (memory, SQLite — the default, `./data/mizu.db` — or Postgres),
+ * `PUBSUB_URL` the pub/sub (memory, Redis, Postgres NOTIFY), `PORT` / `HOST`
+ * the address. The authorizer must be given: a server is never open by
+ * accident (`Authorizer.layerAllowAll` says so explicitly).
+ */
+export const layerConfig = (
+  options: Options & { readonly authorizer: Layer.Layer<Authorizer.Authorizer> }
+): Layer.Layer<LiveHub.LiveHub | LiveHttp.LiveServer | SyncEngine.SyncEngine | HttpServer.HttpServer, unknown> =>
+  Layer.mergeAll(layer(options), logAddress).pipe(
+    Layer.provide(Layer.mergeAll(StorageConfig.layerConfig, PubSubConfig.layerConfig, options.authorizer)),
+    Layer.provideMerge(layerNodeServerConfig)
+  )

@@ -1,0 +1,143 @@
+// The todo page: plain ES modules, no bundler. The client and the todo
+// mutations come from the server (/_live/runtime.js, /todo/mutations.js).
+import { MizuSync } from "/_live/runtime.js"
+import { registry, TodoEntity } from "/todo/mutations.js"
+
+const $ = (id) => document.getElementById(id)
+const params = new URLSearchParams(location.search)
+const list = params.get("list") ?? "demo"
+const scope = `user:${list}:todos`
+const me = params.get("name") ?? sessionStorage.getItem("mizu-name") ?? `guest-${Math.random().toString(36).slice(2, 6)}`
+sessionStorage.setItem("mizu-name", me)
+$("scope").textContent = scope
+$("me").textContent = me
+
+const sync = await MizuSync.open({ registry, live: true, dbName: `mizu-todos-${list}` })
+const live = sync.live
+
+// -- the list, re-rendered from the reactive query --------------------------------
+const pendingIds = () => new Set(sync.pending.map((m) => m.args?.id))
+const render = (rows) => {
+  const pending = pendingIds()
+  const ul = $("todos")
+  ul.replaceChildren(...rows.map(([id, todo]) => {
+    const li = document.createElement("li")
+    li.dataset.id = id
+    li.className = todo.completed ? "done" : ""
+    const label = document.createElement("label")
+    const box = document.createElement("input")
+    box.type = "checkbox"
+    box.checked = todo.completed
+    box.setAttribute("aria-label", `Done: ${todo.title}`)
+    box.addEventListener("change", () => mutate("todo/toggle", { id }))
+    const title = document.createElement("span")
+    title.textContent = todo.title
+    title.title = "Double-click to rename"
+    title.addEventListener("dblclick", () => rename(li, id, todo.title))
+    label.append(box, title)
+    li.append(label)
+    if (pending.has(id)) {
+      const dot = document.createElement("span")
+      dot.className = "pending-dot"
+      dot.title = "not yet saved on the server"
+      li.append(dot)
+    }
+    const del = document.createElement("button")
+    del.type = "button"
+    del.textContent = "×"
+    del.setAttribute("aria-label", `Delete ${todo.title}`)
+    del.addEventListener("click", () => mutate("todo/delete", { id }))
+    li.append(del)
+    return li
+  }))
+  $("empty").hidden = rows.length > 0
+  const left = rows.filter(([, t]) => !t.completed).length
+  $("count").textContent = `${left} left · ${rows.length} in all`
+}
+
+const rename = (li, id, current) => {
+  const input = document.createElement("input")
+  input.className = "title-edit"
+  input.value = current
+  input.setAttribute("aria-label", "New title")
+  const done = () => {
+    const title = input.value.trim()
+    if (title !== "" && title !== current) mutate("todo/rename", { id, title })
+    else render(sync.query(scope, TodoEntity))
+  }
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter") input.blur()
+    if (e.key === "Escape") { input.value = current; input.blur() }
+  })
+  input.addEventListener("blur", done, { once: true })
+  li.querySelector("label").replaceWith(input)
+  input.focus()
+}
+
+const mutate = (name, args) =>
+  sync.mutate(name, { ...args }, { scope }).catch((e) => { $("error").textContent = String(e?.message ?? e) })
+
+sync.subscribe(scope, TodoEntity, render)
+sync.on("rejected", (e) => { $("error").textContent = `Not saved: ${e.message ?? e.error?.message ?? "rejected"}` })
+
+// -- status badge -----------------------------------------------------------------
+const renderStatus = (s) => {
+  const badge = $("status")
+  const online = s.online && s.live !== "disconnected"
+  badge.className = `badge ${!online ? "offline" : s.pending > 0 ? "pending" : "online"}`
+  badge.textContent = !online
+    ? `offline${s.pending > 0 ? ` · ${s.pending} pending` : ""}`
+    : s.pending > 0 ? `syncing ${s.pending}…` : "online · saved"
+  render(sync.query(scope, TodoEntity))
+}
+sync.on("status", renderStatus)
+renderStatus(sync.status)
+
+// -- new todos, typing indicator ----------------------------------------------------
+let lastTyping = 0
+$("title-input").addEventListener("input", () => {
+  const now = Date.now()
+  if (live && now - lastTyping > 1000) {
+    lastTyping = now
+    live.broadcast(scope, "typing", { name: me }).catch(() => {})
+  }
+})
+$("new").addEventListener("submit", (e) => {
+  e.preventDefault()
+  const input = $("title-input")
+  const title = input.value.trim()
+  if (title === "") return
+  input.value = ""
+  $("error").textContent = ""
+  mutate("todo/create", { id: crypto.randomUUID(), title })
+})
+
+const typists = new Map()
+const renderTyping = () => {
+  const names = [...typists.keys()]
+  $("typing").textContent = names.length === 0 ? "" : `${names.join(", ")} ${names.length === 1 ? "is" : "are"} typing…`
+}
+live?.on("broadcast", (b) => {
+  if (b.topic !== scope || b.event !== "typing") return
+  const name = String(b.payload?.name ?? "someone")
+  clearTimeout(typists.get(name))
+  typists.set(name, setTimeout(() => { typists.delete(name); renderTyping() }, 3000))
+  renderTyping()
+})
+
+// -- who is here ----------------------------------------------------------------------
+const renderPresence = (state) => {
+  const names = [...new Set(Object.values(state).map((m) => String(m?.name ?? "?")))].sort()
+  $("presence").replaceChildren(...names.map((n) => {
+    const li = document.createElement("li")
+    li.textContent = n === me ? `${n} (you)` : n
+    return li
+  }))
+}
+live?.on("presence", (p) => { if (p.topic === scope) renderPresence(p.current) })
+live?.on("online", () => { live.presence(scope, { name: me }).catch(() => {}) })
+
+await sync.track(scope)
+await live?.presence(scope, { name: me }).catch(() => {})
+render(sync.query(scope, TodoEntity))
+window.mizu = { sync, scope, me }

@@ -1,0 +1,41 @@
+/**
+ * Browser artifacts, with esbuild:
+ *  - dist/runtime.js: the clients + live page runtime (src/client/browser.ts), served at /_live/runtime.js
+ *  - dist/examples/todo/mutations.js: the todo example's mutations, compiled (not bundled) for the
+ *    browser; its imports resolve to runtime.js through the page's import map.
+ */
+import * as esbuild from "esbuild"
+import * as NodePath from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = NodePath.resolve(NodePath.dirname(fileURLToPath(import.meta.url)), "..")
+
+export const buildBrowser = async (): Promise<void> => {
+  await esbuild.build({
+    absWorkingDir: root,
+    entryPoints: ["src/client/browser.ts"],
+    bundle: true,
+    format: "esm",
+    platform: "browser",
+    target: "es2022",
+    minify: true,
+    sourcemap: false,
+    conditions: ["source"],
+    outfile: "dist/runtime.js",
+    logLevel: "warning"
+  })
+  await esbuild.build({
+    absWorkingDir: root,
+    entryPoints: ["examples/todo/mutations.ts"],
+    bundle: false,
+    format: "esm",
+    platform: "neutral",
+    target: "es2022",
+    outfile: "dist/examples/todo/mutations.js",
+    logLevel: "warning"
+  })
+}
+
+if (process.argv[1] !== undefined && NodePath.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  await buildBrowser()
+}
