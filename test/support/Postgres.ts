@@ -22,6 +22,7 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
 import * as SqlStorage from "../../src/sync/sql/SqlStorage.js"
 import type * as SyncStorage from "../../src/sync/SyncStorage.js"
 
@@ -64,25 +65,35 @@ export const server: Either.Either<string, string> = await Effect.runPromise(pro
 /** Whether Postgres tests must fail rather than skip when the server is missing. */
 export const required = process.env.CI === "true"
 
+/** A database on the test server: its name, the user, how to connect. */
+export interface Database {
+  readonly name: string
+  readonly username: string
+  readonly url: string
+  readonly config: PgClient.PgClientConfig
+}
+
+/**
+ * Create an empty database with a random name; drop it (`WITH (FORCE)`, so
+ * open pools do not block it) when the scope closes. Dies if the server is
+ * unavailable.
+ */
+export const freshDatabase: Effect.Effect<Database, never, Scope.Scope> = Effect.gen(function*() {
+  const username = yield* Either.match(server, {
+    onLeft: (reason) => Effect.dieMessage(`Postgres unavailable: ${reason}`),
+    onRight: Effect.succeed
+  })
+  const name = `mizu_test_${process.pid}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`
+  const admin = yield* Layer.build(PgClient.layer(configFor(username, adminDatabase)))
+  const sql = yield* Effect.provide(SqlClient.SqlClient, admin)
+  yield* sql`CREATE DATABASE ${sql(name)}`
+  yield* Effect.addFinalizer(() => Effect.ignore(sql`DROP DATABASE IF EXISTS ${sql(name)} WITH (FORCE)`))
+  return { name, username, url: urlFor(username, name), config: configFor(username, name) }
+}).pipe(Effect.orDie)
+
 /** A fresh database on the test server, dropped when the service's scope closes. */
 export class PgDatabase extends Effect.Service<PgDatabase>()("test/support/PgDatabase", {
-  scoped: Effect.gen(function*() {
-    const username = yield* Either.match(server, {
-      onLeft: (reason) => Effect.dieMessage(`Postgres unavailable: ${reason}`),
-      onRight: Effect.succeed
-    })
-    const name = `mizu_test_${process.pid}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`
-    const admin = yield* Layer.build(PgClient.layer(configFor(username, adminDatabase)))
-    const sql = yield* Effect.provide(SqlClient.SqlClient, admin)
-    yield* sql`CREATE DATABASE ${sql(name)}`
-    yield* Effect.addFinalizer(() => Effect.ignore(sql`DROP DATABASE IF EXISTS ${sql(name)} WITH (FORCE)`))
-    return {
-      name,
-      username,
-      url: urlFor(username, name),
-      config: configFor(username, name)
-    } as const
-  }).pipe(Effect.orDie)
+  scoped: freshDatabase
 }) {}
 
 /** What a Postgres block gets: layers over the block's one database. */
