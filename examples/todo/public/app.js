@@ -31,6 +31,7 @@ const render = (rows) => {
     box.setAttribute("aria-label", `Done: ${todo.title}`)
     box.addEventListener("change", () => mutate("todo/toggle", { id }))
     const title = document.createElement("span")
+    title.className = "title"
     title.textContent = todo.title
     title.title = "Double-click to rename"
     title.addEventListener("dblclick", () => rename(li, id, todo.title))
@@ -135,9 +136,10 @@ const renderPresence = (state) => {
   }))
 }
 live?.on("presence", (p) => { if (p.topic === scope) renderPresence(p.current) })
-live?.on("online", () => { live.presence(scope, { name: me }).catch(() => {}) })
 
-await sync.track(scope)
-await live?.presence(scope, { name: me }).catch(() => {})
-render(sync.query(scope, TodoEntity))
 window.mizu = { sync, scope, me }
+render(sync.query(scope, TodoEntity)) // what this browser already has, offline or not
+// Pull now and on every poke; offline, this keeps retrying in the background.
+sync.track(scope).catch((e) => { $("error").textContent = String(e?.message ?? e) })
+// Presence and typing need the socket subscribed to the scope's topic; the client re-announces after reconnects.
+live?.subscribe(scope).then(() => live.presence(scope, { name: me })).catch(() => {})
