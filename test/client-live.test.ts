@@ -13,7 +13,8 @@ import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Scope from "effect/Scope"
 import { Authorizer, LivePubSub, SyncStorage } from "mizu-sync-live"
-import { LiveClient, MizuSync, SyncTransport } from "mizu-sync-live/client"
+import { LiveClient, LiveProtocol as Live, MizuLive, MizuSync, SyncTransport } from "mizu-sync-live/client"
+import { WebSocketServer } from "ws"
 import { createTodo, registry, TodoEntity, toggleTodo } from "../examples/todo/mutations.js"
 import { layerLiveClient, nodeLiveOptions } from "../src/client/node.js"
 import { freshScope } from "./suites/util.js"
@@ -239,5 +240,52 @@ describe("LiveClient reconnects", () => {
       yield* pushOne(second.base, topic, "c")
       assert.deepStrictEqual(yield* takeUntil(events, is("Poke")), { _tag: "Poke", scope: topic, cursor: 3 })
       yield* second.stop
+    }))
+})
+
+describe("LiveClient against a server that stops answering", () => {
+  it.scopedLive("no incoming frame for the idle timeout: the client drops the connection and reconnects", () =>
+    Effect.gen(function*() {
+      // answers JOIN, then never says anything again (no heartbeat replies)
+      let connections = 0
+      const wss = yield* Effect.acquireRelease(
+        Effect.async<WebSocketServer>((resume) => {
+          const server: WebSocketServer = new WebSocketServer({ port: 0, host: "127.0.0.1" }, (): void => resume(Effect.succeed(server)))
+        }),
+        (server) => Effect.async<void>((resume) => {
+          for (const c of server.clients) c.terminate()
+          server.close(() => resume(Effect.void))
+        })
+      )
+      wss.on("connection", (ws) => {
+        connections++
+        ws.on("message", (data) => {
+          const frame = Live.decodeClientFrame(String(data))
+          if (frame._tag === "Right" && frame.right.type === Live.FrameType.JOIN) {
+            ws.send(Live.encodeServerFrame({ type: Live.FrameType.REPLY, ref: frame.right.ref, payload: { status: "ok", session_id: `s${connections}`, cursors: {} } }))
+          }
+        })
+      })
+      const address = wss.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      const live = yield* startLive({ ...fastLive, url: `ws://127.0.0.1:${port}`, heartbeatInterval: "50 millis", idleTimeout: "200 millis" })
+      const events = yield* live.subscribeEvents
+      const first = yield* takeUntil(events, is("Online"))
+      assert.strictEqual(first.sessionId, "s1")
+      yield* takeUntil(events, is("Offline"))
+      const again = yield* takeUntil(events, is("Online"))
+      assert.isTrue(again.reconnect)
+      assert.isAtLeast(connections, 2)
+    }))
+
+  it.scopedLive("without a WebSocket constructor (Node 20, no `ws` given) the plain client reports it instead of crashing", () =>
+    Effect.gen(function*() {
+      const errors: Array<string> = []
+      const live = new MizuLive({ endpoint: "ws://127.0.0.1:9/_live/websocket", reconnectInitial: "5 millis", reconnectMax: "20 millis" })
+      live.on("error", (e) => errors.push(e.code))
+      yield* Effect.addFinalizer(() => Effect.promise(() => live.close()))
+      yield* Effect.promise(() => live.connect())
+      yield* eventuallyTrue("connect_failed reported", Effect.sync(() => errors.includes("connect_failed")))
+      assert.notStrictEqual(live.status, "connected")
     }))
 })

@@ -349,7 +349,12 @@ export const make = (options: Options): Effect.Effect<LiveClient["Type"], never,
     const loop = Effect.gen(function*() {
       let attempt = 0
       while (true) {
-        const joined = yield* connectOnce
+        // a constructor that throws (no WebSocket here, a malformed URL) is reported and retried, never fatal
+        const joined = yield* connectOnce.pipe(
+          Effect.catchAllDefect((defect) =>
+            Effect.as(publish({ _tag: "Error", code: "connect_failed", message: String(defect), recoverable: true }), false)
+          )
+        )
         yield* SubscriptionRef.set(status, "disconnected")
         if (joined) attempt = 0
         const cap = Math.min(max, initial * 2 ** Math.min(attempt, 30))

@@ -44,6 +44,10 @@
  *    restart resumes from the last commit, and listeners see each committed
  *    batch once, in order.
  *
+ * Handlers must be deterministic given their args (put ids and timestamps in
+ * the args): a pending mutation is replayed on every rebase, and the server
+ * runs it once more.
+ *
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
@@ -228,6 +232,9 @@ export const make = (
     const pullInterval = Duration.decode(options.pullInterval ?? Duration.seconds(30))
 
     // ---- state -----------------------------------------------------------
+    if (options.clientId !== undefined && !Schema.is(Protocol.ClientId)(options.clientId)) {
+      return yield* Effect.dieMessage(`SyncClient: invalid clientId ${JSON.stringify(options.clientId)} (1..128 of A-Z a-z 0-9 _ - : .)`)
+    }
     const loaded = yield* storage.load
     const clientId = loaded.clientId ?? options.clientId ?? newClientId()
     let pending: ReadonlyArray<PendingMutation> = loaded.pending
@@ -440,7 +447,7 @@ export const make = (
         }
         yield* publishChanges(changes, "rollback")
         for (const [m, error] of refused) {
-          const known = ids.has(m.id) && wasPending.some((p) => p.id === m.id) ? m : dropped.get(m.id)
+          const known = wasPending.some((p) => p.id === m.id) ? m : dropped.get(m.id)
           if (known === undefined) continue // already reported (a duplicated answer)
           dropped.delete(m.id)
           accepted.delete(m.id)
@@ -729,10 +736,13 @@ export const make = (
     yield* FiberSet.run(fibers, pullWorker)
     yield* FiberSet.run(fibers, Effect.forever(Effect.zipRight(
       Effect.sleep(pullInterval),
-      Effect.forEach([...tracked], requestPull, { discard: true })
+      Effect.suspend(() => Effect.forEach([...tracked], requestPull, { discard: true }))
     )))
     for (const scope of options.scopes ?? []) {
-      if (!validScope(scope)) continue
+      if (!validScope(scope)) {
+        yield* Effect.logWarning(`SyncClient: ignoring the invalid scope ${JSON.stringify(scope)}`)
+        continue
+      }
       if (!scopes.has(scope)) {
         yield* storage.commit({ scopes: [{ scope, cursor: 0 }] })
         scopes.set(scope, emptyScope())
