@@ -2,8 +2,8 @@
  * Test infrastructure for Postgres: a fresh database per test file on the
  * local server, dropped afterwards.
  *
- * - The server is 127.0.0.1:5432, database `test`, trust auth, user
- *   `postgres` (falling back to `root`). It is probed once, when this module
+ * - The server is 127.0.0.1:5432 (or MIZU_TEST_PG_HOST / MIZU_TEST_PG_PORT),
+ *   database `test`, trust auth, user `postgres` (falling back to `root`). It is probed once, when this module
  *   is imported (top-level await), so test files can decide at collection
  *   time whether to run their Postgres suites.
  * - `PgDatabase` is an `Effect.Service` whose scoped acquire creates a
@@ -26,9 +26,9 @@ import type * as Scope from "effect/Scope"
 import * as SqlStorage from "../../src/sync/sql/SqlStorage.js"
 import type * as SyncStorage from "../../src/sync/SyncStorage.js"
 
-/** Where the test server is expected. */
-export const host = "127.0.0.1"
-export const port = 5432
+/** Where the test server is expected (override with MIZU_TEST_PG_HOST / MIZU_TEST_PG_PORT). */
+export const host = process.env.MIZU_TEST_PG_HOST ?? "127.0.0.1"
+export const port = Number(process.env.MIZU_TEST_PG_PORT ?? 5432)
 /** The database every probe and admin statement connects to. */
 export const adminDatabase = "test"
 const users = ["postgres", "root"] as const
