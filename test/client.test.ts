@@ -275,6 +275,40 @@ describe("SyncClient", () => {
   })
 
   describe("when the server loses the client's state", () => {
+    it.scopedLive("out_of_order at an acknowledged id: the server is behind what it said, so the queue is sent again from there", () =>
+      Effect.gen(function*() {
+        const serverA = yield* Layer.build(layerServer({ registry, live: { drainPeriod: "10 millis" } }, Layer.fresh(layerMemoryDeps)))
+        const serverB = yield* Layer.build(layerServer({ registry, live: { drainPeriod: "10 millis" } }, Layer.fresh(layerMemoryDeps)))
+        const baseA = Context.get(serverA, BaseUrl)
+        const baseB = Context.get(serverB, BaseUrl)
+        const scope = freshScope("todos")
+        const route = switchable(fetchTo(baseA))
+        // pulls are held off, so the acknowledged mutation stays pending (not yet confirmed)
+        const noPulls = { value: true }
+        const transport = SyncTransport.SyncTransport.of({
+          ...route.transport,
+          pull: (r) => noPulls.value ? Effect.fail(new SyncTransport.TransportError({ reason: "network", message: "held" })) : route.transport.pull(r),
+          snapshot: (r) => noPulls.value ? Effect.fail(new SyncTransport.TransportError({ reason: "network", message: "held" })) : route.transport.snapshot(r)
+        })
+        const client = yield* startClient({ ...fast, scopes: [scope] }, transport)
+        yield* client.mutate(createTodo, { id: "a", title: "a" }, { scope })
+        yield* client.push
+        assert.deepStrictEqual((yield* client.pending).map((m) => m.id), [1])
+        // the server is restored to just before mutation 1; the client queues mutation 2
+        route.set(fetchTo(baseB))
+        yield* client.mutate(toggleTodo, { id: "a" }, { scope })
+        const events = yield* client.subscribeEvents
+        yield* client.push
+        noPulls.value = false
+        yield* client.sync
+        assert.deepStrictEqual(yield* serverView(baseB, scope), { todo: { a: { id: "a", title: "a", completed: true } } })
+        assert.deepStrictEqual(yield* client.view(scope), yield* serverView(baseB, scope))
+        // no renumbering was needed: ids go on
+        assert.strictEqual((yield* client.mutate(toggleTodo, { id: "a" }, { scope })).id, 3)
+        assert.isFalse([...(yield* Queue.takeAll(events))].some((e) => e._tag === "Renumbered"))
+      }))
+
+
     it.scopedLive("out_of_order below the first pending id renumbers the queue and resets every scope", () =>
         Effect.gen(function*() {
           const serverA = yield* Layer.build(layerServer({ registry, live: { drainPeriod: "10 millis" } }, Layer.fresh(layerMemoryDeps)))
