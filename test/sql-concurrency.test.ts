@@ -86,7 +86,7 @@ describePostgres("Postgres across OS processes", ({ database }) => {
         yield* sql`ALTER DATABASE ${sql(db.name)} SET synchronous_commit = off`
 
         const children = yield* Effect.forEach(["p1", "p2", "p3", "p4"], (tag) =>
-          spawnFixture("pg-pusher.ts", [db.url, scope, tag, "500", "4"]))
+          spawnFixture("pg-pusher.ts", [db.url, scope, tag, "500", "2"]))
 
         let done = false
         let seen = 0
@@ -102,7 +102,7 @@ describePostgres("Postgres across OS processes", ({ database }) => {
               seen = change.cursor
             }
             if (finished && !page.hasMore) return
-            if (page.changes.length === 0) yield* Effect.sleep("2 millis")
+            if (page.changes.length === 0) yield* Effect.sleep("5 millis")
           }
         })
         const pulling = yield* Effect.fork(puller)
