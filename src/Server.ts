@@ -9,6 +9,7 @@ import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as Config from "effect/Config"
+import * as Duration from "effect/Duration"
 import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -140,7 +141,16 @@ export const logAddress: Layer.Layer<never, never, HttpServer.HttpServer> = Laye
 export const layerConfig = (
   options: Options & { readonly authorizer: Layer.Layer<Authorizer.Authorizer> }
 ): Layer.Layer<LiveHub.LiveHub | LiveHttp.LiveServer | SyncEngine.SyncEngine | HttpServer.HttpServer, unknown> =>
-  Layer.mergeAll(layer(options), logAddress).pipe(
-    Layer.provide(Layer.mergeAll(StorageConfig.layerConfig, PubSubConfig.layerConfig, options.authorizer)),
-    Layer.provideMerge(layerNodeServerConfig)
-  )
+  Layer.unwrapEffect(Effect.gen(function*() {
+    const ttl = yield* Config.option(Config.integer("PRESENCE_TTL_MS"))
+    const renew = yield* Config.option(Config.integer("PRESENCE_RENEW_MS"))
+    const presence: LiveHub.Options = {
+      ...options.presence,
+      ...(ttl._tag === "Some" ? { presenceTtl: Duration.millis(ttl.value) } : {}),
+      ...(renew._tag === "Some" ? { renewInterval: Duration.millis(renew.value) } : {})
+    }
+    return Layer.mergeAll(layer({ ...options, presence }), logAddress).pipe(
+      Layer.provide(Layer.mergeAll(StorageConfig.layerConfig, PubSubConfig.layerConfig, options.authorizer)),
+      Layer.provideMerge(layerNodeServerConfig)
+    )
+  }))

@@ -1,6 +1,6 @@
 /**
  * `LivePubSub` over PostgreSQL LISTEN/NOTIFY, through `PgClient.listen` and
- * `notify`. All topics share one channel (`mizu_live`): a notification
+ * `pg_notify`. All topics share one channel (`mizu_live`): a notification
  * carries `{t: topic, m: message}` and each process keeps the ones it has
  * subscribers for. NOTIFY payloads are limited to 8000 bytes by PostgreSQL;
  * a larger message is dropped and logged. The listener reconnects by itself
@@ -52,7 +52,9 @@ export const make = Effect.gen(function*() {
       if (Buffer.byteLength(payload) > MAX_PAYLOAD) {
         return Effect.logWarning("live message over the NOTIFY limit; dropped", { topic, bytes: payload.length })
       }
-      return pg.notify(CHANNEL, payload).pipe(
+      // `pg_notify` rather than `PgClient.notify`: the latter sends `NOTIFY channel, $1`,
+      // which PostgreSQL rejects (NOTIFY takes no bind parameters).
+      return pg`SELECT pg_notify(${CHANNEL}, ${payload})`.pipe(
         Effect.catchAll((e) => Effect.logWarning("postgres NOTIFY failed; message dropped", e)),
         Effect.asVoid
       )
