@@ -71,6 +71,7 @@ export interface Batch {
   readonly pendingPut?: ReadonlyArray<PendingMutation>
 }
 
+/** A client's durable state: `load` at start, one atomic `commit` per change. */
 export class ClientStorage extends Context.Tag("@mizu/client/ClientStorage")<ClientStorage, {
   readonly load: Effect.Effect<StoredState, ClientStorageError>
   readonly commit: (batch: Batch) => Effect.Effect<void, ClientStorageError>

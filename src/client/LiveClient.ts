@@ -106,6 +106,7 @@ export interface Options {
   readonly requestTimeout?: Duration.DurationInput
 }
 
+/** The live connection service: one socket kept up, subscriptions kept across reconnects. */
 export class LiveClient extends Context.Tag("@mizu/client/LiveClient")<LiveClient, {
   /** The current status. */
   readonly status: Effect.Effect<LiveStatus>

@@ -152,6 +152,10 @@ export interface MutateOptions {
   readonly scope?: string
 }
 
+/**
+ * The sync client service. Queries read the local view synchronously (no
+ * lock, no I/O); every write goes through the rebase of the header comment.
+ */
 export class SyncClient extends Context.Tag("@mizu/client/SyncClient")<SyncClient, {
   /** This client's id, stable across restarts. */
   readonly clientId: string

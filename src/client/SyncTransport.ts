@@ -34,6 +34,7 @@ export class TransportError extends Data.TaggedError("TransportError")<{
 /** What a transport call may fail with. */
 export type SyncTransportError = TransportError | ProtocolError
 
+/** The three sync endpoints as typed calls: decoded responses or typed errors, never a defect. */
 export class SyncTransport extends Context.Tag("@mizu/client/SyncTransport")<SyncTransport, {
   readonly push: (request: Protocol.PushRequest) => Effect.Effect<Protocol.PushResponse, SyncTransportError>
   readonly pull: (request: Protocol.PullRequest) => Effect.Effect<Protocol.PullResponse, SyncTransportError>
