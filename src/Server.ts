@@ -15,6 +15,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { createServer } from "node:http"
 import * as LiveHttp from "./live/LiveHttp.js"
+import * as Metrics from "./Metrics.js"
 import * as LiveHub from "./live/LiveHub.js"
 import * as Page from "./live/Page.js"
 import type * as LivePubSub from "./live/LivePubSub.js"
@@ -44,6 +45,8 @@ export interface Options extends SyncHttp.Options {
   readonly presence?: LiveHub.Options
   /** Extra routes of the app, served by the same server. */
   readonly routes?: HttpRouter.HttpRouter<never, never>
+  /** Serve Prometheus metrics at `GET {prefix}/metrics` (on by default). */
+  readonly metrics?: boolean
   /** Live pages, each served at its path (GET) and mounted over the live socket. */
   readonly pages?: ReadonlyArray<Page.Page<any, any, any, PageServices>>
 }
@@ -68,6 +71,7 @@ export const router = (options: Options) =>
     LiveHttp.router(options.live),
     LiveHttp.runtimeRouter,
     LiveHttp.pagesRouter(options.pages ?? []),
+    options.metrics === false ? HttpRouter.empty : Metrics.router(options.prefix),
     options.routes ?? HttpRouter.empty
   )
 

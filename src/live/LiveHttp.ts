@@ -23,10 +23,12 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as NodeFs from "node:fs/promises"
 import { WebSocketServer } from "ws"
+import * as Metrics from "../Metrics.js"
 import * as Live from "../protocol/Live.js"
 import { ProtocolError } from "../protocol/Sync.js"
 import { ChangeLog as ChangeLogTag, type ChangeLog } from "../sync/ChangeLog.js"
@@ -98,7 +100,10 @@ export const make = (options: Options = {}): Effect.Effect<LiveServer["Type"], n
       })
 
     const register = (handle: Session.Handle) =>
-      Effect.acquireRelease(Effect.sync(() => sessions.add(handle)), () => Effect.sync(() => sessions.delete(handle)))
+      Effect.acquireRelease(
+        Effect.zipRight(Effect.sync(() => sessions.add(handle)), Metric.increment(Metrics.sessionsOpen)),
+        () => Effect.zipRight(Effect.sync(() => sessions.delete(handle)), Metric.incrementBy(Metrics.sessionsOpen, -1))
+      )
 
     const handle = Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest

@@ -29,9 +29,11 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Metric from "effect/Metric"
 import * as Queue from "effect/Queue"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as Metrics from "../Metrics.js"
 import * as Live from "../protocol/Live.js"
 import { ProtocolError } from "../protocol/Sync.js"
 import * as Authorizer from "../sync/Authorizer.js"
@@ -154,6 +156,7 @@ export const run = (
     // The CLOSE frame and the close code reach a peer that reads again within the grace period;
     // one that never reads is cut off then, so it holds no memory.
     const closeSlow = Effect.gen(function*() {
+      yield* Metric.increment(Metrics.slowConsumerCloses)
       yield* close("slow_consumer", 4008)
       yield* Effect.sync(() => setTimeout(raw.terminate, 5000).unref())
     })
@@ -191,6 +194,7 @@ export const run = (
       for (const [scope, cursor] of pendingPokes) {
         pendingPokes.delete(scope)
         yield* send({ type: FrameType.POKE, payload: { scope, cursor } })
+        yield* Metric.increment(Metrics.pokesSent)
       }
     })
 
@@ -474,7 +478,10 @@ export const run = (
           const cursor = pendingPokes.get(event.scope)
           if (cursor === undefined) return Effect.succeed(true)
           pendingPokes.delete(event.scope)
-          return Effect.as(send({ type: FrameType.POKE, payload: { scope: event.scope, cursor } }), true)
+          return Effect.as(
+            Effect.zipRight(send({ type: FrameType.POKE, payload: { scope: event.scope, cursor } }), Metric.increment(Metrics.pokesSent)),
+            true
+          )
         }
         case "Send": {
           if (backlog.length > 0 || congested()) {

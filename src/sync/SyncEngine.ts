@@ -22,6 +22,8 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Metrics from "../Metrics.js"
 import * as Protocol from "../protocol/Sync.js"
 import { ProtocolError } from "../protocol/Sync.js"
 import * as Authorizer from "./Authorizer.js"
@@ -65,7 +67,11 @@ const toProtocolError = (e: StorageError | Authorizer.Denied | ProtocolError): P
 
 const logStorageError = <A, R>(self: Effect.Effect<A, StorageError | Authorizer.Denied | ProtocolError, R>) =>
   self.pipe(
-    Effect.tapError((e) => e._tag === "StorageError" ? Effect.logWarning("storage failure", e.cause ?? e.message) : Effect.void),
+    Effect.tapError((e) =>
+      e._tag === "StorageError"
+        ? Effect.zipRight(Effect.logWarning("storage failure", e.cause ?? e.message), Metric.increment(Metrics.storageErrors))
+        : Effect.void
+    ),
     Effect.mapError(toProtocolError)
   )
 
@@ -149,7 +155,9 @@ export const make = Effect.gen(function*() {
           }
           break
         }
-        const outcome = yield* applyOne(mutation, scope, clients.record(clientId, id, scope))
+        const outcome = yield* applyOne(mutation, scope, clients.record(clientId, id, scope)).pipe(
+          Effect.withSpan("SyncEngine.mutation", { attributes: { name: mutation.name, id, scope } })
+        )
         // A failed mutation rolled back its savepoint; its id is consumed all the same.
         if (Either.isLeft(outcome)) yield* clients.record(clientId, id, scope)
         results.push(yield* resultOf(mutation, scope, outcome, heads))
@@ -174,6 +182,16 @@ export const make = Effect.gen(function*() {
       return results
     })
 
+  const countResults = (results: ReadonlyArray<Protocol.MutationResult>) =>
+    Effect.zipRight(
+      Metric.increment(Metrics.pushRequests),
+      Effect.forEach(
+        results,
+        (r) => Metrics.mutationResult(r.error?.code ?? (r.duplicate === true ? "duplicate" : "ok")),
+        { discard: true }
+      )
+    )
+
   const push = (request: Protocol.PushRequest, caller: Caller) => {
     const clientId = request.client_id
     const scopes = request.mutations.map((m) => m.scope ?? Protocol.DEFAULT_SCOPE)
@@ -188,8 +206,13 @@ export const make = Effect.gen(function*() {
         }
       }
       yield* authorize("push", scopes, caller, clientId)
-      if (clientId === undefined) return { results: yield* pushPlain(request.mutations) }
+      if (clientId === undefined) {
+        const plain = yield* pushPlain(request.mutations)
+        yield* countResults(plain)
+        return { results: plain }
+      }
       const { heads, results } = yield* pushWithClient(clientId, request.mutations)
+      yield* countResults(results)
       yield* pokeAll(heads)
       return { results }
     }).pipe(
@@ -221,6 +244,7 @@ export const make = Effect.gen(function*() {
           })
         }
         const page = yield* log.since(request.scope, request.cursor, limit)
+        yield* Metric.increment(Metrics.pullPages)
         const lastChange = page.changes[page.changes.length - 1]
         const response: Protocol.PullResponse = {
           changes: page.changes,
@@ -242,6 +266,7 @@ export const make = Effect.gen(function*() {
       return yield* storage.readConsistent(Effect.gen(function*() {
         const cursor = yield* log.head(request.scope)
         const data = yield* store.snapshot(request.scope)
+        yield* Metric.increment(Metrics.snapshots)
         const response: Protocol.SnapshotResponse = { data, cursor }
         if (request.client_id === undefined) return response
         return { ...response, last_mutation_id: yield* clients.lastIdForScope(request.client_id, request.scope) }

@@ -1,0 +1,86 @@
+/**
+ * The server's metrics (Effect `Metric`s) and their Prometheus text
+ * exposition at `GET {prefix}/metrics`.
+ *
+ * | metric | type | what |
+ * | --- | --- | --- |
+ * | `mizu_push_requests_total` | counter | push requests answered 200 |
+ * | `mizu_mutations_total{result}` | counter | mutations by result: ok, duplicate, rejected, unknown_mutation, invalid_args, out_of_order |
+ * | `mizu_pull_pages_total` | counter | pull pages served |
+ * | `mizu_snapshots_total` | counter | snapshots served |
+ * | `mizu_storage_errors_total` | counter | requests answered 503 |
+ * | `mizu_pokes_sent_total` | counter | POKE frames written to sessions |
+ * | `mizu_live_sessions` | gauge | open live sessions on this process |
+ * | `mizu_slow_consumer_closes_total` | counter | sessions closed as slow consumers |
+ *
+ * @since 0.1.0
+ */
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
+import * as MetricState from "effect/MetricState"
+
+export const pushRequests = Metric.counter("mizu_push_requests_total", { description: "push requests answered 200" })
+export const mutations = Metric.counter("mizu_mutations_total", { description: "mutations by result" })
+export const pullPages = Metric.counter("mizu_pull_pages_total", { description: "pull pages served" })
+export const snapshots = Metric.counter("mizu_snapshots_total", { description: "snapshots served" })
+export const storageErrors = Metric.counter("mizu_storage_errors_total", { description: "requests answered 503" })
+export const pokesSent = Metric.counter("mizu_pokes_sent_total", { description: "POKE frames written to sessions" })
+export const sessionsOpen = Metric.gauge("mizu_live_sessions", { description: "open live sessions on this process" })
+export const slowConsumerCloses = Metric.counter("mizu_slow_consumer_closes_total", {
+  description: "sessions closed as slow consumers"
+})
+
+/** Count one mutation result. */
+export const mutationResult = (result: string) => Metric.increment(Metric.tagged(mutations, "result", result))
+
+const escapeLabel = (value: string) => value.replace(/\\/g, "\\\\").replace(/"/g, "\\\"").replace(/\n/g, "\\n")
+const metricName = (name: string) => name.replace(/[^a-zA-Z0-9_:]/g, "_")
+
+/** Every metric of the process in the Prometheus text format (version 0.0.4). */
+export const prometheus: Effect.Effect<string> = Effect.map(Metric.snapshot, (pairs) => {
+  const families = new Map<string, { type: string; help: string | undefined; lines: Array<string> }>()
+  for (const pair of pairs) {
+    const name = metricName(pair.metricKey.name)
+    const labels = pair.metricKey.tags.map((t) => `${metricName(t.key)}="${escapeLabel(t.value)}"`)
+    const fmt = (suffix: string, extra: ReadonlyArray<string>, value: number | bigint) => {
+      const all = [...labels, ...extra]
+      return `${name}${suffix}${all.length === 0 ? "" : `{${all.join(",")}}`} ${String(value)}`
+    }
+    const state = pair.metricState
+    let type: string
+    const lines: Array<string> = []
+    if (MetricState.isCounterState(state)) {
+      type = "counter"
+      lines.push(fmt("", [], state.count))
+    } else if (MetricState.isGaugeState(state)) {
+      type = "gauge"
+      lines.push(fmt("", [], state.value))
+    } else if (MetricState.isHistogramState(state)) {
+      type = "histogram"
+      for (const [bound, count] of state.buckets) lines.push(fmt("_bucket", [`le="${bound === Infinity ? "+Inf" : bound}"`], count))
+      lines.push(fmt("_sum", [], state.sum), fmt("_count", [], state.count))
+    } else {
+      continue
+    }
+    const family = families.get(name) ?? { type, help: pair.metricKey.description._tag === "Some" ? pair.metricKey.description.value : undefined, lines: [] }
+    family.lines.push(...lines)
+    families.set(name, family)
+  }
+  const out: Array<string> = []
+  for (const [name, family] of families) {
+    if (family.help !== undefined) out.push(`# HELP ${name} ${family.help}`)
+    out.push(`# TYPE ${name} ${family.type}`, ...family.lines)
+  }
+  return out.join("\n") + "\n"
+})
+
+/** `GET {prefix}/metrics`. */
+export const router = (prefix: `/${string}` = "/_sync") =>
+  HttpRouter.empty.pipe(
+    HttpRouter.get(
+      `${prefix}/metrics`,
+      Effect.map(prometheus, (text) => HttpServerResponse.text(text, { contentType: "text/plain; version=0.0.4; charset=utf-8" }))
+    )
+  )
