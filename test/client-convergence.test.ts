@@ -113,13 +113,13 @@ describe("SyncClient convergence", () => {
         return { base, clients: Context.get(ctx, Clients.Clients), stop }
       })
       let server = yield* startServer
-      const route = switchable(SyncTransport.makeFetch({ baseUrl: server.base }))
+      const route = switchable(SyncTransport.makeFetch({ baseUrl: server.base, timeout: "5 seconds" }))
       const liveUrl = () => LiveClient.websocketUrl(server.base)
       const restartServer = Effect.gen(function*() {
         yield* server.stop
         yield* Effect.sleep("30 millis")
         server = yield* startServer
-        route.set(SyncTransport.makeFetch({ baseUrl: server.base }))
+        route.set(SyncTransport.makeFetch({ baseUrl: server.base, timeout: "5 seconds" }))
       })
 
       // -- the clients --------------------------------------------------------------------------------
