@@ -275,6 +275,38 @@ describe("SyncClient", () => {
   })
 
   describe("when the server loses the client's state", () => {
+    it.scopedLive("cursor_ahead (the server lost data) resets the scope from a snapshot, keeping pending mutations", () =>
+      Effect.gen(function*() {
+        const serverA = yield* Layer.build(layerServer({ registry, live: { drainPeriod: "10 millis" } }, Layer.fresh(layerMemoryDeps)))
+        const serverB = yield* Layer.build(layerServer({ registry, live: { drainPeriod: "10 millis" } }, Layer.fresh(layerMemoryDeps)))
+        const baseA = Context.get(serverA, BaseUrl)
+        const baseB = Context.get(serverB, BaseUrl)
+        const scope = freshScope("todos")
+        for (const id of ["a", "b", "c"]) yield* Effect.orDie(fetchTo(baseA).push({ mutations: [{ name: "todo/create", scope, args: { id, title: id } }] }))
+        yield* Effect.orDie(fetchTo(baseB).push({ mutations: [{ name: "todo/create", scope, args: { id: "z", title: "z" } }] }))
+        const route = switchable(fetchTo(baseA))
+        const release = yield* Deferred.make<void>()
+        const client = yield* startClient({ ...fast, scopes: [scope] }, gated(route.transport, release))
+        yield* client.pull(scope)
+        assert.strictEqual(yield* client.cursor(scope), 3)
+        // an edit whose push is held back; meanwhile the server comes back without the data
+        yield* client.mutate(renameTodo, { id: "a", title: "offline edit" }, { scope })
+        route.set(fetchTo(baseB))
+        const events = yield* client.subscribeEvents
+        yield* client.pull(scope)
+        assert.deepStrictEqual(yield* takeUntil(events, (e) => e._tag === "Reset"), { _tag: "Reset", scope, reason: "cursor_ahead" })
+        assert.strictEqual(yield* client.cursor(scope), 1)
+        assert.deepStrictEqual((yield* client.pending).map((m) => m.name), ["todo/rename"])
+        // the pending rename no longer applies (no todo a here): the view is the snapshot
+        assert.deepStrictEqual(yield* client.view(scope), { todo: { z: { id: "z", title: "z", completed: false } } })
+        // and the server has the last word: rejected, dropped, reported
+        yield* Deferred.succeed(release, undefined)
+        yield* client.sync
+        const rejected = yield* takeUntil(events, (e) => e._tag === "Rejected")
+        assert.strictEqual(rejected._tag === "Rejected" ? rejected.mutation.name : "", "todo/rename")
+        assert.deepStrictEqual(yield* client.view(scope), yield* serverView(baseB, scope))
+      }))
+
     it.scopedLive("out_of_order at an acknowledged id: the server is behind what it said, so the queue is sent again from there", () =>
       Effect.gen(function*() {
         const serverA = yield* Layer.build(layerServer({ registry, live: { drainPeriod: "10 millis" } }, Layer.fresh(layerMemoryDeps)))
