@@ -8,8 +8,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
+import * as Scope from "effect/Scope"
 import { ClientStorage, IndexedDbStorage, type LocalView } from "mizu-sync-live/client"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -162,6 +164,42 @@ describe("IndexedDbStorage", () => {
       const state = yield* withStorage(layer, (s) => s.load)
       assert.strictEqual(state.nextId, 2)
       assert.deepStrictEqual(state.scopes, { a: { cursor: 1, rows: { todo: { "1": 1 } } } })
+    }))
+
+  it.scopedLive("two tabs never share a store: the second takes the next free slot; a later tab takes over a free one", () =>
+    Effect.gen(function*() {
+      const factory = new FakeIndexedDb()
+      const held = new Set<string>()
+      // the Web Locks API, as far as the storage uses it
+      const locks = {
+        request: (name: string, options: { ifAvailable?: boolean }, callback: (lock: { name: string } | null) => unknown) => {
+          if (held.has(name) && options.ifAvailable === true) return Promise.resolve(callback(null))
+          held.add(name)
+          return Promise.resolve(callback({ name })).finally(() => held.delete(name))
+        }
+      } as unknown as Pick<LockManager, "request">
+      const layer = IndexedDbStorage.layer({ name: "todos", indexedDB: factory as unknown as IDBFactory, IDBKeyRange: FakeKeyRange as unknown as typeof IDBKeyRange, locks })
+      const open = Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const storage = Context.get(yield* Layer.buildWithScope(layer, scope), ClientStorage.ClientStorage)
+        return { storage, close: Scope.close(scope, Exit.void) }
+      })
+      const tabA = yield* open
+      yield* tabA.storage.commit({ meta: { clientId: "a", nextId: 2 }, pendingPut: [{ id: 1, name: "n", scope: "s", args: null }] })
+      const tabB = yield* open
+      assert.deepStrictEqual(yield* tabB.storage.load, ClientStorage.emptyState)
+      yield* tabB.storage.commit({ meta: { clientId: "b", nextId: 1 } })
+      assert.deepStrictEqual([...held].sort(), ["mizu-sync:todos", "mizu-sync:todos#1"])
+      yield* tabA.close
+      yield* Effect.sleep("10 millis") // locks are released asynchronously, as in browsers
+      const tabC = yield* open
+      const took = yield* tabC.storage.load
+      assert.strictEqual(took.clientId, "a")
+      assert.deepStrictEqual(took.pending.map((m) => m.id), [1])
+      yield* tabB.close
+      yield* tabC.close
+      yield* Effect.sleep("10 millis")
+      assert.deepStrictEqual([...held], [])
     }))
 
   it.scopedLive("without IndexedDB the layer fails with a typed error", () =>

@@ -10,11 +10,22 @@
  *   event, so a batch is all or nothing and on disk when `commit` returns.
  * - Scope names cannot contain `\0` (the protocol's `Scope`), so a scope's
  *   rows are exactly the keys in `[scope\0, scope\x01)`.
+ * - One client per database, across tabs too: two tabs sharing a store would
+ *   share a client id and hand out the same mutation ids, and the server
+ *   would take the second of each pair for a duplicate. So the layer holds an
+ *   exclusive Web Lock on its database for its lifetime; a second tab finds
+ *   it taken and uses the next free slot (`name`, `name#1`, `name#2`, …),
+ *   with its own client id and queue. A tab opened later takes over a free
+ *   slot, queue included, so nothing a closed tab left pending is stranded.
+ *   Without the Web Locks API (Node, old browsers) there is no locking.
  *
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Scope from "effect/Scope"
 import { type Batch, ClientStorage, ClientStorageError, type StoredScope, type StoredState } from "./ClientStorage.js"
 import type { PendingMutation } from "./LocalView.js"
 
@@ -26,7 +37,30 @@ export interface Options {
   readonly indexedDB?: IDBFactory
   /** The `IDBKeyRange` class; the global one by default. */
   readonly IDBKeyRange?: { readonly bound: (lower: string, upper: string, lowerOpen?: boolean, upperOpen?: boolean) => IDBKeyRange }
+  /** The Web Locks manager; `navigator.locks` by default (none: no cross-tab locking). */
+  readonly locks?: Pick<LockManager, "request">
+  /** How many slots (tabs at once) to try before failing; 32 by default. */
+  readonly maxSlots?: number
 }
+
+/**
+ * Hold the lock `name` until the scope closes, if nobody holds it: true when
+ * taken. With `ifAvailable`, the callback gets `null` when the lock is held.
+ */
+const tryLock = (locks: Pick<LockManager, "request">, name: string) =>
+  Effect.acquireRelease(
+    Effect.async<{ readonly held: boolean; readonly release: () => void }>((resume) => {
+      let release = () => {}
+      const held = new Promise<void>((r) => {
+        release = r
+      })
+      locks.request(name, { ifAvailable: true, mode: "exclusive" }, (lock) => {
+        resume(Effect.succeed({ held: lock !== null, release }))
+        return lock === null ? undefined : held
+      }).catch(() => resume(Effect.succeed({ held: false, release })))
+    }),
+    (lock) => Effect.sync(lock.release)
+  )
 
 const STORES = ["meta", "scopes", "rows", "pending"] as const
 
@@ -77,7 +111,26 @@ export const make = (options: Options = {}) =>
     const factory = options.indexedDB ?? globalThis.indexedDB
     const keyRange = options.IDBKeyRange ?? globalThis.IDBKeyRange
     if (factory === undefined || keyRange === undefined) return yield* fail("IndexedDB is not available here")
-    const name = options.name ?? "mizu-sync"
+    const base = options.name ?? "mizu-sync"
+    const locks = options.locks ?? (globalThis as { readonly navigator?: { readonly locks?: LockManager } }).navigator?.locks
+    let name = base
+    if (locks !== undefined) {
+      const maxSlots = Math.max(1, options.maxSlots ?? 32)
+      let slot = 0
+      for (; slot < maxSlots; slot++) {
+        const candidate = slot === 0 ? base : `${base}#${slot}`
+        // each attempt gets its own scope: a lock not taken is released at once, the one taken stays
+        const scope = yield* Effect.scope
+        const child = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+        const lock = yield* Scope.extend(tryLock(locks, `mizu-sync:${candidate}`), child)
+        if (lock.held) {
+          name = candidate
+          break
+        }
+        yield* Scope.close(child, Exit.void)
+      }
+      if (slot === maxSlots) return yield* fail(`all ${maxSlots} slots of IndexedDB ${base} are in use by other tabs`)
+    }
     const db = yield* Effect.acquireRelease(
       Effect.tryPromise({ try: () => open(factory, name), catch: (cause) => fail(`cannot open IndexedDB ${name}`, cause) }),
       (db) => Effect.sync(() => db.close())
