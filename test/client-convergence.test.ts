@@ -28,7 +28,7 @@ import * as Http from "node:http"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { createTodo, deleteTodo, registry, renameTodo, TodoEntity, toggleTodo } from "../examples/todo/mutations.js"
-import { FileStorage, layerLiveClient } from "../src/client/node.js"
+import { FileStorage, layerLiveClient } from "mizu-sync-live/client/node"
 import * as SqlStorage from "../src/sync/sql/SqlStorage.js"
 import { eventually, type Faults, faulty, type FaultStats, emptyStats, noFaults, prng, startClient, switchable } from "./support/clientHarness.js"
 

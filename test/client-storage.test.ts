@@ -16,7 +16,7 @@ import { ClientStorage, IndexedDbStorage, type LocalView } from "mizu-sync-live/
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { FileStorage } from "../src/client/node.js"
+import { FileStorage } from "mizu-sync-live/client/node"
 import { prng } from "./support/clientHarness.js"
 import { FakeIndexedDb, FakeKeyRange } from "./support/FakeIndexedDb.js"
 
