@@ -116,12 +116,29 @@ export const layer = (
     Layer.provideMerge(LiveHub.layer(options.presence))
   )
 
+/**
+ * A Node HTTP server listening on `port` / `host`. On shutdown, idle
+ * keep-alive connections are closed at once and busy ones after a second,
+ * so clients that keep sending requests cannot hold a restart up.
+ */
+export const layerNodeServer = (listen: { readonly port: number; readonly host?: string }): Layer.Layer<HttpServer.HttpServer, Error> =>
+  Layer.unwrapEffect(Effect.sync(() => {
+    const server = createServer()
+    const closer = Layer.scopedDiscard(Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        server.closeIdleConnections()
+        setTimeout(() => server.closeAllConnections(), 1000).unref()
+      })
+    ))
+    return closer.pipe(Layer.provideMerge(NodeHttpServer.layer(() => server, listen)))
+  }))
+
 /** A Node HTTP server on `PORT` (3000) and `HOST` (0.0.0.0), from `Config`. */
 export const layerNodeServerConfig: Layer.Layer<HttpServer.HttpServer, Error | ConfigError.ConfigError> = Layer.unwrapEffect(
   Effect.gen(function*() {
     const port = yield* Config.integer("PORT").pipe(Config.withDefault(3000))
     const host = yield* Config.string("HOST").pipe(Config.withDefault("0.0.0.0"))
-    return NodeHttpServer.layer(createServer, { port, host })
+    return layerNodeServer({ port, host })
   })
 )
 

@@ -57,7 +57,9 @@ describe("crash safety on SQLite", () => {
           }
         })
       const load = yield* Effect.forEach(range(8), client, { concurrency: "unbounded", discard: true }).pipe(Effect.fork)
-      yield* Effect.sleep("1500 millis")
+      // kill it mid-load: once a good number of pushes were acknowledged (bounded in time)
+      const ackedSoFar = () => [...acked.values()].reduce((n, s) => n + s.size, 0)
+      for (let waited = 0; ackedSoFar() < 100 && waited < 20_000; waited += 100) yield* Effect.sleep("100 millis")
       killed = true
       yield* first.kill("SIGKILL")
       yield* load.await
@@ -65,7 +67,7 @@ describe("crash safety on SQLite", () => {
       const second = yield* ServerProcess.start(env)
       const changes = yield* pullAll(second.url, scope)
       const ackedCount = [...acked.values()].reduce((n, s) => n + s.size, 0)
-      assert.isAbove(ackedCount, 20, "the load produced acknowledged mutations")
+      assert.isAtLeast(ackedCount, 20, "the load produced acknowledged mutations")
       // gap-free, starting at 1
       assert.deepStrictEqual(changes.map((c) => c.cursor), range(changes.length))
       // every acknowledged mutation exactly once
