@@ -73,6 +73,9 @@ const spawnFixture = (script: string, args: ReadonlyArray<string>): Effect.Effec
     (child) => Effect.sync(() => child.process.exitCode === null && child.process.kill("SIGKILL"))
   )
 
+/** Child processes start slowly on a loaded machine (tsx transpiles at start); vitest's default 60 s is too tight there. */
+const processTimeout = 240_000
+
 describePostgres("Postgres across OS processes", ({ database }) => {
   layer(database, { timeout: 120_000, excludeTestServices: true })((it) => {
     it.effect("4 processes x 500 pushes into one scope: cursors exactly 1..2000, and a puller never sees a gap filled", () =>
@@ -124,7 +127,7 @@ describePostgres("Postgres across OS processes", ({ database }) => {
           return line === undefined ? [] : (JSON.parse(line) as { cursors: Array<number> }).cursors
         })
         assert.deepStrictEqual([...returned].sort((a, b) => a - b), range(2000))
-      }).pipe(Effect.scoped))
+      }).pipe(Effect.scoped), processTimeout)
 
     it.effect("two processes migrating the same empty databases at once both succeed", () =>
       Effect.gen(function*() {
@@ -148,6 +151,6 @@ describePostgres("Postgres across OS processes", ({ database }) => {
           }).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(db.url) })))
           assert.deepStrictEqual(migrated, { names: ["init"], tables: 5 })
         }
-      }).pipe(Effect.scoped))
+      }).pipe(Effect.scoped), processTimeout)
   })
 })

@@ -37,15 +37,22 @@ const users = ["postgres", "root"] as const
 export const urlFor = (username: string, database: string): string =>
   `postgres://${encodeURIComponent(username)}@${host}:${port}/${encodeURIComponent(database)}`
 
-/** The client config of a database on the test server (short connect timeout: a missing server fails fast). */
+/**
+ * The client config of a database on the test server. The connect timeout is
+ * generous: on a loaded machine (parallel test files, child processes) a
+ * connection can take seconds, and a missing server is refused at once anyway.
+ */
 export const configFor = (username: string, database: string): PgClient.PgClientConfig => ({
   url: Redacted.make(urlFor(username, database)),
-  connectTimeout: "3 seconds",
+  connectTimeout: "30 seconds",
   applicationName: "mizu-tests"
 })
 
 const tryUser = (username: string) =>
-  Layer.build(PgClient.layer(configFor(username, adminDatabase))).pipe(Effect.scoped, Effect.as(username))
+  Layer.build(PgClient.layer({ ...configFor(username, adminDatabase), connectTimeout: "5 seconds" })).pipe(
+    Effect.scoped,
+    Effect.as(username)
+  )
 
 /**
  * The user that can connect to the test server, or why none can. Never fails.
