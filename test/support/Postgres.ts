@@ -80,6 +80,29 @@ export interface Database {
   readonly config: PgClient.PgClientConfig
 }
 
+/** Test databases older than this, with nobody connected, are leftovers of killed runs. */
+const staleAfterMs = 60 * 60 * 1000
+
+/**
+ * Drop leftover test databases (a run killed before its finalizers ran):
+ * names carry their creation time, `mizu_test_<pid>_<base36 ms>_<random>`.
+ * Best effort; never fails.
+ */
+const dropStale = (sql: SqlClient.SqlClient): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const rows = yield* sql<{ readonly datname: string }>`SELECT datname FROM pg_database d
+      WHERE datname LIKE 'mizu_test_%'
+      AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)`
+    const now = Date.now()
+    const stale = rows.map((row) => row.datname).filter((name) => {
+      const created = parseInt(name.split("_")[3] ?? "", 36)
+      return Number.isFinite(created) && now - created > staleAfterMs
+    })
+    yield* Effect.forEach(stale, (name) => Effect.ignore(sql`DROP DATABASE IF EXISTS ${sql(name)} WITH (FORCE)`), {
+      discard: true
+    })
+  }).pipe(Effect.ignore)
+
 /**
  * Create an empty database with a random name; drop it (`WITH (FORCE)`, so
  * open pools do not block it) when the scope closes. Dies if the server is
@@ -93,6 +116,7 @@ export const freshDatabase: Effect.Effect<Database, never, Scope.Scope> = Effect
   const name = `mizu_test_${process.pid}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`
   const admin = yield* Layer.build(PgClient.layer(configFor(username, adminDatabase)))
   const sql = yield* Effect.provide(SqlClient.SqlClient, admin)
+  yield* dropStale(sql)
   yield* sql`CREATE DATABASE ${sql(name)}`
   yield* Effect.addFinalizer(() => Effect.ignore(sql`DROP DATABASE IF EXISTS ${sql(name)} WITH (FORCE)`))
   return { name, username, url: urlFor(username, name), config: configFor(username, name) }
