@@ -23,6 +23,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import * as Schedule from "effect/Schedule"
 import * as Metrics from "../Metrics.js"
 import * as Protocol from "../protocol/Sync.js"
 import { ProtocolError } from "../protocol/Sync.js"
@@ -130,6 +131,17 @@ export const make = Effect.gen(function*() {
       }
     })
 
+  /**
+   * A transaction that lost a lock conflict (a Postgres deadlock or
+   * serialization failure, SQLITE_BUSY) was rolled back whole, so it is safe
+   * to run again; a few jittered retries spare the client a 503.
+   */
+  const retryConflicts = <A, E>(self: Effect.Effect<A, E | StorageError>) =>
+    Effect.retry(self, {
+      schedule: Schedule.exponential("10 millis").pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(4))),
+      while: (e) => typeof e === "object" && e !== null && "_tag" in e && e._tag === "StorageError" && (e as StorageError).reason === "conflict"
+    })
+
   const pushWithClient = (clientId: string, mutations: ReadonlyArray<Protocol.Mutation>) =>
     storage.transaction(Effect.gen(function*() {
       let last = yield* clients.lastId(clientId)
@@ -164,7 +176,7 @@ export const make = Effect.gen(function*() {
         last = id
       }
       return { results, heads }
-    }))
+    })).pipe(retryConflicts)
 
   const pushPlain = (mutations: ReadonlyArray<Protocol.Mutation>) =>
     Effect.gen(function*() {
@@ -172,11 +184,9 @@ export const make = Effect.gen(function*() {
       for (const mutation of mutations) {
         const scope = mutation.scope ?? Protocol.DEFAULT_SCOPE
         const heads = new Map<string, number>()
-        results.push(
-          yield* storage.transaction(
-            Effect.flatMap(applyOne(mutation, scope, Effect.void), (outcome) => resultOf(mutation, scope, outcome, heads))
-          )
-        )
+        // applyOne is the mutation's own top-level transaction; the result's head is read after it commits
+        const outcome = yield* retryConflicts(applyOne(mutation, scope, Effect.void))
+        results.push(yield* resultOf(mutation, scope, outcome, heads))
         yield* pokeAll(heads)
       }
       return results
