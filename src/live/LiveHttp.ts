@@ -32,8 +32,9 @@ import * as Metrics from "../Metrics.js"
 import * as Live from "../protocol/Live.js"
 import { ProtocolError } from "../protocol/Sync.js"
 import { ChangeLog as ChangeLogTag, type ChangeLog } from "../sync/ChangeLog.js"
-import { anonymous, SyncEngine } from "../sync/SyncEngine.js"
-import { errorResponse } from "../sync/SyncHttp.js"
+import * as Authorizer from "../sync/Authorizer.js"
+import { type Caller, SyncEngine } from "../sync/SyncEngine.js"
+import { callerOf, errorResponse } from "../sync/SyncHttp.js"
 import * as Page from "./Page.js"
 import * as Session from "./Session.js"
 
@@ -169,15 +170,32 @@ export const runtimeRouter = HttpRouter.empty.pipe(
   )
 )
 
-/** The caller-less context a page is mounted with for its HTTP render. */
-const httpContext = (params: Readonly<Record<string, unknown>>, engine: SyncEngine["Type"], log: ChangeLog["Type"]): Page.PageContext => ({
+/**
+ * The context a page is mounted with for its HTTP render: the request's caller,
+ * so `subscribe` asks the `Authorizer` as it does on the socket. A refusal is
+ * kept in `denied`, for the response to answer 401 / 403 with it.
+ */
+const httpContext = (
+  params: Readonly<Record<string, unknown>>,
+  engine: SyncEngine["Type"],
+  log: ChangeLog["Type"],
+  authorizer: Authorizer.Authorizer["Type"],
+  caller: Caller,
+  denied: { error: ProtocolError | undefined }
+): Page.PageContext => ({
   sessionId: "http",
   params,
   pushMutation: (mutation) =>
-    Effect.map(engine.push({ mutations: [mutation] }, anonymous), (response) => response.results[0]),
+    Effect.map(engine.push({ mutations: [mutation] }, caller), (response) => response.results[0]),
   broadcast: () => Effect.void,
   subscribe: (scope) =>
-    log.head(scope).pipe(Effect.mapError(() => new ProtocolError({ code: "unavailable", message: "storage unavailable" }))),
+    authorizer.authorize({ action: "subscribe", scope, token: caller.token, clientId: undefined, headers: caller.headers }).pipe(
+      Effect.mapError((d) => new ProtocolError({ code: d.reason, message: d.message })),
+      Effect.tapError((e) => Effect.sync(() => (denied.error = e))),
+      Effect.zipRight(
+        log.head(scope).pipe(Effect.mapError(() => new ProtocolError({ code: "unavailable", message: "storage unavailable" })))
+      )
+    ),
   sendAfter: () => Effect.void,
   command: () => Effect.void,
   redirect: () => Effect.void
@@ -186,8 +204,8 @@ const httpContext = (params: Readonly<Record<string, unknown>>, engine: SyncEngi
 /** `GET path` for each page: the whole document, rendered over HTTP (works without JavaScript). */
 export const pagesRouter = (
   pages: ReadonlyArray<Page.Any>
-): HttpRouter.HttpRouter<never, Page.LivePages | SyncEngine | ChangeLog> =>
-  pages.reduce<HttpRouter.HttpRouter<never, Page.LivePages | SyncEngine | ChangeLog>>(
+): HttpRouter.HttpRouter<never, Page.LivePages | SyncEngine | ChangeLog | Authorizer.Authorizer> =>
+  pages.reduce<HttpRouter.HttpRouter<never, Page.LivePages | SyncEngine | ChangeLog | Authorizer.Authorizer>>(
     (router, page) =>
       HttpRouter.get(
         router,
@@ -197,11 +215,18 @@ export const pagesRouter = (
           const registry = yield* Page.LivePages
           const engine = yield* SyncEngine
           const log = yield* ChangeLogTag
+          const authorizer = yield* Authorizer.Authorizer
           const url = new URL(request.url, "http://x")
-          const ctx = httpContext(Object.fromEntries(url.searchParams), engine, log)
-          const state = yield* registry.provide(page.mount(ctx)).pipe(Effect.flatMap((s) => Page.checkState(page, s)))
+          const denied: { error: ProtocolError | undefined } = { error: undefined }
+          const ctx = httpContext(Object.fromEntries(url.searchParams), engine, log, authorizer, callerOf(request), denied)
+          const state = yield* registry.provide(page.mount(ctx)).pipe(
+            Effect.flatMap((s) => Page.checkState(page, s)),
+            // a mount that failed because the caller may not read its scope: 401 / 403, not 500
+            Effect.mapError((e) => denied.error ?? e)
+          )
           return HttpServerResponse.html(Page.document(page, state, { runtimeUrl: "/_live/runtime.js", url: url.pathname + url.search }))
         }).pipe(
+          Effect.catchTag("ProtocolError", (e) => Effect.succeed(errorResponse(e))),
           Effect.catchAllCause((cause) =>
             Effect.as(
               Effect.logError("live page render failed", cause),

@@ -215,7 +215,8 @@ export const run = (
           return Either.left({ reason: "too_many_scopes", message: `at most ${maxScopes} scopes per session` })
         }
         const denied = yield* authorizeAll(wanted).pipe(Effect.flip, Effect.option)
-        if (denied._tag === "Some") return Either.left({ reason: denied.value.reason, message: denied.value.message })
+        // PROTOCOL.md: a scope the caller may not read is `forbidden` on live, whether the token is bad or the scope not its
+        if (denied._tag === "Some") return Either.left({ reason: "forbidden", message: denied.value.message })
         for (const scope of fresh) {
           const child = yield* Scope.fork(sessionScope, ExecutionStrategy.sequential)
           yield* hub.subscribe(scope, sink).pipe(Scope.extend(child))

@@ -118,7 +118,8 @@ export const decodeBody = <A, I>(schema: Schema.Schema<A, I>) => {
   }
 }
 
-const callerOf = (request: HttpServerRequest.HttpServerRequest): Caller => {
+/** The caller of an HTTP request: its `Authorization: Bearer …` token and its headers. */
+export const callerOf = (request: HttpServerRequest.HttpServerRequest): Caller => {
   const auth = request.headers["authorization"]
   const token = auth !== undefined && /^bearer /i.test(auth) ? auth.slice(7).trim() : undefined
   return { token, headers: request.headers }
