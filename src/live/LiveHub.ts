@@ -268,7 +268,8 @@ export const make = (options: Options = {}): Effect.Effect<LiveHub["Type"], neve
         }
       }
     }).pipe(
-      Effect.zipRight(Effect.forEach([...local.keys()], announce, { discard: true })),
+      // suspended: the entries of this round, not those of when the loop was built
+      Effect.zipRight(Effect.suspend(() => Effect.forEach([...local.keys()], announce, { discard: true }))),
       Effect.repeat(Schedule.spaced(Duration.millis(renewMillis))),
       Effect.interruptible,
       Effect.forkScoped

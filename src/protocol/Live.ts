@@ -11,7 +11,7 @@
  */
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
-import { Cursor, formatParseError, Json, Scope } from "./Sync.js"
+import { Cursor, formatParseError, Json, jsonDepthExceeds, MAX_JSON_DEPTH, Scope } from "./Sync.js"
 
 /** The WebSocket subprotocol name. */
 export const SUBPROTOCOL = "mizu-live-v1"
@@ -162,12 +162,24 @@ export const ServerFrame = Schema.Union(
 )
 export type ServerFrame = typeof ServerFrame.Encoded
 
-const decodeClient = Schema.decodeUnknownEither(Schema.parseJson(ClientFrame), { errors: "first" })
+const decodeClient = Schema.decodeUnknownEither(ClientFrame, { errors: "first" })
 const decodeServer = Schema.decodeUnknownEither(Schema.parseJson(ServerFrame), { errors: "first" })
 
-/** Decode one client text frame; the error is a message naming the path and the reason. */
-export const decodeClientFrame = (text: string): Either.Either<ClientFrame, string> =>
-  Either.mapLeft(decodeClient(text), (e) => formatParseError(e))
+/**
+ * Decode one client text frame; the error is a message naming the path and the
+ * reason. JSON nested deeper than `MAX_JSON_DEPTH` is refused before the Schema
+ * sees it.
+ */
+export const decodeClientFrame = (text: string): Either.Either<ClientFrame, string> => {
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (e) {
+    return Either.left(`body: ${e instanceof Error ? e.message : String(e)}`)
+  }
+  if (jsonDepthExceeds(json)) return Either.left(`body: JSON nested deeper than ${MAX_JSON_DEPTH} levels`)
+  return Either.mapLeft(decodeClient(json), (e) => formatParseError(e))
+}
 
 /** Decode one server text frame (what clients use). */
 export const decodeServerFrame = (text: string): Either.Either<typeof ServerFrame.Type, string> =>

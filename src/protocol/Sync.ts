@@ -46,6 +46,32 @@ const IntFrom = (min: number) =>
 /** A cursor: 0 means "nothing yet"; changes have cursors >= 1. */
 export const Cursor = IntFrom(0)
 
+/**
+ * The deepest nesting of arrays and objects a request body or a live frame
+ * may have. Deeper JSON parses, but cannot be written back or described in an
+ * error (`JSON.stringify` and error formatting overflow the stack at a few
+ * thousand levels), so it is refused at the door: `invalid_request` /
+ * `invalid_message`.
+ */
+export const MAX_JSON_DEPTH = 64
+
+/** Whether a parsed JSON value nests arrays and objects deeper than `max` (iterative: any depth is safe to check). */
+export const jsonDepthExceeds = (value: unknown, max: number = MAX_JSON_DEPTH): boolean => {
+  const values: Array<unknown> = [value]
+  const depths: Array<number> = [0]
+  while (values.length > 0) {
+    const v = values.pop()
+    const depth = (depths.pop() ?? 0) + 1
+    if (typeof v !== "object" || v === null) continue
+    if (depth > max) return true
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      values.push(child)
+      depths.push(depth)
+    }
+  }
+  return false
+}
+
 /** Any JSON value (bodies are JSON-parsed before decoding, so this is already JSON). */
 export const Json: Schema.Schema<unknown> = Schema.Unknown
 

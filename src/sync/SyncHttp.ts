@@ -98,6 +98,11 @@ export const decodeBody = <A, I>(schema: Schema.Schema<A, I>) => {
         new ProtocolError({ code: "invalid_request", message: `body is not JSON: ${e instanceof Error ? e.message : String(e)}` })
       )
     }
+    if (Protocol.jsonDepthExceeds(json)) {
+      return Either.left(
+        new ProtocolError({ code: "invalid_request", message: `body: JSON nested deeper than ${Protocol.MAX_JSON_DEPTH} levels` })
+      )
+    }
     if (typeof json === "object" && json !== null && "protocol" in json) {
       const version = (json as { readonly protocol: unknown }).protocol
       if (!Protocol.SUPPORTED_VERSIONS.includes(version as number)) {
