@@ -11,7 +11,7 @@
  */
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
-import { Cursor, formatParseError, Json, jsonDepthExceeds, MAX_JSON_DEPTH, Scope } from "./Sync.js"
+import { Cursor, formatParseError, Json, jsonDepthExceeds, MAX_JSON_DEPTH, parseJson, Scope } from "./Sync.js"
 
 /** The WebSocket subprotocol name. */
 export const SUBPROTOCOL = "mizu-live-v1"
@@ -173,7 +173,7 @@ const decodeServer = Schema.decodeUnknownEither(Schema.parseJson(ServerFrame), {
 export const decodeClientFrame = (text: string): Either.Either<ClientFrame, string> => {
   let json: unknown
   try {
-    json = JSON.parse(text)
+    json = parseJson(text)
   } catch (e) {
     return Either.left(`body: ${e instanceof Error ? e.message : String(e)}`)
   }

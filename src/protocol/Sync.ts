@@ -72,6 +72,15 @@ export const jsonDepthExceeds = (value: unknown, max: number = MAX_JSON_DEPTH): 
   return false
 }
 
+/**
+ * `JSON.parse` for untrusted text: a `"__proto__"` key is dropped, so no
+ * decoded object can get a prototype from the wire (the Schemas copy keys by
+ * assignment, and assigning `__proto__` sets the prototype). Throws as
+ * `JSON.parse` does.
+ */
+export const parseJson = (text: string): unknown =>
+  JSON.parse(text, (key, value: unknown) => (key === "__proto__" ? undefined : value))
+
 /** Any JSON value (bodies are JSON-parsed before decoding, so this is already JSON). */
 export const Json: Schema.Schema<unknown> = Schema.Unknown
 

@@ -92,7 +92,7 @@ export const decodeBody = <A, I>(schema: Schema.Schema<A, I>) => {
   return (text: string): Either.Either<A, ProtocolError> => {
     let json: unknown
     try {
-      json = JSON.parse(text)
+      json = Protocol.parseJson(text)
     } catch (e) {
       return Either.left(
         new ProtocolError({ code: "invalid_request", message: `body is not JSON: ${e instanceof Error ? e.message : String(e)}` })

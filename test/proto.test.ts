@@ -1,0 +1,28 @@
+/**
+ * A `__proto__` key on the wire never becomes a prototype of a decoded value.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Either from "effect/Either"
+import { LiveProtocol, Protocol } from "mizu-sync-live"
+import { decodeBody } from "../src/sync/SyncHttp.js"
+
+describe("__proto__ on the wire", () => {
+  it("is dropped from live frames before decoding", () => {
+    const frame = LiveProtocol.decodeClientFrame(
+      `{"type":3,"topic":"t","payload":{"name":"x","__proto__":{"values":{"evil":true},"topic":"other"}}}`
+    )
+    assert.isTrue(Either.isRight(frame))
+    if (Either.isRight(frame) && frame.right.type === LiveProtocol.FrameType.EVENT) {
+      assert.strictEqual(frame.right.payload.values, undefined)
+      assert.strictEqual(Object.getPrototypeOf(frame.right.payload), Object.prototype)
+    }
+  })
+
+  it("is dropped from HTTP bodies before decoding", () => {
+    const body = decodeBody(Protocol.PullRequest)(`{"__proto__":{"client_id":"sneaky"},"scope":"a","cursor":0}`)
+    assert.isTrue(Either.isRight(body))
+    if (Either.isRight(body)) assert.strictEqual(body.right.client_id, undefined)
+    assert.strictEqual(Protocol.parseJson(`{"a":{"__proto__":{"x":1}}}`) instanceof Object, true)
+    assert.deepStrictEqual(Protocol.parseJson(`{"a":{"__proto__":{"x":1},"b":2}}`), { a: { b: 2 } })
+  })
+})
