@@ -1,0 +1,71 @@
+/**
+ * `npm run bench` — run every benchmark, one after the other, each in a
+ * process of its own; `npm run bench -- <name>…` runs the ones named (a
+ * prefix is enough: `push` runs push-pull). `--quick` makes each one
+ * shorter; `--list` lists them. Results go to bench/results/<name>.json.
+ *
+ * Every benchmark prints its figures next to a hand-written baseline measured
+ * in the same run, with the ratio; see bench/README.md.
+ */
+import { spawn } from "node:child_process"
+import * as NodePath from "node:path"
+import { benchDir } from "./lib/results.js"
+
+interface Bench {
+  readonly name: string
+  readonly what: string
+  readonly nodeFlags: ReadonlyArray<string>
+  readonly timeoutMs: number
+}
+
+const all: ReadonlyArray<Bench> = [
+  { name: "push-engine", what: "SyncEngine.push in process (no HTTP) vs the same better-sqlite3 transaction", nodeFlags: [], timeoutMs: 2 * 60_000 },
+  { name: "push-pull", what: "push (1 and 50 mutations) and pull throughput over HTTP, pull latency at 1k vs 1M rows; vs node:http + better-sqlite3", nodeFlags: [], timeoutMs: 6 * 60_000 },
+  { name: "poke-fanout", what: "poke latency at 1k and 5k subscribers, memory per idle session at 10k; vs a plain ws server", nodeFlags: [], timeoutMs: 11 * 60_000 },
+  { name: "ws-open", what: "opening sessions (500, 50 at a time) and where the time goes; vs a plain ws server", nodeFlags: [], timeoutMs: 7 * 60_000 },
+  { name: "session-shapes", what: "per-session inbox consumer shapes: heap and CPU per wake-up; vs a callback sink", nodeFlags: ["--expose-gc"], timeoutMs: 3 * 60_000 }
+]
+
+const args = process.argv.slice(2)
+if (args.includes("--list")) {
+  for (const b of all) console.log(`${b.name.padEnd(16)} ${b.what}`)
+  process.exit(0)
+}
+const passThrough = args.filter((a) => a.startsWith("--"))
+const names = args.filter((a) => !a.startsWith("--"))
+const selected = names.length === 0 ? all : all.filter((b) => names.some((n) => b.name === n || b.name.startsWith(n)))
+if (selected.length === 0) {
+  console.error(`no benchmark matches ${names.join(", ")}; known: ${all.map((b) => b.name).join(", ")}`)
+  process.exit(1)
+}
+
+const runOne = (bench: Bench) =>
+  new Promise<{ code: number | null; ms: number }>((resolve) => {
+    const start = performance.now()
+    const child = spawn(
+      process.execPath,
+      ["--conditions=source", "--import", "tsx", ...bench.nodeFlags, NodePath.join(benchDir, `${bench.name}.ts`), ...passThrough],
+      { stdio: "inherit" }
+    )
+    const timer = setTimeout(() => {
+      console.error(`${bench.name}: over ${bench.timeoutMs / 60_000} min, stopping it`)
+      child.kill("SIGKILL")
+    }, bench.timeoutMs)
+    child.on("exit", (code) => {
+      clearTimeout(timer)
+      resolve({ code, ms: performance.now() - start })
+    })
+  })
+
+const summary: Array<string> = []
+let failed = 0
+const start = performance.now()
+for (const bench of selected) {
+  console.log(`\n=== ${bench.name}: ${bench.what}\n`)
+  const { code, ms } = await runOne(bench)
+  if (code !== 0) failed++
+  summary.push(`${bench.name.padEnd(16)} ${code === 0 ? "ok    " : `FAILED (exit ${code})`} ${(ms / 1000).toFixed(0).padStart(4)} s`)
+}
+console.log(`\n=== done in ${((performance.now() - start) / 1000).toFixed(0)} s`)
+for (const line of summary) console.log(line)
+process.exit(failed === 0 ? 0 : 1)

@@ -1,0 +1,73 @@
+/**
+ * Our server, as an app runs it: `Server.layer` over SQLite storage (a file,
+ * WAL), the memory `LivePubSub`, allow-all, on `NodeHttpServer` at
+ * 127.0.0.1 on a free port. Started by the benchmarks through `lib/child.ts`.
+ *
+ * Argument (JSON): { filename, tracing?, idleTimeout?, tickInterval?, variants? }; with
+ * `variants`, the upgrade variants and instrumentation of
+ * `upgrade-variants.ts` are mounted too (for bench/ws-open.ts).
+ * Commands: `heap` (after full GCs; needs --expose-gc), `sessions`,
+ * `upgrade-stats` (with `variants`).
+ */
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import { Authorizer, LiveHttp, LivePubSub, Server } from "mizu-sync-live"
+import { createServer } from "node:http"
+import { registry } from "../../examples/todo/mutations.js"
+import * as SqlStorage from "../../src/sync/sql/SqlStorage.js"
+import * as Control from "../lib/control.js"
+import * as Variants from "./upgrade-variants.js"
+
+interface Arg {
+  readonly filename: string
+  readonly tracing?: boolean
+  readonly idleTimeout?: string
+  readonly tickInterval?: string
+  readonly variants?: boolean
+}
+
+const arg = Control.argument<Arg>()
+
+const ServerLive = Server.layer({
+  registry,
+  tracing: arg.tracing ?? true,
+  // Idle sessions must outlive the measurement; shutdown need not spread CLOSE frames.
+  live: {
+    idleTimeout: (arg.idleTimeout ?? "30 minutes") as Duration.DurationInput,
+    drainPeriod: "100 millis",
+    ...(arg.tickInterval === undefined ? {} : { tickInterval: arg.tickInterval as Duration.DurationInput })
+  },
+  ...(arg.variants === true ? { routes: Variants.router } : {})
+}).pipe(
+  Layer.provideMerge(Layer.mergeAll(
+    SqlStorage.layerSqlite({ filename: arg.filename }),
+    LivePubSub.layerMemory,
+    Authorizer.layerAllowAll
+  )),
+  Layer.provideMerge(NodeHttpServer.layer(() => {
+    const server = createServer()
+    if (arg.variants === true) Variants.instrument(server)
+    return server
+  }, { port: 0, host: "127.0.0.1" }))
+)
+
+const main = Effect.gen(function*() {
+  const server = yield* HttpServer.HttpServer
+  const live = yield* LiveHttp.LiveServer
+  const port = server.address._tag === "TcpAddress" ? server.address.port : 0
+  Control.serve({
+    heap: () => Control.heap(),
+    sessions: () => Effect.runPromise(live.sessionCount),
+    "upgrade-stats": () => Variants.takeStats()
+  })
+  Control.ready({ port, pid: process.pid })
+  return yield* Effect.never
+}).pipe(Effect.provide(ServerLive), Logger.withMinimumLogLevel(LogLevel.Warning))
+
+NodeRuntime.runMain(main, { disableErrorReporting: false })
