@@ -493,6 +493,7 @@ export const run = (
           return Effect.as(write(event.frame).pipe(Effect.ignore), true)
         }
         case "Tick": {
+          tickQueued = false
           if (Date.now() - lastIncoming > idleMillis) {
             return Effect.as(close("idle_timeout", 1000, `no frame for ${idleMillis} ms`), false)
           }
@@ -517,9 +518,20 @@ export const run = (
       }
     }
 
+    // A tick only matters to a session with something to flush, a slow consumer to close or an
+    // idle deadline passed; the rest are not woken (an idle session costs the ticker a few checks,
+    // not a trip through its inbox), and at most one TICK waits in an inbox.
+    let tickQueued = false
+    const needsTick = () =>
+      slow || backlog.length > 0 || pendingPokes.size > 0 || pendingBytes + raw.bufferedAmount() > maxPending ||
+      Date.now() - lastIncoming > idleMillis
     yield* options.register({
       id,
-      tick: () => Queue.unsafeOffer(inbox, TICK),
+      tick: () => {
+        if (tickQueued || !needsTick()) return
+        tickQueued = true
+        Queue.unsafeOffer(inbox, TICK)
+      },
       shutdown: () => Queue.unsafeOffer(inbox, SHUTDOWN)
     })
 
@@ -535,9 +547,5 @@ export const run = (
       Effect.forkScoped
     )
 
-    yield* Stream.fromQueue(inbox).pipe(
-      Stream.mapEffect(handle),
-      Stream.takeWhile((goOn) => goOn),
-      Stream.runDrain
-    )
+    yield* Stream.fromQueue(inbox).pipe(Stream.runForEachWhile(handle))
   }).pipe(Effect.withSpan("LiveSession"))
