@@ -189,7 +189,8 @@ export class MizuLive {
         try {
           ;(listener as (e: LiveClient.LiveEvent) => void)(event)
         } catch (error) {
-          console.error("MizuLive listener failed", error)
+          // a listener's bug must not stop the others; it goes to Effect's logger (routable by the app)
+          runtime.runFork(Effect.logError("MizuLive listener failed", error))
         }
       }
     }

@@ -196,7 +196,7 @@ export class MizuSync<M extends Mutation.Mutation = Mutation.Mutation> {
         try {
           listener(rows)
         } catch (error) {
-          console.error("MizuSync listener failed", error)
+          this.runtime.runFork(Effect.logError("MizuSync listener failed", error))
         }
       })))
     return () => {
@@ -243,7 +243,8 @@ export class MizuSync<M extends Mutation.Mutation = Mutation.Mutation> {
       try {
         ;(listener as Listener<K>)(event)
       } catch (error) {
-        console.error("MizuSync listener failed", error)
+        // a listener's bug must not stop the others; it goes to Effect's logger (routable by the app)
+        this.runtime.runFork(Effect.logError("MizuSync listener failed", error))
       }
     }
   }

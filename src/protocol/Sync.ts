@@ -55,7 +55,7 @@ export const Cursor = IntFrom(0)
  */
 export const MAX_JSON_DEPTH = 64
 
-/** Whether a parsed JSON value nests arrays and objects deeper than `max` (iterative: any depth is safe to check). */
+/** Whether a parsed JSON value nests arrays and objects deeper than `max` (iterative, so the check itself is safe at every depth). */
 export const jsonDepthExceeds = (value: unknown, max: number = MAX_JSON_DEPTH): boolean => {
   const values: Array<unknown> = [value]
   const depths: Array<number> = [0]

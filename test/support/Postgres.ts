@@ -158,6 +158,7 @@ export const describePostgres = (name: string, body: (shared: Shared) => void): 
       console.log(`skipping Postgres suites: ${reason} (set CI=true to make this a failure)`)
     }
     const unavailable = Layer.die(new Error(reason))
+    // Skipped on purpose: no Postgres server here and CI is not set (the reason is printed once, above).
     describe.skip(name, () => body({ database: unavailable, storage: () => unavailable }))
     return
   }
