@@ -24,8 +24,9 @@
  *   every session of the dead process, then the failed-over clients present
  *   again under new sessions.
  *
- * Clients push one mutation per request (`pushBatchSize: 1`): concurrent
- * multi-mutation pushes on one scope deadlock on Postgres (see `options`).
+ * Clients push batches (the client's default): the engine takes the head
+ * locks of all a request's scopes first, in scope order, so concurrent
+ * multi-mutation pushes on one scope queue instead of deadlocking on Postgres.
  *
  * Seeded: the seed is printed; rerun one with
  * `MIZU_SEED=<seed> npx vitest run test/failover.test.ts`.
@@ -276,13 +277,6 @@ describePostgres("failover", ({ database }) => {
           registry,
           scopes,
           pullInterval: "1 second",
-          // One mutation per push. On Postgres, concurrent pushes of several mutations that touch the
-          // same scope deadlock: each mutation locks its entity rows, then the scope's head row until
-          // the request commits, so a request holding the head that then writes a row another request
-          // holds (waiting for that head) is a cycle; Postgres breaks one per `deadlock_timeout` (1 s)
-          // and the retries deadlock again. The backlog a failed-over client pushes made the settle
-          // phase take minutes. Lift this once the engine takes its head locks first, in scope order.
-          pushBatchSize: 1,
           retryInitial: "10 millis",
           retryMax: "250 millis"
         }

@@ -45,6 +45,14 @@ export class ChangeLog extends Context.Tag("@mizu/sync/ChangeLog")<ChangeLog, {
   readonly floor: (scope: string) => Effect.Effect<number, StorageError>
   /** Drop changes with `cursor <= upTo` (capped at the head). */
   readonly trim: (scope: string, upTo: number) => Effect.Effect<void, StorageError>
+  /**
+   * Inside a transaction: take the write locks of these scopes' heads now, in
+   * the order given (callers sort), held until the transaction ends. A writer
+   * that locks every scope it will append to before writing anything queues
+   * behind the others instead of deadlocking with them (Postgres). A no-op
+   * where writers are serialized anyway (memory, SQLite).
+   */
+  readonly lockScopes: (scopes: ReadonlyArray<string>) => Effect.Effect<void, StorageError>
 }>() {}
 
 const empty = (): { head: number; floor: number; changes: Array<Change> } => ({ head: 0, floor: 0, changes: [] })
@@ -94,6 +102,7 @@ export const makeMemory: Effect.Effect<ChangeLog["Type"], never, MemoryDatabase>
         return { changes, hasMore: start + limit < log.changes.length }
       }),
     head: (scope) => db.read((state) => state.logs.get(scope)?.head ?? 0),
+    lockScopes: () => Effect.void,
     floor: (scope) => db.read((state) => state.logs.get(scope)?.floor ?? 0),
     trim: (scope, upTo) =>
       db.write((state, undo) => {

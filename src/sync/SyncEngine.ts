@@ -98,7 +98,8 @@ export const make = Effect.gen(function*() {
   /** Mutator + append + (optionally) the ledger, as one savepoint; a failed mutation yields Left. */
   const applyOne = (mutation: Protocol.Mutation, scope: string, record: Effect.Effect<void, StorageError>) =>
     storage.transaction(
-      mutator.apply({ name: mutation.name, scope, args: mutation.args }).pipe(
+      log.lockScopes([scope]).pipe(
+        Effect.zipRight(mutator.apply({ name: mutation.name, scope, args: mutation.args })),
         Effect.flatMap((changes) => log.append(scope, changes)),
         Effect.tap(record)
       )
@@ -145,6 +146,9 @@ export const make = Effect.gen(function*() {
   const pushWithClient = (clientId: string, mutations: ReadonlyArray<Protocol.Mutation>) =>
     storage.transaction(Effect.gen(function*() {
       let last = yield* clients.lastId(clientId)
+      // Lock every scope's head first, in one global order: writers of the same scopes then queue
+      // instead of deadlocking (a mutation's row writes followed by another request's head lock).
+      yield* log.lockScopes([...new Set(mutations.map((m) => m.scope ?? Protocol.DEFAULT_SCOPE))].sort())
       const results: Array<Protocol.MutationResult> = []
       const heads = new Map<string, number>()
       for (let i = 0; i < mutations.length; i++) {

@@ -315,7 +315,19 @@ export const make = (options: Options = {}): Effect.Effect<Context.Context<Servi
           Effect.map((row) => row === undefined ? 0 : Number(row.floor)),
           mapSqlError("ChangeLog.floor failed")
         ),
-      trim: (scope, upTo) => atomic(trimTo(scope, upTo)).pipe(mapSqlError("ChangeLog.trim failed"))
+      trim: (scope, upTo) => atomic(trimTo(scope, upTo)).pipe(mapSqlError("ChangeLog.trim failed")),
+      // Postgres: an upsert that changes nothing but takes the head row's lock (creating the row if needed).
+      // SQLite: one writer at a time already.
+      lockScopes: (scopes) =>
+        isPg
+          ? Effect.forEach(
+            scopes,
+            (scope) =>
+              sql`INSERT INTO mizu_heads (scope, head, floor) VALUES (${scope}, 0, 0)
+                ON CONFLICT (scope) DO UPDATE SET head = mizu_heads.head`,
+            { discard: true }
+          ).pipe(mapSqlError("ChangeLog.lockScopes failed"))
+          : Effect.void
     })
 
     // ---------------------------------------------------------------------
