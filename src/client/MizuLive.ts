@@ -13,6 +13,7 @@ import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Queue from "effect/Queue"
 import * as Stream from "effect/Stream"
 import * as LiveClient from "./LiveClient.js"
+import { Listeners } from "./Listeners.js"
 
 /** Event names of `on`, with what the listener receives. */
 export interface MizuLiveEvents {
@@ -90,7 +91,7 @@ export const layerOf = (options: MizuLiveOptions): Layer.Layer<LiveClient.LiveCl
  * `close()`.
  */
 export class MizuLive {
-  private readonly listeners = new Map<keyof MizuLiveEvents, Set<(event: never) => void>>()
+  private readonly listeners = new Listeners<MizuLiveEvents>()
   private runtime: ManagedRuntime.ManagedRuntime<LiveClient.LiveClient, never> | undefined
   private readonly owned: boolean
   private dispatcher: Fiber.RuntimeFiber<unknown, unknown> | undefined
@@ -145,17 +146,11 @@ export class MizuLive {
 
   /** Listen for an event; returns a function that stops listening. */
   on<K extends keyof MizuLiveEvents>(name: K, listener: Listener<K>): () => void {
-    let set = this.listeners.get(name)
-    if (set === undefined) {
-      set = new Set()
-      this.listeners.set(name, set)
-    }
-    set.add(listener as (event: never) => void)
-    return () => this.off(name, listener)
+    return this.listeners.on(name, listener)
   }
 
   off<K extends keyof MizuLiveEvents>(name: K, listener: Listener<K>): void {
-    this.listeners.get(name)?.delete(listener as (event: never) => void)
+    this.listeners.off(name, listener)
   }
 
   /** Close the connection for good (a `MizuLive` owned by a `MizuSync` closes with it). */
@@ -184,16 +179,10 @@ export class MizuLive {
 
   private startDispatcher(runtime: ManagedRuntime.ManagedRuntime<LiveClient.LiveClient, never>) {
     if (this.dispatcher !== undefined) return
-    const emit = (event: LiveClient.LiveEvent) => {
-      for (const listener of this.listeners.get(eventName(event)) ?? []) {
-        try {
-          ;(listener as (e: LiveClient.LiveEvent) => void)(event)
-        } catch (error) {
-          // a listener's bug must not stop the others; it goes to Effect's logger (routable by the app)
-          runtime.runFork(Effect.logError("MizuLive listener failed", error))
-        }
-      }
-    }
+    // a listener's bug must not stop the others; it goes to Effect's logger (routable by the app)
+    const emit = (event: LiveClient.LiveEvent) =>
+      this.listeners.emit(eventName(event), event as never, (error) =>
+        runtime.runFork(Effect.logError("MizuLive listener failed", error)))
     this.dispatcher = runtime.runFork(Effect.scoped(Effect.gen(this, function*() {
       const client = yield* LiveClient.LiveClient
       const events = yield* client.subscribeEvents

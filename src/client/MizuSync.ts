@@ -19,6 +19,7 @@ import type * as Mutation from "../sync/Mutation.js"
 import * as ClientStorage from "./ClientStorage.js"
 import * as IndexedDbStorage from "./IndexedDbStorage.js"
 import * as LiveClient from "./LiveClient.js"
+import { Listeners } from "./Listeners.js"
 import * as LocalView from "./LocalView.js"
 import { layerOf as liveLayerOf, MizuLive, type MizuLiveOptions } from "./MizuLive.js"
 import * as SyncClient from "./SyncClient.js"
@@ -70,7 +71,7 @@ type Services = SyncClient.SyncClient | LiveClient.LiveClient
  * `close()` stops its background work (the stored state stays).
  */
 export class MizuSync<M extends Mutation.Mutation = Mutation.Mutation> {
-  private readonly listeners = new Map<keyof MizuSyncEvents, Set<(event: never) => void>>()
+  private readonly listeners = new Listeners<MizuSyncEvents>()
   private readonly dispatcher: Fiber.RuntimeFiber<unknown, unknown>
   private closed = false
   private lastStatus: SyncClient.SyncStatus
@@ -216,17 +217,11 @@ export class MizuSync<M extends Mutation.Mutation = Mutation.Mutation> {
 
   /** Listen for an event; returns a function that stops listening. */
   on<K extends keyof MizuSyncEvents>(name: K, listener: Listener<K>): () => void {
-    let set = this.listeners.get(name)
-    if (set === undefined) {
-      set = new Set()
-      this.listeners.set(name, set)
-    }
-    set.add(listener as (event: never) => void)
-    return () => this.off(name, listener)
+    return this.listeners.on(name, listener)
   }
 
   off<K extends keyof MizuSyncEvents>(name: K, listener: Listener<K>): void {
-    this.listeners.get(name)?.delete(listener as (event: never) => void)
+    this.listeners.off(name, listener)
   }
 
   /** Stop syncing (and the live connection, when owned); the stored state stays for the next `open`. */
@@ -239,14 +234,8 @@ export class MizuSync<M extends Mutation.Mutation = Mutation.Mutation> {
   }
 
   private emit<K extends keyof MizuSyncEvents>(name: K, event: MizuSyncEvents[K]) {
-    for (const listener of this.listeners.get(name) ?? []) {
-      try {
-        ;(listener as Listener<K>)(event)
-      } catch (error) {
-        // a listener's bug must not stop the others; it goes to Effect's logger (routable by the app)
-        this.runtime.runFork(Effect.logError("MizuSync listener failed", error))
-      }
-    }
+    // a listener's bug must not stop the others; it goes to Effect's logger (routable by the app)
+    this.listeners.emit(name, event, (error) => this.runtime.runFork(Effect.logError("MizuSync listener failed", error)))
   }
 
   private run<A, E>(effect: Effect.Effect<A, E, Services>): Promise<A> {
