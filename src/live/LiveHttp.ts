@@ -127,7 +127,8 @@ export const make = (options: Options = {}): Effect.Effect<LiveServer["Type"], n
       )
       const raw: Session.RawSocket = {
         bufferedAmount: () => rawWs?.bufferedAmount ?? 0,
-        terminate: () => rawWs?.terminate()
+        terminate: () => rawWs?.terminate(),
+        send: (frame) => rawWs?.send(frame)
       }
       yield* Session.run(socket, raw, { ...options, register })
       return HttpServerResponse.empty()

@@ -60,6 +60,20 @@ export interface RawSocket {
   readonly bufferedAmount: () => number
   /** Close now, without the closing handshake (for a peer that does not read). */
   readonly terminate: () => void
+  /** Write a text frame now, bypassing the session fiber (the poke fast path). */
+  readonly send: (frame: string) => void
+}
+
+/**
+ * The POKE frame of the newest (scope, cursor): the hub hands one poke to
+ * every sink in a row, so it is encoded once per publish, not per session.
+ */
+let lastPoke: { readonly scope: string; readonly cursor: number; readonly frame: string } | undefined
+const pokeFrame = (scope: string, cursor: number): string => {
+  if (lastPoke === undefined || lastPoke.scope !== scope || lastPoke.cursor !== cursor) {
+    lastPoke = { scope, cursor, frame: Live.encodeServerFrame({ type: Live.FrameType.POKE, payload: { scope, cursor } }) }
+  }
+  return lastPoke.frame
 }
 
 /** What a session needs from context. */
@@ -162,10 +176,22 @@ export const run = (
     })
 
     // -- what the hub reaches -------------------------------------------------
+    /** The session fiber is parked on its inbox: nothing queued, nothing being handled. */
+    const parked = () => {
+      const size = inbox.unsafeSize()
+      return size._tag === "Some" && size.value < 0
+    }
     const sink = {
       id,
       poke: (scope: string, cursor: number) => {
         if (closed) return
+        // Fast path: an idle, uncongested session gets the POKE written now, in the hub's
+        // dispatch loop, without waking its fiber; it is what that fiber would write next anyway.
+        if (joined && pendingPokes.size === 0 && backlog.length === 0 && !congested() && parked()) {
+          raw.send(pokeFrame(scope, cursor))
+          Metrics.pokesSent.unsafeUpdate(1, [])
+          return
+        }
         const prev = pendingPokes.get(scope)
         if (prev === undefined) {
           pendingPokes.set(scope, cursor)
