@@ -16,6 +16,8 @@ interface Bench {
   readonly what: string
   readonly nodeFlags: ReadonlyArray<string>
   readonly timeoutMs: number
+  /** Long: runs only when named (`npm run bench -- load`). */
+  readonly onlyWhenNamed?: boolean
 }
 
 const all: ReadonlyArray<Bench> = [
@@ -23,7 +25,14 @@ const all: ReadonlyArray<Bench> = [
   { name: "push-pull", what: "push (1 and 50 mutations) and pull throughput over HTTP, pull latency at 1k vs 1M rows; vs node:http + better-sqlite3", nodeFlags: [], timeoutMs: 6 * 60_000 },
   { name: "poke-fanout", what: "poke latency at 1k and 5k subscribers, memory per idle session at 10k; vs a plain ws server", nodeFlags: [], timeoutMs: 11 * 60_000 },
   { name: "ws-open", what: "opening sessions (500, 50 at a time) and where the time goes; vs a plain ws server", nodeFlags: [], timeoutMs: 7 * 60_000 },
-  { name: "session-shapes", what: "per-session inbox consumer shapes: heap and CPU per wake-up; vs a callback sink", nodeFlags: ["--expose-gc"], timeoutMs: 3 * 60_000 }
+  { name: "session-shapes", what: "per-session inbox consumer shapes: heap and CPU per wake-up; vs a callback sink", nodeFlags: ["--expose-gc"], timeoutMs: 3 * 60_000 },
+  {
+    name: "load",
+    what: "10,000 sessions, 1,000 pushes/s into 100 scopes, 60 s, then + one never-reading session; vs a plain ws server (run only when named, ~8 min)",
+    nodeFlags: [],
+    timeoutMs: 20 * 60_000,
+    onlyWhenNamed: true
+  }
 ]
 
 const args = process.argv.slice(2)
@@ -33,7 +42,7 @@ if (args.includes("--list")) {
 }
 const passThrough = args.filter((a) => a.startsWith("--"))
 const names = args.filter((a) => !a.startsWith("--"))
-const selected = names.length === 0 ? all : all.filter((b) => names.some((n) => b.name === n || b.name.startsWith(n)))
+const selected = names.length === 0 ? all.filter((b) => b.onlyWhenNamed !== true) : all.filter((b) => names.some((n) => b.name === n || b.name.startsWith(n)))
 if (selected.length === 0) {
   console.error(`no benchmark matches ${names.join(", ")}; known: ${all.map((b) => b.name).join(", ")}`)
   process.exit(1)

@@ -85,6 +85,8 @@ const sched = (): Sched => {
  * processes had the cores).
  */
 const builtins: Handlers = {
+  /** Memory now, without forcing a GC (for sampling under load), in bytes. */
+  mem: () => process.memoryUsage(),
   cpu: () => {
     const u = process.cpuUsage()
     return { userMs: u.user / 1000, systemMs: u.system / 1000, totalMs: (u.user + u.system) / 1000 }

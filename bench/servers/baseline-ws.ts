@@ -4,7 +4,9 @@
  * speaking the part of PROTOCOL.md section 2 the benchmarks use: JOIN with
  * scopes answered by REPLY (session id, cursors), HEARTBEAT answered, and
  * `POST /poke {scope, cursor}` which sends every subscriber of the scope the
- * POKE frame `{"type":11,"payload":{"scope":…,"cursor":…}}`, encoded once.
+ * POKE frame `{"type":11,"payload":{"scope":…,"cursor":…}}`, encoded once;
+ * and EVENT with a `topic` the session joined, relayed as BROADCAST to the
+ * other subscribers of that topic (bench/load.ts uses it).
  *
  * Argument (JSON): {}. Commands: `heap` (needs --expose-gc), `sessions`.
  */
@@ -45,6 +47,12 @@ wss.on("connection", (ws) => {
         cursors[scope] = heads.get(scope) ?? 0
       }
       ws.send(JSON.stringify({ type: 5, ref: frame.ref, payload: { status: "ok", session_id: crypto.randomUUID(), cursors } }))
+    } else if (frame.type === 3) {
+      const topic = (frame as { topic?: unknown }).topic
+      if (typeof topic !== "string" || !mine.has(topic)) return
+      const payload = frame.payload as { name?: unknown; values?: unknown }
+      const out = JSON.stringify({ type: 14, payload: { topic, event: payload.name, payload: payload.values } })
+      for (const other of subscribers.get(topic) ?? []) if (other !== ws) other.send(out)
     } else if (frame.type === 4) {
       ws.send(JSON.stringify({ type: 4, ref: frame.ref, payload: { pong: frame.payload?.ping } }))
     }

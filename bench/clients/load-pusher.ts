@@ -1,0 +1,158 @@
+/**
+ * The push side of bench/load.ts, in a process of its own. Driven over IPC.
+ *
+ * Open loop: push k is due at `start + k / rate` and goes to scope
+ * `k % scopes`, whether or not the server kept up; its t0 is that due time,
+ * so a server that falls behind shows it in the poke latency (no coordinated
+ * omission). Each scope has `lanes` writers (client ids), each with one push
+ * in flight, mutation ids in order; a due push waits for a free lane of its
+ * scope, and the wait counts in its latency.
+ *
+ * Ours: `POST /_sync/push` with one `todo/create` mutation; the response's
+ * cursor says which cursor that push made. Baseline: `POST /poke {scope,
+ * cursor}` with the next cursor of the scope.
+ *
+ * Command `run {port, scopes, prefix, rate, durationMs, lanes, baseline,
+ * heads}` → counts, response times, and `t0[scope][k]` for cursor
+ * heads[scope]+1+k (hrtime ms, the clock of load-clients.ts).
+ */
+import * as Http from "node:http"
+import * as Control from "../lib/control.js"
+import { summarize } from "../lib/stats.js"
+
+const now = () => Number(process.hrtime.bigint()) / 1e6
+
+/** Mutation ids per client id, kept across runs (one server, several phases). */
+const nextIds = new Map<string, number>()
+
+const run = async (args: Record<string, unknown>) => {
+  const port = args["port"] as number
+  const scopes = args["scopes"] as number
+  const prefix = args["prefix"] as string
+  const rate = args["rate"] as number
+  const durationMs = args["durationMs"] as number
+  const lanes = args["lanes"] as number
+  const baseline = args["baseline"] as boolean
+  const heads = { ...(args["heads"] as Record<string, number>) }
+  const base = { ...heads }
+  const agent = new Http.Agent({ keepAlive: true, maxSockets: scopes * lanes })
+
+  const t0s: Record<string, Array<number | null>> = {}
+  const response: Array<number> = []
+  let errors = 0
+  let firstError: string | undefined
+  let done = 0
+  let maxWaiting = 0
+
+  const post = (path: string, body: string) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = Http.request({
+        agent,
+        host: "127.0.0.1",
+        port,
+        method: "POST",
+        path,
+        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) }
+      }, (res) => {
+        const chunks: Array<Buffer> = []
+        res.on("data", (c: Buffer) => chunks.push(c))
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") }))
+        res.on("error", reject)
+      })
+      req.on("error", reject)
+      req.end(body)
+    })
+
+  const fail = (why: string) => {
+    errors++
+    firstError ??= why
+  }
+
+  const send = async (scope: string, lane: number, due: number) => {
+    try {
+      let body: string
+      let expected: number | undefined
+      if (baseline) {
+        expected = ++heads[scope]
+        body = JSON.stringify({ scope, cursor: expected })
+      } else {
+        const clientId = `${prefix}${scope}-w${lane}`
+        const id = (nextIds.get(clientId) ?? 0) + 1
+        nextIds.set(clientId, id)
+        body = JSON.stringify({
+          client_id: clientId,
+          mutations: [{ id, name: "todo/create", scope, args: { id: `${clientId}-${id}`, title: `load ${id}` } }]
+        })
+      }
+      const res = await post(baseline ? "/poke" : "/_sync/push", body)
+      response.push(now() - due)
+      if (res.status !== 200) return fail(`HTTP ${res.status}: ${res.body.slice(0, 200)}`)
+      const result = (JSON.parse(res.body) as { results: Array<{ ok: boolean; cursor?: number; duplicate?: boolean }> }).results[0]
+      if (result === undefined || !result.ok || result.duplicate === true || result.cursor === undefined) {
+        return fail(`push not committed: ${res.body.slice(0, 200)}`)
+      }
+      const k = result.cursor - (base[scope] ?? 0) - 1
+      const list = (t0s[scope] ??= [])
+      while (list.length <= k) list.push(null)
+      list[k] = due
+    } catch (e) {
+      fail(String(e))
+    } finally {
+      done++
+    }
+  }
+
+  // per scope: free lanes and the due times waiting for one
+  const free: Array<Array<number>> = Array.from({ length: scopes }, () => Array.from({ length: lanes }, (_, l) => l))
+  const waiting: Array<Array<number>> = Array.from({ length: scopes }, () => [])
+  const dispatch = (s: number, lane: number, due: number) => {
+    void send(`${prefix}${s}`, lane, due).then(() => {
+      const next = waiting[s].shift()
+      if (next === undefined) free[s].push(lane)
+      else dispatch(s, lane, next)
+    })
+  }
+
+  const start = now()
+  let k = 0
+  const total = Math.floor((rate * durationMs) / 1000)
+  await new Promise<void>((resolve) => {
+    const tick = () => {
+      const t = now()
+      for (; k < total && start + (k * 1000) / rate <= t; k++) {
+        const s = k % scopes
+        const due = start + (k * 1000) / rate
+        const lane = free[s].pop()
+        if (lane === undefined) waiting[s].push(due)
+        else dispatch(s, lane, due)
+      }
+      let w = 0
+      for (const q of waiting) w += q.length
+      if (w > maxWaiting) maxWaiting = w
+      if (k >= total) {
+        clearInterval(timer)
+        resolve()
+      }
+    }
+    const timer = setInterval(tick, 2)
+  })
+  const scheduledMs = now() - start
+  while (done < total) await new Promise((r) => setTimeout(r, 10))
+  const elapsedMs = now() - start
+  agent.destroy()
+  return {
+    pushes: total,
+    errors,
+    firstError: firstError ?? null,
+    scheduledMs,
+    elapsedMs,
+    achievedPerSec: (total / elapsedMs) * 1000,
+    maxWaiting,
+    responseMs: summarize(response),
+    t0: t0s,
+    start
+  }
+}
+
+Control.serve({ run, now: () => now() })
+Control.ready({ pid: process.pid })
