@@ -215,6 +215,7 @@ const runKind = async (kind: Kind) => {
       const phaseStart = now()
       await Promise.all(clients.map((c) => c.call("phase-start", { heads, phaseStart })))
       const cpu0 = await server.call<{ totalMs: number }>("cpu")
+      const loadCpu0 = await Promise.all([...clients, pusher].map((c) => c.call<{ totalMs: number }>("cpu")))
       const samples: Array<Mem> = []
       let sampling = true
       const sampler = (async () => {
@@ -238,6 +239,9 @@ const runKind = async (kind: Kind) => {
       await sampler
       const cpuMs = (await server.call<{ totalMs: number }>("cpu")).totalMs - cpu0.totalMs
       const wallMs = now() - phaseStart
+      const loadCpu1 = await Promise.all([...clients, pusher].map((c) => c.call<{ totalMs: number }>("cpu")))
+      const loadCpuMs = loadCpu1.reduce((n, c, i) => n + c.totalMs - loadCpu0[i].totalMs, 0)
+      const saturated = pushed.achievedPerSec < config.rate * 0.97 || pushed.maxWaiting > config.scopes * config.lanes
       const reports = await Promise.all(clients.map((c) => c.call<PhaseReport>("phase-report", { t0: pushed.t0 }, 300_000)))
       for (const [scope, list] of Object.entries(pushed.t0)) heads[scope] = (heads[scope] ?? 0) + list.length
       const histogram: Histogram = { counts: new Map(), bucketMs: reports[0].bucketMs }
@@ -267,6 +271,9 @@ const runKind = async (kind: Kind) => {
         first_error_frame: reports.find((r) => r.firstErrorFrame !== null)?.firstErrorFrame ?? null,
         sessions_open_at_end: sum((r) => r.open),
         server_cpu_cores: round(cpuMs / wallMs, 2),
+        load_generator_cpu_cores: round(loadCpuMs / wallMs, 2),
+        machine_loadavg_1m: round(NodeOs.loadavg()[0], 2),
+        saturated,
         server_rss_mib: { p50: MiB(percentile(rss, 50)), max: MiB(rss.at(-1) ?? Number.NaN) },
         server_heap_used_mib: { p50: MiB(percentile(heapUsed, 50)), max: MiB(heapUsed.at(-1) ?? Number.NaN) },
         witness_broadcasts: witness?.received ?? null,
@@ -293,6 +300,13 @@ const runKind = async (kind: Kind) => {
           `poke p50 ${poke.p50} ms p99 ${poke.p99} ms max ${poke.max} ms over ${fmt(poke.n)} deliveries, missing ${missing}; ` +
           `closes ${unexpectedCloses}, error frames ${errorFrames}; server ${result["server_cpu_cores"]} cores, rss max ${MiB(rss.at(-1) ?? 0)} MiB`
       )
+      if (saturated) {
+        console.log(
+          `  ${label} phase ${phase}: SATURATED — the pushes fell behind their schedule (achieved ${fmt(pushed.achievedPerSec, 0)}/s of ${fmt(config.rate)}, ` +
+            `up to ${fmt(pushed.maxWaiting)} waiting for a lane): latencies include that backlog. Server ${result["server_cpu_cores"]} cores, ` +
+            `load generators ${result["load_generator_cpu_cores"]} cores, load average ${result["machine_loadavg_1m"]} on ${NodeOs.cpus().length} cores`
+        )
+      }
       if (phase === "B") console.log(`  ${label} slow consumer: ${JSON.stringify(result["slow_consumer"])}`)
     }
     const firehoseSent = await clients[0].call<{ sent: number }>("firehose-stop")
@@ -330,7 +344,9 @@ type Phase = {
   missing: number
   errors: number
   server_cpu_cores: number
+  load_generator_cpu_cores: number
   server_rss_mib: { max: number }
+  saturated: boolean
 }
 const rows: Array<Array<string>> = [[
   "server",
@@ -343,8 +359,9 @@ const rows: Array<Array<string>> = [[
   "deliveries",
   "missing",
   "errors",
-  "server cores",
-  "rss max MiB"
+  "cores: server / load gen",
+  "rss max MiB",
+  "saturated"
 ]]
 for (const kind of ["ours", "baseline"] as const) {
   const run = runs[kind]
@@ -361,8 +378,9 @@ for (const kind of ["ours", "baseline"] as const) {
       fmt(p.poke_ms.n),
       String(p.missing),
       String(p.errors),
-      String(p.server_cpu_cores),
-      String(p.server_rss_mib.max)
+      `${p.server_cpu_cores} / ${p.load_generator_cpu_cores}`,
+      String(p.server_rss_mib.max),
+      p.saturated ? "yes" : "no"
     ])
   }
 }
