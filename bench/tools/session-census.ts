@@ -5,7 +5,9 @@
  * or another upgrade path of servers/upgrade-variants.ts with `--path=`),
  * writes a second snapshot, and prints the per-session census (heap-census.ts).
  *
- * Usage: node --conditions=source --import tsx bench/tools/session-census.ts [--n=1000] [--path=/bench/own-wss] [--rows=30]
+ * `--keep=dir` keeps the two snapshots there (for tools/retainers.ts).
+ *
+ * Usage: node --conditions=source --import tsx bench/tools/session-census.ts [--n=1000] [--path=/bench/own-wss] [--rows=30] [--keep=dir]
  */
 import { execFileSync } from "node:child_process"
 import * as NodeFs from "node:fs"
@@ -19,6 +21,7 @@ const option = (name: string, fallback: string) => process.argv.find((a) => a.st
 const n = Number(option("n", "1000"))
 const path = option("path", "/_live/websocket")
 const rows = option("rows", "30")
+const keep = option("keep", "")
 
 const tmp = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "mizu-census-"))
 const filename = NodePath.join(tmp, "census.sqlite")
@@ -30,8 +33,9 @@ try {
   await clients.call("open", { port: server.ready["port"], n: 100, concurrency: 50, path, scope })
   await clients.call("close")
   await new Promise((r) => setTimeout(r, 1000))
-  const before = NodePath.join(tmp, "before.heapsnapshot")
-  const after = NodePath.join(tmp, "after.heapsnapshot")
+  if (keep !== "") NodeFs.mkdirSync(keep, { recursive: true })
+  const before = NodePath.join(keep === "" ? tmp : keep, "before.heapsnapshot")
+  const after = NodePath.join(keep === "" ? tmp : keep, "after.heapsnapshot")
   await server.call("snapshot", { file: before }, 300_000)
   await clients.call("open", { port: server.ready["port"], n, concurrency: 50, path, scope }, 300_000)
   await new Promise((r) => setTimeout(r, 1000))

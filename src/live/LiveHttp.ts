@@ -3,9 +3,11 @@
  *
  * The upgrade is done by a `ws` server of our own with `maxPayload`, so a
  * frame over the limit is refused by `ws` while it reads the frame header
- * (close code 1009) instead of being buffered first; the socket is then
- * wrapped with the platform's `Socket.fromWebSocket`, and everything after
- * that goes through the platform's `Socket`.
+ * (close code 1009) instead of being buffered first. The session reads and
+ * writes the `ws` socket directly (its listeners feed the session's inbox),
+ * and runs in a fiber of the server's `FiberSet`, not in the upgrade
+ * request's fiber, which ends once the socket is handed over: an idle
+ * session costs its socket, its state and one fiber parked on its inbox.
  *
  * `LiveServer` keeps the registry of sessions of this process: one ticker
  * fiber drives every session's idle check and backlog flush, and on shutdown
@@ -17,24 +19,25 @@
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import * as Socket from "@effect/platform/Socket"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
+import type * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
+import * as FiberSet from "effect/FiberSet"
 import * as Schedule from "effect/Schedule"
+import * as Tracer from "effect/Tracer"
 import type * as Scope from "effect/Scope"
 import * as NodeFs from "node:fs/promises"
-import { WebSocketServer } from "ws"
-import * as Metrics from "../Metrics.js"
+import { type WebSocket, WebSocketServer } from "ws"
 import * as Live from "../protocol/Live.js"
 import { ProtocolError } from "../protocol/Sync.js"
 import { ChangeLog as ChangeLogTag, type ChangeLog } from "../sync/ChangeLog.js"
 import * as Authorizer from "../sync/Authorizer.js"
 import { type Caller, SyncEngine } from "../sync/SyncEngine.js"
 import { callerOf, errorResponse } from "../sync/SyncHttp.js"
+import { LiveHub } from "./LiveHub.js"
 import * as Page from "./Page.js"
 import * as Session from "./Session.js"
 
@@ -50,6 +53,28 @@ export interface Options extends Session.Options {
 }
 
 export const DEFAULT_PATH: `/${string}` = "/_live/websocket"
+
+/**
+ * The upgraded socket belongs to `ws` now: end the platform's response for
+ * this request without writing it, so the HTTP layer writes nothing on the
+ * socket when the route handler returns (it would write an HTTP response into
+ * the WebSocket stream). The response was never started: detaching it from
+ * the socket and ending it only marks it finished.
+ */
+const handOver = (request: HttpServerRequest.HttpServerRequest, wsListeners: ReadonlyArray<Function>): void => {
+  const response = NodeHttpServerRequest.toServerResponse(request)
+  if (response.socket !== null) response.detachSocket(response.socket)
+  response.end()
+  // The HTTP layer's "close" listener on the socket (it interrupts the request's fiber, which is
+  // over) would keep the request, its response and its fiber alive as long as the socket: once
+  // the upgrade handler has returned, drop every "close" listener that is not the `ws` socket's.
+  const socket = NodeHttpServerRequest.toIncomingMessage(request).socket
+  setImmediate(() => {
+    for (const listener of socket.listeners("close")) {
+      if (!wsListeners.includes(listener)) socket.off("close", listener as (...args: Array<unknown>) => void)
+    }
+  })
+}
 
 /** The process's live sessions. */
 export class LiveServer extends Context.Tag("@mizu/live/LiveServer")<LiveServer, {
@@ -100,10 +125,20 @@ export const make = (options: Options = {}): Effect.Effect<LiveServer["Type"], n
         yield* Effect.sleep(Duration.millis(100))
       })
 
-    const register = (handle: Session.Handle) =>
-      Effect.acquireRelease(
-        Effect.zipRight(Effect.sync(() => sessions.add(handle)), Metric.increment(Metrics.sessionsOpen)),
-        () => Effect.zipRight(Effect.sync(() => sessions.delete(handle)), Metric.incrementBy(Metrics.sessionsOpen, -1))
+    // Sessions run in fibers of the server's own, not in their upgrade request's fiber: the
+    // request fiber ends once the socket is handed to `ws`, so an idle session holds no HTTP
+    // handler stack (bench/README.md, "Session memory").
+    const fibers = yield* FiberSet.make()
+    const sessionOptions = { ...options, registry: sessions }
+    const ended = (cause: Cause.Cause<unknown>) => Effect.logDebug("live session ended", cause)
+    // Built here, not in the request handler: a closure made there would keep the request alive.
+    const runSession = (ws: WebSocket) =>
+      FiberSet.run(fibers, Session.run(ws, sessionOptions).pipe(Effect.scoped, Effect.catchAllCause(ended))).pipe(
+        // the session's fiber starts with the services it uses (and the request's span as its
+        // parent), not the whole request context: it would keep the request alive with it
+        Effect.mapInputContext((context: Context.Context<Exclude<Session.Requirements, Scope.Scope>>) =>
+          Context.pick(LiveHub, ChangeLogTag, Authorizer.Authorizer, Page.LivePages, SyncEngine, Tracer.ParentSpan)(context)
+        )
       )
 
     const handle = Effect.gen(function*() {
@@ -112,27 +147,18 @@ export const make = (options: Options = {}): Effect.Effect<LiveServer["Type"], n
         return errorResponse(new ProtocolError({ code: "invalid_request", message: "expected a WebSocket upgrade" }))
       }
       const incoming = NodeHttpServerRequest.toIncomingMessage(request)
-      let rawWs: import("ws").WebSocket | undefined
-      const socket = yield* Socket.fromWebSocket(
-        Effect.acquireRelease(
-          Effect.async<globalThis.WebSocket>((resume) => {
-            wss.handleUpgrade(incoming, incoming.socket, Buffer.alloc(0), (ws) => {
-              rawWs = ws
-              resume(Effect.succeed(ws as unknown as globalThis.WebSocket))
-            })
-          }),
-          (ws) => Effect.sync(() => ws.close())
-        ),
-        { closeCodeIsError: () => false }
-      )
-      const raw: Session.RawSocket = {
-        bufferedAmount: () => rawWs?.bufferedAmount ?? 0,
-        terminate: () => rawWs?.terminate(),
-        send: (frame) => rawWs?.send(frame)
-      }
-      yield* Session.run(socket, raw, { ...options, register })
+      let wsListeners: ReadonlyArray<Function> = []
+      const ws = yield* Effect.async<WebSocket>((resume) => {
+        const before = incoming.socket.listeners("close")
+        wss.handleUpgrade(incoming, incoming.socket, Buffer.alloc(0), (ws) => {
+          wsListeners = incoming.socket.listeners("close").filter((listener) => !before.includes(listener))
+          resume(Effect.succeed(ws))
+        })
+      })
+      handOver(request, wsListeners)
+      yield* runSession(ws)
       return HttpServerResponse.empty()
-    }).pipe(Effect.scoped, Effect.catchAllCause((cause) => Effect.as(Effect.logDebug("live session ended", cause), HttpServerResponse.empty())))
+    })
 
     return LiveServer.of({ options, handle, sessionCount: Effect.sync(() => sessions.size), drain })
   })

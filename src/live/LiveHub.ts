@@ -104,12 +104,23 @@ export class LiveHub extends Context.Tag("@mizu/live/LiveHub")<LiveHub, {
    * is sent to the sink as a full `state` PRESENCE frame before it returns.
    */
   readonly subscribe: (topic: string, sink: Sink) => Effect.Effect<void, never, Scope.Scope>
+  /**
+   * `subscribe` without a Scope: the sink stays registered until `remove`
+   * (for a session that releases all it holds in one finalizer).
+   */
+  readonly add: (topic: string, sink: Sink) => Effect.Effect<void>
+  /** Unregister a sink added with `add`; nothing if it is not registered. */
+  readonly remove: (topic: string, sink: Sink) => Effect.Effect<void>
   /** Poke every subscriber of a scope, on every process. */
   readonly poke: (scope: string, cursor: number) => Effect.Effect<void>
   /** Relay an ephemeral event to every other subscriber of the topic, on every process. */
   readonly broadcast: (topic: string, event: string, payload: unknown, from: string) => Effect.Effect<void>
   /** Track `key` (a session) as present on the topic with `meta`, until `untrack` or the scope closes. */
   readonly track: (topic: string, key: string, meta: Readonly<Record<string, unknown>>) => Effect.Effect<void, never, Scope.Scope>
+  /** `track` without a Scope: `key` is present on the topic until `untrack`. */
+  readonly trackUnscoped: (topic: string, key: string, meta: Readonly<Record<string, unknown>>) => Effect.Effect<void>
+  /** End a presence entry of this process; nothing if there is none. */
+  readonly untrack: (topic: string, key: string) => Effect.Effect<void>
   /** The number of sinks registered on this process (all topics). */
   readonly sinkCount: Effect.Effect<number>
   /** The number of topics this process holds a transport subscription for. */
@@ -218,46 +229,50 @@ export const make = (options: Options = {}): Effect.Effect<LiveHub["Type"], neve
         return state
       })
 
-    const subscribe = (topic: string, sink: Sink) =>
-      Effect.acquireRelease(
-        lock(Effect.gen(function*() {
-          const state = topics.get(topic) ?? (yield* openTopic(topic))
-          state.sinks.add(sink)
-          sinkTotal++
-          if (state.presence.size > 0) {
-            sink.send(presenceFrame(topic, "state", Object.fromEntries([...state.presence].map(([k, v]) => [k, v.meta]))))
-          }
-        })),
-        () =>
-          lock(Effect.suspend(() => {
-            const state = topics.get(topic)
-            if (state === undefined || !state.sinks.delete(sink)) return Effect.void
-            sinkTotal--
-            if (state.sinks.size > 0) return Effect.void
-            topics.delete(topic)
-            return Scope.close(state.scope, Exit.void)
-          }))
-      ).pipe(Effect.asVoid)
+    const add = (topic: string, sink: Sink) =>
+      lock(Effect.gen(function*() {
+        const state = topics.get(topic) ?? (yield* openTopic(topic))
+        if (state.sinks.has(sink)) return
+        state.sinks.add(sink)
+        sinkTotal++
+        if (state.presence.size > 0) {
+          sink.send(presenceFrame(topic, "state", Object.fromEntries([...state.presence].map(([k, v]) => [k, v.meta]))))
+        }
+      }))
+
+    const remove = (topic: string, sink: Sink) =>
+      lock(Effect.suspend(() => {
+        const state = topics.get(topic)
+        if (state === undefined || !state.sinks.delete(sink)) return Effect.void
+        sinkTotal--
+        if (state.sinks.size > 0) return Effect.void
+        topics.delete(topic)
+        return Scope.close(state.scope, Exit.void)
+      }))
+
+    const subscribe = (topic: string, sink: Sink) => Effect.acquireRelease(add(topic, sink), () => remove(topic, sink))
+
+    const trackUnscoped = (topic: string, key: string, meta: Readonly<Record<string, unknown>>) =>
+      Effect.suspend(() => {
+        let mine = local.get(topic)
+        if (mine === undefined) {
+          mine = new Map()
+          local.set(topic, mine)
+        }
+        mine.set(key, meta)
+        return publish(topic, { _tag: "join", topic, key, meta, node })
+      })
+
+    const untrack = (topic: string, key: string) =>
+      Effect.suspend(() => {
+        const mine = local.get(topic)
+        if (mine === undefined || !mine.delete(key)) return Effect.void
+        if (mine.size === 0) local.delete(topic)
+        return publish(topic, { _tag: "leave", topic, key, node })
+      })
 
     const track = (topic: string, key: string, meta: Readonly<Record<string, unknown>>) =>
-      Effect.acquireRelease(
-        Effect.gen(function*() {
-          let mine = local.get(topic)
-          if (mine === undefined) {
-            mine = new Map()
-            local.set(topic, mine)
-          }
-          mine.set(key, meta)
-          yield* publish(topic, { _tag: "join", topic, key, meta, node })
-        }),
-        () =>
-          Effect.gen(function*() {
-            const mine = local.get(topic)
-            if (mine === undefined || !mine.delete(key)) return
-            if (mine.size === 0) local.delete(topic)
-            yield* publish(topic, { _tag: "leave", topic, key, node })
-          })
-      ).pipe(Effect.asVoid)
+      Effect.acquireRelease(trackUnscoped(topic, key, meta), () => untrack(topic, key))
 
     // Renew this process's entries; expire other processes' stale ones.
     yield* Effect.sync(() => {
@@ -278,10 +293,14 @@ export const make = (options: Options = {}): Effect.Effect<LiveHub["Type"], neve
     return LiveHub.of({
       node,
       subscribe,
+      add,
+      remove,
       poke: (scope, cursor) => publish(scope, { _tag: "poke", scope, cursor }),
       broadcast: (topic, event, payload, from) =>
         publish(topic, { _tag: "broadcast", topic, event, ...(payload === undefined ? {} : { payload }), from }),
       track,
+      trackUnscoped,
+      untrack,
       sinkCount: Effect.sync(() => sinkTotal),
       topicCount: Effect.sync(() => topics.size)
     })
