@@ -7,7 +7,7 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { MemoryDatabase } from "./memory/MemoryDatabase.js"
+import { MemoryDatabase, type State } from "./memory/MemoryDatabase.js"
 import type { StorageError } from "./StorageError.js"
 
 export class Clients extends Context.Tag("@mizu/sync/Clients")<Clients, {
@@ -21,33 +21,52 @@ export class Clients extends Context.Tag("@mizu/sync/Clients")<Clients, {
   readonly lastIdForScope: (clientId: string, scope: string) => Effect.Effect<number, StorageError>
   /** Record that mutation `id` of the client, targeting `scope`, was processed. */
   readonly record: (clientId: string, id: number, scope: string) => Effect.Effect<void, StorageError>
+  /**
+   * Record several processed mutations of the client at once: the same as
+   * `record` for each, in one or two statements on SQL layers whatever their
+   * number (the engine records a whole push this way, inside its transaction).
+   */
+  readonly recordAll: (clientId: string, processed: ReadonlyArray<Processed>) => Effect.Effect<void, StorageError>
 }>() {}
+
+/** A processed mutation, for `Clients.recordAll`. */
+export interface Processed {
+  readonly id: number
+  readonly scope: string
+}
+
+type Undo = (step: () => void) => void
 
 export const makeMemory: Effect.Effect<Clients["Type"], never, MemoryDatabase> = Effect.gen(function*() {
   const db = yield* MemoryDatabase
+  /** One processed id, written with its undo steps. */
+  const recordIn = (state: State, undo: Undo, clientId: string, id: number, scope: string) => {
+    let client = state.clients.get(clientId)
+    if (client === undefined) {
+      const created = { last: 0, scopes: new Map<string, number>() }
+      state.clients.set(clientId, created)
+      undo(() => state.clients.delete(clientId))
+      client = created
+    }
+    const target = client
+    const prevLast = target.last
+    const hadScope = target.scopes.has(scope)
+    const prevScope = target.scopes.get(scope)
+    target.last = Math.max(target.last, id)
+    target.scopes.set(scope, Math.max(prevScope ?? 0, id))
+    undo(() => {
+      target.last = prevLast
+      if (hadScope && prevScope !== undefined) target.scopes.set(scope, prevScope)
+      else target.scopes.delete(scope)
+    })
+  }
   return Clients.of({
     lastId: (clientId) => db.read((state) => state.clients.get(clientId)?.last ?? 0),
     lastIdForScope: (clientId, scope) => db.read((state) => state.clients.get(clientId)?.scopes.get(scope) ?? 0),
-    record: (clientId, id, scope) =>
+    record: (clientId, id, scope) => db.write((state, undo) => recordIn(state, undo, clientId, id, scope)),
+    recordAll: (clientId, processed) =>
       db.write((state, undo) => {
-        let client = state.clients.get(clientId)
-        if (client === undefined) {
-          const created = { last: 0, scopes: new Map<string, number>() }
-          state.clients.set(clientId, created)
-          undo(() => state.clients.delete(clientId))
-          client = created
-        }
-        const target = client
-        const prevLast = target.last
-        const hadScope = target.scopes.has(scope)
-        const prevScope = target.scopes.get(scope)
-        target.last = Math.max(target.last, id)
-        target.scopes.set(scope, Math.max(prevScope ?? 0, id))
-        undo(() => {
-          target.last = prevLast
-          if (hadScope && prevScope !== undefined) target.scopes.set(scope, prevScope)
-          else target.scopes.delete(scope)
-        })
+        for (const { id, scope } of processed) recordIn(state, undo, clientId, id, scope)
       })
   })
 })

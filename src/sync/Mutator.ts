@@ -24,6 +24,11 @@ import { Store } from "./Store.js"
 export class MutationFailed extends Data.TaggedError("MutationFailed")<{
   readonly reason: "unknown_mutation" | "invalid_args" | "rejected"
   readonly message: string
+  /**
+   * Whether the handler wrote to the store before failing, so that those
+   * writes must be rolled back (unknown when absent: assume it did).
+   */
+  readonly wrote?: boolean
 }> {}
 
 /** What `apply` receives. */
@@ -118,24 +123,30 @@ export const make = (registry: Mutation.Registry): Effect.Effect<Mutator["Type"]
         const def = registry.mutations.get(input.name)
         const decode = decoders.get(input.name)
         if (def === undefined || decode === undefined) {
-          return Effect.fail(new MutationFailed({ reason: "unknown_mutation", message: `unknown mutation ${input.name}` }))
+          return Effect.fail(
+            new MutationFailed({ reason: "unknown_mutation", message: `unknown mutation ${input.name}`, wrote: false })
+          )
         }
         return decode(input.args).pipe(
           Effect.mapError((e) =>
-            new MutationFailed({ reason: "invalid_args", message: formatParseError(e) })
+            new MutationFailed({ reason: "invalid_args", message: formatParseError(e), wrote: false })
           ),
           Effect.flatMap((args) => {
             const { changes, tx } = makeTransaction(store, registry, input.scope)
             return def.handler(args, tx).pipe(
               Effect.as(changes as ReadonlyArray<ChangeInput>),
               Effect.catchTags({
-                Rejected: (e) => Effect.fail(new MutationFailed({ reason: "rejected", message: e.message })),
+                // every write of the handler records a change, so no change means no write
+                Rejected: (e) =>
+                  Effect.fail(new MutationFailed({ reason: "rejected", message: e.message, wrote: changes.length > 0 })),
                 // A stored value that no longer decodes, or an entity outside the registry, is a
                 // bug of the app. It is deterministic, so retrying cannot help: the mutation is
                 // consumed as rejected (and logged), never left to block the client's queue.
                 EntityError: (e) =>
                   Effect.logError("mutation failed on an entity", e).pipe(
-                    Effect.zipRight(Effect.fail(new MutationFailed({ reason: "rejected", message: e.message })))
+                    Effect.zipRight(
+                      Effect.fail(new MutationFailed({ reason: "rejected", message: e.message, wrote: changes.length > 0 }))
+                    )
                   )
               })
             )

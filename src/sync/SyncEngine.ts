@@ -2,15 +2,24 @@
  * push / pull / snapshot: the logic of PROTOCOL.md section 1.
  *
  * Invariants (why the code is shaped as it is):
- * - A push with `client_id` is one `SyncStorage.transaction`; each mutation is
- *   a nested transaction (a savepoint) holding the mutator's writes, the log
- *   append and the client's new last id, so they take effect together or not
- *   at all. A mutation that fails (unknown, invalid args, rejected) rolls back
- *   its savepoint and then only consumes its id. A `StorageError` anywhere
- *   rolls the whole request back and surfaces as `503 unavailable`.
+ * - A push with `client_id` is one `SyncStorage.transaction` holding the
+ *   mutators' writes, the log appends and the client's new last ids, so they
+ *   take effect together or not at all. The changes are appended once per
+ *   scope after the last mutation (cursors in mutation order, as if appended
+ *   one by one) and the processed ids recorded once: statements, not rows,
+ *   are what a push pays for.
+ * - A mutation that fails (unknown, invalid args, rejected) only consumes its
+ *   id. Most fail before writing anything, so the transaction runs without
+ *   savepoints; when one fails after writing, that attempt is rolled back
+ *   whole and the push runs again with a savepoint (a nested transaction)
+ *   around each mutator, which rolls back only its writes. A `StorageError`
+ *   anywhere rolls the whole request back and surfaces as `503 unavailable`.
  * - The client's last id is read first inside the transaction; SQL layers
  *   lock the client's row there, so concurrent retries of one client are
- *   serialized and a mutation is applied exactly once.
+ *   serialized and a mutation is applied exactly once. Then the heads of all
+ *   the push's scopes are locked in scope order (`ChangeLog.lockScopes`),
+ *   before any row is written, so concurrent pushes queue instead of
+ *   deadlocking on Postgres.
  * - Results are returned, and scopes poked, only after the commit.
  * - Pull reads the head, floor, page and `last_mutation_id` in one consistent
  *   read, so `last_mutation_id` never claims a mutation whose changes the page
@@ -19,6 +28,8 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
@@ -28,9 +39,9 @@ import * as Metrics from "../Metrics.js"
 import * as Protocol from "../protocol/Sync.js"
 import { ProtocolError } from "../protocol/Sync.js"
 import * as Authorizer from "./Authorizer.js"
-import { ChangeLog } from "./ChangeLog.js"
-import { Clients } from "./Clients.js"
-import { Mutator } from "./Mutator.js"
+import { ChangeLog, type ChangeInput } from "./ChangeLog.js"
+import * as Clients from "./Clients.js"
+import { type MutationFailed, Mutator } from "./Mutator.js"
 import { PokeBroker } from "./PokeBroker.js"
 import type { StorageError } from "./StorageError.js"
 import { Store } from "./Store.js"
@@ -76,11 +87,30 @@ const logStorageError = <A, R>(self: Effect.Effect<A, StorageError | Authorizer.
     Effect.mapError(toProtocolError)
   )
 
+const isConflict = (e: unknown): boolean =>
+  typeof e === "object" && e !== null && "_tag" in e && e._tag === "StorageError" && (e as StorageError).reason === "conflict"
+
+/** After a first lost conflict: up to 4 more attempts, ~10, 20, 40 ms apart, jittered. */
+const conflictRetries = Schedule.exponential("10 millis").pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(3)))
+
+/**
+ * A transaction that lost a lock conflict (a Postgres deadlock or
+ * serialization failure, SQLITE_BUSY) was rolled back whole, so it is safe
+ * to run again; a few jittered retries spare the client a 503. The retry
+ * machinery is only set up once a conflict happened.
+ */
+const retryConflicts = <A, E>(self: Effect.Effect<A, E | StorageError>): Effect.Effect<A, E | StorageError> =>
+  Effect.catchIf(self, isConflict, () =>
+    Effect.retry(Effect.delay(self, Duration.millis(5 + Math.random() * 10)), { schedule: conflictRetries, while: isConflict }))
+
+/** Internal: an attempt without savepoints met a mutation that failed after writing; it runs again with them. */
+class NeedsSavepoints extends Data.TaggedError("NeedsSavepoints") {}
+
 export const make = Effect.gen(function*() {
   const storage = yield* SyncStorage
   const log = yield* ChangeLog
   const store = yield* Store
-  const clients = yield* Clients
+  const clients = yield* Clients.Clients
   const mutator = yield* Mutator
   const broker = yield* PokeBroker
   const authorizer = yield* Authorizer.Authorizer
@@ -95,116 +125,181 @@ export const make = Effect.gen(function*() {
   const pokeAll = (heads: ReadonlyMap<string, number>) =>
     Effect.forEach(heads, ([scope, cursor]) => broker.poke(scope, cursor), { discard: true })
 
-  /** Mutator + append + (optionally) the ledger, as one savepoint; a failed mutation yields Left. */
-  const applyOne = (mutation: Protocol.Mutation, scope: string, record: Effect.Effect<void, StorageError>) =>
-    storage.transaction(
-      log.lockScopes([scope]).pipe(
-        Effect.zipRight(mutator.apply({ name: mutation.name, scope, args: mutation.args })),
-        Effect.flatMap((changes) => log.append(scope, changes)),
-        Effect.tap(record)
-      )
-    ).pipe(
+  /** Run the mutator; a failed mutation (unknown, invalid args, rejected) yields Left. */
+  const applyMutation = (
+    mutation: Protocol.Mutation,
+    scope: string
+  ): Effect.Effect<Either.Either<ReadonlyArray<ChangeInput>, MutationFailed>, StorageError> =>
+    mutator.apply({ name: mutation.name, scope, args: mutation.args }).pipe(
       Effect.map(Either.right),
       Effect.catchTag("MutationFailed", (e) => Effect.succeed(Either.left(e)))
     )
 
-  const resultOf = (
-    mutation: Protocol.Mutation,
-    scope: string,
-    outcome: Either.Either<ReadonlyArray<Protocol.Change>, { readonly reason: Protocol.MutationErrorCode; readonly message: string }>,
-    heads: Map<string, number>
-  ): Effect.Effect<Protocol.MutationResult, StorageError> =>
-    Either.match(outcome, {
-      onLeft: (e) =>
-        Effect.map(log.head(scope), (cursor) => ({
-          ...(mutation.id === undefined ? {} : { id: mutation.id }),
-          ok: false,
-          cursor,
-          error: { code: e.reason, message: e.message }
-        })),
-      onRight: (changes) => {
-        const lastChange = changes[changes.length - 1]
-        if (lastChange !== undefined) heads.set(scope, lastChange.cursor)
-        return Effect.map(
-          lastChange === undefined ? log.head(scope) : Effect.succeed(lastChange.cursor),
-          (cursor) => ({ ...(mutation.id === undefined ? {} : { id: mutation.id }), ok: true, cursor })
-        )
-      }
-    })
+  /** A result whose cursor is the scope's head once the changes of the push up to it are counted. */
+  interface Slot {
+    readonly scope: string
+    /** How many of the push's changes to `scope` come before this result (included). */
+    readonly upTo: number
+    readonly result: (cursor: number) => Protocol.MutationResult
+  }
 
   /**
-   * A transaction that lost a lock conflict (a Postgres deadlock or
-   * serialization failure, SQLITE_BUSY) was rolled back whole, so it is safe
-   * to run again; a few jittered retries spare the client a 503.
+   * One attempt at a push with `client_id`, as one transaction. Each mutation
+   * goes through `apply`; the changes are appended to the log once per scope
+   * after the last mutation (one head bump and one insert per scope, cursors
+   * in mutation order), and the processed ids are recorded once, all in the
+   * same transaction as the mutators' writes.
    */
-  const retryConflicts = <A, E>(self: Effect.Effect<A, E | StorageError>) =>
-    Effect.retry(self, {
-      schedule: Schedule.exponential("10 millis").pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(4))),
-      while: (e) => typeof e === "object" && e !== null && "_tag" in e && e._tag === "StorageError" && (e as StorageError).reason === "conflict"
-    })
-
-  const pushWithClient = (clientId: string, mutations: ReadonlyArray<Protocol.Mutation>) =>
+  const attempt = <E>(
+    clientId: string,
+    mutations: ReadonlyArray<Protocol.Mutation>,
+    scopes: ReadonlyArray<string>,
+    apply: (
+      mutation: Protocol.Mutation,
+      scope: string
+    ) => Effect.Effect<Either.Either<ReadonlyArray<ChangeInput>, MutationFailed>, E | StorageError>
+  ) =>
     storage.transaction(Effect.gen(function*() {
       let last = yield* clients.lastId(clientId)
       // Lock every scope's head first, in one global order: writers of the same scopes then queue
       // instead of deadlocking (a mutation's row writes followed by another request's head lock).
-      yield* log.lockScopes([...new Set(mutations.map((m) => m.scope ?? Protocol.DEFAULT_SCOPE))].sort())
-      const results: Array<Protocol.MutationResult> = []
-      const heads = new Map<string, number>()
+      yield* log.lockScopes(scopes)
+      const pending = new Map<string, Array<ChangeInput>>()
+      const countOf = (scope: string) => pending.get(scope)?.length ?? 0
+      const processed: Array<Clients.Processed> = []
+      const slots: Array<Slot> = []
       for (let i = 0; i < mutations.length; i++) {
         const mutation = mutations[i]
         const id = mutation.id ?? 0
         const scope = mutation.scope ?? Protocol.DEFAULT_SCOPE
         if (id <= last) {
-          results.push({ id, ok: true, duplicate: true, cursor: yield* log.head(scope) })
+          slots.push({ scope, upTo: countOf(scope), result: (cursor) => ({ id, ok: true, duplicate: true, cursor }) })
           continue
         }
         if (id > last + 1) {
           const expected = last + 1
           for (const rest of mutations.slice(i)) {
-            results.push({
-              ...(rest.id === undefined ? {} : { id: rest.id }),
-              ok: false,
-              cursor: yield* log.head(rest.scope ?? Protocol.DEFAULT_SCOPE),
-              error: { code: "out_of_order", message: `expected mutation id ${expected}`, expected }
+            const restScope = rest.scope ?? Protocol.DEFAULT_SCOPE
+            slots.push({
+              scope: restScope,
+              upTo: countOf(restScope),
+              result: (cursor) => ({
+                ...(rest.id === undefined ? {} : { id: rest.id }),
+                ok: false,
+                cursor,
+                error: { code: "out_of_order", message: `expected mutation id ${expected}`, expected }
+              })
             })
           }
           break
         }
-        const outcome = yield* applyOne(mutation, scope, clients.record(clientId, id, scope)).pipe(
-          Effect.withSpan("SyncEngine.mutation", { attributes: { name: mutation.name, id, scope } })
-        )
-        // A failed mutation rolled back its savepoint; its id is consumed all the same.
-        if (Either.isLeft(outcome)) yield* clients.record(clientId, id, scope)
-        results.push(yield* resultOf(mutation, scope, outcome, heads))
+        const outcome = yield* apply(mutation, scope)
+        // A failed mutation rolled back its writes; its id is consumed all the same.
+        processed.push({ id, scope })
         last = id
+        if (Either.isLeft(outcome)) {
+          const error = { code: outcome.left.reason, message: outcome.left.message }
+          slots.push({ scope, upTo: countOf(scope), result: (cursor) => ({ id, ok: false, cursor, error }) })
+        } else {
+          if (outcome.right.length > 0) {
+            const list = pending.get(scope)
+            if (list === undefined) pending.set(scope, [...outcome.right])
+            else list.push(...outcome.right)
+          }
+          slots.push({ scope, upTo: countOf(scope), result: (cursor) => ({ id, ok: true, cursor }) })
+        }
+      }
+      /** Per scope, its head before this push's changes. */
+      const base = new Map<string, number>()
+      const heads = new Map<string, number>()
+      for (const [scope, changes] of pending) {
+        const appended = yield* log.append(scope, changes)
+        base.set(scope, appended[0].cursor - 1)
+        heads.set(scope, appended[appended.length - 1].cursor)
+      }
+      yield* clients.recordAll(clientId, processed)
+      const results: Array<Protocol.MutationResult> = []
+      for (const slot of slots) {
+        let head = base.get(slot.scope)
+        if (head === undefined) {
+          head = yield* log.head(slot.scope)
+          base.set(slot.scope, head)
+        }
+        results.push(slot.result(head + slot.upTo))
       }
       return { results, heads }
-    })).pipe(retryConflicts)
+    }))
+
+  const pushWithClient = (clientId: string, mutations: ReadonlyArray<Protocol.Mutation>) => {
+    const scopes = [...new Set(mutations.map((m) => m.scope ?? Protocol.DEFAULT_SCOPE))].sort()
+    // First without savepoints: a mutation that fails before writing anything has nothing to roll
+    // back, and most do. One that fails after writing aborts this attempt (rolled back whole) and
+    // the push runs again with a savepoint around each mutation.
+    const optimistic = attempt(clientId, mutations, scopes, (mutation, scope) =>
+      Effect.flatMap(applyMutation(mutation, scope), (outcome) =>
+        Either.isLeft(outcome) && outcome.left.wrote !== false ? Effect.fail(new NeedsSavepoints()) : Effect.succeed(outcome)))
+    const withSavepoints = attempt(clientId, mutations, scopes, (mutation, scope) =>
+      storage.transaction(Effect.flatMap(applyMutation(mutation, scope), (outcome) =>
+        // fail inside the savepoint so that it rolls back; caught outside it
+        Either.isLeft(outcome) ? Effect.fail(outcome.left) : Effect.succeed(outcome))).pipe(
+          Effect.catchTag("MutationFailed", (e) => Effect.succeed(Either.left(e)))
+        ))
+    return retryConflicts(Effect.catchTag(optimistic, "NeedsSavepoints", () => withSavepoints))
+  }
 
   const pushPlain = (mutations: ReadonlyArray<Protocol.Mutation>) =>
     Effect.gen(function*() {
       const results: Array<Protocol.MutationResult> = []
       for (const mutation of mutations) {
         const scope = mutation.scope ?? Protocol.DEFAULT_SCOPE
-        const heads = new Map<string, number>()
-        // applyOne is the mutation's own top-level transaction; the result's head is read after it commits
-        const outcome = yield* retryConflicts(applyOne(mutation, scope, Effect.void))
-        results.push(yield* resultOf(mutation, scope, outcome, heads))
-        yield* pokeAll(heads)
+        // The mutation's own transaction: its writes and its append, or (failed) nothing.
+        const outcome = yield* retryConflicts(storage.transaction(
+          log.lockScopes([scope]).pipe(
+            Effect.zipRight(mutator.apply({ name: mutation.name, scope, args: mutation.args })),
+            Effect.flatMap((changes) => log.append(scope, changes))
+          )
+        ).pipe(
+          Effect.map(Either.right),
+          Effect.catchTag("MutationFailed", (e) => Effect.succeed(Either.left(e)))
+        ))
+        const id = mutation.id === undefined ? {} : { id: mutation.id }
+        if (Either.isLeft(outcome)) {
+          // read after the failed transaction rolled back
+          const cursor = yield* log.head(scope)
+          results.push({ ...id, ok: false, cursor, error: { code: outcome.left.reason, message: outcome.left.message } })
+          continue
+        }
+        const lastChange = outcome.right[outcome.right.length - 1]
+        if (lastChange === undefined) {
+          results.push({ ...id, ok: true, cursor: yield* log.head(scope) })
+          continue
+        }
+        results.push({ ...id, ok: true, cursor: lastChange.cursor })
+        yield* broker.poke(scope, lastChange.cursor)
       }
       return results
     })
 
-  const countResults = (results: ReadonlyArray<Protocol.MutationResult>) =>
-    Effect.zipRight(
+  /** The counter of each result code, made once (a tagged metric is looked up by key each time it is made). */
+  const resultCounters = new Map<string, Effect.Effect<void>>()
+  const countResults = (results: ReadonlyArray<Protocol.MutationResult>) => {
+    const counts = new Map<string, number>()
+    for (const r of results) {
+      const code = r.error?.code ?? (r.duplicate === true ? "duplicate" : "ok")
+      counts.set(code, (counts.get(code) ?? 0) + 1)
+    }
+    return Effect.zipRight(
       Metric.increment(Metrics.pushRequests),
-      Effect.forEach(
-        results,
-        (r) => Metrics.mutationResult(r.error?.code ?? (r.duplicate === true ? "duplicate" : "ok")),
-        { discard: true }
-      )
+      Effect.forEach(counts, ([code, n]) => {
+        let counter = resultCounters.get(code)
+        if (counter === undefined) {
+          counter = Metrics.mutationResult(code)
+          resultCounters.set(code, counter)
+        }
+        return n === 1 ? counter : Effect.repeatN(counter, n - 1)
+      }, { discard: true })
     )
+  }
 
   const push = (request: Protocol.PushRequest, caller: Caller) => {
     const clientId = request.client_id
@@ -231,7 +326,10 @@ export const make = Effect.gen(function*() {
       return { results }
     }).pipe(
       logStorageError,
-      Effect.withSpan("SyncEngine.push", { attributes: { client_id: clientId, mutations: request.mutations.length } }),
+      Effect.withSpan("SyncEngine.push", {
+        attributes: { client_id: clientId, mutations: request.mutations.length },
+        captureStackTrace: false
+      }),
       Effect.annotateLogs({ client_id: clientId ?? "" })
     )
   }
@@ -270,7 +368,10 @@ export const make = Effect.gen(function*() {
       }))
     }).pipe(
       logStorageError,
-      Effect.withSpan("SyncEngine.pull", { attributes: { scope: request.scope, cursor: request.cursor } }),
+      Effect.withSpan("SyncEngine.pull", {
+        attributes: { scope: request.scope, cursor: request.cursor },
+        captureStackTrace: false
+      }),
       Effect.annotateLogs({ scope: request.scope, client_id: request.client_id ?? "" })
     )
 
@@ -287,7 +388,7 @@ export const make = Effect.gen(function*() {
       }))
     }).pipe(
       logStorageError,
-      Effect.withSpan("SyncEngine.snapshot", { attributes: { scope: request.scope } }),
+      Effect.withSpan("SyncEngine.snapshot", { attributes: { scope: request.scope }, captureStackTrace: false }),
       Effect.annotateLogs({ scope: request.scope, client_id: request.client_id ?? "" })
     )
 
@@ -298,5 +399,5 @@ export const make = Effect.gen(function*() {
 export const layer: Layer.Layer<
   SyncEngine,
   never,
-  SyncStorage | ChangeLog | Store | Clients | Mutator | PokeBroker | Authorizer.Authorizer
+  SyncStorage | ChangeLog | Store | Clients.Clients | Mutator | PokeBroker | Authorizer.Authorizer
 > = Layer.effect(SyncEngine, make)
