@@ -10,14 +10,19 @@
  *
  * Shapes:
  * - stream-mapEffect-takeWhile: `Stream.fromQueue(inbox).pipe(Stream.mapEffect(handle),
- *   Stream.takeWhile(goOn), Stream.runDrain)` — src/live/Session.ts today;
- * - stream-runForEachWhile: `Stream.fromQueue(inbox).pipe(Stream.runForEachWhile(handle))`;
+ *   Stream.takeWhile(goOn), Stream.runDrain)` — src/live/Session.ts until 849d9c8;
+ * - stream-runForEachWhile: `Stream.fromQueue(inbox).pipe(Stream.runForEachWhile(handle))`
+ *   — until c18b7dd;
+ * - stream-toPull: `Stream.toPull(Stream.fromQueue(inbox))` in a Scope, and a loop
+ *   that pulls a chunk and handles its events in order until one says stop —
+ *   src/live/Session.ts today (`forEachWhile`);
  * - take-loop: a recursive `Queue.take` → `handle` loop (not a Stream).
  * Baseline: a hand-written callback sink — an object whose `offer(event)`
  * handles the event synchronously (what a plain `ws` server does).
  *
  * Usage: npm run bench -- session-shapes [--quick]
  */
+import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Queue from "effect/Queue"
@@ -45,6 +50,16 @@ const shapes: Record<string, (inbox: Queue.Queue<Event>) => Effect.Effect<void>>
   "stream-mapEffect-takeWhile": (inbox) =>
     Stream.fromQueue(inbox).pipe(Stream.mapEffect(handle), Stream.takeWhile((goOn) => goOn), Stream.runDrain),
   "stream-runForEachWhile": (inbox) => Stream.fromQueue(inbox).pipe(Stream.runForEachWhile(handle)),
+  "stream-toPull": (inbox) =>
+    Effect.scoped(Effect.flatMap(Stream.toPull(Stream.fromQueue(inbox)), (pull) => {
+      const each = (chunk: Chunk.Chunk<Event>, i: number): Effect.Effect<boolean> =>
+        i >= chunk.length ? Effect.succeed(true) : Effect.flatMap(handle(Chunk.unsafeGet(chunk, i)), (goOn) => (goOn ? each(chunk, i + 1) : Effect.succeed(false)))
+      const loop: Effect.Effect<void> = Effect.matchEffect(pull, {
+        onFailure: () => Effect.void,
+        onSuccess: (chunk) => Effect.flatMap(each(chunk, 0), (goOn) => (goOn ? loop : Effect.void))
+      })
+      return loop
+    })),
   "take-loop": (inbox) => {
     const loop: Effect.Effect<void> = Effect.flatMap(Queue.take(inbox), (e) => Effect.flatMap(handle(e), (goOn) => (goOn ? loop : Effect.void)))
     return loop
@@ -133,9 +148,10 @@ for (const [name, r] of Object.entries(results)) {
   rows.push([name, String(r.heapKiB), String(r.wakeUs), name.startsWith("baseline") ? "1.00" : String(ratio(r.wakeUs, base.wakeUs))])
 }
 printTable(rows)
-const current = results["stream-mapEffect-takeWhile"]
+const current = results["stream-toPull"]
+const previous = results["stream-runForEachWhile"]
 console.log(
-  `  runForEachWhile vs today: heap ${ratio(results["stream-runForEachWhile"].heapKiB, current.heapKiB)}x, wake-up ${ratio(results["stream-runForEachWhile"].wakeUs, current.wakeUs)}x; ` +
+  `  toPull (today) vs runForEachWhile: heap ${ratio(current.heapKiB, previous.heapKiB)}x, wake-up ${ratio(current.wakeUs, previous.wakeUs)}x; ` +
     `take-loop vs today: heap ${ratio(results["take-loop"].heapKiB, current.heapKiB)}x, wake-up ${ratio(results["take-loop"].wakeUs, current.wakeUs)}x`
 )
 const file = writeResult("session-shapes", { config: { sessions: n, rounds }, results })

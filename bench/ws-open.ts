@@ -7,10 +7,9 @@
  *
  * A. Open 500 sessions, 50 at a time, each JOINing a scope (what a client
  *    does): wall time, sessions/s, server CPU per session, ours / baseline.
- *    Ours runs three ways: the current src/, and src/ with the experimental
- *    patches of bench/patches/ applied to a temporary copy (never to src/):
- *    `session-tick-only-when-needed.diff`, then also
- *    `session-run-for-each-while.diff`.
+ *    `--patch=a.diff,b.diff` adds ours with those experimental patches of
+ *    bench/patches/ applied to a temporary copy of src/ (never to src/
+ *    itself), in A and C.
  * B. Where the time goes (current src/, 400 sessions without JOIN, 50 at a
  *    time): upgrade paths side by side in one server process —
  *      direct    handleUpgrade called in the route handler (least Effect can do)
@@ -22,11 +21,11 @@
  *    utilization, and the server main thread's time on a CPU / waiting for a
  *    CPU / off CPU (Linux schedstat).
  * C. Growth: 3 batches of 400 sessions without closing (0 → 1,200), then the
- *    server's CPU while the 2,000 sessions sit idle: current vs patched.
+ *    server's CPU while the 1,200 sessions sit idle.
  * D. Other suspects at 300 sessions: the HttpApp tracer (tracing: false) and
  *    permessage-deflate offered by the client or not.
  *
- * Usage: npm run bench -- ws-open [--quick]
+ * Usage: npm run bench -- ws-open [--quick] [--patch=…]
  */
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
@@ -49,29 +48,25 @@ const config = {
   idleMeasureMs: 3000,
   fdLimit: 65536
 }
-const patches = {
-  tick: ["session-tick-only-when-needed.diff"],
-  both: ["session-tick-only-when-needed.diff", "session-run-for-each-while.diff"]
-}
+const patchArg = process.argv.find((a) => a.startsWith("--patch="))?.slice("--patch=".length)
+const patches = patchArg === undefined ? [] : patchArg.split(",").filter((p) => p !== "")
+const patchedTree = patches.length === 0 ? undefined : Patched.prepare(patches)
 
 const tmp = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "mizu-bench-"))
-const trees = { tick: Patched.prepare(patches.tick), both: Patched.prepare(patches.both) }
 process.on("exit", () => {
   NodeFs.rmSync(tmp, { recursive: true, force: true })
-  trees.tick.remove()
-  trees.both.remove()
+  patchedTree?.remove()
 })
 setTimeout(() => {
   console.error("ws-open: global timeout (6 min), giving up")
   process.exit(2)
 }, 6 * 60_000).unref()
 
-type Kind = "ours" | "ours+tick" | "ours+tick+forEachWhile" | "baseline"
-const kinds: ReadonlyArray<Kind> = ["ours", "ours+tick", "ours+tick+forEachWhile", "baseline"]
+type Kind = "ours" | "ours+patch" | "baseline"
+const kinds: ReadonlyArray<Kind> = patchedTree === undefined ? ["ours", "baseline"] : ["ours", "ours+patch", "baseline"]
 const label: Record<Kind, string> = {
   ours: "ours (src/ as is)",
-  "ours+tick": "ours + tick-only-when-needed",
-  "ours+tick+forEachWhile": "ours + tick + runForEachWhile",
+  "ours+patch": `ours + ${patches.join(" + ")}`,
   baseline: "baseline ws"
 }
 
@@ -80,7 +75,7 @@ const startServer = async (kind: Kind, extra: Record<string, unknown> = {}, node
   if (kind === "baseline") return Child.start("servers/baseline-ws.ts", {}, { nodeFlags, fdLimit: config.fdLimit })
   const filename = NodePath.join(tmp, `db-${++dbCounter}.sqlite`)
   await Db.migrate(filename)
-  const root = kind === "ours+tick" ? trees.tick.benchDir : kind === "ours+tick+forEachWhile" ? trees.both.benchDir : undefined
+  const root = kind === "ours+patch" ? patchedTree?.benchDir : undefined
   return Child.start("servers/mizu.ts", { filename, ...extra }, { nodeFlags, fdLimit: config.fdLimit, ...(root === undefined ? {} : { root }) })
 }
 
@@ -139,8 +134,7 @@ for (const kind of kinds) servers[kind] = await startServer(kind)
 for (const kind of kinds) await warmUp(servers[kind])
 const openRuns: Record<Kind, Array<{ elapsedMs: number; cpuPerSessionMs: number; p50: number }>> = {
   ours: [],
-  "ours+tick": [],
-  "ours+tick+forEachWhile": [],
+  "ours+patch": [],
   baseline: []
 }
 for (let round_ = 0; round_ < config.rounds; round_++) {
@@ -174,7 +168,7 @@ for (const kind of kinds) {
   ])
   partA[kind] = { median: m, ratio_wall: ratio(m.elapsedMs, base.elapsedMs), ratio_cpu: ratio(m.cpuPerSessionMs, base.cpuPerSessionMs), runs: openRuns[kind] }
 }
-console.log("\nA. Open 500 sessions (50 at a time, with JOIN):")
+console.log(`\nA. Open ${config.sessions} sessions (${config.concurrency} at a time, with JOIN):`)
 printTable(rowsA)
 
 // --- B. decomposition ------------------------------------------------------------------
@@ -226,7 +220,7 @@ printTable(rowsB)
 
 const rowsC: Array<Array<string>> = [["server", ...Array.from({ length: config.growthBatches }, (_, i) => `batch ${i + 1}: wall ms (CPU ms/session)`), "idle CPU, cores"]]
 const partC: Record<string, unknown> = {}
-for (const kind of ["ours", "ours+tick+forEachWhile", "baseline"] as const) {
+for (const kind of kinds) {
   const server = await startServer(kind)
   await warmUp(server)
   const batches: Array<{ elapsedMs: number; cpuPerSessionMs: number }> = []
@@ -270,6 +264,6 @@ console.log(`\nD. Other suspects, ${config.suspectSessions} sessions with JOIN:`
 printTable(rowsD)
 
 await clients.stop()
-const file = writeResult("ws-open", { config, patches, open: partA, decomposition: partB, growth: partC, suspects: partD })
+const file = writeResult(patches.length === 0 ? "ws-open" : "ws-open-patched", { config, patches, open: partA, decomposition: partB, growth: partC, suspects: partD })
 console.log(`\nwrote ${NodePath.relative(process.cwd(), file)}`)
 process.exit(0)

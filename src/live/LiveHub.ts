@@ -93,6 +93,8 @@ interface TopicState {
   readonly presence: Map<string, PresenceEntry>
   /** Closes the transport subscription when the last sink leaves. */
   readonly scope: Scope.CloseableScope
+  /** The transport subscription is open: messages published from now on reach the sinks. */
+  ready: boolean
 }
 
 export class LiveHub extends Context.Tag("@mizu/live/LiveHub")<LiveHub, {
@@ -215,7 +217,7 @@ export const make = (options: Options = {}): Effect.Effect<LiveHub["Type"], neve
     const openTopic = (topic: string) =>
       Effect.gen(function*() {
         const scope = yield* Scope.fork(hubScope, ExecutionStrategy.sequential)
-        const state: TopicState = { sinks: new Set(), presence: new Map(), scope }
+        const state: TopicState = { sinks: new Set(), presence: new Map(), scope, ready: false }
         topics.set(topic, state)
         const queue = yield* transport.subscribe(topic).pipe(Scope.extend(scope))
         yield* Queue.take(queue).pipe(
@@ -226,19 +228,32 @@ export const make = (options: Options = {}): Effect.Effect<LiveHub["Type"], neve
           Effect.forkIn(scope)
         )
         yield* publish(topic, { _tag: "sync", topic, node })
+        state.ready = true
         return state
       })
 
+    const addTo = (state: TopicState, topic: string, sink: Sink) => {
+      if (state.sinks.has(sink)) return
+      state.sinks.add(sink)
+      sinkTotal++
+      if (state.presence.size > 0) {
+        sink.send(presenceFrame(topic, "state", Object.fromEntries([...state.presence].map(([k, v]) => [k, v.meta]))))
+      }
+    }
+
     const add = (topic: string, sink: Sink) =>
-      lock(Effect.gen(function*() {
-        const state = topics.get(topic) ?? (yield* openTopic(topic))
-        if (state.sinks.has(sink)) return
-        state.sinks.add(sink)
-        sinkTotal++
-        if (state.presence.size > 0) {
-          sink.send(presenceFrame(topic, "state", Object.fromEntries([...state.presence].map(([k, v]) => [k, v.meta]))))
+      Effect.suspend(() => {
+        // A topic whose transport subscription is open takes a sink at once; opening and closing
+        // one yields, so those go one at a time under the lock.
+        const open = topics.get(topic)
+        if (open !== undefined && open.ready) {
+          addTo(open, topic, sink)
+          return Effect.void
         }
-      }))
+        return lock(Effect.gen(function*() {
+          addTo(topics.get(topic) ?? (yield* openTopic(topic)), topic, sink)
+        }))
+      })
 
     const remove = (topic: string, sink: Sink) =>
       lock(Effect.suspend(() => {

@@ -696,6 +696,7 @@ export const run = (
       registry: options.registry
     }
     const session = new LiveSession(ws, yield* Queue.unbounded<Event>(), env, yield* Effect.scope)
+    yield* Effect.annotateCurrentSpan("live.session_id", session.id)
     yield* Effect.acquireRelease(
       Effect.zipRight(
         Effect.sync(() => {
@@ -711,4 +712,4 @@ export const run = (
       () => session.release()
     )
     yield* forEachWhile(Stream.fromQueue(session.inbox), (event) => session.handle(event))
-  }).pipe(Effect.withSpan("LiveSession"))
+  }).pipe(Effect.withSpan("LiveSession", { captureStackTrace: false }))
