@@ -127,6 +127,23 @@ interface Env {
   readonly registry: Registry
 }
 
+type Limits = Pick<Env, "idleMillis" | "maxScopes" | "maxPending" | "highWater">
+/** The limits of a server's options, computed once per options object, not per session. */
+const limits = new WeakMap<Options, Limits>()
+const limitsOf = (options: Options): Limits => {
+  let l = limits.get(options)
+  if (l === undefined) {
+    l = {
+      idleMillis: Duration.toMillis(options.idleTimeout ?? "60 seconds"),
+      maxScopes: options.maxScopes ?? 100,
+      maxPending: options.maxPendingBytes ?? 1024 * 1024,
+      highWater: options.highWaterBytes ?? 64 * 1024
+    }
+    limits.set(options, l)
+  }
+  return l
+}
+
 type SubscribeResult = Either.Either<Record<string, number>, { readonly reason: string; readonly message: string }>
 
 /** A mounted live page and its own hub sink (pokes and broadcasts go to the page's `info`). */
@@ -689,10 +706,7 @@ export const run = (
       authorizer: yield* Authorizer.Authorizer,
       pages: yield* Page.LivePages,
       engine: yield* SyncEngine,
-      idleMillis: Duration.toMillis(options.idleTimeout ?? "60 seconds"),
-      maxScopes: options.maxScopes ?? 100,
-      maxPending: options.maxPendingBytes ?? 1024 * 1024,
-      highWater: options.highWaterBytes ?? 64 * 1024,
+      ...limitsOf(options),
       registry: options.registry
     }
     const session = new LiveSession(ws, yield* Queue.unbounded<Event>(), env, yield* Effect.scope)
