@@ -3,7 +3,10 @@
  * engine + @effect/sql, and how much the HTTP layer. In one process, one
  * request at a time:
  * - ours: `SyncEngine.push` (the todo registry, SQLite file in WAL through
- *   `SqlStorage.layerSqlite`, the recording poke broker of mizu-sync-live/testing);
+ *   `SqlStorage.layerSqlite`, a poke broker that does nothing and an
+ *   allow-all authorizer: the baseline pokes no one either. The recording
+ *   broker of mizu-sync-live/testing copies its whole list on every poke, a
+ *   cost that grows with the run);
  * - baseline: the same transaction with better-sqlite3 prepared statements
  *   (bench/lib/baseline-sql.ts, what the HTTP baseline runs).
  * Batches of 1 and 50 mutations (with client_id), each measured in
@@ -13,9 +16,9 @@
  * Usage: npm run bench -- push-engine [--quick]
  */
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
-import { SyncEngine } from "mizu-sync-live"
-import { layerEngine } from "mizu-sync-live/testing"
+import { Authorizer, PokeBroker, Server, SyncEngine } from "mizu-sync-live"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
@@ -37,7 +40,12 @@ const baseFile = NodePath.join(tmp, "baseline.sqlite")
 await Db.migrate(oursFile)
 await Db.migrate(baseFile)
 
-const runtime = ManagedRuntime.make(layerEngine(registry, SqlStorage.layerSqlite({ filename: oursFile })))
+const noPokes = Layer.succeed(PokeBroker.PokeBroker, PokeBroker.PokeBroker.of({ poke: () => Effect.void }))
+const runtime = ManagedRuntime.make(
+  Server.layerEngine(registry).pipe(
+    Layer.provide(Layer.mergeAll(SqlStorage.layerSqlite({ filename: oursFile }), noPokes, Authorizer.layerAllowAll))
+  )
+)
 const engine = await runtime.runPromise(SyncEngine.SyncEngine)
 const baseline = BaselineSql.open(baseFile)
 

@@ -181,11 +181,15 @@ export const make = (options: Options = {}): Effect.Effect<Context.Context<Servi
     const currentTransaction = Effect.serviceOption(SqlClient.TransactionConnection)
     const inTransaction: Effect.Effect<boolean> = Effect.map(currentTransaction, Option.isSome)
 
-    /** SQL text written with `?` placeholders, as the dialect wants it (`$1, $2, …` on Postgres). */
+    /**
+     * SQL text written with `?` placeholders, as the dialect wants it (`$1, $2, …`
+     * on Postgres), on one line: the driver's statement cache hashes the text.
+     */
     const q = (text: string): string => {
-      if (!isPg) return text
+      const compact = text.replace(/\s+/g, " ").trim()
+      if (!isPg) return compact
       let n = 0
-      return text.replace(/\?/g, () => `$${++n}`)
+      return compact.replace(/\?/g, () => `$${++n}`)
     }
 
     /**
@@ -528,10 +532,17 @@ export const make = (options: Options = {}): Effect.Effect<Context.Context<Servi
       SELECT ?, v.scope, v.last FROM unnest(?::text[], ?::bigint[]) AS v (scope, last)
       ${scopesUpsert}`)
     const recordClientText = q(recordClientSql)
-    const recordScopesText = (rows: number) =>
-      `INSERT INTO mizu_client_scopes (client_id, scope, last) VALUES ${
-        Array.from({ length: rows }, () => "(?, ?, ?)").join(", ")
-      } ${scopesUpsert}`
+    const recordScopesTexts = new Map<number, string>()
+    const recordScopesText = (rows: number): string => {
+      let text = recordScopesTexts.get(rows)
+      if (text === undefined) {
+        text = q(`INSERT INTO mizu_client_scopes (client_id, scope, last) VALUES ${
+          Array.from({ length: rows }, () => "(?, ?, ?)").join(", ")
+        } ${scopesUpsert}`)
+        if (rows <= 64) recordScopesTexts.set(rows, text)
+      }
+      return text
+    }
 
     /** Record processed ids: the client's last id and each scope's (both only move up). */
     const recordLast = (clientId: string, last: number, scopes: ReadonlyMap<string, number>): Effect.Effect<void, SqlError> => {
