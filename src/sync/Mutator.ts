@@ -10,8 +10,10 @@
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { formatParseError } from "../protocol/Sync.js"
 import type { ChangeInput } from "./ChangeLog.js"
@@ -114,9 +116,17 @@ export const makeTransaction = (
 export const make = (registry: Mutation.Registry): Effect.Effect<Mutator["Type"], never, Store> =>
   Effect.gen(function*() {
     const store = yield* Store
-    const decoders = new Map(
-      [...registry.mutations.values()].map((m) => [m.name, Schema.decodeUnknown(m.args, { errors: "all" })] as const)
-    )
+    const decoders = new Map([...registry.mutations.values()].map((m) => {
+      const decodeSync = Schema.decodeUnknownEither(m.args, { errors: "all" })
+      const decode = Schema.decodeUnknown(m.args, { errors: "all" })
+      // Synchronously first (no fiber steps); a failure, or a Schema that needs to run
+      // asynchronously, goes through the Effect decoder, whose error is the one reported.
+      const run = (args: unknown): Effect.Effect<unknown, ParseResult.ParseError> => {
+        const result = decodeSync(args)
+        return Either.isRight(result) ? Effect.succeed(result.right) : decode(args)
+      }
+      return [m.name, run] as const
+    }))
     return Mutator.of({
       names: [...registry.mutations.keys()],
       apply: (input) => {
