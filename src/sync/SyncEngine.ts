@@ -193,7 +193,9 @@ export const make = Effect.gen(function*() {
           }
           break
         }
-        const outcome = yield* apply(mutation, scope)
+        const outcome = yield* apply(mutation, scope).pipe(
+          Effect.withSpan("SyncEngine.mutation", { attributes: { name: mutation.name, id, scope }, captureStackTrace: false })
+        )
         // A failed mutation rolled back its writes; its id is consumed all the same.
         processed.push({ id, scope })
         last = id
@@ -261,7 +263,9 @@ export const make = Effect.gen(function*() {
         ).pipe(
           Effect.map(Either.right),
           Effect.catchTag("MutationFailed", (e) => Effect.succeed(Either.left(e)))
-        ))
+        )).pipe(
+          Effect.withSpan("SyncEngine.mutation", { attributes: { name: mutation.name, scope }, captureStackTrace: false })
+        )
         const id = mutation.id === undefined ? {} : { id: mutation.id }
         if (Either.isLeft(outcome)) {
           // read after the failed transaction rolled back
