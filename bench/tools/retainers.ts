@@ -3,7 +3,7 @@
  * a constructor in a heap snapshot (shortest path up to a GC root, weak edges
  * skipped): what keeps, say, each session's `IncomingMessage` in memory.
  *
- * Usage: node --import tsx bench/tools/retainers.ts file.heapsnapshot <Constructor> [count=3] [depth=14]
+ * Usage: node --import tsx bench/tools/retainers.ts file.heapsnapshot <Constructor> [count=3, or -3 for the last 3] [depth=14]
  */
 import * as NodeFs from "node:fs"
 
@@ -34,10 +34,13 @@ for (let i = 0; i < n; i++) {
     parents[to].push([i, label])
   }
 }
-const targets: Array<number> = []
-for (let i = 0; i < n && targets.length < Number(countArg ?? 3); i++) {
-  if (strings[nodes[i * NW + nf.indexOf("name")]] === wanted && nodeTypes[nodes[i * NW]] === "object") targets.push(i)
+// a negative count takes the last objects of that constructor (the newest, in a snapshot of many sessions)
+const all: Array<number> = []
+for (let i = 0; i < n; i++) {
+  if (strings[nodes[i * NW + nf.indexOf("name")]] === wanted && nodeTypes[nodes[i * NW]] === "object") all.push(i)
 }
+const count = Number(countArg ?? 3)
+const targets = count < 0 ? all.slice(count) : all.slice(0, count)
 for (const t of targets) {
   // BFS upwards to the root (node 0)
   const prev = new Map<number, [number, string]>([[t, [-1, ""]]])
