@@ -127,7 +127,7 @@ export const make = (options: Options = {}): Effect.Effect<LiveServer["Type"], n
 
     // Sessions run in fibers of the server's own, not in their upgrade request's fiber: the
     // request fiber ends once the socket is handed to `ws`, so an idle session holds no HTTP
-    // handler stack (bench/README.md, "Session memory").
+    // handler stack (bench/README.md, "Fan-out": memory per idle session).
     const fibers = yield* FiberSet.make()
     const sessionOptions = { ...options, registry: sessions }
     const ended = (cause: Cause.Cause<unknown>) => Effect.logDebug("live session ended", cause)

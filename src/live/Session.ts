@@ -10,7 +10,7 @@
  * hub subscriptions, its presence and its socket, in one finalizer.
  *
  * Cost: an idle session is held by thousands of connections at once, so it is
- * kept small (bench/README.md, "Session memory"): the `ws` socket's own
+ * kept small (bench/README.md, "Fan-out": memory per idle session): the `ws` socket's own
  * listeners feed the inbox (no reader fiber), the session's state and its hub
  * sink are one object whose methods live on its prototype (no closures per
  * session), and subscriptions and presence are entries in a Set / Map released
