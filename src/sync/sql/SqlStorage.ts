@@ -80,6 +80,7 @@ import * as StorageError from "../StorageError.js"
 import { Store } from "../Store.js"
 import { type Services, SyncStorage } from "../SyncStorage.js"
 import * as Migrations from "./Migrations.js"
+import * as SqliteDriver from "./SqliteDriver.js"
 
 /** Options of the SQL storage family. */
 export interface Options {
@@ -178,6 +179,8 @@ export const make = (options: Options = {}): Effect.Effect<Context.Context<Servi
     /** How many changes a trim keeps: 90% of the maximum (at least 1). */
     const keepAfterTrim = maxChanges === undefined ? 0 : Math.max(1, maxChanges - Math.floor(maxChanges / 10))
 
+    // Our SQLite client (layerSqlite): a permit without a Scope. Any other client: `sql.reserve`.
+    const driver = Option.getOrUndefined(yield* Effect.serviceOption(SqliteDriver.SqliteDriver))
     const currentTransaction = Effect.serviceOption(SqlClient.TransactionConnection)
     const inTransaction: Effect.Effect<boolean> = Effect.map(currentTransaction, Option.isSome)
 
@@ -206,6 +209,8 @@ export const make = (options: Options = {}): Effect.Effect<Context.Context<Servi
           ? current.value[0].execute(text, params, undefined)
           : isPg
           ? sql.unsafe<A>(text, params)
+          : driver !== undefined
+          ? driver.withPermit(driver.connection.execute(text, params, undefined))
           : Effect.scoped(Effect.flatMap(sql.reserve, (connection) => connection.execute(text, params, undefined))))
 
     const mapSqlError = (message: string) => Effect.mapError(toStorageError(message))
@@ -226,23 +231,30 @@ export const make = (options: Options = {}): Effect.Effect<Context.Context<Servi
      * `sql.withTransaction` inside join it. A failed COMMIT is rolled back
      * (SQLite keeps the transaction open after a busy COMMIT) and fails.
      */
-    const topLevel = <A, E, R>(unit: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.scoped(Effect.flatMap(sql.reserve, (connection): Effect.Effect<A, E | SqlError, R> => {
-          const run = (statement: string) => connection.execute(statement, [], undefined)
-          const rollback = run("ROLLBACK")
-          return Effect.zipRight(
-            run("BEGIN"),
-            Effect.flatMap(
-              Effect.exit(restore(Effect.provideService(unit, SqlClient.TransactionConnection, [connection, 0] as const))),
-              (exit): Effect.Effect<A, E | SqlError> =>
-                Exit.isSuccess(exit)
-                  ? Effect.as(Effect.tapError(run("COMMIT"), () => Effect.ignore(rollback)), exit.value)
-                  : Effect.zipRight(rollback, exit)
-            )
+    const onConnection = <A, E, R>(
+      connection: SqlConnection.Connection,
+      unit: Effect.Effect<A, E, R>
+    ): Effect.Effect<A, E | SqlError, R> =>
+      Effect.uninterruptibleMask((restore) => {
+        const run = (statement: string) => connection.execute(statement, [], undefined)
+        const rollback = run("ROLLBACK")
+        return Effect.zipRight(
+          run("BEGIN"),
+          Effect.flatMap(
+            Effect.exit(restore(Effect.provideService(unit, SqlClient.TransactionConnection, [connection, 0] as const))),
+            (exit): Effect.Effect<A, E | SqlError> =>
+              Exit.isSuccess(exit)
+                ? Effect.as(Effect.tapError(run("COMMIT"), () => Effect.ignore(rollback)), exit.value)
+                : Effect.zipRight(rollback, exit)
           )
-        }))
-      )
+        )
+      })
+    const topLevel = <A, E, R>(unit: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
+      driver !== undefined && !isPg
+        ? driver.withPermit(onConnection(driver.connection, unit))
+        : Effect.uninterruptibleMask((restore) =>
+          Effect.scoped(Effect.flatMap(sql.reserve, (connection) => onConnection(connection, restore(unit))))
+        )
 
     /**
      * A savepoint inside the current transaction, RELEASEd when the unit
@@ -625,7 +637,7 @@ export const layerSqlite = (
       catch: StorageError.fromCause(`cannot create the directory of ${options.filename}`)
     }))
     : Layer.empty
-  const client = SqliteClient.layer({ filename: options.filename }).pipe(Layer.orDie, Layer.provide(directory))
+  const client = SqliteDriver.layer({ filename: options.filename }).pipe(Layer.orDie, Layer.provide(directory))
   const setup = Layer.effectDiscard(Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const busy = Math.round(Duration.toMillis(Duration.decode(options.busyTimeout ?? "5 seconds")))
