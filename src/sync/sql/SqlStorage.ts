@@ -36,7 +36,9 @@
  *   1,000-mutation request quadratic). `readConsistent` is one transaction,
  *   REPEATABLE READ and READ ONLY on Postgres; nested in a transaction it
  *   simply joins it.
- * - **SQLite's one connection.** `@effect/sql-sqlite-node` guards its single
+ * - **SQLite's one connection.** `layerSqlite` runs on `SqliteDriver` (built
+ *   like `@effect/sql-sqlite-node`'s client, with a cheaper statement path,
+ *   see there); both guard their single
  *   connection with a one-permit semaphore: a transaction holds the permit
  *   from BEGIN to COMMIT/ROLLBACK, so transactions of different fibers are
  *   serialized, never interleaved (a reader waits for a writer's commit). A
@@ -45,7 +47,7 @@
  *   descheduled in between, it could run inside another fiber's open
  *   transaction (a stress test did not hit that window). Standalone
  *   statements here therefore hold the permit for their whole run
- *   (`sql.reserve`, same cost), and standalone multi-statement operations
+ *   (`SqliteDriver.withPermit`, or `sql.reserve` on another client), and standalone multi-statement operations
  *   run in a transaction of their own. Across processes, SQLite gives one
  *   writer and `busy_timeout`; a contended deferred transaction that read
  *   before writing fails with SQLITE_BUSY, surfaced as `conflict`.

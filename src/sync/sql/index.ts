@@ -4,4 +4,5 @@
  * @since 0.1.0
  */
 export * as Migrations from "./Migrations.js"
+export * as SqliteDriver from "./SqliteDriver.js"
 export * as SqlStorage from "./SqlStorage.js"
