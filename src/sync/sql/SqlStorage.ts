@@ -206,14 +206,21 @@ export const make = (options: Options = {}): Effect.Effect<Context.Context<Servi
      * permit held) for the statement's whole run.
      */
     const exec = <A extends object>(text: string, params: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<A>, SqlError> =>
-      Effect.flatMap(currentTransaction, (current): Effect.Effect<ReadonlyArray<A>, SqlError> =>
-        Option.isSome(current)
-          ? current.value[0].execute(text, params, undefined)
-          : isPg
+      Effect.withFiberRuntime((fiber): Effect.Effect<ReadonlyArray<A>, SqlError> => {
+        const current = Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)
+        if (Option.isSome(current)) {
+          const connection = current.value[0]
+          // on our SQLite connection, in this very step
+          return driver !== undefined && connection === driver.connection
+            ? driver.runNow(text, params, fiber.currentContext)
+            : connection.execute(text, params, undefined)
+        }
+        return isPg
           ? sql.unsafe<A>(text, params)
           : driver !== undefined
           ? driver.withPermit(driver.connection.execute(text, params, undefined))
-          : Effect.scoped(Effect.flatMap(sql.reserve, (connection) => connection.execute(text, params, undefined))))
+          : Effect.scoped(Effect.flatMap(sql.reserve, (connection) => connection.execute(text, params, undefined)))
+      })
 
     const mapSqlError = (message: string) => Effect.mapError(toStorageError(message))
 

@@ -36,6 +36,15 @@ export class SqliteDriver extends Context.Tag("@mizu/sync/sql/SqliteDriver")<Sql
   readonly withPermit: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /** The one connection (use it only while holding the permit). */
   readonly connection: SqlConnection.Connection
+  /**
+   * Run a statement now on the connection, for a caller that already is in
+   * a fiber step and holds the permit: `connection.execute` minus its own step.
+   */
+  readonly runNow: (
+    sql: string,
+    params: ReadonlyArray<unknown>,
+    context: Context.Context<never>
+  ) => Effect.Effect<ReadonlyArray<any>, SqlError>
 }>() {}
 
 const ATTR_DB_SYSTEM_NAME = "db.system.name"
@@ -74,23 +83,29 @@ export const make = (
       return statement
     }
 
+    const runNow = (
+      sql: string,
+      params: ReadonlyArray<unknown>,
+      context: Context.Context<never>,
+      raw = false
+    ): Effect.Effect<ReadonlyArray<any>, SqlError> => {
+      let statement: Sqlite.Statement
+      try {
+        statement = prepare(sql)
+      } catch (cause) {
+        return Effect.fail(failed(cause, "Failed to prepare statement "))
+      }
+      try {
+        if (Context.get(context, Client.SafeIntegers)) statement.safeIntegers(true)
+        if (statement.reader) return Effect.succeed(statement.all(...params) as ReadonlyArray<any>)
+        const result = statement.run(...params)
+        return Effect.succeed(raw ? result as unknown as ReadonlyArray<any> : [])
+      } catch (cause) {
+        return Effect.fail(failed(cause, "Failed to execute statement"))
+      }
+    }
     const run = (sql: string, params: ReadonlyArray<unknown>, raw: boolean): Effect.Effect<ReadonlyArray<any>, SqlError> =>
-      Effect.withFiberRuntime((fiber) => {
-        let statement: Sqlite.Statement
-        try {
-          statement = prepare(sql)
-        } catch (cause) {
-          return Effect.fail(failed(cause, "Failed to prepare statement "))
-        }
-        try {
-          if (Context.get(fiber.currentContext, Client.SafeIntegers)) statement.safeIntegers(true)
-          if (statement.reader) return Effect.succeed(statement.all(...params) as ReadonlyArray<any>)
-          const result = statement.run(...params)
-          return Effect.succeed(raw ? result as unknown as ReadonlyArray<any> : [])
-        } catch (cause) {
-          return Effect.fail(failed(cause, "Failed to execute statement"))
-        }
-      })
+      Effect.withFiberRuntime((fiber) => runNow(sql, params, fiber.currentContext, raw))
 
     const connection: SqlConnection.Connection = {
       execute: (sql, params, transform) => transform ? Effect.map(run(sql, params, false), transform) : run(sql, params, false),
@@ -164,7 +179,10 @@ export const make = (
       loadExtension: (path: string) =>
         Effect.tap(withConnection(() => db.loadExtension(path), "Failed to load extension"), () => Effect.sync(() => prepared.clear()))
     }) as unknown as SqliteClient.SqliteClient
-    return { client, driver: SqliteDriver.of({ withPermit: semaphore.withPermits(1), connection }) }
+    return {
+      client,
+      driver: SqliteDriver.of({ withPermit: semaphore.withPermits(1), connection, runNow: (sql, params, context) => runNow(sql, params, context) })
+    }
   })
 
 /** `SqliteClient`, `SqlClient` and `SqliteDriver` over one connection, closed with the layer. */
