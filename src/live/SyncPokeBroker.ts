@@ -13,6 +13,6 @@ export const layer: Layer.Layer<PokeBroker, never, LiveHub> = Layer.effect(
   PokeBroker,
   Effect.map(LiveHub, (hub) =>
     PokeBroker.of({
-      poke: (scope, cursor) => hub.poke(scope, cursor).pipe(Effect.withSpan("PokeBroker.poke", { attributes: { scope, cursor } }))
+      poke: (scope, cursor) => hub.poke(scope, cursor).pipe(Effect.withSpan("PokeBroker.poke", { attributes: { scope, cursor }, captureStackTrace: false }))
     }))
 )

@@ -8,7 +8,6 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Ref from "effect/Ref"
 import * as Authorizer from "../sync/Authorizer.js"
 import type * as Mutator from "../sync/Mutator.js"
 import type * as Mutation from "../sync/Mutation.js"
@@ -30,11 +29,17 @@ export class PokeRecorder extends Context.Tag("@mizu/testing/PokeRecorder")<Poke
 }>() {}
 
 /** A `PokeBroker` that records every poke, and the `PokeRecorder` to read them. */
-export const layerRecordingPokeBroker: Layer.Layer<PokeBroker | PokeRecorder> = Layer.effectContext(
-  Effect.map(Ref.make<ReadonlyArray<RecordedPoke>>([]), (ref) =>
-    Context.make(PokeBroker, PokeBroker.of({ poke: (scope, cursor) => Ref.update(ref, (all) => [...all, { scope, cursor }]) }))
-      .pipe(Context.add(PokeRecorder, PokeRecorder.of({ pokes: Ref.get(ref), clear: Ref.set(ref, []) }))))
-)
+export const layerRecordingPokeBroker: Layer.Layer<PokeBroker | PokeRecorder> = Layer.effectContext(Effect.sync(() => {
+  // Appended in place (a poke is O(1), however long a test runs); readers get a copy.
+  let recorded: Array<RecordedPoke> = []
+  return Context.make(PokeBroker, PokeBroker.of({ poke: (scope, cursor) => Effect.sync(() => void recorded.push({ scope, cursor })) }))
+    .pipe(Context.add(PokeRecorder, PokeRecorder.of({
+      pokes: Effect.sync(() => recorded.slice()),
+      clear: Effect.sync(() => {
+        recorded = []
+      })
+    })))
+}))
 
 /** Everything `layerMemoryEngine` provides. */
 export type MemoryEngineServices =
