@@ -17,6 +17,10 @@
  *      slow consumer (CLOSE slow_consumer, code 4008, cut 5 s later), and the
  *      others' poke p99 must stay within 1.2x of phase A's.
  *
+ * A phase's schedule ends with its duration: a server that falls behind gets
+ * fewer pushes sent (counted as not sent, and the phase marked saturated), so
+ * phases keep their length.
+ *
  * Poke latency: for every (session, push) pair, from the push's due time
  * (open loop: pushes are due at a fixed rate whether or not the server keeps
  * up, see clients/load-pusher.ts) to the arrival of the first POKE covering
@@ -116,6 +120,8 @@ interface PhaseReport extends ClientStatus {
   readonly bucketMs: number
 }
 interface PushResult {
+  readonly scheduled: number
+  readonly notSent: number
   readonly pushes: number
   readonly errors: number
   readonly firstError: string | null
@@ -241,7 +247,7 @@ const runKind = async (kind: Kind) => {
       const wallMs = now() - phaseStart
       const loadCpu1 = await Promise.all([...clients, pusher].map((c) => c.call<{ totalMs: number }>("cpu")))
       const loadCpuMs = loadCpu1.reduce((n, c, i) => n + c.totalMs - loadCpu0[i].totalMs, 0)
-      const saturated = pushed.achievedPerSec < config.rate * 0.97 || pushed.maxWaiting > config.scopes * config.lanes
+      const saturated = pushed.notSent > 0 || pushed.achievedPerSec < config.rate * 0.97
       const reports = await Promise.all(clients.map((c) => c.call<PhaseReport>("phase-report", { t0: pushed.t0 }, 300_000)))
       for (const [scope, list] of Object.entries(pushed.t0)) heads[scope] = (heads[scope] ?? 0) + list.length
       const histogram: Histogram = { counts: new Map(), bucketMs: reports[0].bucketMs }
@@ -255,6 +261,8 @@ const runKind = async (kind: Kind) => {
       const heapUsed = samples.map((s) => s.heapUsed).sort((a, b) => a - b)
       const witness = await clients[clients.length - 1].call<{ received: number; open: boolean } | null>("witness-status")
       const result: Record<string, unknown> = {
+        pushes_scheduled: pushed.scheduled,
+        pushes_not_sent: pushed.notSent,
         pushes: pushed.pushes,
         push_errors: pushed.errors,
         first_push_error: pushed.firstError,
@@ -302,8 +310,8 @@ const runKind = async (kind: Kind) => {
       )
       if (saturated) {
         console.log(
-          `  ${label} phase ${phase}: SATURATED — the pushes fell behind their schedule (achieved ${fmt(pushed.achievedPerSec, 0)}/s of ${fmt(config.rate)}, ` +
-            `up to ${fmt(pushed.maxWaiting)} waiting for a lane): latencies include that backlog. Server ${result["server_cpu_cores"]} cores, ` +
+          `  ${label} phase ${phase}: SATURATED — the pushes fell behind their schedule (${fmt(pushed.achievedPerSec, 0)}/s of ${fmt(config.rate)}; ` +
+            `up to ${fmt(pushed.maxWaiting)} waited for a lane, ${fmt(pushed.notSent)} were still waiting at the end and not sent): latencies include that backlog. Server ${result["server_cpu_cores"]} cores, ` +
             `load generators ${result["load_generator_cpu_cores"]} cores, load average ${result["machine_loadavg_1m"]} on ${NodeOs.cpus().length} cores`
         )
       }

@@ -12,6 +12,9 @@
  * cursor says which cursor that push made. Baseline: `POST /poke {scope,
  * cursor}` with the next cursor of the scope.
  *
+ * The schedule ends after `durationMs`: due pushes still waiting for a lane
+ * then are counted as `notSent`, and the pushes in flight are waited for.
+ *
  * Command `run {port, scopes, prefix, rate, durationMs, lanes, baseline,
  * heads}` → counts, response times, and `t0[scope][k]` for cursor
  * heads[scope]+1+k (hrtime ms, the clock of load-clients.ts).
@@ -105,9 +108,12 @@ const run = async (args: Record<string, unknown>) => {
   // per scope: free lanes and the due times waiting for one
   const free: Array<Array<number>> = Array.from({ length: scopes }, () => Array.from({ length: lanes }, (_, l) => l))
   const waiting: Array<Array<number>> = Array.from({ length: scopes }, () => [])
+  let sent = 0
+  let stopped = false
   const dispatch = (s: number, lane: number, due: number) => {
+    sent++
     void send(`${prefix}${s}`, lane, due).then(() => {
-      const next = waiting[s].shift()
+      const next = stopped ? undefined : waiting[s].shift()
       if (next === undefined) free[s].push(lane)
       else dispatch(s, lane, next)
     })
@@ -136,17 +142,27 @@ const run = async (args: Record<string, unknown>) => {
     }
     const timer = setInterval(tick, 2)
   })
+  // The schedule ends with the duration: pushes still waiting for a lane then are not sent
+  // (a server that fell behind sends fewer), the ones in flight are waited for.
   const scheduledMs = now() - start
-  while (done < total) await new Promise((r) => setTimeout(r, 10))
+  stopped = true
+  let notSent = 0
+  for (const q of waiting) {
+    notSent += q.length
+    q.length = 0
+  }
+  while (done < sent) await new Promise((r) => setTimeout(r, 10))
   const elapsedMs = now() - start
   agent.destroy()
   return {
-    pushes: total,
+    scheduled: total,
+    notSent,
+    pushes: sent,
     errors,
     firstError: firstError ?? null,
     scheduledMs,
     elapsedMs,
-    achievedPerSec: (total / elapsedMs) * 1000,
+    achievedPerSec: (sent / elapsedMs) * 1000,
     maxWaiting,
     responseMs: summarize(response),
     t0: t0s,

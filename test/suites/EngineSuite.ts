@@ -205,6 +205,49 @@ export const engineSuite = (name: string, storage: Layer.Layer<SyncStorage.Servi
         assert.deepStrictEqual(retry.results, [{ id: 1, ok: true, cursor: 1 }])
       }))
 
+    it.effect("a rejection after writing, in a push over two scopes: exact cursors, changes and last ids per scope", () =>
+      Effect.gen(function*() {
+        const engine = yield* SyncEngine.SyncEngine
+        const store = yield* Store.Store
+        const recorder = yield* PokeRecorder
+        const a = freshScope()
+        const b = freshScope()
+        const c = freshClient()
+        yield* recorder.clear
+        const res = yield* engine.push({
+          client_id: c,
+          mutations: [
+            create(1, "a1", a),
+            create(2, "b1", b),
+            { id: 3, name: "test/half-reject", scope: a, args: { id: "a-half" } },
+            { id: 4, name: "test/create-many", scope: b, args: { ids: ["b2", "b3"] } },
+            { id: 5, name: "test/half-reject", scope: b, args: { id: "b-half" } },
+            create(6, "a2", a)
+          ]
+        }, anon)
+        assert.deepStrictEqual(
+          res.results.map((r) => [r.id, r.ok, r.ok ? r.cursor : r.error?.code]),
+          [[1, true, 1], [2, true, 1], [3, false, "rejected"], [4, true, 3], [5, false, "rejected"], [6, true, 2]]
+        )
+        assert.isTrue(Option.isNone(yield* store.get(a, "todo", "a-half")))
+        assert.isTrue(Option.isNone(yield* store.get(b, "todo", "b-half")))
+        const pulledA = yield* pullAll(a, c)
+        const pulledB = yield* pullAll(b, c)
+        assert.deepStrictEqual(pulledA.changes.map((ch) => [ch.cursor, ch.id]), [[1, "a1"], [2, "a2"]])
+        assert.deepStrictEqual(pulledB.changes.map((ch) => [ch.cursor, ch.id]), [[1, "b1"], [2, "b2"], [3, "b3"]])
+        // The client's last id in each scope is its last mutation there, rejected or not.
+        assert.strictEqual(pulledA.last?.last_mutation_id, 6)
+        assert.strictEqual(pulledB.last?.last_mutation_id, 5)
+        assert.deepStrictEqual(
+          (yield* recorder.pokes).filter((p) => p.scope === a || p.scope === b).map((p) => [p.scope === a ? "a" : "b", p.cursor]).sort(),
+          [["a", 2], ["b", 3]]
+        )
+        // Exactly once: the same request again changes nothing and answers duplicate.
+        const again = yield* engine.push({ client_id: c, mutations: [create(6, "a2", a)] }, anon)
+        assert.strictEqual(again.results[0].ok && again.results[0].duplicate, true)
+        assert.strictEqual((yield* pullAll(a)).changes.length, 2)
+      }))
+
     it.effect("without client_id: no dedupe, each mutation its own step, a retry applies again", () =>
       Effect.gen(function*() {
         const engine = yield* SyncEngine.SyncEngine
