@@ -176,6 +176,8 @@ class LiveSession implements Sink, Handle {
   /** Set when the pending bytes pass the limit; the session fiber closes on its next event. */
   slow = false
   tickQueued = false
+  /** a drain listener is waiting to flush conflated pokes */
+  drainHooked = false
   pendingBytes = 0
   /** scopes subscribed to (each a hub sink registration) */
   readonly subscriptions = new Set<string>()
@@ -229,6 +231,36 @@ class LiveSession implements Sink, Handle {
   congested(): boolean {
     return this.ws.bufferedAmount > this.env.highWater
   }
+  /**
+   * Pokes are hints: once the socket pushes back (the peer reads slower than we write),
+   * newer pokes stay conflated, one per scope, instead of queueing behind what is
+   * buffered; they go out when the socket drains. So a session behind on reading holds
+   * at most one poke per scope, not up to `highWater` bytes of stale ones.
+   */
+  pokesBlocked(): boolean {
+    // the socket's own back-pressure signal: a write past its high-water mark (16 KiB) and
+    // no `drain` since; `drain` is then certain to come
+    if (this.socket()?.writableNeedDrain !== true) return false
+    this.flushOnDrain()
+    return true
+  }
+  /** The net.Socket `ws` writes to (`ws` has no public drain event). */
+  socket(): { readonly writableNeedDrain: boolean; once(event: "drain", f: () => void): void } | undefined {
+    return (this.ws as unknown as { _socket?: { readonly writableNeedDrain: boolean; once(event: "drain", f: () => void): void } })._socket
+  }
+  /** When the socket has written out what it holds, wake the session to flush the backlog and pokes. */
+  flushOnDrain(): void {
+    if (this.drainHooked) return
+    const socket = this.socket()
+    if (socket === undefined || !socket.writableNeedDrain) return // nothing to wait for: a tick flushes
+    this.drainHooked = true
+    socket.once("drain", () => {
+      this.drainHooked = false
+      if (!this.closed && (this.pendingPokes.size > 0 || this.backlog.length > 0)) {
+        Queue.unsafeOffer(this.inbox, { _tag: "Poke", scope: "" })
+      }
+    })
+  }
   /** The session fiber is parked on its inbox: nothing queued, nothing being handled. */
   parked(): boolean {
     const size = this.inbox.unsafeSize()
@@ -240,7 +272,7 @@ class LiveSession implements Sink, Handle {
     if (this.closed) return
     // Fast path: an idle, uncongested session gets the POKE written now, in the hub's
     // dispatch loop, without waking its fiber; it is what that fiber would write next anyway.
-    if (this.joined && this.pendingPokes.size === 0 && this.backlog.length === 0 && !this.congested() && this.parked()) {
+    if (this.joined && this.pendingPokes.size === 0 && this.backlog.length === 0 && this.parked() && !this.pokesBlocked()) {
       this.ws.send(pokeFrame(scope, cursor))
       Metrics.pokesSent.unsafeUpdate(1, [])
       return
@@ -301,7 +333,8 @@ class LiveSession implements Sink, Handle {
       this.pendingBytes -= frame.length
       this.write(frame)
     }
-    if (this.congested()) return
+    if (this.backlog.length > 0) return this.flushOnDrain()
+    if (this.pokesBlocked()) return
     for (const [scope, cursor] of this.pendingPokes) {
       this.pendingPokes.delete(scope)
       this.write(pokeFrame(scope, cursor))
@@ -474,18 +507,15 @@ class LiveSession implements Sink, Handle {
         this.lastIncoming = Date.now()
         this.error("invalid_message", "frames must be JSON text")
         return CONTINUE
-      case "Poke": {
-        if (this.congested()) return CONTINUE // stays conflated in pendingPokes until a tick flushes
-        const cursor = this.pendingPokes.get(event.scope)
-        if (cursor === undefined) return CONTINUE
-        this.pendingPokes.delete(event.scope)
-        this.write(pokeFrame(event.scope, cursor))
-        Metrics.pokesSent.unsafeUpdate(1, [])
+      case "Poke":
+        // Behind the backlog, or while the socket has not drained, pokes stay conflated in
+        // pendingPokes; the drain (or a tick) brings them out, all at once.
+        this.flush()
         return CONTINUE
-      }
       case "Send": {
         if (this.backlog.length > 0 || this.congested()) {
           this.backlog.push(event.frame)
+          this.flushOnDrain()
           return CONTINUE
         }
         this.pendingBytes -= event.frame.length
