@@ -410,6 +410,8 @@ console.log(`never-reading session: others' poke p99 B / A = ${slowRatio}x (limi
 const errors = Object.values(ours.phases).reduce((n: number, p) => n + (p as Phase).errors, 0)
 console.log(`errors (ours, both phases): ${errors}`)
 
-const file = writeResult("load", { config, ratio_slow_b_over_a_p99: slowRatio, runs })
+// The issue's figures go to load.json; other shapes to a file of their own.
+const isDefault = config.sessions === 10_000 && config.rate === 1000 && config.scopes === 100 && config.durationS === 60
+const file = writeResult(isDefault ? "load" : `load-${config.sessions}-sessions-${config.rate}-per-s`, { config, ratio_slow_b_over_a_p99: slowRatio, runs })
 console.log(`\nwrote ${NodePath.relative(process.cwd(), file)}`)
 process.exit(errors === 0 && b.slow_consumer.closes_metric_delta === 1 ? 0 : 1)
