@@ -147,7 +147,8 @@ const metric = async (port: number, name: string): Promise<number | undefined> =
 }
 
 const runKind = async (kind: Kind) => {
-  const nodeFlags = ["--expose-gc"]
+  // LOAD_SERVER_FLAGS adds node flags to the server (for investigations, e.g. --trace-gc)
+  const nodeFlags = ["--expose-gc", ...(process.env["LOAD_SERVER_FLAGS"]?.split(" ").filter((f) => f !== "") ?? [])]
   let server: Child.Child
   if (kind === "baseline") {
     server = await Child.start("servers/baseline-ws.ts", {}, { nodeFlags, fdLimit: config.fdLimit })
@@ -221,6 +222,7 @@ const runKind = async (kind: Kind) => {
       const phaseStart = now()
       await Promise.all(clients.map((c) => c.call("phase-start", { heads, phaseStart })))
       const cpu0 = await server.call<{ totalMs: number }>("cpu")
+      await server.call("loop-start")
       const loadCpu0 = await Promise.all([...clients, pusher].map((c) => c.call<{ totalMs: number }>("cpu")))
       const samples: Array<Mem> = []
       let sampling = true
@@ -244,6 +246,7 @@ const runKind = async (kind: Kind) => {
       sampling = false
       await sampler
       const cpuMs = (await server.call<{ totalMs: number }>("cpu")).totalMs - cpu0.totalMs
+      const loop = await server.call<{ loopDelayP99Ms: number; loopDelayMaxMs: number; loopUtilization: number }>("loop-stop")
       const wallMs = now() - phaseStart
       const loadCpu1 = await Promise.all([...clients, pusher].map((c) => c.call<{ totalMs: number }>("cpu")))
       const loadCpuMs = loadCpu1.reduce((n, c, i) => n + c.totalMs - loadCpu0[i].totalMs, 0)
@@ -280,6 +283,7 @@ const runKind = async (kind: Kind) => {
         sessions_open_at_end: sum((r) => r.open),
         server_cpu_cores: round(cpuMs / wallMs, 2),
         load_generator_cpu_cores: round(loadCpuMs / wallMs, 2),
+        server_event_loop: { delay_p99_ms: round(loop.loopDelayP99Ms, 1), delay_max_ms: round(loop.loopDelayMaxMs, 1), utilization: round(loop.loopUtilization, 2) },
         machine_loadavg_1m: round(NodeOs.loadavg()[0], 2),
         saturated,
         server_rss_mib: { p50: MiB(percentile(rss, 50)), max: MiB(rss.at(-1) ?? Number.NaN) },
@@ -306,7 +310,8 @@ const runKind = async (kind: Kind) => {
       console.log(
         `  ${label} phase ${phase}: ${fmt(pushed.pushes)} pushes (${fmt(pushed.achievedPerSec, 0)}/s, ${pushed.errors} errors, response p50 ${pushed.responseMs.p50} ms p99 ${pushed.responseMs.p99} ms); ` +
           `poke p50 ${poke.p50} ms p99 ${poke.p99} ms max ${poke.max} ms over ${fmt(poke.n)} deliveries, missing ${missing}; ` +
-          `closes ${unexpectedCloses}, error frames ${errorFrames}; server ${result["server_cpu_cores"]} cores, rss max ${MiB(rss.at(-1) ?? 0)} MiB`
+          `closes ${unexpectedCloses}, error frames ${errorFrames}; server ${result["server_cpu_cores"]} cores, rss max ${MiB(rss.at(-1) ?? 0)} MiB, ` +
+          `event loop delay p99 ${round(loop.loopDelayP99Ms, 1)} ms max ${round(loop.loopDelayMaxMs, 1)} ms`
       )
       if (saturated) {
         console.log(
