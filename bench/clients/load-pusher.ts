@@ -46,6 +46,7 @@ const run = async (args: Record<string, unknown>) => {
   let firstError: string | undefined
   let done = 0
   let maxWaiting = 0
+  let retries = 0
 
   const post = (path: string, body: string) =>
     new Promise<{ status: number; body: string }>((resolve, reject) => {
@@ -87,10 +88,23 @@ const run = async (args: Record<string, unknown>) => {
           mutations: [{ id, name: "todo/create", scope, args: { id: `${clientId}-${id}`, title: `load ${id}` } }]
         })
       }
-      const res = await post(baseline ? "/poke" : "/_sync/push", body)
+      // A keep-alive socket the server closed just as it was reused fails with ECONNRESET before
+      // anything was read: send the same request again (same mutation id: exactly once).
+      let res: { status: number; body: string } | undefined
+      let attempt = 1
+      for (; res === undefined; attempt++) {
+        try {
+          res = await post(baseline ? "/poke" : "/_sync/push", body)
+        } catch (e) {
+          if (attempt >= 3) throw e
+          retries++
+        }
+      }
       response.push(now() - due)
       if (res.status !== 200) return fail(`HTTP ${res.status}: ${res.body.slice(0, 200)}`)
       const result = (JSON.parse(res.body) as { results: Array<{ ok: boolean; cursor?: number; duplicate?: boolean }> }).results[0]
+      // a retry whose first attempt did commit answers duplicate: fine, but its cursor is unknown
+      if (attempt > 2 && result?.ok === true && result.duplicate === true) return
       if (result === undefined || !result.ok || result.duplicate === true || result.cursor === undefined) {
         return fail(`push not committed: ${res.body.slice(0, 200)}`)
       }
@@ -159,6 +173,7 @@ const run = async (args: Record<string, unknown>) => {
     notSent,
     pushes: sent,
     errors,
+    retries,
     firstError: firstError ?? null,
     scheduledMs,
     elapsedMs,
