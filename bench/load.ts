@@ -49,7 +49,7 @@
  * Processes: the server; `clients` processes holding the sessions
  * (clients/load-clients.ts); one pusher (clients/load-pusher.ts).
  *
- * Usage: npm run bench -- load [--quick] [--sessions=N] [--rate=N] [--duration=S] [--scopes=N] [--no-baseline]
+ * Usage: npm run bench -- load [--quick] [--sessions=N] [--rate=N] [--duration=S] [--scopes=N] [--no-baseline] [--no-slow]
  */
 import { execSync } from "node:child_process"
 import * as NodeFs from "node:fs"
@@ -74,7 +74,9 @@ const config = {
   firehose: { topic: "firehose", bytes: 8192, perSec: 50 },
   drainMs: 3000,
   fdLimit: 65536,
-  baseline: !process.argv.includes("--no-baseline")
+  baseline: !process.argv.includes("--no-baseline"),
+  /** `--no-slow`: phase B without the never-reading session (a control: A then A again) */
+  slow: !process.argv.includes("--no-slow")
 }
 
 const tmp = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "mizu-load-"))
@@ -223,7 +225,7 @@ const runKind = async (kind: Kind) => {
     for (const phase of phaseNames) {
       let slowBefore: number | undefined
       let sessionsBefore: number | undefined
-      if (phase === "B") {
+      if (phase === "B" && config.slow) {
         slowBefore = await metric(port, "mizu_slow_consumer_closes_total")
         sessionsBefore = await server.call<number>("sessions")
         const scopes = [config.firehose.topic, ...Array.from({ length: Math.min(99, config.scopes) }, (_, i) => scopeName(i))]
@@ -302,7 +304,7 @@ const runKind = async (kind: Kind) => {
         witness_broadcasts: witness?.received ?? null,
         errors: pushed.errors + unexpectedCloses + errorFrames + missing + openFailed + (phase === "A" ? warm.errors : 0)
       }
-      if (phase === "B") {
+      if (phase === "B" && config.slow) {
         await sleep(6000) // past the 5 s grace after CLOSE
         const slowAfter = await metric(port, "mizu_slow_consumer_closes_total")
         const sessionsAfter = await server.call<number>("sessions")
@@ -331,7 +333,7 @@ const runKind = async (kind: Kind) => {
             `load generators ${result["load_generator_cpu_cores"]} cores, load average ${result["machine_loadavg_1m"]} on ${NodeOs.cpus().length} cores`
         )
       }
-      if (phase === "B") console.log(`  ${label} slow consumer: ${JSON.stringify(result["slow_consumer"])}`)
+      if (phase === "B" && config.slow) console.log(`  ${label} slow consumer: ${JSON.stringify(result["slow_consumer"])}`)
     }
     const firehoseSent = await clients[0].call<{ sent: number }>("firehose-stop")
     return {
@@ -412,7 +414,7 @@ console.log(`\nLoad: ${fmt(config.sessions)} sessions, ${config.scopes} scopes, 
 printTable(rows)
 const ours = runs.ours as NonNullable<typeof runs.ours>
 const a = ours.phases["A"] as Phase
-const b = ours.phases["B"] as Phase & { slow_consumer: { closes_metric_delta: number } }
+const b = ours.phases["B"] as Phase & { slow_consumer?: { closes_metric_delta: number } }
 const slowRatio = ratio(b.poke_ms.p99, a.poke_ms.p99)
 console.log(`\nours: heap ${ours.heap_per_session_kib} KiB/session at ${fmt(ours.sessions)} sessions; open ${ours.open_server_cpu_ms_per_session} ms server CPU/session`)
 if (runs.baseline !== undefined) {
@@ -422,12 +424,17 @@ if (runs.baseline !== undefined) {
       `heap/session ${ratio(ours.heap_per_session_kib, runs.baseline.heap_per_session_kib)}x (${runs.baseline.heap_per_session_kib} KiB)`
   )
 }
-console.log(`never-reading session: others' poke p99 B / A = ${slowRatio}x (limit 1.2); closed as slow consumer: ${b.slow_consumer.closes_metric_delta === 1 ? "yes" : "NO"}`)
+const slowClosed = !config.slow || b.slow_consumer?.closes_metric_delta === 1
+console.log(
+  config.slow
+    ? `never-reading session: others' poke p99 B / A = ${slowRatio}x (limit 1.2); closed as slow consumer: ${slowClosed ? "yes" : "NO"}`
+    : `control run (--no-slow, B is A again): poke p99 B / A = ${slowRatio}x`
+)
 const errors = Object.values(ours.phases).reduce((n: number, p) => n + (p as Phase).errors, 0)
 console.log(`errors (ours, both phases): ${errors}`)
 
 // The issue's figures go to load.json; other shapes to a file of their own.
 const isDefault = config.sessions === 10_000 && config.rate === 1000 && config.scopes === 100 && config.durationS === 60
-const file = writeResult(isDefault ? "load" : `load-${config.sessions}-sessions-${config.rate}-per-s`, { config, ratio_slow_b_over_a_p99: slowRatio, runs })
+const file = writeResult((isDefault ? "load" : `load-${config.sessions}-sessions-${config.rate}-per-s`) + (config.slow ? "" : "-control"), { config, ratio_slow_b_over_a_p99: slowRatio, runs })
 console.log(`\nwrote ${NodePath.relative(process.cwd(), file)}`)
-process.exit(errors === 0 && b.slow_consumer.closes_metric_delta === 1 ? 0 : 1)
+process.exit(errors === 0 && slowClosed ? 0 : 1)
