@@ -206,17 +206,19 @@ const runKind = async (kind: Kind) => {
     await clients[clients.length - 1].call("witness", { port, topic: config.firehose.topic })
 
     const heads: Record<string, number> = Object.fromEntries(Array.from({ length: config.scopes }, (_, i) => [scopeName(i), 0]))
+    const push = (seconds: number) =>
+      pusher.call<PushResult>("run", {
+        port,
+        scopes: config.scopes,
+        prefix: "load-",
+        rate: config.rate,
+        durationMs: seconds * 1000,
+        lanes: config.lanes,
+        baseline: kind === "baseline",
+        heads
+      }, (seconds + 300) * 1000)
     // Warm-up (not measured): the same load for a short while, so phase A does not pay for the JIT.
-    const warm = await pusher.call<PushResult>("run", {
-      port,
-      scopes: config.scopes,
-      prefix: "load-",
-      rate: config.rate,
-      durationMs: config.warmupS * 1000,
-      lanes: config.lanes,
-      baseline: kind === "baseline",
-      heads
-    }, (config.warmupS + 300) * 1000)
+    const warm = await push(config.warmupS)
     for (const [scope, list] of Object.entries(warm.t0)) heads[scope] = (heads[scope] ?? 0) + list.length
     await sleep(config.drainMs)
     console.log(`  ${label}: warm-up ${config.warmupS} s, ${fmt(warm.pushes)} pushes, ${warm.errors} errors`)
@@ -244,16 +246,7 @@ const runKind = async (kind: Kind) => {
           await sleep(1000)
         }
       })()
-      const pushed = await pusher.call<PushResult>("run", {
-        port,
-        scopes: config.scopes,
-        prefix: "load-",
-        rate: config.rate,
-        durationMs: config.durationS * 1000,
-        lanes: config.lanes,
-        baseline: kind === "baseline",
-        heads
-      }, (config.durationS + 300) * 1000)
+      const pushed = await push(config.durationS)
       await sleep(config.drainMs)
       sampling = false
       await sampler

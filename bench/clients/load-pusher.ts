@@ -19,8 +19,8 @@
  * heads}` → counts, response times, and `t0[scope][k]` for cursor
  * heads[scope]+1+k (hrtime ms, the clock of load-clients.ts).
  */
-import * as Http from "node:http"
 import * as Control from "../lib/control.js"
+import * as Load from "../lib/load.js"
 import { summarize } from "../lib/stats.js"
 
 const now = () => Number(process.hrtime.bigint()) / 1e6
@@ -38,7 +38,8 @@ const run = async (args: Record<string, unknown>) => {
   const baseline = args["baseline"] as boolean
   const heads = { ...(args["heads"] as Record<string, number>) }
   const base = { ...heads }
-  const agent = new Http.Agent({ keepAlive: true, maxSockets: scopes * lanes })
+  const http = Load.client(port, scopes * lanes)
+  const post = http.post
 
   const t0s: Record<string, Array<number | null>> = {}
   const response: Array<number> = []
@@ -47,25 +48,6 @@ const run = async (args: Record<string, unknown>) => {
   let done = 0
   let maxWaiting = 0
   let retries = 0
-
-  const post = (path: string, body: string) =>
-    new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = Http.request({
-        agent,
-        host: "127.0.0.1",
-        port,
-        method: "POST",
-        path,
-        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) }
-      }, (res) => {
-        const chunks: Array<Buffer> = []
-        res.on("data", (c: Buffer) => chunks.push(c))
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") }))
-        res.on("error", reject)
-      })
-      req.on("error", reject)
-      req.end(body)
-    })
 
   const fail = (why: string) => {
     errors++
@@ -167,7 +149,7 @@ const run = async (args: Record<string, unknown>) => {
   }
   while (done < sent) await new Promise((r) => setTimeout(r, 10))
   const elapsedMs = now() - start
-  agent.destroy()
+  http.close()
   return {
     scheduled: total,
     notSent,
