@@ -48,14 +48,11 @@ const config = {
   idleMeasureMs: 3000,
   fdLimit: 65536
 }
-const patchArg = process.argv.find((a) => a.startsWith("--patch="))?.slice("--patch=".length)
-const patches = patchArg === undefined ? [] : patchArg.split(",").filter((p) => p !== "")
-const patchedTree = patches.length === 0 ? undefined : Patched.prepare(patches)
+const { patches, tree: patchedTree } = Patched.fromArgv()
 
 const tmp = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "mizu-bench-"))
 process.on("exit", () => {
   NodeFs.rmSync(tmp, { recursive: true, force: true })
-  patchedTree?.remove()
 })
 setTimeout(() => {
   console.error("ws-open: global timeout (6 min), giving up")

@@ -27,3 +27,12 @@ export const prepare = (patches: ReadonlyArray<string>): { readonly benchDir: st
   }
   return { benchDir: NodePath.join(root, "bench"), remove: () => NodeFs.rmSync(root, { recursive: true, force: true }) }
 }
+
+/** The `--patch=a.diff,b.diff` argument: the patches named and their prepared copy (removed on exit). */
+export const fromArgv = (): { readonly patches: ReadonlyArray<string>; readonly tree: ReturnType<typeof prepare> | undefined } => {
+  const arg = process.argv.find((a) => a.startsWith("--patch="))?.slice("--patch=".length)
+  const patches = arg === undefined ? [] : arg.split(",").filter((p) => p !== "")
+  const tree = patches.length === 0 ? undefined : prepare(patches)
+  if (tree !== undefined) process.on("exit", () => tree.remove())
+  return { patches, tree }
+}
