@@ -55,6 +55,8 @@ const addTodo = async (page: Page, title: string) => {
 const waitSaved = (page: Page, timeout = 30_000) =>
   page.waitForFunction(() => (window as unknown as { mizu?: { sync: { pending: ReadonlyArray<unknown> } } }).mizu?.sync.pending.length === 0, undefined, { timeout })
 
+// Skipped only without a chromium binary, with one line saying so; under CI=true a missing
+// chromium fails instead (support/Browser.ts), and .ci/run installs it.
 describe.skipIf(!Chromium.available)("todo app in a browser", () => {
   layer(layerServer(options, deps), { excludeTestServices: true, timeout: 120_000 })("two tabs", (it) => {
     it.effect("a todo added in one context appears in the other within 1 s", () =>

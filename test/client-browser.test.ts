@@ -31,6 +31,8 @@ type MizuWindow = { readonly mizu?: { readonly sync: PageSync; readonly scope: s
 
 const deps = Layer.mergeAll(SyncStorage.layerMemory, LivePubSub.layerMemory, Authorizer.layerAllowAll)
 
+// Skipped only without a chromium binary, with one line saying so; under CI=true a missing
+// chromium fails instead (support/Browser.ts), and .ci/run installs it.
 describe.skipIf(!Chromium.available)("SyncClient in a browser", () => {
   layer(layerServer(options, deps), { excludeTestServices: true, timeout: 120_000 })("one profile", (it) => {
     it.effect("two tabs sharing IndexedDB are two clients: every mutation of both reaches the server", () =>
