@@ -7,12 +7,14 @@
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
+import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import { createServer } from "node:http"
 import * as LiveHttp from "./live/LiveHttp.js"
 import * as Metrics from "./Metrics.js"
@@ -33,26 +35,69 @@ import * as SyncEngine from "./sync/SyncEngine.js"
 import * as SyncHttp from "./sync/SyncHttp.js"
 import type * as SyncStorage from "./sync/SyncStorage.js"
 
-/** Options of a server. */
-export interface Options extends SyncHttp.Options {
+/**
+ * What the sync + live services are built from: the app's registry, live and
+ * presence options, live pages, and optional replacements for the poke
+ * broker and the mutator. `R` is what the replacements need from the app.
+ */
+export interface ServicesOptions<R = never> {
   /** The app's entities and mutations. */
   readonly registry: Mutation.Registry
-  /** Record a tracing span for each HTTP request (on by default). */
-  readonly tracing?: boolean
   /** Live (WebSocket) options. */
   readonly live?: LiveHttp.Options
   /** Presence renewal and expiry. */
   readonly presence?: LiveHub.Options
-  /** Extra routes of the app, served by the same server. */
-  readonly routes?: HttpRouter.HttpRouter<never, never>
-  /** Serve Prometheus metrics at `GET {prefix}/metrics` (on by default). */
-  readonly metrics?: boolean
   /** Live pages, each served at its path (GET) and mounted over the live socket. */
   readonly pages?: ReadonlyArray<Page.Page<any, any, any, PageServices>>
+  /**
+   * The broker told after every commit. Default: `SyncPokeBroker.layer` (POKE
+   * every subscribed session on every process). To add to it rather than
+   * replace it, build on `SyncPokeBroker.make`.
+   */
+  readonly pokeBroker?: Layer.Layer<PokeBroker.PokeBroker, never, LiveHub.LiveHub | R>
+  /** The mutator. Default: `Mutator.layer(registry)`. */
+  readonly mutator?: Layer.Layer<Mutator.Mutator, never, Store.Store | R>
+}
+
+/** What the routes of `router` are built from (a subset of `Options`). */
+export interface RouterOptions<E = never, R = never> extends SyncHttp.Options {
+  /** Live options; the router uses `live.path`. */
+  readonly live?: Pick<LiveHttp.Options, "path">
+  /** Live pages, each served at its path (GET). */
+  readonly pages?: ReadonlyArray<Page.Any>
+  /** Serve Prometheus metrics at `GET {prefix}/metrics` (on by default). */
+  readonly metrics?: boolean
+  /** Extra routes of the app, served by the same server; they may need services the app provides. */
+  readonly routes?: HttpRouter.HttpRouter<E, R>
+}
+
+/**
+ * Options of a standalone server (`layer`, `layerConfig`). `E` / `R` are the
+ * errors and requirements of the app's own `routes` and overrides.
+ */
+export interface Options<E = never, R = never> extends ServicesOptions<R>, RouterOptions<E, R> {
+  /** Live (WebSocket) options. */
+  readonly live?: LiveHttp.Options
+  /** Live pages, each served at its path (GET) and mounted over the live socket. */
+  readonly pages?: ReadonlyArray<Page.Page<any, any, any, PageServices>>
+  /** Record a tracing span for each HTTP request (on by default). */
+  readonly tracing?: boolean
 }
 
 /** What live page effects may use. */
 export type PageServices = SyncEngine.SyncEngine | Store.Store | ChangeLog.ChangeLog | Clients.Clients
+
+/** What an app provides to the services: storage, the pub/sub, the authorizer. */
+export type ServicesRequirements = SyncStorage.Services | LivePubSub.LivePubSub | Authorizer.Authorizer
+
+/** What `layerServices` provides: everything `router` needs besides storage and the authorizer. */
+export type Services =
+  | SyncEngine.SyncEngine
+  | Mutator.Mutator
+  | PokeBroker.PokeBroker
+  | LiveHub.LiveHub
+  | LiveHttp.LiveServer
+  | Page.LivePages
 
 /** `SyncEngine` (and the `Mutator` of the registry) over the storage, broker and authorizer layers. */
 export const layerEngine = (
@@ -60,12 +105,41 @@ export const layerEngine = (
 ): Layer.Layer<SyncEngine.SyncEngine | Mutator.Mutator, never, SyncStorage.Services | PokeBroker.PokeBroker | Authorizer.Authorizer> =>
   SyncEngine.layer.pipe(Layer.provideMerge(Mutator.layer(registry)))
 
+/**
+ * Every service the sync + live routes need, without serving HTTP: the
+ * engine, the mutator, the poke bridge, the live hub, the live server and
+ * the pages. For an app that serves `router(...)` in its own `HttpRouter`
+ * with its own `HttpServer.serve`. When the layer is released (after the
+ * app's HTTP handler is removed), open live sessions are drained: CLOSE
+ * `shutdown` in batches spread over `live.drainPeriod`.
+ */
+export const layerServices = <R = never>(
+  options: ServicesOptions<R>
+): Layer.Layer<Services, never, ServicesRequirements | R> => {
+  const drain = Layer.scopedDiscard(Effect.flatMap(LiveHttp.LiveServer, (live) => Effect.addFinalizer(() => live.drain)))
+  const mutator = options.mutator ?? Mutator.layer(options.registry)
+  const engine = SyncEngine.layer.pipe(
+    Layer.provideMerge(mutator),
+    Layer.provideMerge(options.pokeBroker ?? SyncPokeBroker.layer)
+  )
+  return Layer.mergeAll(Page.layer(options.pages ?? []), drain).pipe(
+    Layer.provideMerge(engine),
+    Layer.provideMerge(LiveHttp.layer(options.live)),
+    Layer.provideMerge(LiveHub.layer(options.presence))
+  )
+}
+
 /** Turn a router into the server's app: unknown routes answer the protocol's `404 not_found`. */
 export const toApp = <E, R>(router: HttpRouter.HttpRouter<E, R>) =>
   router.pipe(Effect.catchTag("RouteNotFound", () => Effect.succeed(SyncHttp.notFound)))
 
-/** The sync and live routes (and the app's own), for an app to serve or mount. */
-export const router = (options: Options) =>
+/**
+ * The sync and live routes (`{prefix}/push | pull | snapshot | metrics`,
+ * `/_live/websocket`, `/_live/runtime.js`, the pages) and the app's own
+ * `routes`, for an app to serve or to `HttpRouter.concat` with its router.
+ * Served over `layerServices` plus storage and an authorizer.
+ */
+export const router = <E = never, R = never>(options: RouterOptions<E, R> = {}) =>
   HttpRouter.concatAll(
     SyncHttp.router(options),
     LiveHttp.router(options.live),
@@ -87,10 +161,12 @@ export type HttpRequirements =
 
 /**
  * Serve the routes on the `HttpServer` in context. On shutdown, live sessions
- * are drained (CLOSE `shutdown` spread over the drain period) before the HTTP
- * server stops.
+ * are drained (CLOSE `shutdown` spread over the drain period) while HTTP is
+ * still served, then the handler is removed.
  */
-export const layerHttp = (options: Options): Layer.Layer<never, never, HttpRequirements> => {
+export const layerHttp = <E = never, R = never>(
+  options: RouterOptions<E, R> & { readonly tracing?: boolean }
+): Layer.Layer<never, never, HttpRequirements | Exclude<R, HttpServerRequest.HttpServerRequest | Scope.Scope>> => {
   const served = HttpServer.serve(toApp(router(options)))
   const serve = options.tracing === false ? HttpMiddleware.withTracerDisabledWhen(served, () => true) : served
   const drain = Layer.scopedDiscard(Effect.flatMap(LiveHttp.LiveServer, (live) => Effect.addFinalizer(() => live.drain)))
@@ -98,23 +174,16 @@ export const layerHttp = (options: Options): Layer.Layer<never, never, HttpRequi
 }
 
 /**
- * A whole server: sync engine, live sessions, the poke bridge (pushes poke
- * every subscribed session on every process), over the storage, pub/sub and
- * authorizer layers given, on the `HttpServer` in context.
+ * A whole server: `layerServices` served by `layerHttp` on the `HttpServer`
+ * in context, over the storage, pub/sub and authorizer layers given.
  */
-export const layer = (
-  options: Options
+export const layer = <E = never, R = never>(
+  options: Options<E, R>
 ): Layer.Layer<
-  LiveHub.LiveHub | LiveHttp.LiveServer | SyncEngine.SyncEngine,
+  Services,
   never,
-  HttpServer.HttpServer | SyncStorage.Services | LivePubSub.LivePubSub | Authorizer.Authorizer
-> =>
-  layerHttp(options).pipe(
-    Layer.provide(Page.layer(options.pages ?? [])),
-    Layer.provideMerge(layerEngine(options.registry).pipe(Layer.provide(SyncPokeBroker.layer))),
-    Layer.provideMerge(LiveHttp.layer(options.live)),
-    Layer.provideMerge(LiveHub.layer(options.presence))
-  )
+  HttpServer.HttpServer | ServicesRequirements | R
+> => layerHttp(options).pipe(Layer.provideMerge(layerServices(options)))
 
 /**
  * A Node HTTP server listening on `port` / `host`. On shutdown, idle
@@ -159,9 +228,9 @@ export const logAddress: Layer.Layer<never, never, HttpServer.HttpServer> = Laye
  * the address. The authorizer must be given: a server is never open by
  * accident (`Authorizer.layerAllowAll` says so explicitly).
  */
-export const layerConfig = (
-  options: Options & { readonly authorizer: Layer.Layer<Authorizer.Authorizer> }
-): Layer.Layer<LiveHub.LiveHub | LiveHttp.LiveServer | SyncEngine.SyncEngine | HttpServer.HttpServer, unknown> =>
+export const layerConfig = <E = never, R = never, EA = never>(
+  options: Options<E, R> & { readonly authorizer: Layer.Layer<Authorizer.Authorizer, EA> }
+): Layer.Layer<Services | HttpServer.HttpServer, unknown, R> =>
   Layer.unwrapEffect(Effect.gen(function*() {
     const ttl = yield* Config.option(Config.integer("PRESENCE_TTL_MS"))
     const renew = yield* Config.option(Config.integer("PRESENCE_RENEW_MS"))

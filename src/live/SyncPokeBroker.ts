@@ -9,10 +9,16 @@ import * as Layer from "effect/Layer"
 import { PokeBroker } from "../sync/PokeBroker.js"
 import { LiveHub } from "./LiveHub.js"
 
-export const layer: Layer.Layer<PokeBroker, never, LiveHub> = Layer.effect(
-  PokeBroker,
-  Effect.map(LiveHub, (hub) =>
-    PokeBroker.of({
-      poke: (scope, cursor) => hub.poke(scope, cursor).pipe(Effect.withSpan("PokeBroker.poke", { attributes: { scope, cursor }, captureStackTrace: false }))
-    }))
-)
+/**
+ * The bridge as a value, for a broker of the app's own that adds to it (for
+ * example one that also writes each commit to a queue):
+ * `Layer.effect(PokeBroker, Effect.map(SyncPokeBroker.make, (live) => PokeBroker.of({ poke: (s, c) => Effect.zipRight(live.poke(s, c), enqueue(s, c)) })))`.
+ */
+export const make: Effect.Effect<PokeBroker["Type"], never, LiveHub> = Effect.map(LiveHub, (hub) =>
+  PokeBroker.of({
+    poke: (scope, cursor) =>
+      hub.poke(scope, cursor).pipe(Effect.withSpan("PokeBroker.poke", { attributes: { scope, cursor }, captureStackTrace: false }))
+  }))
+
+/** The bridge as the `PokeBroker` layer (what `Server.layerServices` uses by default). */
+export const layer: Layer.Layer<PokeBroker, never, LiveHub> = Layer.effect(PokeBroker, make)

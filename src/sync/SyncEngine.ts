@@ -249,8 +249,14 @@ export const make = Effect.gen(function*() {
     return retryConflicts(Effect.catchTag(optimistic, "NeedsSavepoints", () => withSavepoints))
   }
 
-  const pushPlain = (mutations: ReadonlyArray<Protocol.Mutation>) =>
-    Effect.gen(function*() {
+  /**
+   * Each mutation commits on its own; the scopes are poked once each, with
+   * their last head, when the request ends (also when a later mutation's
+   * storage failed: what committed is poked).
+   */
+  const pushPlain = (mutations: ReadonlyArray<Protocol.Mutation>) => {
+    const heads = new Map<string, number>()
+    return Effect.gen(function*() {
       const results: Array<Protocol.MutationResult> = []
       for (const mutation of mutations) {
         const scope = mutation.scope ?? Protocol.DEFAULT_SCOPE
@@ -279,10 +285,11 @@ export const make = Effect.gen(function*() {
           continue
         }
         results.push({ ...id, ok: true, cursor: lastChange.cursor })
-        yield* broker.poke(scope, lastChange.cursor)
+        heads.set(scope, lastChange.cursor)
       }
       return results
-    })
+    }).pipe(Effect.ensuring(Effect.suspend(() => pokeAll(heads))))
+  }
 
   /** The counter of each result code, made once (a tagged metric is looked up by key each time it is made). */
   const resultCounters = new Map<string, Effect.Effect<void>>()

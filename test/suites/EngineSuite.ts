@@ -74,6 +74,20 @@ export const engineSuite = (name: string, storage: Layer.Layer<SyncStorage.Servi
         return { changes, last }
       })
 
+    it.effect("a push without client_id also pokes each scope once, with its last head", () =>
+      Effect.gen(function*() {
+        const engine = yield* SyncEngine.SyncEngine
+        const recorder = yield* PokeRecorder
+        const a = freshScope()
+        const b = freshScope()
+        const res = yield* engine.push({
+          mutations: [["p1", a], ["p2", a], ["p3", b]].map(([todo, scope]) => ({ name: "todo/create", scope, args: { id: todo, title: todo } }))
+        }, anon)
+        assert.deepStrictEqual(res.results.map((r) => [r.ok, r.cursor]), [[true, 1], [true, 2], [true, 1]])
+        const pokes = (yield* recorder.pokes).filter((p) => p.scope === a || p.scope === b)
+        assert.deepStrictEqual(pokes, [{ scope: a, cursor: 2 }, { scope: b, cursor: 1 }])
+      }))
+
     it.effect("applies mutations, returns cursors, pokes each scope once after commit with its head", () =>
       Effect.gen(function*() {
         const engine = yield* SyncEngine.SyncEngine
