@@ -25,13 +25,13 @@ const stop = (child: ChildProcess, signal: NodeJS.Signals) =>
     child.kill(signal)
   })
 
-/** Start `examples/todo/server.ts` (or `script`) with `env` on a free port. */
-export const start = (env: Record<string, string>, script = "examples/todo/server.ts") =>
+/** Start `examples/todo/server.ts` (or `script`, relative to `cwd`: the repository by default) with `env` on a free port. */
+export const start = (env: Record<string, string>, script = "examples/todo/server.ts", cwd = root) =>
   Effect.acquireRelease(
     Effect.async<ServerProcess, Error>((resume) => {
       let output = ""
       const child = spawn(process.execPath, ["--conditions=source", "--import", "tsx", script], {
-        cwd: root,
+        cwd,
         env: { ...process.env, PORT: "0", HOST: "127.0.0.1", ...env },
         stdio: ["ignore", "pipe", "pipe"]
       })
