@@ -211,6 +211,73 @@ describe("LiveClient", () => {
   )
 })
 
+/** Live requests the server authorized (action `subscribe`: JOIN's scopes and SUBSCRIBE), with the token they carried. */
+const liveRequests: Array<{ readonly scope: string; readonly token: string | undefined }> = []
+const onlyTokenLive = Authorizer.layerFunction((req) => {
+  if (req.action === "subscribe") liveRequests.push({ scope: req.scope, token: req.token })
+  return req.token === "token-live" ? Effect.void : Authorizer.unauthorized("token-live only")
+})
+
+describe("MizuSync live options", () => {
+  layer(
+    layerServer({ registry, live: { drainPeriod: "10 millis" } }, Layer.mergeAll(SyncStorage.layerMemory, LivePubSub.layerMemory, onlyTokenLive)),
+    { timeout: 60_000, excludeTestServices: true }
+  )("against a server that takes one token", (it) => {
+    it.scoped("`live` takes baseUrl and token from the sync options: the socket joins with the token and the client is poked", () =>
+      Effect.gen(function*() {
+        const base = yield* BaseUrl
+        const scope = freshScope("todos")
+        // baseUrl and token only at the top; the live options name neither
+        const sync = yield* Effect.acquireRelease(
+          Effect.promise(() =>
+            MizuSync.open({
+              baseUrl: base,
+              token: "token-live",
+              registry,
+              storage: "memory",
+              scopes: [scope],
+              retryInitial: "5 millis",
+              retryMax: "50 millis",
+              live: nodeLiveOptions(fastLive)
+            })
+          ),
+          (client) => Effect.promise(() => client.close())
+        )
+        yield* eventuallyTrue("subscribed with the token", Effect.sync(() => liveRequests.some((r) => r.scope === scope && r.token === "token-live")))
+        assert.isFalse(liveRequests.some((r) => r.scope === scope && r.token !== "token-live"))
+        // another client's push reaches this one only through the live subscription (the failsafe pull is 30 s away)
+        yield* Effect.orDie(SyncTransport.makeFetch({ baseUrl: base, token: "token-live" }).push({
+          mutations: [{ name: "todo/create", scope, args: { id: "a", title: "from elsewhere" } }]
+        }))
+        yield* eventuallyTrue("poked and pulled", Effect.sync(() => sync.query(scope, TodoEntity).length === 1))
+        assert.strictEqual(sync.status.live, "connected")
+      }))
+
+    it.scoped("a token given in the live options wins over the sync options'", () =>
+      Effect.gen(function*() {
+        const base = yield* BaseUrl
+        const scope = freshScope("todos")
+        const sync = yield* Effect.acquireRelease(
+          Effect.promise(() =>
+            MizuSync.open({
+              baseUrl: base,
+              token: "token-live",
+              registry,
+              storage: "memory",
+              scopes: [scope],
+              live: nodeLiveOptions({ ...fastLive, token: "token-other" })
+            })
+          ),
+          (client) => Effect.promise(() => client.close())
+        )
+        yield* eventuallyTrue("asked with the live token", Effect.sync(() => liveRequests.some((r) => r.scope === scope && r.token === "token-other")))
+        assert.isFalse(liveRequests.some((r) => r.scope === scope && r.token === "token-live"))
+        // (HTTP still uses the sync options' token)
+        yield* Effect.promise(() => sync.pull(scope))
+      }))
+  })
+})
+
 describe("LiveClient reconnects", () => {
   it.scopedLive("after a server restart, with backoff, re-joins its scopes and gets the heads it missed", () =>
     Effect.gen(function*() {

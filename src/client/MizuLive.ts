@@ -14,6 +14,7 @@ import * as Queue from "effect/Queue"
 import * as Stream from "effect/Stream"
 import * as LiveClient from "./LiveClient.js"
 import { Listeners } from "./Listeners.js"
+import * as PromiseErrors from "./PromiseErrors.js"
 
 /** Event names of `on`, with what the listener receives. */
 export interface MizuLiveEvents {
@@ -88,23 +89,24 @@ export const layerOf = (options: MizuLiveOptions): Layer.Layer<LiveClient.LiveCl
 /**
  * A live connection with a Promise/event API. `connect()` (or the first
  * `subscribe`) opens it; it then stays up, reconnecting with backoff, until
- * `close()`.
+ * `close()`. Its Promises reject with a `MizuError` (a `LiveError` for a
+ * request that failed; see `PromiseErrors`), never with an Effect `FiberFailure`.
  */
 export class MizuLive {
   private readonly listeners = new Listeners<MizuLiveEvents>()
-  private runtime: ManagedRuntime.ManagedRuntime<LiveClient.LiveClient, never> | undefined
+  private runtime: ManagedRuntime.ManagedRuntime<LiveClient.LiveClient, PromiseErrors.Failure> | undefined
   private readonly owned: boolean
   private dispatcher: Fiber.RuntimeFiber<unknown, unknown> | undefined
   private lastStatus: LiveClient.LiveStatus = "disconnected"
 
   constructor(
     private readonly options: MizuLiveOptions,
-    runtime?: ManagedRuntime.ManagedRuntime<LiveClient.LiveClient, unknown>
+    runtime?: ManagedRuntime.ManagedRuntime<LiveClient.LiveClient, PromiseErrors.Failure>
   ) {
     this.owned = runtime === undefined
     if (runtime !== undefined) {
-      this.runtime = runtime as ManagedRuntime.ManagedRuntime<LiveClient.LiveClient, never>
-      this.startDispatcher(this.runtime)
+      this.runtime = runtime
+      this.startDispatcher(runtime)
     }
   }
 
@@ -113,7 +115,7 @@ export class MizuLive {
     return this.run(Effect.void)
   }
 
-  /** Subscribe to scopes or topics; resolves with their heads. */
+  /** Subscribe to scopes or topics; resolves with their heads. Rejects with a `LiveError` (`refused`, `invalid`, `timeout`). */
   subscribe(scopes: string | ReadonlyArray<string>): Promise<Readonly<Record<string, number>>> {
     const list = typeof scopes === "string" ? [scopes] : scopes
     return this.run(Effect.flatMap(LiveClient.LiveClient, (c) => c.subscribe(list)))
@@ -124,7 +126,7 @@ export class MizuLive {
     return this.run(Effect.flatMap(LiveClient.LiveClient, (c) => c.unsubscribe(list)))
   }
 
-  /** Send an ephemeral event to the other subscribers of `topic`. Rejects when offline (nothing is queued). */
+  /** Send an ephemeral event to the other subscribers of `topic`. Rejects with a `LiveError` (`disconnected`) when offline: nothing is queued. */
   broadcast(topic: string, event: string, values?: Readonly<Record<string, unknown>>): Promise<void> {
     return this.run(Effect.flatMap(LiveClient.LiveClient, (c) => c.broadcast(topic, event, values)))
   }
@@ -160,11 +162,11 @@ export class MizuLive {
     this.lastStatus = "closed"
     const dispatcher = this.dispatcher
     this.dispatcher = undefined
-    if (runtime !== undefined && dispatcher !== undefined) await runtime.runPromise(Fiber.interrupt(dispatcher))
+    if (runtime !== undefined && dispatcher !== undefined) await PromiseErrors.runPromise(runtime, Fiber.interrupt(dispatcher))
     if (runtime !== undefined && this.owned) await runtime.dispose()
   }
 
-  private ensure(): ManagedRuntime.ManagedRuntime<LiveClient.LiveClient, never> {
+  private ensure(): ManagedRuntime.ManagedRuntime<LiveClient.LiveClient, PromiseErrors.Failure> {
     if (this.runtime !== undefined) return this.runtime
     const runtime = ManagedRuntime.make(layerOf(this.options))
     this.runtime = runtime
@@ -172,12 +174,12 @@ export class MizuLive {
     return runtime
   }
 
-  private run<A, E>(effect: Effect.Effect<A, E, LiveClient.LiveClient>): Promise<A> {
-    if (this.lastStatus === "closed") return Promise.reject(new Error("MizuLive is closed"))
-    return this.ensure().runPromise(effect)
+  private run<A, E extends PromiseErrors.Failure>(effect: Effect.Effect<A, E, LiveClient.LiveClient>): Promise<A> {
+    if (this.lastStatus === "closed") return Promise.reject(PromiseErrors.closed("MizuLive"))
+    return PromiseErrors.runPromise(this.ensure(), effect)
   }
 
-  private startDispatcher(runtime: ManagedRuntime.ManagedRuntime<LiveClient.LiveClient, never>) {
+  private startDispatcher(runtime: ManagedRuntime.ManagedRuntime<LiveClient.LiveClient, PromiseErrors.Failure>) {
     if (this.dispatcher !== undefined) return
     // a listener's bug must not stop the others; it goes to Effect's logger (routable by the app)
     const emit = (event: LiveClient.LiveEvent) =>

@@ -22,6 +22,7 @@ import * as LiveClient from "./LiveClient.js"
 import { Listeners } from "./Listeners.js"
 import * as LocalView from "./LocalView.js"
 import { layerOf as liveLayerOf, MizuLive, type MizuLiveOptions } from "./MizuLive.js"
+import * as PromiseErrors from "./PromiseErrors.js"
 import * as SyncClient from "./SyncClient.js"
 import * as SyncTransport from "./SyncTransport.js"
 
@@ -38,15 +39,21 @@ export interface MizuSyncEvents {
   readonly status: SyncClient.SyncStatus
 }
 
-/** Options of `MizuSync.open`. */
-export interface MizuSyncOptions extends SyncClient.Options, Omit<Partial<SyncTransport.FetchOptions>, "baseUrl"> {
-  /** The server's origin; `""` (same origin) by default. */
+/** Options of `MizuSync.open`, typed by the mutations `M` of the registry. */
+export interface MizuSyncOptions<M extends Mutation.Mutation = Mutation.Mutation>
+  extends SyncClient.Options<M>, Omit<Partial<SyncTransport.FetchOptions>, "baseUrl">
+{
+  /** The server's origin; `""` (same origin) by default. Also the live connection's, unless `live` names its own. */
   readonly baseUrl?: string
   /** `indexeddb` (the default where IndexedDB exists), `memory`, or any `ClientStorage` layer. */
   readonly storage?: "indexeddb" | "memory" | Layer.Layer<ClientStorage.ClientStorage, ClientStorage.ClientStorageError>
   /** The IndexedDB database name; `mizu-sync` by default. */
   readonly dbName?: string
-  /** Open a live connection in the same runtime, for pokes (and `sync.live`); `true` for the defaults. */
+  /**
+   * Open a live connection in the same runtime, for pokes (and `sync.live`);
+   * `true` for the defaults. It takes `baseUrl` and `token` from these
+   * options unless it gives its own.
+   */
   readonly live?: boolean | MizuLiveOptions
   /** Replace the HTTP transport (tests). */
   readonly transport?: Layer.Layer<SyncTransport.SyncTransport>
@@ -54,8 +61,21 @@ export interface MizuSyncOptions extends SyncClient.Options, Omit<Partial<SyncTr
 
 type Listener<K extends keyof MizuSyncEvents> = (event: MizuSyncEvents[K]) => void
 
-/** A mutation of the registry by name, with the args it takes. */
-type ArgsByName<M extends Mutation.Mutation, N extends string> = Mutation.ArgsOf<Extract<M, { readonly name: N }>>
+/** One mutation for `push`: a name of the registry with its args (any name and args without a registry). */
+export type MutationInput<M extends Mutation.Mutation = Mutation.Mutation> = string extends M["name"]
+  ? { readonly name: string; readonly scope?: string; readonly args?: unknown }
+  : {
+    readonly [N in M["name"]]: { readonly name: N; readonly scope?: string; readonly args: SyncClient.MutationArgs<M, N> }
+  }[M["name"]]
+
+/** The live options of `MizuSync.open`: `live` with `baseUrl` and `token` of the sync options unless it has its own. */
+const liveOptionsOf = (options: MizuSyncOptions): MizuLiveOptions | undefined => {
+  if (options.live === undefined || options.live === false) return undefined
+  const own: MizuLiveOptions = options.live === true ? {} : options.live
+  const baseUrl = own.baseUrl ?? (options.baseUrl === "" ? undefined : options.baseUrl)
+  const token = own.token ?? options.token
+  return { ...own, ...(baseUrl === undefined ? {} : { baseUrl }), ...(token === undefined ? {} : { token }) }
+}
 
 const storageLayerOf = (options: MizuSyncOptions): Layer.Layer<ClientStorage.ClientStorage, ClientStorage.ClientStorageError> => {
   const storage = options.storage ?? (globalThis.indexedDB === undefined ? "memory" : "indexeddb")
@@ -68,7 +88,9 @@ type Services = SyncClient.SyncClient | LiveClient.LiveClient
 
 /**
  * A sync client with a Promise/event API. Create it with `MizuSync.open`;
- * `close()` stops its background work (the stored state stays).
+ * `close()` stops its background work (the stored state stays). Its Promises
+ * reject with a `MizuError` (`MutateError`, `SyncError`, `ClientStorageError`,
+ * …; see `PromiseErrors`), never with an Effect `FiberFailure`.
  */
 export class MizuSync<M extends Mutation.Mutation = Mutation.Mutation> {
   private readonly listeners = new Listeners<MizuSyncEvents>()
@@ -77,7 +99,7 @@ export class MizuSync<M extends Mutation.Mutation = Mutation.Mutation> {
   private lastStatus: SyncClient.SyncStatus
 
   private constructor(
-    private readonly runtime: ManagedRuntime.ManagedRuntime<Services, unknown>,
+    private readonly runtime: ManagedRuntime.ManagedRuntime<Services, ClientStorage.ClientStorageError>,
     private readonly client: SyncClient.SyncClient["Type"],
     /** The live connection, when `live` was given. */
     readonly live: MizuLive | undefined
@@ -113,24 +135,25 @@ export class MizuSync<M extends Mutation.Mutation = Mutation.Mutation> {
     })))
   }
 
-  /** Open the client: load its stored state, start syncing. */
-  static async open<M extends Mutation.Mutation = Mutation.Mutation>(
-    options: MizuSyncOptions & { readonly registry?: Mutation.Registry<M> } = {}
-  ): Promise<MizuSync<M>> {
+  /**
+   * Open the client: load its stored state, start syncing. Typed by the
+   * registry: without one, `mutate` takes any name and args. Rejects with a
+   * `ClientStorageError` when the storage cannot be opened.
+   */
+  static async open<M extends Mutation.Mutation = Mutation.Mutation>(options: MizuSyncOptions<M> = {}): Promise<MizuSync<M>> {
     const transport = options.transport ?? SyncTransport.layerFetch({ ...options, baseUrl: options.baseUrl ?? "" })
-    const liveOptions: MizuLiveOptions | undefined = options.live === undefined || options.live === false
-      ? undefined
-      : options.live === true
-      ? (options.baseUrl === undefined || options.baseUrl === "" ? {} : { baseUrl: options.baseUrl })
-      : options.live
+    const liveOptions = liveOptionsOf(options)
     const liveLayer = liveOptions === undefined ? Layer.empty : liveLayerOf(liveOptions)
     const layer = Layer.merge(
       SyncClient.layer(options).pipe(Layer.provide(Layer.mergeAll(transport, storageLayerOf(options), liveLayer))),
       liveLayer
-    ) as Layer.Layer<Services, unknown>
+    ) as Layer.Layer<Services, ClientStorage.ClientStorageError>
     const runtime = ManagedRuntime.make(layer)
-    const client = await runtime.runPromise(SyncClient.SyncClient)
-    const live = liveOptions === undefined ? undefined : new MizuLive(liveOptions, runtime as ManagedRuntime.ManagedRuntime<LiveClient.LiveClient, unknown>)
+    const client = await PromiseErrors.runPromise(runtime, SyncClient.SyncClient).catch(async (error: unknown) => {
+      await runtime.dispose()
+      throw error
+    })
+    const live = liveOptions === undefined ? undefined : new MizuLive(liveOptions, runtime)
     return new MizuSync<M>(runtime, client, live)
   }
 
@@ -139,28 +162,43 @@ export class MizuSync<M extends Mutation.Mutation = Mutation.Mutation> {
     return this.client.clientId
   }
 
-  /** Apply a mutation locally at once, queue it and push it. Rejects (queuing nothing) on bad args or a local rejection. */
-  mutate<N extends M["name"]>(name: N, args: ArgsByName<M, N>, options?: SyncClient.MutateOptions): Promise<SyncClient.PendingMutation>
-  mutate<A, I>(mutation: Mutation.Mutation<string, A, I>, args: A, options?: SyncClient.MutateOptions): Promise<SyncClient.PendingMutation>
+  /**
+   * Apply a mutation locally at once, queue it and push it. Typed by the
+   * registry (a name outside it, or args of the wrong shape, do not
+   * type-check). Rejects with a `MutateError` (queuing nothing) on an
+   * unknown mutation, bad args, a bad scope or a local rejection.
+   */
+  mutate<N extends M["name"]>(name: N, args: SyncClient.MutationArgs<M, N>, options?: SyncClient.MutateOptions): Promise<SyncClient.PendingMutation>
+  mutate<Def extends M>(mutation: Def, args: Mutation.ArgsOf<Def>, options?: SyncClient.MutateOptions): Promise<SyncClient.PendingMutation>
   mutate(mutation: string | Mutation.Mutation, args: unknown, options?: SyncClient.MutateOptions): Promise<SyncClient.PendingMutation> {
-    return this.run(typeof mutation === "string" ? this.client.mutate(mutation, args, options) : this.client.mutate(mutation, args, options))
+    return this.run(this.client.mutateUnknown(mutation, args, options))
+  }
+
+  /** `mutate` with a name (or definition) and args known only at run time: the same checks, at run time only. */
+  mutateUnknown(mutation: string | Mutation.Mutation, args: unknown, options?: SyncClient.MutateOptions): Promise<SyncClient.PendingMutation> {
+    return this.run(this.client.mutateUnknown(mutation, args, options))
   }
 
   /**
    * Push: with mutations (the seed's `push(mutations)`), each is queued as by
-   * `mutate` first; then the queue is pushed until every mutation has an answer.
+   * `mutate` first; then the queue is pushed until every mutation has an
+   * answer. Rejects with a `MutateError` for a mutation refused before it
+   * was queued (the ones before it stay queued), a `SyncError` when the push
+   * does not complete.
    */
-  async push(mutations?: ReadonlyArray<{ readonly name: string; readonly scope?: string; readonly args?: unknown }>): Promise<void> {
-    for (const m of mutations ?? []) await this.run(this.client.mutate(m.name, m.args, m.scope === undefined ? {} : { scope: m.scope }))
+  async push(mutations?: ReadonlyArray<MutationInput<M>>): Promise<void> {
+    for (const m of mutations ?? []) {
+      await this.run(this.client.mutateUnknown(m.name, m.args, m.scope === undefined ? {} : { scope: m.scope }))
+    }
     return this.run(this.client.push)
   }
 
-  /** Pull a scope to its head (and keep it synced). With `cursor` (a poke's), only if the local cursor is below it. */
+  /** Pull a scope to its head (and keep it synced). With `cursor` (a poke's), only if the local cursor is below it. Rejects with a `SyncError`. */
   pull(scope: string, cursor?: number): Promise<void> {
     return this.run(this.client.pull(scope, cursor))
   }
 
-  /** Push and pull until nothing is pending. */
+  /** Push and pull until nothing is pending. Rejects with a `SyncError` (`not_settled` when the server keeps the queue from emptying). */
   sync(): Promise<void> {
     return this.run(this.client.sync)
   }
@@ -228,7 +266,7 @@ export class MizuSync<M extends Mutation.Mutation = Mutation.Mutation> {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    await this.runtime.runPromise(Fiber.interrupt(this.dispatcher))
+    await PromiseErrors.runPromise(this.runtime, Fiber.interrupt(this.dispatcher))
     await this.live?.close()
     await this.runtime.dispose()
   }
@@ -238,8 +276,8 @@ export class MizuSync<M extends Mutation.Mutation = Mutation.Mutation> {
     this.listeners.emit(name, event, (error) => this.runtime.runFork(Effect.logError("MizuSync listener failed", error)))
   }
 
-  private run<A, E>(effect: Effect.Effect<A, E, Services>): Promise<A> {
-    if (this.closed) return Promise.reject(new Error("MizuSync is closed"))
-    return this.runtime.runPromise(effect)
+  private run<A, E extends PromiseErrors.Failure>(effect: Effect.Effect<A, E, Services>): Promise<A> {
+    if (this.closed) return Promise.reject(PromiseErrors.closed("MizuSync"))
+    return PromiseErrors.runPromise(this.runtime, effect)
   }
 }

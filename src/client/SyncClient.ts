@@ -76,10 +76,14 @@ import { isOffline, isRetryable, SyncTransport, type SyncTransportError, Transpo
 
 export type { LocalChange, PendingMutation } from "./LocalView.js"
 
-/** Options of a sync client. */
-export interface Options {
-  /** The app's entities and mutations. Without one, mutations are queued as given, with no local effect. */
-  readonly registry?: Mutation.Registry
+/** Options of a sync client, typed by the mutations `M` of its registry. */
+export interface Options<M extends Mutation.Mutation = Mutation.Mutation> {
+  /**
+   * The app's entities and mutations: `mutate` then takes only these names
+   * and their args (in the types and at run time). Without one, mutations are
+   * queued as given, with no local effect, and any name and args type-check.
+   */
+  readonly registry?: Mutation.Registry<M>
   /** Scopes to sync from the start (besides those already stored, and those mutated). */
   readonly scopes?: ReadonlyArray<string>
   /** The scope of a mutation that names none; `_default`. */
@@ -153,22 +157,41 @@ export interface MutateOptions {
 }
 
 /**
- * The sync client service. Queries read the local view synchronously (no
- * lock, no I/O); every write goes through the rebase of the header comment.
+ * The args of the mutation named `N` among `M`. When `M` names no mutation in
+ * particular (a client without a registry), any args: they are checked at
+ * run time only, by the server.
  */
-export class SyncClient extends Context.Tag("@mizu/client/SyncClient")<SyncClient, {
+export type MutationArgs<M extends Mutation.Mutation, N extends string> = string extends M["name"] ? unknown
+  : Mutation.ArgsOf<Extract<M, { readonly name: N }>>
+
+/**
+ * The sync client, typed by the mutations `M` of its registry (any mutation
+ * without one). Queries read the local view synchronously (no lock, no I/O);
+ * every write goes through the rebase of the header comment.
+ */
+export interface Client<M extends Mutation.Mutation = Mutation.Mutation> {
   /** This client's id, stable across restarts. */
   readonly clientId: string
+  /** The registry the client was built with. */
+  readonly registry: Mutation.Registry<M> | undefined
   /**
    * Validate the args, apply the mutation to the local view (what queries
    * see when this returns), persist it in the queue and schedule the push.
-   * Fails, queuing nothing, when the args do not decode or the handler
-   * rejects it against the local view.
+   * Fails, queuing nothing, when the mutation is not in the registry, the
+   * args do not decode or the handler rejects it against the local view.
+   * Typed by the registry: a name or a definition outside it, or args of the
+   * wrong shape, do not type-check.
    */
   readonly mutate: {
-    <A, I>(mutation: Mutation.Mutation<string, A, I>, args: NoInfer<A>, options?: MutateOptions): Effect.Effect<PendingMutation, MutateError | ClientStorageError>
-    (name: string, args: unknown, options?: MutateOptions): Effect.Effect<PendingMutation, MutateError | ClientStorageError>
+    <N extends M["name"]>(name: N, args: MutationArgs<M, N>, options?: MutateOptions): Effect.Effect<PendingMutation, MutateError | ClientStorageError>
+    <Def extends M>(mutation: Def, args: Mutation.ArgsOf<Def>, options?: MutateOptions): Effect.Effect<PendingMutation, MutateError | ClientStorageError>
   }
+  /** `mutate` with a name (or definition) and args known only at run time: the same checks, at run time only. */
+  readonly mutateUnknown: (
+    mutation: string | Mutation.Mutation,
+    args: unknown,
+    options?: MutateOptions
+  ) => Effect.Effect<PendingMutation, MutateError | ClientStorageError>
   /** Keep a scope synced (pulled, subscribed to pokes); stored, so it survives restarts. */
   readonly track: (scope: string) => Effect.Effect<void, MutateError | ClientStorageError>
   /** Pull a scope now, to its head. With `cursor`, only when the local cursor is below it (a poke's cursor). */
@@ -197,7 +220,13 @@ export class SyncClient extends Context.Tag("@mizu/client/SyncClient")<SyncClien
   /** Every event from now on. */
   readonly subscribeEvents: Effect.Effect<Queue.Dequeue<SyncEvent>, never, Scope.Scope>
   readonly events: Stream.Stream<SyncEvent>
-}>() {}
+}
+
+/**
+ * The sync client service, as a layer provides it: `mutate` takes any
+ * mutation (see `typed` for the client typed by its registry).
+ */
+export class SyncClient extends Context.Tag("@mizu/client/SyncClient")<SyncClient, Client>() {}
 
 interface ScopeState {
   readonly cursor: number
@@ -218,10 +247,10 @@ const newClientId = (): string => {
 /** How many dropped-without-answer mutations are remembered, to report a rejection that arrives late. */
 const DROPPED_MEMORY = 1000
 
-/** Build a sync client whose background work lives as long as the scope. */
-export const make = (
-  options: Options = {}
-): Effect.Effect<SyncClient["Type"], ClientStorageError, SyncTransport | ClientStorage | Scope.Scope> =>
+/** Build a sync client whose background work lives as long as the scope, typed by the registry of `options`. */
+export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
+  options: Options<M> = {}
+): Effect.Effect<Client<M>, ClientStorageError, SyncTransport | ClientStorage | Scope.Scope> =>
   Effect.gen(function*() {
     const transport = yield* SyncTransport
     const storage = yield* ClientStorage
@@ -783,9 +812,11 @@ export const make = (
       if (tracked.size > 0) yield* subscribeLive([...tracked])
     }
 
-    return SyncClient.of({
+    const client: Client<M> = {
       clientId,
-      mutate: mutateImpl as SyncClient["Type"]["mutate"],
+      registry,
+      mutate: mutateImpl,
+      mutateUnknown: mutateImpl,
       track,
       pull,
       push,
@@ -801,12 +832,24 @@ export const make = (
       statusChanges: status.changes,
       subscribeEvents: PubSub.subscribe(pubsub),
       events: Stream.fromPubSub(pubsub)
-    })
+    }
+    return client
   })
 
 /** A sync client for the layer's lifetime. Uses the `LiveClient` in context, if any, for pokes. */
 export const layer = (options: Options = {}): Layer.Layer<SyncClient, ClientStorageError, SyncTransport | ClientStorage> =>
   Layer.scoped(SyncClient, make(options))
+
+/**
+ * The client in context, typed by `registry`: the one it was built with
+ * (`layer({ registry })`). Dies if the client was built with another
+ * registry (or none), since its types would then be a lie.
+ */
+export const typed = <M extends Mutation.Mutation>(registry: Mutation.Registry<M>): Effect.Effect<Client<M>, never, SyncClient> =>
+  Effect.flatMap(SyncClient, (client) =>
+    client.registry === registry
+      ? Effect.succeed<Client<M>>({ ...client, registry, mutate: client.mutateUnknown })
+      : Effect.dieMessage("SyncClient.typed: the client in context was built with another registry"))
 
 /** Whether an error is worth retrying later (the workers retry these by themselves). */
 export const isTransient = (error: SyncFailure): boolean =>

@@ -12,6 +12,15 @@ export * as IndexedDbStorage from "./IndexedDbStorage.js"
 export * as LiveClient from "./LiveClient.js"
 export * as LocalView from "./LocalView.js"
 export { MizuLive, type MizuLiveEvents, type MizuLiveOptions } from "./MizuLive.js"
-export { MizuSync, type MizuSyncEvents, type MizuSyncOptions } from "./MizuSync.js"
+export { MizuSync, type MizuSyncEvents, type MizuSyncOptions, type MutationInput } from "./MizuSync.js"
+export {
+  ClientStorageError,
+  LiveError,
+  MizuError,
+  type MizuErrorCode,
+  MutateError,
+  SyncError,
+  type SyncErrorReason
+} from "./PromiseErrors.js"
 export * as SyncClient from "./SyncClient.js"
 export * as SyncTransport from "./SyncTransport.js"
