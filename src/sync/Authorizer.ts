@@ -10,7 +10,13 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 
-export type Action = "push" | "pull" | "snapshot" | "subscribe"
+/**
+ * What is asked: sync requests (`push`, `pull`, `snapshot`), live
+ * subscriptions (`subscribe`, also JOIN's scopes and a page's
+ * `ctx.subscribe`), and ephemeral traffic on a topic (`broadcast`: EVENT
+ * relays and presence), so a read-only principal can be kept read-only.
+ */
+export type Action = "push" | "pull" | "snapshot" | "subscribe" | "broadcast"
 
 /** What the authorizer sees of a request. */
 export interface Request {
