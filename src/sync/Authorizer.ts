@@ -35,19 +35,46 @@ export class Denied extends Data.TaggedError("Denied")<{
   readonly message: string
 }> {}
 
+/**
+ * Who is asking, as the authorizer identified them. `id` is a stable subject
+ * id: a `client_id` belongs to the principal that first used it, so two
+ * callers with the same `id` may use each other's client ids and two with
+ * different ids may not. `expiresAt` (epoch ms), when set, is when the
+ * credentials stop being valid: an open live session is re-checked then.
+ */
+export interface Principal {
+  readonly id: string
+  readonly expiresAt?: number | undefined
+}
+
+/** The one principal of callers that are not told apart (allow-all, a function that returns nothing). */
+export const anonymous: Principal = { id: "anonymous" }
+
 export class Authorizer extends Context.Tag("@mizu/sync/Authorizer")<Authorizer, {
-  readonly authorize: (request: Request) => Effect.Effect<void, Denied>
+  /** Allow the request (yielding who asks) or refuse it; asked before anything is read or written. */
+  readonly authorize: (request: Request) => Effect.Effect<Principal, Denied>
 }>() {}
 
-/** Lets everyone do everything. Explicit, so a server is never open by accident. */
+/**
+ * Lets everyone do everything, as the one `anonymous` principal (so anyone
+ * may use any client id). Explicit, so a server is never open by accident.
+ */
 export const layerAllowAll: Layer.Layer<Authorizer> = Layer.succeed(
   Authorizer,
-  Authorizer.of({ authorize: () => Effect.void })
+  Authorizer.of({ authorize: () => Effect.succeed(anonymous) })
 )
 
-/** An authorizer from a function. */
-export const layerFunction = (authorize: (request: Request) => Effect.Effect<void, Denied>): Layer.Layer<Authorizer> =>
-  Layer.succeed(Authorizer, Authorizer.of({ authorize }))
+/**
+ * An authorizer from a function. It yields the caller's principal, or
+ * nothing: then every caller it allows is the `anonymous` principal.
+ */
+export const layerFunction = (
+  authorize: (request: Request) => Effect.Effect<Principal | void, Denied>
+): Layer.Layer<Authorizer> =>
+  Layer.succeed(
+    Authorizer,
+    Authorizer.of({ authorize: (request) => Effect.map(authorize(request), (principal) => principal ?? anonymous) })
+  )
 
 /** Fail with `forbidden`. */
 export const forbidden = (message = "forbidden"): Effect.Effect<never, Denied> =>

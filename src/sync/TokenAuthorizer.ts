@@ -30,19 +30,41 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import * as NodeCrypto from "node:crypto"
 import * as Authorizer from "./Authorizer.js"
 
 /** What a token may do: may it use `scope` for `action`? */
 export type Grant = (scope: string, action: Authorizer.Action) => boolean
 
-/** The grant of a bearer token; `None` for a token that is not known (→ `unauthorized`). */
-export type Resolve = (token: string) => Effect.Effect<Option.Option<Grant>>
+/**
+ * What a known token gives: its grant, and who it is. `subject` is the
+ * principal's stable id (a user id, say: every token of one subject may use
+ * the same client ids); without it the principal is the token itself (a
+ * digest of it). `expiresAt` (epoch ms): after it the token is refused, and
+ * live sessions opened with it are closed.
+ */
+export interface Access {
+  readonly allows: Grant
+  readonly subject?: string | undefined
+  readonly expiresAt?: number | undefined
+}
+
+/** The grant (or access) of a bearer token; `None` for a token that is not known (→ `unauthorized`). */
+export type Resolve = (token: string) => Effect.Effect<Option.Option<Grant | Access>>
+
+/** One token of the static table: its scope patterns, or the patterns with a subject and an expiry. */
+export type TokenEntry =
+  | ReadonlyArray<string>
+  | { readonly scopes: ReadonlyArray<string>; readonly subject?: string | undefined; readonly expiresAt?: number | undefined }
 
 /** Options of `layer`. */
 export interface Options {
   /** Token → the scope patterns it may use (for every action). An empty token never matches. */
-  readonly tokens: Readonly<Record<string, ReadonlyArray<string>>>
+  readonly tokens: Readonly<Record<string, TokenEntry>>
 }
+
+/** The principal id of a token without a subject: a digest, so the token itself is never stored or logged. */
+const tokenPrincipal = (token: string): string => `token:${NodeCrypto.createHash("sha256").update(token).digest("hex").slice(0, 32)}`
 
 const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
 
@@ -64,12 +86,13 @@ export const make = (resolve: Resolve): Authorizer.Authorizer["Type"] =>
     authorize: (request) => {
       const token = request.token
       if (token === undefined || token === "") return Authorizer.unauthorized("a bearer token is required")
-      return Effect.flatMap(resolve(token), (grant) =>
-        Option.isNone(grant)
-          ? Authorizer.unauthorized("unknown token")
-          : grant.value(request.scope, request.action)
-          ? Effect.void
-          : Authorizer.forbidden(`may not ${request.action} ${request.scope}`))
+      return Effect.flatMap(resolve(token), (found): Effect.Effect<Authorizer.Principal, Authorizer.Denied> => {
+        if (Option.isNone(found)) return Authorizer.unauthorized("unknown token")
+        const access: Access = typeof found.value === "function" ? { allows: found.value } : found.value
+        if (access.expiresAt !== undefined && access.expiresAt <= Date.now()) return Authorizer.unauthorized("the token has expired")
+        if (!access.allows(request.scope, request.action)) return Authorizer.forbidden(`may not ${request.action} ${request.scope}`)
+        return Effect.succeed({ id: access.subject === undefined ? tokenPrincipal(token) : `subject:${access.subject}`, expiresAt: access.expiresAt })
+      })
     }
   })
 
@@ -80,19 +103,32 @@ export const layerResolve = (resolve: Resolve): Layer.Layer<Authorizer.Authorize
 /** The authorizer of a static table of tokens and their scope patterns. */
 export const layer = (options: Options): Layer.Layer<Authorizer.Authorizer> => {
   // a Map of the table's own entries: a token like "constructor" or "__proto__" finds nothing inherited
-  const table = new Map(
-    Object.entries(options.tokens).filter(([token]) => token !== "").map(([token, patterns]) => [token, grantOf(patterns)])
+  const table = new Map<string, Access>(
+    Object.entries(options.tokens).filter(([token]) => token !== "").map(([token, entry]) => {
+      if (isPatterns(entry)) return [token, { allows: grantOf(entry) }]
+      return [token, { allows: grantOf(entry.scopes), subject: entry.subject, expiresAt: entry.expiresAt }]
+    })
   )
   return layerResolve((token) => Effect.succeed(Option.fromNullable(table.get(token))))
 }
 
-const TokenTable = Schema.parseJson(Schema.Record({ key: Schema.String, value: Schema.Array(Schema.String) }))
+const isPatterns = (entry: TokenEntry): entry is ReadonlyArray<string> => Array.isArray(entry)
+
+const TokenTable = Schema.parseJson(Schema.Record({
+  key: Schema.String,
+  value: Schema.Union(
+    Schema.Array(Schema.String),
+    Schema.Struct({ scopes: Schema.Array(Schema.String), subject: Schema.optional(Schema.String), expiresAt: Schema.optional(Schema.Number) })
+  )
+}))
 const decodeTable = Schema.decodeUnknownEither(TokenTable)
 
 /**
  * The authorizer of a token table from configuration: a JSON object of
  * token → patterns, `AUTH_TOKENS` by default (a secret: read as `Config.redacted`),
- * e.g. `{"token-ann": ["user:ann:*", "team:1"]}`. A malformed value fails at start.
+ * e.g. `{"token-ann": ["user:ann:*", "team:1"]}` or, with a subject and an
+ * expiry, `{"token-ann": {"scopes": ["user:ann:*"], "subject": "ann", "expiresAt": 1767225600000}}`.
+ * A malformed value fails at start.
  */
 export const layerConfig = (name = "AUTH_TOKENS"): Layer.Layer<Authorizer.Authorizer, ConfigError.ConfigError> =>
   Layer.unwrapEffect(
