@@ -1,19 +1,26 @@
 /**
  * The todo app end to end in a real browser (headless Chromium): two tabs
  * converge, offline and back, reload with pending changes, typing and
- * presence, and the live page next to the sync client page.
+ * presence, the live page next to the sync client page, creation order, and
+ * the example server with AUTH_TOKENS. What a page shows after an action is
+ * asserted with `eventually` or a Playwright wait, never on the first read.
  */
-import { afterAll, assert, beforeAll, describe, layer } from "@effect/vitest"
+import { afterAll, assert, beforeAll, describe, it, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { Authorizer, LivePubSub, SqlStorage } from "mizu-sync-live"
+import * as Schema from "effect/Schema"
+import { Authorizer, LivePubSub, Protocol, SqlStorage } from "mizu-sync-live"
+import { SyncTransport } from "mizu-sync-live/client"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import type { Browser, BrowserContext, Page } from "playwright-core"
 import { options } from "../examples/todo/app.js"
+import { byCreation, Todo } from "../examples/todo/mutations.js"
 import * as Chromium from "./support/Browser.js"
-import { BaseUrl, layerServer } from "./support/TestServer.js"
+import { eventually } from "./support/Browser.js"
+import * as ServerProcess from "./support/ServerProcess.js"
+import { BaseUrl, decodeAs, layerServer, post } from "./support/TestServer.js"
 
 const dir = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "mizu-browser-"))
 const outputDir = NodePath.resolve("test-results")
@@ -46,6 +53,20 @@ const open = async (context: BrowserContext, url: string): Promise<Page> => {
 
 /** The titles in the list, in order. */
 const titles = (page: Page) => page.locator("#todos li span.title").allTextContents()
+/** The titles on the live page, in order. */
+const liveTitles = (page: Page) => page.locator("ul.todos li label span").allTextContents()
+/** The row ids in the list, in order. */
+const rowIds = (page: Page) => page.locator("#todos li").evaluateAll((lis) => lis.map((li) => (li as HTMLElement).dataset["id"] ?? ""))
+
+type MizuWindow = {
+  readonly mizu?: {
+    readonly sync: {
+      readonly pending: ReadonlyArray<unknown>
+      mutate(name: string, args: unknown, options: { readonly scope: string }): Promise<unknown>
+    }
+  }
+}
+const pendingCount = (page: Page) => page.evaluate(() => (window as unknown as MizuWindow).mizu?.sync.pending.length)
 
 const addTodo = async (page: Page, title: string) => {
   await page.fill("#title-input", title)
@@ -53,7 +74,7 @@ const addTodo = async (page: Page, title: string) => {
 }
 
 const waitSaved = (page: Page, timeout = 30_000) =>
-  page.waitForFunction(() => (window as unknown as { mizu?: { sync: { pending: ReadonlyArray<unknown> } } }).mizu?.sync.pending.length === 0, undefined, { timeout })
+  page.waitForFunction(() => (window as unknown as MizuWindow).mizu?.sync.pending.length === 0, undefined, { timeout })
 
 // Skipped only without a chromium binary, with one line saying so; under CI=true a missing
 // chromium fails instead (support/Browser.ts), and .ci/run installs it.
@@ -72,7 +93,8 @@ describe.skipIf(!Chromium.available)("todo app in a browser", () => {
           await pb.waitForFunction(() => "mizu" in window)
           await addTodo(pa, "Buy milk")
           await pb.locator("#todos li span", { hasText: "Buy milk" }).waitFor({ timeout: 1000 })
-          assert.deepStrictEqual(await titles(pb), ["Buy milk"])
+          await eventually(() => titles(pb), ["Buy milk"])
+          await eventually(() => titles(pa), ["Buy milk"])
           await a.close()
           await b.close()
         })
@@ -97,17 +119,20 @@ describe.skipIf(!Chromium.available)("todo app in a browser", () => {
           await addTodo(pa, "offline three")
           await pa.locator("#todos li", { hasText: "first" }).locator("input[type=checkbox]").check()
           await pa.locator("#todos li", { hasText: "offline two" }).getByRole("button").click()
-          // seen at once, while offline
-          assert.deepStrictEqual((await titles(pa)).sort(), ["first", "offline one", "offline three"])
-          assert.isTrue(await pa.locator("#todos li", { hasText: "first" }).locator("input[type=checkbox]").isChecked())
-          assert.include(await pa.textContent("#status"), "offline")
-          assert.deepStrictEqual(await titles(pb), ["first"])
+          // seen while offline (in creation order), without a round trip: the five are pending
+          const expected = ["first", "offline one", "offline three"]
+          await eventually(() => titles(pa), expected)
+          await eventually(() => pa.locator("#todos li", { hasText: "first" }).locator("input[type=checkbox]").isChecked(), true)
+          await eventually(() => pa.textContent("#status"), "offline · 5 pending")
+          await eventually(() => pendingCount(pa), 5)
+          // and not elsewhere: b still has only what was saved
+          await eventually(() => titles(pb), ["first"])
           await a.setOffline(false)
           await waitSaved(pa)
-          await pb.locator("#todos li span", { hasText: "offline three" }).waitFor({ timeout: 30_000 })
-          await pb.waitForFunction(() => document.querySelector("#todos li.done") !== null)
-          assert.deepStrictEqual((await titles(pb)).sort(), (await titles(pa)).sort())
-          assert.deepStrictEqual((await titles(pb)).sort(), ["first", "offline one", "offline three"])
+          await eventually(() => titles(pb), expected, { timeout: 30_000 })
+          await eventually(() => pb.locator("#todos li.done span.title").allTextContents(), ["first"])
+          await eventually(() => titles(pa), expected)
+          await eventually(() => pa.locator("#todos li.done span.title").allTextContents(), ["first"])
           await a.close()
           await b.close()
         })
@@ -128,14 +153,15 @@ describe.skipIf(!Chromium.available)("todo app in a browser", () => {
           await pa.locator("#todos li span", { hasText: "kept across reload" }).waitFor()
           await pa.reload()
           await pa.waitForFunction(() => "mizu" in window)
-          await pa.locator("#todos li span", { hasText: "kept across reload" }).waitFor()
-          assert.isAbove(await pa.evaluate(() => (window as unknown as { mizu: { sync: { pending: ReadonlyArray<unknown> } } }).mizu.sync.pending.length), 0)
+          await eventually(() => titles(pa), ["kept across reload"])
+          // still pending after the reload: the queue came back from IndexedDB, nothing was sent
+          await eventually(() => pendingCount(pa), 1)
           await a.unrouteAll({ behavior: "ignoreErrors" })
           await waitSaved(pa)
           // the server has it: a fresh context sees it
           const b = await browser!.newContext()
           const pb = await open(b, `${base}/?list=${list}&name=bob`)
-          await pb.locator("#todos li span", { hasText: "kept across reload" }).waitFor()
+          await eventually(() => titles(pb), ["kept across reload"], { timeout: 30_000 })
           await a.close()
           await b.close()
         })
@@ -150,14 +176,13 @@ describe.skipIf(!Chromium.available)("todo app in a browser", () => {
           const b = await browser!.newContext()
           const pa = await open(a, `${base}/?list=${list}&name=ann`)
           const pb = await open(b, `${base}/?list=${list}&name=bob`)
-          await pb.locator("#presence li", { hasText: "ann" }).waitFor()
-          await pa.locator("#presence li", { hasText: "bob" }).waitFor()
+          await eventually(() => pb.locator("#presence li").allTextContents(), ["ann", "bob (you)"])
+          await eventually(() => pa.locator("#presence li").allTextContents(), ["ann (you)", "bob"])
           await pa.type("#title-input", "someth", { delay: 20 })
-          await pb.locator("#typing", { hasText: "ann is typing" }).waitFor()
+          await eventually(() => pb.textContent("#typing"), "ann is typing…")
           await pa.screenshot({ path: NodePath.join(outputDir, "todo-app.png"), fullPage: true })
           await a.close()
-          await pb.waitForFunction(() => !document.querySelector("#presence")?.textContent?.includes("ann"), undefined, { timeout: 10_000 })
-          assert.notInclude(await pb.textContent("#presence"), "ann")
+          await eventually(() => pb.locator("#presence li").allTextContents(), ["bob (you)"])
           await b.close()
         })
       }))
@@ -177,23 +202,132 @@ describe.skipIf(!Chromium.available)("todo app in a browser", () => {
           await live2.waitForFunction(() => document.body.dataset["mizuStatus"] === "connected")
           await live1.fill("input[name=title]", "from the live page")
           await live1.click("form.new button")
-          await live2.locator("li", { hasText: "from the live page" }).waitFor()
-          await syncPage.locator("#todos li span", { hasText: "from the live page" }).waitFor()
+          await eventually(() => liveTitles(live2), ["from the live page"])
+          await eventually(() => titles(syncPage), ["from the live page"])
           // a click (toggle) in one tab
           await live1.locator("li", { hasText: "from the live page" }).locator("input[type=checkbox]").click()
-          await live2.locator("li.done", { hasText: "from the live page" }).waitFor()
-          await syncPage.waitForFunction(() => document.querySelector("#todos li.done") !== null)
+          await eventually(() => live2.locator("ul.todos li.done label span").allTextContents(), ["from the live page"])
+          await eventually(() => syncPage.locator("#todos li.done span.title").allTextContents(), ["from the live page"])
           // focus and typed text survive a PATCH that re-renders the list
           await live2.click("input[name=title]")
           await live2.type("input[name=title]", "half typed", { delay: 10 })
           await addTodo(syncPage, "patch while typing")
-          await live2.locator("li", { hasText: "patch while typing" }).waitFor()
-          assert.strictEqual(await live2.evaluate(() => (document.activeElement as HTMLInputElement | null)?.name), "title")
-          assert.strictEqual(await live2.inputValue("input[name=title]"), "half typed")
+          // after the PATCH (it brings the new row, last: creation order) the input still has the focus and the text
+          await eventually(() => liveTitles(live2), ["from the live page", "patch while typing"])
+          await eventually(() => live2.evaluate(() => (document.activeElement as HTMLInputElement | null)?.name), "title")
+          await eventually(() => live2.inputValue("input[name=title]"), "half typed")
           await live2.screenshot({ path: NodePath.join(outputDir, "live-page.png"), fullPage: true })
           await a.close()
           await b.close()
         })
       }))
+
+    it.effect("todos show in creation order, the same in both contexts, on the live page and in the snapshot (not in id order)", () =>
+      Effect.gen(function*() {
+        const base = yield* BaseUrl
+        const list = freshList()
+        const scope = `user:${list}:todos`
+        yield* run(async () => {
+          const a = await browser!.newContext()
+          const b = await browser!.newContext()
+          const pa = await open(a, `${base}/?list=${list}&name=ann`)
+          const pb = await open(b, `${base}/?list=${list}&name=bob`)
+          await pa.waitForFunction(() => "mizu" in window)
+          await pb.waitForFunction(() => "mizu" in window)
+          // ids in the reverse of creation order; one without createdAt (an older client's) sorts first
+          await pa.evaluate(async (scope) => {
+            const sync = (window as unknown as MizuWindow).mizu?.sync
+            if (sync === undefined) throw new Error("no client")
+            await sync.mutate("todo/create", { id: "z", title: "first", createdAt: 1 }, { scope })
+            await sync.mutate("todo/create", { id: "y", title: "second", createdAt: 2 }, { scope })
+            await sync.mutate("todo/create", { id: "x", title: "third", createdAt: 3 }, { scope })
+            await sync.mutate("todo/create", { id: "zz-legacy", title: "legacy" }, { scope })
+          }, scope)
+          const seeded = ["legacy", "first", "second", "third"]
+          await eventually(() => titles(pb), seeded, { timeout: 30_000 })
+          // then through the form, alternating contexts (each waits to see the other's last one)
+          await addTodo(pa, "fourth")
+          await eventually(() => titles(pb), [...seeded, "fourth"], { timeout: 30_000 })
+          await addTodo(pb, "fifth")
+          await eventually(() => titles(pa), [...seeded, "fourth", "fifth"], { timeout: 30_000 })
+          // and one through the live page (the server's TodoPage creates it)
+          const live = await open(b, `${base}/live/todos?scope=${scope}`)
+          await live.waitForFunction(() => document.body.dataset["mizuStatus"] === "connected")
+          await live.fill("input[name=title]", "sixth")
+          await live.click("form.new button")
+          const expected = [...seeded, "fourth", "fifth", "sixth"]
+          await eventually(() => liveTitles(live), expected, { timeout: 30_000 })
+          await eventually(() => titles(pa), expected, { timeout: 30_000 })
+          await eventually(() => titles(pb), expected, { timeout: 30_000 })
+          await waitSaved(pa)
+          await waitSaved(pb)
+          // a reload shows the same order (from IndexedDB, then the server)
+          await pb.reload()
+          await pb.waitForFunction(() => "mizu" in window)
+          await eventually(() => titles(pb), expected, { timeout: 30_000 })
+          // the order is not the ids': they sort differently
+          const ids = await rowIds(pa)
+          assert.notDeepEqual([...ids].sort(), ids)
+          await a.close()
+          await b.close()
+        })
+        // the server stored each createdAt the creating client chose: sorting the snapshot gives the same order
+        const snapshot = yield* Effect.orDie(SyncTransport.makeFetch({ baseUrl: base }).snapshot({ scope }))
+        const todos = Object.values(snapshot.data["todo"] ?? {}).map((json) => Schema.decodeUnknownSync(Todo)(json))
+        assert.deepStrictEqual(
+          [...todos].sort(byCreation).map((t) => t.title),
+          ["legacy", "first", "second", "third", "fourth", "fifth", "sixth"]
+        )
+        assert.deepStrictEqual(todos.filter((t) => t.createdAt === undefined).map((t) => t.id), ["zz-legacy"])
+      }))
+  })
+
+  // The example server itself (examples/todo/server.ts) in its own process, with and without AUTH_TOKENS.
+  describe("the example server's AUTH_TOKENS", () => {
+    const tokens = { "token-ann": ["user:ann:*"], "token-bob": ["user:bob:*"] }
+    const bearer = (token: string) => ({ "content-type": "application/json", authorization: `Bearer ${token}` })
+    const push = (url: string, scope: string, id: string, headers?: Record<string, string>) =>
+      post(`${url}/_sync/push`, JSON.stringify({ mutations: [{ name: "todo/create", scope, args: { id, title: id } }] }), headers)
+
+    it.live("set: the token authorizer (logged); a push without a token is 401, on another's scope 403, with its token ok; the page sends ?token=", () =>
+      Effect.gen(function*() {
+        const server = yield* ServerProcess.start({ DATABASE_URL: "memory", PUBSUB_URL: "memory", AUTH_TOKENS: JSON.stringify(tokens) })
+        yield* run(() => eventually(() => server.output().includes("auth: AUTH_TOKENS set, 2 tokens, token authorizer"), true))
+        assert.notInclude(server.output(), "token-ann", "the tokens themselves are never logged")
+        const scope = "user:ann:todos"
+        assert.strictEqual((yield* push(server.url, scope, "no-token")).status, 401)
+        assert.strictEqual((yield* push(server.url, scope, "unknown", bearer("token-zed"))).status, 401)
+        assert.strictEqual((yield* push(server.url, scope, "bobs", bearer("token-bob"))).status, 403)
+        const ok = yield* push(server.url, scope, "anns", bearer("token-ann"))
+        assert.strictEqual(ok.status, 200)
+        assert.deepStrictEqual(decodeAs(Protocol.PushResponse, ok.json).results, [{ ok: true, cursor: 1 }])
+        // the page with ?token= pulls, pushes and joins live with it
+        yield* run(async () => {
+          const a = await browser!.newContext()
+          const pa = await open(a, `${server.url}/?list=ann&name=ann&token=token-ann`)
+          await pa.waitForFunction(() => "mizu" in window)
+          await eventually(() => titles(pa), ["anns"], { timeout: 30_000 })
+          await addTodo(pa, "from the page")
+          await waitSaved(pa)
+          await eventually(() => pa.textContent("#status"), "online · saved")
+          // presence needs the live socket's subscription, which the token authorizes
+          await eventually(() => pa.locator("#presence li").allTextContents(), ["ann (you)"])
+          await a.close()
+        })
+        const pulled = decodeAs(Protocol.PullResponse, (yield* post(`${server.url}/_sync/pull`, JSON.stringify({ scope, cursor: 0 }), bearer("token-ann"))).json)
+        assert.deepStrictEqual(pulled.changes.map((c) => (c.data as { title: string }).title), ["anns", "from the page"])
+      }).pipe(Effect.scoped), 120_000)
+
+    it.live("not set: every request allowed, and logged so", () =>
+      Effect.gen(function*() {
+        const server = yield* ServerProcess.start({ DATABASE_URL: "memory", PUBSUB_URL: "memory", AUTH_TOKENS: "" }).pipe(
+          // an empty value is set (and not JSON): the server refuses to start rather than open up
+          Effect.flip
+        )
+        assert.include(server.message, "AUTH_TOKENS must be a JSON object")
+        const open = yield* ServerProcess.start({ DATABASE_URL: "memory", PUBSUB_URL: "memory" })
+        yield* run(() => eventually(() => open.output().includes("auth: AUTH_TOKENS not set, every request allowed (Authorizer.layerAllowAll)"), true))
+        assert.strictEqual((yield* push(open.url, "user:ann:todos", "no-token")).status, 200)
+      }).pipe(Effect.scoped), 120_000)
   })
 })

@@ -1,18 +1,18 @@
 /**
  * The seed's TodoPage as a live page at `/live/todos`: the server renders the
- * list; events become sync mutations (`ctx.pushMutation`), typing goes over
+ * list (in creation order, as the sync page shows it: `byCreation`); events become sync mutations (`ctx.pushMutation`), typing goes over
  * live (`ctx.broadcast`), and any change to the scope — from this page, from
  * the sync client page, from anyone — arrives as a poke and re-renders.
  */
 import { Effect, Schema } from "effect"
 import { Entity, Html, Page, Store } from "mizu-sync-live"
-import { type Todo, TodoEntity } from "./mutations.js"
+import { byCreation, nextCreatedAt, Todo, TodoEntity } from "./mutations.js"
 
 const { html } = Html
 
 const State = Schema.Struct({
   scope: Schema.String,
-  todos: Schema.Array(Schema.Struct({ id: Schema.String, title: Schema.String, completed: Schema.Boolean })),
+  todos: Schema.Array(Todo),
   typing: Schema.Array(Schema.String),
   error: Schema.optional(Schema.String)
 })
@@ -25,7 +25,8 @@ const loadTodos = (scope: string) =>
   Effect.gen(function*() {
     const store = yield* Store.Store
     const rows = yield* store.list(scope, TodoEntity.name)
-    return yield* Effect.forEach(rows, ([, json]) => Entity.decode(TodoEntity, json))
+    const todos = yield* Effect.forEach(rows, ([, json]) => Entity.decode(TodoEntity, json))
+    return todos.sort(byCreation)
   }).pipe(Effect.mapError((e) => new Page.PageError({ message: e.message })))
 
 const item = (todo: Todo) =>
@@ -65,7 +66,9 @@ export const TodoPage = Page.make<State, typeof State.Encoded, Message, Store.St
         case "create": {
           const title = String(event.values["title"] ?? "").trim()
           if (title === "") return s
-          const result = yield* push("todo/create", { id: crypto.randomUUID(), title })
+          // createdAt after the newest todo: it lands at the end here and on every sync client
+          const createdAt = nextCreatedAt(yield* loadTodos(s.scope))
+          const result = yield* push("todo/create", { id: crypto.randomUUID(), title, createdAt })
           if (!result.ok) return { ...s, error: result.error?.message }
           break
         }

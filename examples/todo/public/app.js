@@ -1,7 +1,9 @@
 // The todo page: plain ES modules, no bundler. The client and the todo
 // mutations come from the server (/_live/runtime.js, /todo/mutations.js).
+// `?list=` picks the list, `?name=` who you are, `?token=` the bearer token
+// sent on every request and on the live socket (for a server with AUTH_TOKENS).
 import { MizuSync } from "/_live/runtime.js"
-import { registry, TodoEntity } from "/todo/mutations.js"
+import { byCreation, nextCreatedAt, registry, TodoEntity } from "/todo/mutations.js"
 
 const $ = (id) => document.getElementById(id)
 const params = new URLSearchParams(location.search)
@@ -12,12 +14,21 @@ sessionStorage.setItem("mizu-name", me)
 $("scope").textContent = scope
 $("me").textContent = me
 
-const sync = await MizuSync.open({ registry, live: true, dbName: `mizu-todos-${list}` })
+const token = params.get("token") || undefined
+
+const sync = await MizuSync.open({
+  registry,
+  dbName: `mizu-todos-${list}`,
+  // the token goes to the HTTP transport (Authorization: Bearer) and to the live socket (JOIN's token)
+  ...(token === undefined ? { live: true } : { token, live: { token } })
+})
 const live = sync.live
 
-// -- the list, re-rendered from the reactive query --------------------------------
+// -- the list, re-rendered from the reactive query, in creation order ---------------
 const pendingIds = () => new Set(sync.pending.map((m) => m.args?.id))
-const render = (rows) => {
+const todos = () => sync.query(scope, TodoEntity).map(([, todo]) => todo)
+const render = (entries) => {
+  const rows = [...entries].sort(([, a], [, b]) => byCreation(a, b))
   const pending = pendingIds()
   const ul = $("todos")
   ul.replaceChildren(...rows.map(([id, todo]) => {
@@ -110,7 +121,8 @@ $("new").addEventListener("submit", (e) => {
   if (title === "") return
   input.value = ""
   $("error").textContent = ""
-  mutate("todo/create", { id: crypto.randomUUID(), title })
+  // createdAt is in the args: the optimistic run and the server store the same value
+  mutate("todo/create", { id: crypto.randomUUID(), title, createdAt: nextCreatedAt(todos()) })
 })
 
 const typists = new Map()
