@@ -5,13 +5,30 @@
  *    browser; its imports resolve to runtime.js through the page's import map.
  */
 import * as esbuild from "esbuild"
+import * as NodeFs from "node:fs/promises"
 import * as NodePath from "node:path"
 import { fileURLToPath } from "node:url"
 
 const root = NodePath.resolve(NodePath.dirname(fileURLToPath(import.meta.url)), "..")
 
+/**
+ * Each output is written to a temporary file and renamed over the old one, so
+ * a server reading `dist/runtime.js` while the build runs again (`npm pack`
+ * in test/package.test.ts, during the suite) gets the old file or the new
+ * one, never a truncated one.
+ */
+const writeAtomically = async (result: esbuild.BuildResult<{ write: false }>): Promise<void> => {
+  for (const file of result.outputFiles) {
+    const temporary = `${file.path}.${process.pid}.tmp`
+    await NodeFs.mkdir(NodePath.dirname(file.path), { recursive: true })
+    await NodeFs.writeFile(temporary, file.contents)
+    await NodeFs.rename(temporary, file.path)
+  }
+}
+
 export const buildBrowser = async (): Promise<void> => {
-  await esbuild.build({
+  await writeAtomically(await esbuild.build({
+    write: false,
     absWorkingDir: root,
     entryPoints: ["src/client/browser.ts"],
     bundle: true,
@@ -23,8 +40,9 @@ export const buildBrowser = async (): Promise<void> => {
     conditions: ["source"],
     outfile: "dist/runtime.js",
     logLevel: "warning"
-  })
-  await esbuild.build({
+  }))
+  await writeAtomically(await esbuild.build({
+    write: false,
     absWorkingDir: root,
     entryPoints: ["examples/todo/mutations.ts"],
     bundle: false,
@@ -33,7 +51,7 @@ export const buildBrowser = async (): Promise<void> => {
     target: "es2022",
     outfile: "dist/examples/todo/mutations.js",
     logLevel: "warning"
-  })
+  }))
 }
 
 if (process.argv[1] !== undefined && NodePath.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
