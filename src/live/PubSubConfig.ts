@@ -14,6 +14,7 @@ import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as ConnectionUrl from "../sync/ConnectionUrl.js"
 import * as LivePubSub from "./LivePubSub.js"
 import * as PgPubSub from "./pg/PgPubSub.js"
 import * as RedisPubSub from "./redis/RedisPubSub.js"
@@ -26,15 +27,21 @@ export const fromUrl = (
   databaseUrl: string | undefined
 ): Effect.Effect<Layer.Layer<LivePubSub.LivePubSub, unknown>, ConfigError.ConfigError> => {
   if (url === "" || url === "memory") return Effect.succeed(LivePubSub.layerMemory)
-  if (url.startsWith("redis://") || url.startsWith("rediss://")) return Effect.succeed(RedisPubSub.layer({ url }))
+  if (url.startsWith("redis://") || url.startsWith("rediss://")) {
+    // checked here: the Redis client dies on an unparsable URL with the URL (password included) in the error
+    return URL.canParse(url)
+      ? Effect.succeed(RedisPubSub.layer({ url }))
+      : Effect.fail(ConfigError.InvalidData(["PUBSUB_URL"], `not a valid URL: ${ConnectionUrl.redact(url)}`))
+  }
   if (isPg(url)) return Effect.succeed(PgPubSub.layerUrl(url))
   if (url === "postgres") {
     return databaseUrl !== undefined && isPg(databaseUrl)
       ? Effect.succeed(PgPubSub.layerUrl(databaseUrl))
       : Effect.fail(ConfigError.InvalidData(["PUBSUB_URL"], "PUBSUB_URL=postgres needs DATABASE_URL to be a postgres:// URL"))
   }
+  // never echo the value as given: it may carry a password
   return Effect.fail(
-    ConfigError.InvalidData(["PUBSUB_URL"], `expected memory, redis://…, postgres or postgres://…, got ${url}`)
+    ConfigError.InvalidData(["PUBSUB_URL"], `expected memory, redis://…, postgres or postgres://…, got ${ConnectionUrl.redact(url)}`)
   )
 }
 

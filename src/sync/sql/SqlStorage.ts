@@ -75,9 +75,11 @@ import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import type { Change, ChangeOp, SnapshotData } from "../../protocol/Sync.js"
 import { ChangeLog, type ChangeInput } from "../ChangeLog.js"
 import { Clients } from "../Clients.js"
+import * as ConnectionUrl from "../ConnectionUrl.js"
 import * as StorageError from "../StorageError.js"
 import { Store } from "../Store.js"
 import { type Services, SyncStorage } from "../SyncStorage.js"
@@ -666,12 +668,19 @@ export interface PgOptions extends PgClient.PgClientConfig, Options {}
  * Postgres storage: connects a pool, migrates (safe from several processes at
  * once), and provides the four storage services plus the `SqlClient` /
  * `PgClient` they run on (for example for a LISTEN/NOTIFY `LivePubSub`).
- * Fails with a `StorageError` when the database cannot be reached.
+ * Fails with a `StorageError` when the database cannot be reached; its
+ * message names the URL with the password as `***` (never the password).
  */
 export const layerPg = (
   options: PgOptions
 ): Layer.Layer<Services | SqlClient.SqlClient | PgClient.PgClient, StorageError.StorageError> =>
   layerWith(options).pipe(
     Layer.provide(Migrations.layerPg),
-    Layer.provideMerge(PgClient.layer(options).pipe(Layer.mapError(toStorageError("cannot connect to Postgres"))))
+    Layer.provideMerge(PgClient.layer(options).pipe(Layer.mapError(toStorageError(`cannot connect to Postgres at ${pgTarget(options)}`))))
   )
+
+/** Where a Postgres client connects, for messages: the URL with its password as `***`, or host, port and database. */
+const pgTarget = (options: PgClient.PgClientConfig): string =>
+  options.url !== undefined
+    ? ConnectionUrl.redact(Redacted.value(options.url))
+    : `${options.host ?? "localhost"}:${options.port ?? 5432}/${options.database ?? ""}`
