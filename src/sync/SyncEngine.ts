@@ -14,9 +14,21 @@
  *   whole and the push runs again with a savepoint (a nested transaction)
  *   around each mutator, which rolls back only its writes. A `StorageError`
  *   anywhere rolls the whole request back and surfaces as `503 unavailable`.
- * - The client's last id is read first inside the transaction; SQL layers
- *   lock the client's row there, so concurrent retries of one client are
- *   serialized and a mutation is applied exactly once. Then the heads of all
+ * - A `client_id` belongs to the principal whose push first used it
+ *   (`Clients.claim`). Every scope of a request is authorized first, and all
+ *   must yield the same principal (else `forbidden`). The claim is the first
+ *   step of the push transaction: it records the owner of a fresh id and
+ *   reads the client's last id, and a push naming an id another principal
+ *   owns fails there with `forbidden`, rolled back whole, before any
+ *   `duplicate` / `out_of_order` answer could reveal that client's ids. Pull
+ *   and snapshot check the owner (`Clients.ownerOf`) first in their read,
+ *   before `last_mutation_id`. The anonymous principal (allow-all) never
+ *   owns an id, so open servers behave as before: anyone may use any id
+ *   nobody named owns.
+ * - The claim also locks the client's row (SQL layers), so concurrent
+ *   retries of one client are serialized and a mutation is applied exactly
+ *   once; of two principals racing for a fresh id, one commits as its owner
+ *   and the other then finds it owned. Then the heads of all
  *   the push's scopes are locked in scope order (`ChangeLog.lockScopes`),
  *   before any row is written, so concurrent pushes queue instead of
  *   deadlocking on Postgres.
@@ -115,12 +127,40 @@ export const make = Effect.gen(function*() {
   const broker = yield* PokeBroker
   const authorizer = yield* Authorizer.Authorizer
 
-  const authorize = (action: Authorizer.Action, scopes: Iterable<string>, caller: Caller, clientId: string | undefined) =>
-    Effect.forEach(
-      new Set(scopes),
-      (scope) => authorizer.authorize({ action, scope, token: caller.token, headers: caller.headers, clientId }),
-      { discard: true }
+  /**
+   * Authorize every scope of a request; all must yield the same principal.
+   * Returns the principal as an owner of client ids: `undefined` for the
+   * anonymous principal, which owns none.
+   */
+  const authorize = (
+    action: Authorizer.Action,
+    scopes: Iterable<string>,
+    caller: Caller,
+    clientId: string | undefined
+  ): Effect.Effect<string | undefined, Authorizer.Denied> =>
+    Effect.flatMap(
+      Effect.forEach(
+        new Set(scopes),
+        (scope) => authorizer.authorize({ action, scope, token: caller.token, headers: caller.headers, clientId })
+      ),
+      (principals) => {
+        const id = principals[0]?.id
+        if (principals.some((p) => p.id !== id)) {
+          return Authorizer.forbidden("the scopes of this request were authorized as different principals")
+        }
+        return Effect.succeed(id === undefined || id === Authorizer.anonymous.id ? undefined : id)
+      }
     )
+
+  /** `forbidden`: the client id belongs to another principal (whose ids are never revealed). */
+  const notOwner = (clientId: string) =>
+    Authorizer.forbidden(`client_id ${clientId} belongs to another principal`)
+
+  /** Fail with `forbidden` when another principal owns the client id (pull, snapshot: reads only). */
+  const checkOwner = (clientId: string | undefined, owner: string | undefined) =>
+    clientId === undefined
+      ? Effect.void
+      : Effect.flatMap(clients.ownerOf(clientId), (found) => found === undefined || found === owner ? Effect.void : notOwner(clientId))
 
   const pokeAll = (heads: ReadonlyMap<string, number>) =>
     Effect.forEach(heads, ([scope, cursor]) => broker.poke(scope, cursor), { discard: true })
@@ -152,6 +192,7 @@ export const make = Effect.gen(function*() {
    */
   const attempt = <E>(
     clientId: string,
+    owner: string | undefined,
     mutations: ReadonlyArray<Protocol.Mutation>,
     scopes: ReadonlyArray<string>,
     apply: (
@@ -160,7 +201,10 @@ export const make = Effect.gen(function*() {
     ) => Effect.Effect<Either.Either<ReadonlyArray<ChangeInput>, MutationFailed>, E | StorageError>
   ) =>
     storage.transaction(Effect.gen(function*() {
-      let last = yield* clients.lastId(clientId)
+      // First: claim the id (or find it is another's, then nothing is revealed and all rolls back).
+      const claim = yield* clients.claim(clientId, owner)
+      if (claim.owner !== owner) return yield* notOwner(clientId)
+      let last = claim.last
       // Lock every scope's head first, in one global order: writers of the same scopes then queue
       // instead of deadlocking (a mutation's row writes followed by another request's head lock).
       yield* log.lockScopes(scopes)
@@ -232,15 +276,15 @@ export const make = Effect.gen(function*() {
       return { results, heads }
     }))
 
-  const pushWithClient = (clientId: string, mutations: ReadonlyArray<Protocol.Mutation>) => {
+  const pushWithClient = (clientId: string, owner: string | undefined, mutations: ReadonlyArray<Protocol.Mutation>) => {
     const scopes = [...new Set(mutations.map((m) => m.scope ?? Protocol.DEFAULT_SCOPE))].sort()
     // First without savepoints: a mutation that fails before writing anything has nothing to roll
     // back, and most do. One that fails after writing aborts this attempt (rolled back whole) and
     // the push runs again with a savepoint around each mutation.
-    const optimistic = attempt(clientId, mutations, scopes, (mutation, scope) =>
+    const optimistic = attempt(clientId, owner, mutations, scopes, (mutation, scope) =>
       Effect.flatMap(applyMutation(mutation, scope), (outcome) =>
         Either.isLeft(outcome) && outcome.left.wrote !== false ? Effect.fail(new NeedsSavepoints()) : Effect.succeed(outcome)))
-    const withSavepoints = attempt(clientId, mutations, scopes, (mutation, scope) =>
+    const withSavepoints = attempt(clientId, owner, mutations, scopes, (mutation, scope) =>
       storage.transaction(Effect.flatMap(applyMutation(mutation, scope), (outcome) =>
         // fail inside the savepoint so that it rolls back; caught outside it
         Either.isLeft(outcome) ? Effect.fail(outcome.left) : Effect.succeed(outcome))).pipe(
@@ -325,13 +369,13 @@ export const make = Effect.gen(function*() {
           })
         }
       }
-      yield* authorize("push", scopes, caller, clientId)
+      const owner = yield* authorize("push", scopes, caller, clientId)
       if (clientId === undefined) {
         const plain = yield* pushPlain(request.mutations)
         yield* countResults(plain)
         return { results: plain }
       }
-      const { heads, results } = yield* pushWithClient(clientId, request.mutations)
+      const { heads, results } = yield* pushWithClient(clientId, owner, request.mutations)
       yield* countResults(results)
       yield* pokeAll(heads)
       return { results }
@@ -347,9 +391,10 @@ export const make = Effect.gen(function*() {
 
   const pull = (request: Protocol.PullRequest, caller: Caller) =>
     Effect.gen(function*() {
-      yield* authorize("pull", [request.scope], caller, request.client_id)
+      const owner = yield* authorize("pull", [request.scope], caller, request.client_id)
       const limit = request.limit ?? Protocol.DEFAULT_PULL_LIMIT
       return yield* storage.readConsistent(Effect.gen(function*() {
+        yield* checkOwner(request.client_id, owner)
         const head = yield* log.head(request.scope)
         if (request.cursor > head) {
           return yield* new ProtocolError({
@@ -388,8 +433,9 @@ export const make = Effect.gen(function*() {
 
   const snapshot = (request: Protocol.SnapshotRequest, caller: Caller) =>
     Effect.gen(function*() {
-      yield* authorize("snapshot", [request.scope], caller, request.client_id)
+      const owner = yield* authorize("snapshot", [request.scope], caller, request.client_id)
       return yield* storage.readConsistent(Effect.gen(function*() {
+        yield* checkOwner(request.client_id, owner)
         const cursor = yield* log.head(request.scope)
         const data = yield* store.snapshot(request.scope)
         yield* Metric.increment(Metrics.snapshots)

@@ -1,6 +1,7 @@
 /**
- * The engine suite: PROTOCOL.md section 1 over a storage family. Each family
- * runs it with one line: `engineSuite("memory", SyncStorage.layerMemory)`.
+ * The engine suite: PROTOCOL.md section 1 over a storage family, and client
+ * id ownership (`OwnershipSuite`). Each family runs it with one line:
+ * `engineSuite("memory", SyncStorage.layerMemory)`.
  */
 import { assert, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -10,6 +11,7 @@ import * as Schema from "effect/Schema"
 import { ChangeLog, Mutation, type Protocol, Store, SyncEngine, type SyncStorage } from "mizu-sync-live"
 import { layerEngine, PokeRecorder } from "mizu-sync-live/testing"
 import { createTodo, deleteTodo, renameTodo, TodoEntity, toggleTodo } from "../../examples/todo/mutations.js"
+import { ownershipSuite } from "./OwnershipSuite.js"
 import { freshClient, freshScope, range } from "./util.js"
 
 /** Writes, then rejects: nothing of it may remain. */
@@ -56,7 +58,12 @@ export const foldChanges = (changes: ReadonlyArray<Protocol.Change>) => {
   return out
 }
 
-export const engineSuite = (name: string, storage: Layer.Layer<SyncStorage.Services, unknown>) =>
+export const engineSuite = (name: string, storage: Layer.Layer<SyncStorage.Services, unknown>) => {
+  ownershipSuite(name, registry, storage)
+  engineCore(name, storage)
+}
+
+const engineCore = (name: string, storage: Layer.Layer<SyncStorage.Services, unknown>) =>
   layer(layerEngine(registry, storage), { timeout: 120_000 })(`SyncEngine (${name})`, (it) => {
     const anon = SyncEngine.anonymous
 

@@ -153,6 +153,72 @@ export const storageSuites = (name: string, storage: Layer.Layer<SyncStorageModu
           assert.strictEqual(yield* clients.lastIdForScope(c, freshScope()), 0)
           assert.strictEqual(yield* clients.lastId(freshClient()), 0)
         }))
+
+      it.effect("claim: the first named owner keeps the id; anonymous (undefined) never owns; an unowned id goes to the next claimant", () =>
+        Effect.gen(function*() {
+          const clients = yield* Clients
+          const s = freshScope()
+          const c = freshClient()
+          assert.strictEqual(yield* clients.ownerOf(c), undefined)
+          assert.deepStrictEqual(yield* clients.claim(c, "p:ann"), { owner: "p:ann", last: 0 })
+          yield* clients.record(c, 1, s)
+          assert.deepStrictEqual(yield* clients.claim(c, "p:ann"), { owner: "p:ann", last: 1 })
+          // another claimant finds the owner (the engine then refuses and reveals nothing)
+          assert.strictEqual((yield* clients.claim(c, "p:bob")).owner, "p:ann")
+          assert.strictEqual((yield* clients.claim(c, undefined)).owner, "p:ann")
+          assert.strictEqual(yield* clients.ownerOf(c), "p:ann")
+          assert.strictEqual(yield* clients.lastId(c), 1)
+
+          // the anonymous principal uses an id without owning it; a named one then claims it
+          const open = freshClient()
+          assert.deepStrictEqual(yield* clients.claim(open, undefined), { owner: undefined, last: 0 })
+          yield* clients.record(open, 1, s)
+          assert.deepStrictEqual(yield* clients.claim(open, undefined), { owner: undefined, last: 1 })
+          assert.strictEqual(yield* clients.ownerOf(open), undefined)
+          assert.deepStrictEqual(yield* clients.claim(open, "p:bob"), { owner: "p:bob", last: 1 })
+          assert.strictEqual(yield* clients.ownerOf(open), "p:bob")
+
+          // a row with ids but no owner (as the SQL migration leaves older rows) keeps its ids when claimed
+          const legacy = freshClient()
+          yield* clients.record(legacy, 7, s)
+          assert.strictEqual(yield* clients.ownerOf(legacy), undefined)
+          assert.deepStrictEqual(yield* clients.claim(legacy, "p:ann"), { owner: "p:ann", last: 7 })
+          assert.strictEqual(yield* clients.lastIdForScope(legacy, s), 7)
+        }))
+
+      it.effect("a claim commits or rolls back with its transaction", () =>
+        Effect.gen(function*() {
+          const clients = yield* Clients
+          const storage = yield* SyncStorage
+          const c = freshClient()
+          const exit = yield* storage.transaction(Effect.zipRight(clients.claim(c, "p:ann"), Effect.fail(new Boom()))).pipe(Effect.exit)
+          assert.isTrue(Exit.isFailure(exit))
+          assert.strictEqual(yield* clients.ownerOf(c), undefined)
+          // on an unowned existing row too
+          yield* clients.record(c, 2, freshScope())
+          yield* storage.transaction(Effect.zipRight(clients.claim(c, "p:ann"), Effect.fail(new Boom()))).pipe(Effect.exit)
+          assert.strictEqual(yield* clients.ownerOf(c), undefined)
+          yield* storage.transaction(clients.claim(c, "p:bob"))
+          assert.strictEqual(yield* clients.ownerOf(c), "p:bob")
+        }))
+
+      it.effect("principals racing to claim a fresh id in concurrent transactions: exactly one owns it, and every one sees that owner", () =>
+        Effect.gen(function*() {
+          const clients = yield* Clients
+          const storage = yield* SyncStorage
+          for (let round = 0; round < 5; round++) {
+            const c = freshClient()
+            const seen = yield* Effect.forEach(
+              range(8),
+              (i) => storage.transaction(Effect.tap(clients.claim(c, `p:${i}`), () => realSleep(2))),
+              { concurrency: "unbounded" }
+            )
+            const owner = yield* clients.ownerOf(c)
+            assert.isDefined(owner)
+            assert.deepStrictEqual(seen.map((claim) => claim.owner), range(8).map(() => owner), `round ${round}`)
+            assert.strictEqual(range(8).filter((i) => `p:${i}` === owner).length, 1)
+          }
+        }))
     })
 
     layer(storage, { timeout: 60_000 })("SyncStorage", (it) => {

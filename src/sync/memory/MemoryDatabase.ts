@@ -29,6 +29,8 @@ export interface LogState {
 
 export interface ClientState {
   last: number
+  /** The principal id that owns the client id; `undefined` until a named principal claims it. */
+  owner: string | undefined
   readonly scopes: Map<string, number>
 }
 

@@ -10,8 +10,12 @@
  *   `(scope, cursor)`: the change log; `since` is a range read on that key.
  *   `data` is JSON text, `NULL` for a delete; `ts` is ISO-8601 text.
  * - `mizu_entities (scope, entity, id, data)`, primary key `(scope, entity, id)`.
- * - `mizu_clients (client_id PK, last)` and
+ * - `mizu_clients (client_id PK, last, owner)` and
  *   `mizu_client_scopes (client_id, scope, last)`, primary key both: the dedupe ledger.
+ *   `owner` (from `0002_client_owner`) is the principal id the client id
+ *   belongs to, `NULL` while unowned: rows from before that migration, and ids
+ *   only the anonymous principal used, are claimed by the next named
+ *   principal that pushes with them (see `Clients`).
  *
  * Text keys compare bytewise on both databases (SQLite's default `BINARY`,
  * `COLLATE "C"` on Postgres), so `list` orders ids the same everywhere.
@@ -126,10 +130,28 @@ const init: Effect.Effect<void, SqlError, SqlClient.SqlClient> = Effect.gen(func
   yield* Effect.forEach(statements, (statement) => statement, { discard: true })
 })
 
-/** Every migration of the storage family, in order. New ones are appended, never edited. */
-export const loader: Migrator.Loader = Migrator.fromRecord({
-  "0001_init": init
+/**
+ * `0002_client_owner`: `mizu_clients.owner`, the principal a client id belongs
+ * to. Existing rows get `NULL` (unowned): the next named principal that pushes
+ * with such a client id claims it, so clients from before the migration keep
+ * working; until then a pull or snapshot naming it is answered as before.
+ */
+const clientOwner: Effect.Effect<void, SqlError, SqlClient.SqlClient> = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql.onDialectOrElse({
+    pg: () => sql`ALTER TABLE mizu_clients ADD COLUMN owner TEXT COLLATE "C"`,
+    orElse: () => sql`ALTER TABLE mizu_clients ADD COLUMN owner TEXT`
+  })
 })
+
+/** Every migration of the storage family, in order. New ones are appended, never edited. */
+export const migrations = {
+  "0001_init": init,
+  "0002_client_owner": clientOwner
+} as const
+
+/** The migrations as `@effect/sql`'s migrators load them. */
+export const loader: Migrator.Loader = Migrator.fromRecord(migrations)
 
 const toStorageError = (e: Migrator.MigrationError | SqlError): StorageError.StorageError =>
   StorageError.fromCause(`migrations failed: ${e.message}`)(e)

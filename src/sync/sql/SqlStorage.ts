@@ -19,15 +19,18 @@
  *   operation is as few statements as the dialect allows — `append` of any
  *   number of changes is 1 on Postgres (arrays through `unnest`), 2 on SQLite;
  *   `Clients.record` / `recordAll` 1 on Postgres, 2 on SQLite;
- *   `Clients.lastId` 1 (an upsert that locks the client's row) — and inside a
+ *   `Clients.lastId` and `Clients.claim` 1 (an upsert that locks the client's row) — and inside a
  *   transaction each runs as SQL text straight on the transaction's
  *   connection (`exec`; the driver's prepared-statement cache still applies).
  *   Tracing keeps the engine's spans, not one per statement.
- * - **Per-client serialization.** Inside a transaction `Clients.lastId` is
- *   `INSERT … ON CONFLICT (client_id) DO UPDATE SET last = last RETURNING last`:
+ * - **Per-client serialization and ownership.** Inside a transaction
+ *   `Clients.claim` (and `lastId`) is `INSERT … ON CONFLICT (client_id) DO
+ *   UPDATE SET owner = COALESCE(owner, excluded.owner) RETURNING last, owner`:
  *   on Postgres it takes the client's row lock (also when the row is new:
  *   a concurrent inserter waits for the first), so concurrent pushes of one
- *   client run one after the other and see each other's `last`.
+ *   client run one after the other and see each other's `last`, and of two
+ *   principals claiming a fresh id the second sees the first's committed
+ *   owner (or, if the first rolled back, becomes the owner itself).
  * - **Transactions.** A top-level `transaction` does what `sql.withTransaction`
  *   does (reserve the connection, BEGIN, provide it as
  *   `SqlClient.TransactionConnection` so `sql` statements inside join it,
@@ -543,6 +546,11 @@ export const make = (options: Options = {}): Effect.Effect<Context.Context<Servi
       ON CONFLICT (client_id) DO UPDATE SET last = mizu_clients.last
       RETURNING last`)
     const lastPlainText = q("SELECT last FROM mizu_clients WHERE client_id = ?")
+    // Like lastLockedText (the row lock), and the owner is set only where there is none yet.
+    const claimText = q(`INSERT INTO mizu_clients (client_id, last, owner) VALUES (?, 0, ?)
+      ON CONFLICT (client_id) DO UPDATE SET owner = COALESCE(mizu_clients.owner, excluded.owner)
+      RETURNING last, owner`)
+    const ownerText = q("SELECT owner FROM mizu_clients WHERE client_id = ?")
     const lastForScopeText = q("SELECT last FROM mizu_client_scopes WHERE client_id = ? AND scope = ?")
     const recordClientSql = `INSERT INTO mizu_clients (client_id, last) VALUES (?, ?)
       ON CONFLICT (client_id) DO UPDATE
@@ -584,6 +592,19 @@ export const make = (options: Options = {}): Effect.Effect<Context.Context<Servi
             Effect.map((rows) => rows[0] === undefined ? 0 : Number(rows[0].last)),
             mapSqlError("Clients.lastId failed")
           ),
+      claim: (clientId, owner) =>
+        exec<LastRow & { readonly owner: string | null }>(claimText, [clientId, owner ?? null]).pipe(
+          Effect.map((rows) => {
+            const row = rows[0]
+            return row === undefined ? { owner, last: 0 } : { owner: row.owner ?? undefined, last: Number(row.last) }
+          }),
+          mapSqlError("Clients.claim failed")
+        ),
+      ownerOf: (clientId) =>
+        exec<{ readonly owner: string | null }>(ownerText, [clientId]).pipe(
+          Effect.map((rows) => rows[0]?.owner ?? undefined),
+          mapSqlError("Clients.ownerOf failed")
+        ),
       lastIdForScope: (clientId, scope) =>
         exec<LastRow>(lastForScopeText, [clientId, scope]).pipe(
           Effect.map((rows) => rows[0] === undefined ? 0 : Number(rows[0].last)),
