@@ -4,18 +4,22 @@
  * as the layer's scope is open.
  *
  * Invariants:
- * - JOIN is the first frame of every connection and carries every scope the
- *   server accepted so far (a successful `subscribe` adds, `unsubscribe`
- *   removes), so after a reconnect the subscriptions are back without the
+ * - The wanted scopes (`scopes`: the options' and every `subscribe`, minus
+ *   `unsubscribe`) are forgotten only when the server refuses them as
+ *   `forbidden` (a `Forbidden` event says which). Any other refusal
+ *   (`unavailable`, `too_many_scopes`) or a timeout keeps them wanted, and
+ *   they are asked for again with backoff until the server accepts them;
+ *   each accepted SUBSCRIBE is a `Subscribed` event with the heads.
+ * - JOIN is the first frame of every connection and carries every wanted
+ *   scope, so after a reconnect the subscriptions are back without the
  *   caller doing anything, and the JOIN reply's `cursors` reach subscribers as
  *   an `Online` event. If the server refuses the JOIN, the client joins with
  *   no scope and subscribes scope by scope, dropping (and reporting) only the
- *   refused ones.
- * - Reconnects use randomized exponential backoff with full jitter: attempt
- *   `n` waits a uniform random time in `[0, min(max, initial * 2^n))`
- *   (0.5 s doubling to 20 s by default); the count resets after a JOIN is
- *   accepted. A heartbeat goes out every 30 s; a connection with no incoming
- *   frame for the idle timeout (60 s) is dropped and reconnected.
+ *   forbidden ones; the others that failed are retried in the background.
+ * - Reconnects and retries use `Backoff` (capped exponential, full jitter:
+ *   0.5 s doubling to 20 s by default); the reconnect backoff restarts after
+ *   a JOIN is accepted. A heartbeat goes out every 30 s; a connection with no
+ *   incoming frame for the idle timeout (60 s) is dropped and reconnected.
  * - A request (`subscribe`, `unsubscribe`) is answered by the REPLY with its
  *   `ref`; if the connection drops before the reply, `subscribe` waits for
  *   the next connection and asks again (the scope is in the JOIN anyway).
@@ -41,14 +45,15 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
-import type * as Queue from "effect/Queue"
-import * as Random from "effect/Random"
+import * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as Live from "../protocol/Live.js"
 import * as Protocol from "../protocol/Sync.js"
+import * as Backoff from "./Backoff.js"
+import * as Token from "./Token.js"
 
 /** The state of the connection. `closed`: the client was stopped and will not reconnect. */
 export type LiveStatus = "connecting" | "connected" | "disconnected" | "closed"
@@ -57,6 +62,10 @@ export type LiveStatus = "connecting" | "connected" | "disconnected" | "closed"
 export type LiveEvent =
   /** A JOIN was accepted: `cursors` holds the head of every subscribed scope. */
   | { readonly _tag: "Online"; readonly sessionId: string | undefined; readonly cursors: Readonly<Record<string, number>>; readonly reconnect: boolean }
+  /** A SUBSCRIBE was accepted (asked by `subscribe`, or again after a transient refusal): the heads of its scopes. */
+  | { readonly _tag: "Subscribed"; readonly cursors: Readonly<Record<string, number>> }
+  /** The server refused these scopes as `forbidden`: they are no longer wanted (not asked for again). */
+  | { readonly _tag: "Forbidden"; readonly scopes: ReadonlyArray<string>; readonly message: string | undefined }
   /** The connection went down (a reconnect follows unless the client is closed). */
   | { readonly _tag: "Offline"; readonly reason: string }
   | { readonly _tag: "Poke"; readonly scope: string; readonly cursor: number }
@@ -88,8 +97,8 @@ export interface Options {
   readonly url: string | (() => string)
   /** Scopes (and topics) to subscribe to from the first JOIN. */
   readonly scopes?: ReadonlyArray<string>
-  /** Sent as JOIN's `token` (a function is called on every connect). */
-  readonly token?: string | (() => string | undefined)
+  /** Sent as JOIN's `token`: a string, or a function or Effect asked on every connect. */
+  readonly token?: Token.Source
   /** Sent as JOIN's `url`: the page this client belongs to, for live pages. */
   readonly page?: string
   /** Sent as JOIN's `params`. */
@@ -98,9 +107,9 @@ export interface Options {
   readonly heartbeatInterval?: Duration.DurationInput
   /** A connection with no incoming frame for this long is dropped; 60 s by default. */
   readonly idleTimeout?: Duration.DurationInput
-  /** First reconnect cap, 500 ms by default (doubling per attempt). */
+  /** First reconnect (and re-subscribe) backoff cap, 500 ms by default (doubling per attempt). */
   readonly reconnectInitial?: Duration.DurationInput
-  /** Largest reconnect cap, 20 s by default. */
+  /** Largest reconnect (and re-subscribe) backoff cap, 20 s by default. */
   readonly reconnectMax?: Duration.DurationInput
   /** How long to wait for the socket to open and for a REPLY; 10 s by default. */
   readonly requestTimeout?: Duration.DurationInput
@@ -118,13 +127,15 @@ export class LiveClient extends Context.Tag("@mizu/client/LiveClient")<LiveClien
   readonly events: Stream.Stream<LiveEvent>
   /**
    * Subscribe to scopes (or topics); resolves with their heads from the
-   * server's REPLY. Waits for a connection when offline. Fails with
-   * `refused` (and forgets the scopes) when the server refuses them.
+   * server's REPLY. Waits for a connection when offline; a transient refusal
+   * (`unavailable`, `too_many_scopes`, a timeout) is retried with backoff.
+   * Fails with `refused` when the server refuses some as `forbidden`: those
+   * are forgotten (a `Forbidden` event), the others of the call stay.
    */
   readonly subscribe: (scopes: ReadonlyArray<string>) => Effect.Effect<Readonly<Record<string, number>>, LiveError>
   /** Stop receiving pokes for scopes; resolves once the server confirmed, or at once when offline. */
   readonly unsubscribe: (scopes: ReadonlyArray<string>) => Effect.Effect<void, LiveError>
-  /** The scopes the client keeps subscribed across reconnects. */
+  /** The wanted scopes: kept subscribed across reconnects, asked for again after transient refusals. */
   readonly scopes: Effect.Effect<ReadonlyArray<string>>
   /** Send an ephemeral event to the other subscribers of `topic` (dropped, with `disconnected`, when offline). */
   readonly broadcast: (topic: string, event: string, values?: Readonly<Record<string, unknown>>) => Effect.Effect<void, LiveError>
@@ -140,17 +151,24 @@ export class LiveClient extends Context.Tag("@mizu/client/LiveClient")<LiveClien
 export const websocketUrl = (baseUrl: string, path = "/_live/websocket"): string =>
   `${baseUrl.replace(/^http/, "ws")}${path}`
 
-/** A request waiting for its REPLY; `onReply` runs in the frame handler, before anything else is read. */
+/** A request waiting for its REPLY. */
 interface Waiting {
   readonly deferred: Deferred.Deferred<Live.ReplyPayload, LiveError>
-  readonly onReply: ((payload: Live.ReplyPayload) => void) | undefined
 }
 
 interface Connection {
   readonly write: (frame: typeof Live.ClientFrame.Encoded) => Effect.Effect<void>
   readonly replies: Map<number, Waiting>
   readonly drop: Effect.Effect<void>
+  /** The scopes the server accepted on this connection. */
+  readonly subscribed: Set<string>
 }
+
+/** What a SUBSCRIBE came to: accepted with heads, refused as forbidden (forget), or failed for now (ask again later). */
+type SubscribeOutcome =
+  | { readonly _tag: "Ok"; readonly cursors: Readonly<Record<string, number>> }
+  | { readonly _tag: "Forbidden"; readonly message: string | undefined }
+  | { readonly _tag: "Transient"; readonly reason: string; readonly message: string | undefined }
 
 const validateScopes = Schema.decodeUnknownEither(Schema.Array(Protocol.Scope))
 
@@ -161,15 +179,21 @@ export const make = (options: Options): Effect.Effect<LiveClient["Type"], never,
   Effect.gen(function*() {
     const heartbeat = Duration.decode(options.heartbeatInterval ?? Duration.seconds(30))
     const idle = Duration.toMillis(options.idleTimeout ?? Duration.seconds(60))
-    const initial = Duration.toMillis(options.reconnectInitial ?? Duration.millis(500))
-    const max = Duration.toMillis(options.reconnectMax ?? Duration.seconds(20))
+    const backoffOptions: Backoff.Options = {
+      initial: options.reconnectInitial ?? Duration.millis(500),
+      max: options.reconnectMax ?? Duration.seconds(20)
+    }
     const requestTimeout = Duration.decode(options.requestTimeout ?? Duration.seconds(10))
 
     const pubsub = yield* Effect.acquireRelease(PubSub.unbounded<LiveEvent>(), PubSub.shutdown)
     const status = yield* SubscriptionRef.make<LiveStatus>("connecting")
     const current = yield* SubscriptionRef.make<Option.Option<Connection>>(Option.none())
-    /** Scopes the server accepted (or the options named): what every JOIN asks for. */
+    /** The wanted scopes: what every JOIN asks for; left only by `unsubscribe` and a `forbidden` refusal. */
     const desired = new Set<string>(options.scopes ?? [])
+    /** Scopes a `subscribe` call is asking for (and retrying) itself: the background retry leaves them to it. */
+    const inflight = new Map<string, number>()
+    /** Wakes the background retry of wanted scopes (a `subscribe` ended, an `unsubscribe` freed room). */
+    const retryWake = yield* Queue.sliding<void>(1)
     const presenceValues = new Map<string, Readonly<Record<string, unknown>>>()
     const presence = new Map<string, Record<string, unknown>>()
     let ref = 0
@@ -199,7 +223,6 @@ export const make = (options: Options): Effect.Effect<LiveClient["Type"], never,
         case Live.FrameType.REPLY: {
           const waiting = takeWaiting(conn, frame.ref)
           if (waiting === undefined) return Effect.void
-          waiting.onReply?.(frame.payload)
           return Deferred.succeed(waiting.deferred, frame.payload)
         }
         case Live.FrameType.POKE:
@@ -234,61 +257,139 @@ export const make = (options: Options): Effect.Effect<LiveClient["Type"], never,
     /** Send a frame with a fresh `ref` and wait for its REPLY (fails `disconnected` if the connection closes first). */
     const request = (
       conn: Connection,
-      frame: (ref: number) => typeof Live.ClientFrame.Encoded,
-      onReply?: (payload: Live.ReplyPayload) => void
+      frame: (ref: number) => typeof Live.ClientFrame.Encoded
     ): Effect.Effect<Live.ReplyPayload, LiveError> =>
       Effect.gen(function*() {
         const r = ++ref
         const deferred = yield* Deferred.make<Live.ReplyPayload, LiveError>()
-        conn.replies.set(r, { deferred, onReply })
+        conn.replies.set(r, { deferred })
         yield* conn.write(frame(r))
         return yield* Deferred.await(deferred)
       }).pipe(
         Effect.timeoutFail({ duration: requestTimeout, onTimeout: () => new LiveError({ reason: "timeout", message: "no REPLY in time" }) })
       )
 
-    const joinFrame = (scopes: ReadonlyArray<string>) => (r: number): typeof Live.ClientFrame.Encoded => {
-      const token = typeof options.token === "function" ? options.token() : options.token
-      return {
-        type: Live.FrameType.JOIN,
-        ref: r,
-        payload: {
-          scopes,
-          ...(token === undefined ? {} : { token }),
-          ...(options.params === undefined ? {} : { params: options.params }),
-          ...(options.page === undefined ? {} : { url: options.page }),
-          ...(sessionId === undefined ? {} : { session: sessionId }),
-          ...(joinedOnce ? { reconnect: true } : {})
-        }
+    const joinFrame = (scopes: ReadonlyArray<string>, token: string | undefined) => (r: number): typeof Live.ClientFrame.Encoded => ({
+      type: Live.FrameType.JOIN,
+      ref: r,
+      payload: {
+        scopes,
+        ...(token === undefined ? {} : { token }),
+        ...(options.params === undefined ? {} : { params: options.params }),
+        ...(options.page === undefined ? {} : { url: options.page }),
+        ...(sessionId === undefined ? {} : { session: sessionId }),
+        ...(joinedOnce ? { reconnect: true } : {})
       }
+    })
+
+    /** A SUBSCRIBE on `conn`, classified; a timeout is transient, a closed connection fails `disconnected`. */
+    const trySubscribe = (conn: Connection, scopes: ReadonlyArray<string>): Effect.Effect<SubscribeOutcome, LiveError> =>
+      request(conn, (r) => ({ type: Live.FrameType.SUBSCRIBE, ref: r, payload: { scopes } })).pipe(
+        Effect.map((reply): SubscribeOutcome => {
+          if (reply.status === "ok") return { _tag: "Ok", cursors: reply.cursors ?? {} }
+          if (reply.reason === "forbidden") return { _tag: "Forbidden", message: reply.message }
+          return { _tag: "Transient", reason: reply.reason ?? "refused", message: reply.message }
+        }),
+        Effect.catchIf((e) => e.reason === "timeout", (e) => Effect.succeed<SubscribeOutcome>({ _tag: "Transient", reason: "timeout", message: e.message }))
+      )
+
+    interface Subscribed {
+      readonly cursors: Record<string, number>
+      readonly forbidden: Array<string>
+      readonly failed: Array<string>
     }
 
     /**
-     * JOIN with every desired scope. If the server refuses (one scope may
-     * have become forbidden), JOIN with none and subscribe scope by scope,
-     * forgetting (and reporting) the refused ones, so one bad scope never
-     * keeps the client offline.
+     * Subscribe `scopes` on `conn`: in one request, or one by one when that
+     * is refused (so one bad scope does not hold back the others). Forbidden
+     * scopes are forgotten; the others that failed stay wanted. `announce`:
+     * publish the accepted heads as a `Subscribed` event (JOIN reports its
+     * own in `Online`).
+     */
+    const subscribeOn = (conn: Connection, scopes: ReadonlyArray<string>, announce: boolean): Effect.Effect<Subscribed, LiveError> =>
+      Effect.gen(function*() {
+        const out: Subscribed = { cursors: {}, forbidden: [], failed: [] }
+        const record = (asked: ReadonlyArray<string>, outcome: SubscribeOutcome) => {
+          if (outcome._tag === "Ok") {
+            for (const s of asked) {
+              out.cursors[s] = outcome.cursors[s] ?? 0
+              if (desired.has(s)) conn.subscribed.add(s)
+            }
+          } else {
+            ;(outcome._tag === "Forbidden" ? out.forbidden : out.failed).push(...asked)
+          }
+        }
+        const all = yield* trySubscribe(conn, scopes)
+        let why: string | undefined = all._tag === "Ok" ? undefined : all.message ?? (all._tag === "Transient" ? all.reason : "forbidden")
+        if (all._tag === "Ok" || scopes.length === 1) record(scopes, all)
+        else {
+          for (const scope of scopes) {
+            const one = yield* trySubscribe(conn, [scope])
+            if (one._tag !== "Ok") why = one.message ?? (one._tag === "Transient" ? one.reason : "forbidden")
+            record([scope], one)
+          }
+        }
+        yield* forget(conn, out.forbidden, why)
+        if (out.failed.length > 0) {
+          yield* publish({ _tag: "Error", code: "subscribe_failed", message: `${out.failed.join(", ")}: ${why ?? ""} (asked again later)`, recoverable: true })
+        }
+        if (announce && Object.keys(out.cursors).length > 0) yield* publish({ _tag: "Subscribed", cursors: out.cursors })
+        return out
+      })
+
+    /** The server refused these scopes as forbidden: no longer wanted. */
+    const forget = (conn: Connection, scopes: ReadonlyArray<string>, message: string | undefined) =>
+      scopes.length === 0 ? Effect.void : Effect.suspend(() => {
+        for (const s of scopes) {
+          desired.delete(s)
+          conn.subscribed.delete(s)
+        }
+        return publish({ _tag: "Forbidden", scopes, message })
+      })
+
+    /**
+     * JOIN with every wanted scope. If the server refuses (one scope may
+     * have become forbidden, or storage failed), JOIN with none and subscribe
+     * scope by scope: forbidden ones are forgotten (and reported), the others
+     * that failed are left to `retryWanted`, so one bad scope never keeps the
+     * client offline.
      */
     const join = (conn: Connection): Effect.Effect<{ readonly sessionId: string | undefined; readonly cursors: Record<string, number> }, LiveError> =>
       Effect.gen(function*() {
+        const token = yield* Token.resolve(options.token).pipe(
+          Effect.tapError((e) => publish({ _tag: "Error", code: "token_failed", message: e.message, recoverable: true })),
+          Effect.mapError((e) => new LiveError({ reason: "refused", message: e.message }))
+        )
         const scopes = [...desired]
-        const first = yield* request(conn, joinFrame(scopes))
-        if (first.status === "ok") return { sessionId: first.session_id, cursors: { ...first.cursors } }
+        const first = yield* request(conn, joinFrame(scopes, token))
+        if (first.status === "ok") {
+          for (const s of scopes) if (desired.has(s)) conn.subscribed.add(s)
+          return { sessionId: first.session_id, cursors: { ...first.cursors } }
+        }
         yield* publish({ _tag: "Error", code: first.reason ?? "join_failed", message: first.message, recoverable: true })
         if (scopes.length === 0) return yield* new LiveError({ reason: "refused", message: first.reason ?? "JOIN refused" })
-        const bare = yield* request(conn, joinFrame([]))
+        const bare = yield* request(conn, joinFrame([], token))
         if (bare.status === "error") return yield* new LiveError({ reason: "refused", message: bare.reason ?? "JOIN refused" })
-        const cursors: Record<string, number> = {}
-        for (const scope of scopes) {
-          const r = yield* request(conn, (n) => ({ type: Live.FrameType.SUBSCRIBE, ref: n, payload: { scopes: [scope] } }))
-          if (r.status === "ok") {
-            Object.assign(cursors, r.cursors)
-          } else {
-            desired.delete(scope)
-            yield* publish({ _tag: "Error", code: r.reason ?? "refused", message: `subscription to ${scope} refused: ${r.message ?? ""}`, recoverable: true })
+        const result = yield* subscribeOn(conn, scopes, false)
+        return { sessionId: bare.session_id, cursors: result.cursors }
+      })
+
+    /** Ask again, with backoff, for the wanted scopes this connection does not have (and no `subscribe` call is asking for). */
+    const retryWanted = (conn: Connection): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        const backoff = yield* Backoff.make(backoffOptions, retryWake)
+        while (true) {
+          const missing = [...desired].filter((s) => !conn.subscribed.has(s) && !inflight.has(s))
+          if (missing.length === 0) {
+            yield* backoff.reset
+            yield* Queue.take(retryWake)
+            continue
           }
+          const result = yield* Effect.either(subscribeOn(conn, missing, true))
+          if (Either.isLeft(result) && result.left.reason === "disconnected") return
+          if (Either.isLeft(result) || result.right.failed.length > 0) yield* backoff.wait
+          else yield* backoff.reset
         }
-        return { sessionId: bare.session_id, cursors }
       })
 
     /** One connection, from open to close. Returns whether a JOIN was accepted. */
@@ -301,7 +402,8 @@ export const make = (options: Options): Effect.Effect<LiveClient["Type"], never,
       const conn: Connection = {
         replies: new Map(),
         write: (frame) => write(Live.encodeClientFrame(frame)).pipe(Effect.ignore),
-        drop: Deferred.succeed(ended, undefined).pipe(Effect.asVoid)
+        drop: Deferred.succeed(ended, undefined).pipe(Effect.asVoid),
+        subscribed: new Set()
       }
       let joined = false
       yield* Effect.addFinalizer(() =>
@@ -334,6 +436,7 @@ export const make = (options: Options): Effect.Effect<LiveClient["Type"], never,
       yield* SubscriptionRef.set(status, "connected")
       yield* publish({ _tag: "Online", sessionId: accepted.right.sessionId, cursors: accepted.right.cursors, reconnect: isReconnect })
       for (const [topic, values] of presenceValues) yield* conn.write(presenceFrame(topic, values))
+      const retrying = yield* Effect.forkScoped(retryWanted(conn))
 
       const beat = Effect.gen(function*() {
         let n = 0
@@ -344,11 +447,12 @@ export const make = (options: Options): Effect.Effect<LiveClient["Type"], never,
         }
       })
       yield* Effect.raceAll([Fiber.join(runner).pipe(Effect.asVoid), beat, Deferred.await(ended)])
+      yield* Fiber.interrupt(retrying)
       return true
     }))
 
     const loop = Effect.gen(function*() {
-      let attempt = 0
+      const backoff = yield* Backoff.make(backoffOptions)
       while (true) {
         // a constructor that throws (no WebSocket here, a malformed URL) is reported and retried, never fatal
         const joined = yield* connectOnce.pipe(
@@ -357,11 +461,8 @@ export const make = (options: Options): Effect.Effect<LiveClient["Type"], never,
           )
         )
         yield* SubscriptionRef.set(status, "disconnected")
-        if (joined) attempt = 0
-        const cap = Math.min(max, initial * 2 ** Math.min(attempt, 30))
-        attempt++
-        const delay = (yield* Random.next) * cap
-        yield* Effect.sleep(Duration.millis(delay))
+        if (joined) yield* backoff.reset
+        yield* backoff.wait
       }
     })
     yield* Effect.forkScoped(loop)
@@ -380,29 +481,50 @@ export const make = (options: Options): Effect.Effect<LiveClient["Type"], never,
         onRight: (s) => Effect.succeed(s)
       })
 
+    /** While `self` runs, the background retry leaves `scopes` to it; afterwards it looks again. */
+    const asking = <A, E>(scopes: ReadonlyArray<string>, self: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+      Effect.acquireUseRelease(
+        Effect.sync(() => {
+          for (const s of scopes) inflight.set(s, (inflight.get(s) ?? 0) + 1)
+        }),
+        () => self,
+        () =>
+          Effect.zipRight(
+            Effect.sync(() => {
+              for (const s of scopes) {
+                const n = (inflight.get(s) ?? 1) - 1
+                if (n > 0) inflight.set(s, n)
+                else inflight.delete(s)
+              }
+            }),
+            Queue.offer(retryWake, undefined)
+          )
+      )
+
     const subscribe = (scopes: ReadonlyArray<string>) =>
       Effect.gen(function*() {
         yield* checkScopes(scopes)
+        // wanted from now on: a reconnect's JOIN asks for them, whatever this call comes to
+        for (const s of scopes) desired.add(s)
+        const backoff = yield* Backoff.make(backoffOptions)
+        const cursors: Record<string, number> = {}
+        let remaining: ReadonlyArray<string> = scopes
         while (true) {
           const conn = yield* awaitConnection
-          // accepted scopes join `desired` as the REPLY is read, so a reconnect right after asks for them
-          const reply = yield* request(conn, (r) => ({ type: Live.FrameType.SUBSCRIBE, ref: r, payload: { scopes } }), (p) => {
-            if (p.status === "ok") for (const s of scopes) desired.add(s)
-          }).pipe(Effect.either)
-          if (Either.isLeft(reply)) {
-            if (reply.left.reason === "disconnected") continue
-            return yield* reply.left
+          const result = yield* Effect.either(subscribeOn(conn, remaining, true))
+          if (Either.isLeft(result)) {
+            if (result.left.reason === "disconnected") continue
+            return yield* result.left
           }
-          if (reply.right.status === "error") {
-            for (const s of scopes) desired.delete(s)
-            return yield* new LiveError({ reason: "refused", message: reply.right.reason ?? reply.right.message ?? "refused" })
+          Object.assign(cursors, result.right.cursors)
+          if (result.right.forbidden.length > 0) {
+            return yield* new LiveError({ reason: "refused", message: `forbidden: ${result.right.forbidden.join(", ")}` })
           }
-          const cursors = reply.right.cursors ?? {}
-          const out: Record<string, number> = {}
-          for (const s of scopes) out[s] = cursors[s] ?? 0
-          return out
+          remaining = result.right.failed.filter((s) => desired.has(s))
+          if (remaining.length === 0) return cursors
+          yield* backoff.wait
         }
-      })
+      }).pipe((self) => asking(scopes, self))
 
     const unsubscribe = (scopes: ReadonlyArray<string>) =>
       Effect.gen(function*() {
@@ -410,9 +532,12 @@ export const make = (options: Options): Effect.Effect<LiveClient["Type"], never,
         for (const s of scopes) desired.delete(s)
         const conn = yield* SubscriptionRef.get(current)
         if (Option.isNone(conn)) return
+        for (const s of scopes) conn.value.subscribed.delete(s)
         const reply = yield* request(conn.value, (r) => ({ type: Live.FrameType.UNSUBSCRIBE, ref: r, payload: { scopes } })).pipe(
           Effect.catchTag("LiveError", (e) => e.reason === "disconnected" ? Effect.succeed(undefined) : Effect.fail(e))
         )
+        // room freed (too_many_scopes): the background retry may get the others now
+        yield* Queue.offer(retryWake, undefined)
         if (reply !== undefined && reply.status === "error") {
           return yield* new LiveError({ reason: "refused", message: reply.reason ?? reply.message ?? "refused" })
         }

@@ -24,6 +24,10 @@ export interface MizuLiveEvents {
   readonly presence: Extract<LiveClient.LiveEvent, { _tag: "Presence" }>
   /** Joined (again): `cursors` has the head of every subscribed scope. */
   readonly online: Extract<LiveClient.LiveEvent, { _tag: "Online" }>
+  /** A SUBSCRIBE was accepted (by `subscribe`, or asked again after a transient refusal): the heads of its scopes. */
+  readonly subscribed: Extract<LiveClient.LiveEvent, { _tag: "Subscribed" }>
+  /** The server refused scopes as `forbidden`: they are no longer wanted. */
+  readonly forbidden: Extract<LiveClient.LiveEvent, { _tag: "Forbidden" }>
   readonly offline: Extract<LiveClient.LiveEvent, { _tag: "Offline" }>
   readonly error: Extract<LiveClient.LiveEvent, { _tag: "Error" }>
   /** The server sent CLOSE (`shutdown`, `slow_consumer`, …); a reconnect follows. */
@@ -56,6 +60,10 @@ const eventName = (event: LiveClient.LiveEvent): keyof MizuLiveEvents => {
       return "presence"
     case "Online":
       return "online"
+    case "Subscribed":
+      return "subscribed"
+    case "Forbidden":
+      return "forbidden"
     case "Offline":
       return "offline"
     case "Error":
@@ -115,7 +123,11 @@ export class MizuLive {
     return this.run(Effect.void)
   }
 
-  /** Subscribe to scopes or topics; resolves with their heads. Rejects with a `LiveError` (`refused`, `invalid`, `timeout`). */
+  /**
+   * Subscribe to scopes or topics; resolves with their heads. Transient
+   * refusals are retried with backoff. Rejects with a `LiveError`: `refused`
+   * for scopes the server forbids (they are forgotten), `invalid` for bad names.
+   */
   subscribe(scopes: string | ReadonlyArray<string>): Promise<Readonly<Record<string, number>>> {
     const list = typeof scopes === "string" ? [scopes] : scopes
     return this.run(Effect.flatMap(LiveClient.LiveClient, (c) => c.subscribe(list)))
