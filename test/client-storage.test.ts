@@ -12,6 +12,7 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
+import { Protocol } from "mizu-sync-live"
 import { ClientStorage, IndexedDbStorage, type LocalView } from "mizu-sync-live/client"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -31,6 +32,11 @@ const tempDir = Effect.acquireRelease(
   (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
 )
 
+/** Names that are keys of every plain object (or set its prototype): scopes, entities and ids like any other. */
+const objectNames = ["__proto__", "constructor", "prototype", "toString", "hasOwnProperty"]
+const entities = ["todo", "note", ...objectNames]
+const ids = ["1", "2", "3", "x y", ...objectNames]
+
 /** A random batch over a few scopes, entities, ids and mutation ids. */
 const randomBatch = (random: () => number, nextId: { value: number }): ClientStorage.Batch => {
   const pick = <A>(xs: ReadonlyArray<A>): A => xs[Math.floor(random() * xs.length)] as A
@@ -38,11 +44,11 @@ const randomBatch = (random: () => number, nextId: { value: number }): ClientSto
   const n = Math.floor(random() * 3)
   for (let i = 0; i < n; i++) {
     scopes.push({
-      scope: pick(["s:a", "s:b", "user/1@x"]),
+      scope: pick(["s:a", "s:b", "user/1@x", "__proto__", "constructor"]),
       cursor: Math.floor(random() * 100),
       reset: random() < 0.15,
-      put: Array.from({ length: Math.floor(random() * 4) }, () => [pick(["todo", "note"]), pick(["1", "2", "3", "x y"]), { v: random(), nested: [1, { deep: "é" }] }] as const),
-      delete: Array.from({ length: Math.floor(random() * 2) }, () => [pick(["todo", "note"]), pick(["1", "2", "3"])] as const)
+      put: Array.from({ length: Math.floor(random() * 4) }, () => [pick(entities), pick(ids), { v: random(), nested: [1, { deep: "é" }] }] as const),
+      delete: Array.from({ length: Math.floor(random() * 2) }, () => [pick(entities), pick(ids)] as const)
     })
   }
   const mutation = (): LocalView.PendingMutation => ({ id: nextId.value++, name: pick(["todo/create", "todo/toggle"]), scope: pick(["s:a", "s:b"]), args: { id: "1", title: "t" } })
@@ -79,6 +85,55 @@ const suite = (name: string, open: Effect.Effect<() => StorageLayer, never, impo
             }))
         }
         assert.deepStrictEqual(yield* withStorage(layer(), (s) => s.load), expected)
+      }))
+
+    it.scopedLive("scopes, entities and ids named __proto__, constructor, prototype … are kept as they are, across restarts", () =>
+      Effect.gen(function*() {
+        const layer = yield* open
+        const row = (id: string) => ({ id, note: `row ${id}` })
+        yield* withStorage(layer(), (s) =>
+          Effect.gen(function*() {
+            yield* s.commit({
+              scopes: [
+                { scope: "s", cursor: 5, put: objectNames.map((id) => ["todo", id, row(id)] as const) },
+                { scope: "__proto__", cursor: 2, put: [["__proto__", "__proto__", row("p")], ["constructor", "constructor", row("c")]] },
+                { scope: "constructor", cursor: 1, put: [["todo", "prototype", row("x")]] }
+              ]
+            })
+          }))
+        const loaded = yield* withStorage(layer(), (s) => s.load)
+        // an object literal with a "__proto__" key would set the prototype: the expected values are parsed
+        const expected: ClientStorage.StoredState["scopes"] = JSON.parse(JSON.stringify({
+          s: { cursor: 5, rows: { todo: Object.fromEntries(objectNames.map((id) => [id, row(id)])) } },
+          constructor: { cursor: 1, rows: { todo: Object.fromEntries([["prototype", row("x")]]) } }
+        }))
+        Object.defineProperty(expected, "__proto__", {
+          value: JSON.parse(`{"cursor":2,"rows":{"__proto__":{"__proto__":${JSON.stringify(row("p"))}},"constructor":{"constructor":${JSON.stringify(row("c"))}}}}`),
+          enumerable: true,
+          writable: true,
+          configurable: true
+        })
+        assert.deepStrictEqual(loaded.scopes, expected)
+        assert.sameMembers(Object.keys(loaded.scopes), ["s", "__proto__", "constructor"])
+        assert.sameMembers(Object.keys(Protocol.getOwn(loaded.scopes, "s")?.rows["todo"] ?? {}), objectNames)
+        assert.strictEqual(Object.getPrototypeOf(loaded.scopes), Object.prototype)
+        assert.strictEqual(Object.getPrototypeOf(Protocol.getOwn(loaded.scopes, "s")?.rows["todo"]), Object.prototype)
+
+        // delete some of them; a reset of "__proto__" drops its rows only
+        yield* withStorage(layer(), (s) =>
+          s.commit({
+            scopes: [
+              { scope: "s", cursor: 6, delete: [["todo", "__proto__"], ["todo", "constructor"]] },
+              { scope: "__proto__", cursor: 3, reset: true, put: [["todo", "toString", row("t")]] }
+            ]
+          }))
+        const after = yield* withStorage(layer(), (s) => s.load)
+        assert.sameMembers(Object.keys(Protocol.getOwn(after.scopes, "s")?.rows["todo"] ?? {}), ["prototype", "toString", "hasOwnProperty"])
+        assert.deepStrictEqual(Protocol.getOwn(after.scopes, "__proto__"), { cursor: 3, rows: { todo: { toString: row("t") } } })
+        assert.strictEqual(Protocol.getOwn(after.scopes, "constructor")?.cursor, 1)
+        // nothing leaked onto shared prototypes
+        assert.isUndefined((Object.prototype as Record<string, unknown>)["note"])
+        assert.isFalse(Object.prototype.hasOwnProperty.call(Object, "todo"))
       }))
 
     it.scopedLive("a scope reset drops its rows only; pending mutations stay ordered by id", () =>

@@ -9,6 +9,9 @@
  * - `load` returns the state as of the last successful `commit`.
  * - One client process per store (a second process sharing a store is not
  *   supported).
+ * - Scope names, entity names and ids are kept as they are, whatever the
+ *   string (`"__proto__"`, `"constructor"`): in `StoredState` they are own
+ *   properties (read them with `Protocol.getOwn`).
  *
  * Layers: `layerMemory` (here), `IndexedDbStorage.layer` (browsers),
  * `FileStorage.layer` (Node, from `mizu-sync-live/client/node`).
@@ -20,6 +23,7 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
+import { getOwn, setOwn } from "../protocol/Sync.js"
 import type { PendingMutation } from "./LocalView.js"
 
 /** A storage failure (quota, I/O, a corrupt file). */
@@ -81,22 +85,28 @@ export class ClientStorage extends Context.Tag("@mizu/client/ClientStorage")<Cli
 export const applyBatch = (state: StoredState, batch: Batch): StoredState => {
   let scopes = state.scopes
   if (batch.scopes !== undefined && batch.scopes.length > 0) {
+    // Scopes, entities and ids are data, any string ("__proto__", "constructor"): own properties
+    // only, read with getOwn and written with setOwn (spread copies own properties as they are).
     const next: Record<string, StoredScope> = { ...state.scopes }
     for (const w of batch.scopes) {
-      const prev = w.reset === true ? undefined : next[w.scope]
+      const prev = w.reset === true ? undefined : getOwn(next, w.scope)
       const rows: Record<string, Record<string, unknown>> = {}
-      for (const [entity, ids] of Object.entries(prev?.rows ?? {})) rows[entity] = { ...ids }
+      for (const [entity, ids] of Object.entries(prev?.rows ?? {})) setOwn(rows, entity, { ...ids })
       for (const [entity, id, data] of w.put ?? []) {
-        const ids = rows[entity] ?? (rows[entity] = {})
-        ids[id] = data
+        let ids = getOwn(rows, entity)
+        if (ids === undefined) {
+          ids = {}
+          setOwn(rows, entity, ids)
+        }
+        setOwn(ids, id, data)
       }
       for (const [entity, id] of w.delete ?? []) {
-        const ids = rows[entity]
+        const ids = getOwn(rows, entity)
         if (ids === undefined) continue
         delete ids[id]
         if (Object.keys(ids).length === 0) delete rows[entity]
       }
-      next[w.scope] = { cursor: w.cursor, rows }
+      setOwn(next, w.scope, { cursor: w.cursor, rows })
     }
     scopes = next
   }

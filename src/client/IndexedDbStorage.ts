@@ -26,6 +26,7 @@ import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
+import { getOwn, setOwn } from "../protocol/Sync.js"
 import { type Batch, ClientStorage, ClientStorageError, type StoredScope, type StoredState } from "./ClientStorage.js"
 import type { PendingMutation } from "./LocalView.js"
 
@@ -148,14 +149,23 @@ export const make = (options: Options = {}) =>
           request(tx.objectStore("pending").getAll()) as Promise<Array<PendingMutation>>
         ])
         await done
+        // own properties whatever the name ("__proto__", "constructor"): see ClientStorage
         const scopes: Record<string, { cursor: number; rows: Record<string, Record<string, unknown>> }> = {}
         scopeKeys.forEach((key, i) => {
-          scopes[String(key)] = { cursor: scopeValues[i]?.cursor ?? 0, rows: {} }
+          setOwn(scopes, String(key), { cursor: scopeValues[i]?.cursor ?? 0, rows: {} })
         })
         for (const row of rows) {
-          const scope = scopes[row.scope] ?? (scopes[row.scope] = { cursor: 0, rows: {} })
-          const ids = scope.rows[row.entity] ?? (scope.rows[row.entity] = {})
-          ids[row.id] = row.data
+          let scope = getOwn(scopes, row.scope)
+          if (scope === undefined) {
+            scope = { cursor: 0, rows: {} }
+            setOwn(scopes, row.scope, scope)
+          }
+          let ids = getOwn(scope.rows, row.entity)
+          if (ids === undefined) {
+            ids = {}
+            setOwn(scope.rows, row.entity, ids)
+          }
+          setOwn(ids, row.id, row.data)
         }
         return {
           clientId: meta?.clientId,

@@ -22,7 +22,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import type { Change, ChangeOp, SnapshotData } from "../protocol/Sync.js"
+import { type Change, type ChangeOp, setOwn, type SnapshotData } from "../protocol/Sync.js"
 import * as Entity from "../sync/Entity.js"
 import type * as Mutation from "../sync/Mutation.js"
 
@@ -72,7 +72,8 @@ export const toSnapshot = (rows: Rows): SnapshotData => {
   const out: Record<string, Record<string, unknown>> = {}
   for (const [entity, ids] of [...rows].sort(([a], [b]) => compare(a, b))) {
     if (ids.size === 0) continue
-    out[entity] = Object.fromEntries([...ids].sort(([a], [b]) => compare(a, b)))
+    // own properties, so an entity or id named "__proto__" is a key like any other
+    setOwn(out, entity, Object.fromEntries([...ids].sort(([a], [b]) => compare(a, b))))
   }
   return out
 }
@@ -211,7 +212,7 @@ export const makeTransaction = (
     scope,
     get: (entity, id) =>
       Effect.zipRight(
-        check(entity),
+        Effect.zipRight(check(entity), Entity.checkId(entity, id)),
         Option.match(read(entity.name, id), {
           onNone: () => Effect.succeedNone,
           onSome: (json) => Effect.asSome(Entity.decode(entity, json))
@@ -233,16 +234,22 @@ export const makeTransaction = (
       ),
     put: (entity, id, value) =>
       Effect.zipRight(
-        check(entity),
+        Effect.zipRight(check(entity), Entity.checkId(entity, id)),
         Effect.map(Entity.encode(entity, value), (json) => write(entity.name, id, Option.some(json)))
       ),
-    delete: (entity, id) => Effect.zipRight(check(entity), Effect.sync(() => write(entity.name, id, Option.none())))
+    delete: (entity, id) =>
+      Effect.zipRight(Effect.zipRight(check(entity), Entity.checkId(entity, id)), Effect.sync(() => write(entity.name, id, Option.none())))
   }
   return { tx, writes }
 }
 
-/** Why a mutation has no local effect: the handler rejected it (or touched an entity outside the registry). */
+/**
+ * Why a mutation has no local effect: the handler rejected it (or touched an
+ * entity outside the registry), or (`invalid_args`) it used an id storage
+ * cannot keep (`Entity.invalidId`), which the server refuses as `invalid_args`.
+ */
 export interface LocalRejection {
+  readonly reason: "rejected" | "invalid_args"
   readonly message: string
 }
 
@@ -261,8 +268,13 @@ export const runHandler = <A, I>(
   const { tx, writes } = makeTransaction(registry, scope, base)
   return definition.handler(args, tx).pipe(
     Effect.as(Either.right(writes)),
-    Effect.catchAll((e) => Effect.succeed(Either.left({ message: e.message }))),
-    Effect.catchAllDefect((defect) => Effect.succeed(Either.left({ message: `the handler died: ${String(defect)}` })))
+    Effect.catchAll((e) =>
+      Effect.succeed(Either.left<LocalRejection>({
+        reason: e._tag === "EntityError" && e.reason === "invalid_id" ? "invalid_args" : "rejected",
+        message: e.message
+      }))
+    ),
+    Effect.catchAllDefect((defect) => Effect.succeed(Either.left<LocalRejection>({ reason: "rejected", message: `the handler died: ${String(defect)}` })))
   )
 }
 

@@ -432,7 +432,7 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
           let changes: ReadonlyArray<LocalChange> = []
           if (prepared.definition !== undefined) {
             const outcome = yield* LocalView.runHandler(registry, prepared.definition, scope, prepared.args, st.view)
-            if (Either.isLeft(outcome)) return yield* new MutateError({ reason: "rejected", message: outcome.left.message })
+            if (Either.isLeft(outcome)) return yield* new MutateError({ reason: outcome.left.reason, message: outcome.left.message })
             changes = LocalView.writesToChanges(scope, st.view, outcome.right)
             view = LocalView.copyRows(st.view)
             LocalView.applyWrites(view, outcome.right)

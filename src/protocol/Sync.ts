@@ -171,9 +171,38 @@ export const SnapshotRequest = Schema.Struct({
 })
 export type SnapshotRequest = typeof SnapshotRequest.Type
 
-/** `{ [entity]: { [id]: JSON } }` */
-export const SnapshotData = Schema.Record({ key: Schema.String, value: Schema.Record({ key: Schema.String, value: Json }) })
-export type SnapshotData = typeof SnapshotData.Type
+/** `{ [entity]: { [id]: JSON } }`: every key is an own property, `"__proto__"` included (see `SnapshotData`). */
+export type SnapshotData = { readonly [entity: string]: { readonly [id: string]: unknown } }
+
+const isJsonObject = (u: unknown): u is { readonly [key: string]: unknown } =>
+  typeof u === "object" && u !== null && !Array.isArray(u)
+
+/**
+ * `{ [entity]: { [id]: JSON } }`. Ids are data, and any string is an id:
+ * `"__proto__"` and `"constructor"` too. A `Schema.Record` would copy the
+ * keys by assignment (losing a `"__proto__"` id, which would set the copy's
+ * prototype instead), so this Schema checks the shape and keeps the object
+ * as it is: decode it from `JSON.parse`'s output (own keys, never
+ * prototypes), not from `parseJson`'s (which drops `"__proto__"` keys).
+ * Write such objects with `setOwn`, read them with `getOwn`.
+ */
+export const SnapshotData: Schema.Schema<SnapshotData> = Schema.declare(
+  (u: unknown): u is SnapshotData => isJsonObject(u) && Object.values(u).every(isJsonObject),
+  { identifier: "SnapshotData", description: "an object of entity -> an object of id -> JSON" }
+)
+
+/** The own property `key` of a JSON object, never an inherited one (`constructor`, `toString`, `__proto__`). */
+export const getOwn = <A>(record: { readonly [key: string]: A }, key: string): A | undefined =>
+  Object.prototype.hasOwnProperty.call(record, key) ? record[key] : undefined
+
+/**
+ * Set `key` as an own, enumerable property of `record`, whatever the key:
+ * an assignment `record["__proto__"] = value` would set the prototype
+ * instead (and lose the key); `JSON.stringify` writes the property.
+ */
+export const setOwn = <A>(record: { [key: string]: A }, key: string, value: A): void => {
+  Object.defineProperty(record, key, { value, writable: true, enumerable: true, configurable: true })
+}
 
 export const SnapshotResponse = Schema.Struct({
   data: SnapshotData,

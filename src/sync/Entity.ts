@@ -15,15 +15,63 @@ export interface Entity<in out A, in out I = A> {
   readonly schema: Schema.Schema<A, I>
 }
 
-/** Declare an entity kind. */
-export const make = <A, I>(name: string, schema: Schema.Schema<A, I>): Entity<A, I> => ({ name, schema })
+/**
+ * The longest entity id, in UTF-16 code units (JavaScript's `length`): 256.
+ * With the scope (at most 256 ASCII characters) and the entity name (at most
+ * 128) it keeps every key of every storage layer within what its index can
+ * hold (Postgres B-tree rows: ~2,700 bytes).
+ */
+export const MAX_ID_LENGTH = 256
 
-/** A stored value that does not decode with its entity's Schema, or an entity no registry knows. */
+/** The longest entity name, in UTF-16 code units: 128. */
+export const MAX_NAME_LENGTH = 128
+
+/** U+0000 (Postgres text cannot hold it) or a lone surrogate (no UTF-8 form: stored, it would come back as U+FFFD). */
+const unstorable = /\u0000|\p{Surrogate}/u
+
+/**
+ * Why `id` cannot be an entity id, or `undefined` when it can: at most
+ * `MAX_ID_LENGTH` code units, no U+0000, no lone surrogate. Ids are stored
+ * as text keys by every layer, so an id outside these rules could not be
+ * stored, or not read back as it was, on some of them; every layer refuses
+ * it in the same way (the mutation fails with `invalid_args`, here and in
+ * the client's optimistic run). Any other string is fine, `"__proto__"` and
+ * `"constructor"` included.
+ */
+export const invalidId = (id: string): string | undefined =>
+  id.length > MAX_ID_LENGTH
+    ? `entity id is ${id.length} characters long, more than ${MAX_ID_LENGTH}`
+    : unstorable.test(id)
+    ? "entity id contains U+0000 or an unpaired surrogate, which storage cannot keep"
+    : undefined
+
+/**
+ * Declare an entity kind. The name is checked at once (a programming error
+ * throws, as a duplicate name in a registry does): 1 to `MAX_NAME_LENGTH`
+ * code units, no U+0000, no lone surrogate.
+ */
+export const make = <A, I>(name: string, schema: Schema.Schema<A, I>): Entity<A, I> => {
+  if (name.length === 0 || name.length > MAX_NAME_LENGTH || unstorable.test(name)) {
+    throw new Error(`invalid entity name ${JSON.stringify(name)}: 1..${MAX_NAME_LENGTH} characters, no U+0000, no unpaired surrogate`)
+  }
+  return { name, schema }
+}
+
+/**
+ * A stored value that does not decode with its entity's Schema, an entity no
+ * registry knows, or an id storage cannot keep (`invalid_id`, see `invalidId`).
+ */
 export class EntityError extends Data.TaggedError("EntityError")<{
-  readonly reason: "unknown_entity" | "decode" | "encode"
+  readonly reason: "unknown_entity" | "decode" | "encode" | "invalid_id"
   readonly entity: string
   readonly message: string
 }> {}
+
+/** Fail with `invalid_id` when `id` cannot be an id of `entity` (see `invalidId`). */
+export const checkId = (entity: Entity<any, any>, id: string): Effect.Effect<void, EntityError> => {
+  const problem = invalidId(id)
+  return problem === undefined ? Effect.void : Effect.fail(new EntityError({ reason: "invalid_id", entity: entity.name, message: problem }))
+}
 
 /** Decode a stored JSON value as the entity's type. */
 export const decode = <A, I>(entity: Entity<A, I>, json: unknown): Effect.Effect<A, EntityError> =>

@@ -78,6 +78,7 @@ export const makeTransaction = (
     scope,
     get: (entity, id) =>
       entityOf(registry, entity).pipe(
+        Effect.zipRight(Entity.checkId(entity, id)),
         Effect.zipRight(store.get(scope, entity.name, id)),
         Effect.tap((row) => known.set(key(entity.name, id), Option.isSome(row))),
         Effect.flatMap(Option.match({
@@ -95,6 +96,7 @@ export const makeTransaction = (
     put: (entity, id, value) =>
       Effect.gen(function*() {
         yield* entityOf(registry, entity)
+        yield* Entity.checkId(entity, id)
         const data = yield* Entity.encode(entity, value)
         const existed = yield* exists(entity.name, id)
         yield* store.put(scope, entity.name, id, data)
@@ -104,6 +106,7 @@ export const makeTransaction = (
     delete: (entity, id) =>
       Effect.gen(function*() {
         yield* entityOf(registry, entity)
+        yield* Entity.checkId(entity, id)
         const existed = yield* store.delete(scope, entity.name, id)
         known.set(key(entity.name, id), false)
         if (existed) changes.push({ entity: entity.name, id, op: "delete" })
@@ -149,15 +152,26 @@ export const make = (registry: Mutation.Registry): Effect.Effect<Mutator["Type"]
                 // every write of the handler records a change, so no change means no write
                 Rejected: (e) =>
                   Effect.fail(new MutationFailed({ reason: "rejected", message: e.message, wrote: changes.length > 0 })),
+                // An id storage cannot keep (too long, U+0000) comes from the args: invalid_args,
+                // the same on every storage layer and in the client's optimistic run.
                 // A stored value that no longer decodes, or an entity outside the registry, is a
                 // bug of the app. It is deterministic, so retrying cannot help: the mutation is
                 // consumed as rejected (and logged), never left to block the client's queue.
                 EntityError: (e) =>
-                  Effect.logError("mutation failed on an entity", e).pipe(
-                    Effect.zipRight(
-                      Effect.fail(new MutationFailed({ reason: "rejected", message: e.message, wrote: changes.length > 0 }))
-                    )
-                  )
+                  e.reason === "invalid_id"
+                    ? Effect.fail(new MutationFailed({ reason: "invalid_args", message: e.message, wrote: changes.length > 0 }))
+                    : Effect.logError("mutation failed on an entity", e).pipe(
+                      Effect.zipRight(
+                        Effect.fail(new MutationFailed({ reason: "rejected", message: e.message, wrote: changes.length > 0 }))
+                      )
+                    ),
+                // A value the database refused as such (not an outage): retrying cannot help either.
+                // The statement may have failed half-way, so the mutation counts as having written
+                // (its savepoint is rolled back).
+                StorageError: (e) =>
+                  e.reason === "invalid"
+                    ? Effect.fail(new MutationFailed({ reason: "invalid_args", message: e.message, wrote: true }))
+                    : Effect.fail(e)
               })
             )
           })

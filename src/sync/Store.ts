@@ -1,6 +1,9 @@
 /**
  * Scoped entity data, kept as JSON: `scope → entity → id → value`.
- * Reads inside a `SyncStorage` unit see that unit's own writes.
+ * Reads inside a `SyncStorage` unit see that unit's own writes. Ids are any
+ * string (`Entity.invalidId` says which ones writers refuse); `"__proto__"`
+ * and `"constructor"` are ids like any other, in `snapshot` too (own
+ * properties, see `Protocol.setOwn`).
  *
  * @since 0.1.0
  */
@@ -8,7 +11,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import type { SnapshotData } from "../protocol/Sync.js"
+import { setOwn, type SnapshotData } from "../protocol/Sync.js"
 import { MemoryDatabase } from "./memory/MemoryDatabase.js"
 import type { StorageError } from "./StorageError.js"
 
@@ -19,7 +22,7 @@ export class Store extends Context.Tag("@mizu/sync/Store")<Store, {
   readonly delete: (scope: string, entity: string, id: string) => Effect.Effect<boolean, StorageError>
   /** Every value of one entity in a scope, ordered by id. */
   readonly list: (scope: string, entity: string) => Effect.Effect<ReadonlyArray<readonly [string, unknown]>, StorageError>
-  /** The whole scope. */
+  /** The whole scope; ids ordered as `list` orders them. */
   readonly snapshot: (scope: string) => Effect.Effect<SnapshotData, StorageError>
 }>() {}
 
@@ -74,7 +77,9 @@ export const makeMemory: Effect.Effect<Store["Type"], never, MemoryDatabase> = E
         const out: Record<string, Record<string, unknown>> = {}
         for (const [entity, rows] of state.store.get(scope) ?? []) {
           if (rows.size === 0) continue
-          out[entity] = Object.fromEntries(rows)
+          const byId: Record<string, unknown> = {}
+          for (const [id, data] of [...rows].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) setOwn(byId, id, data)
+          setOwn(out, entity, byId)
         }
         return out
       })

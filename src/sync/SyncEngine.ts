@@ -85,7 +85,10 @@ const toProtocolError = (e: StorageError | Authorizer.Denied | ProtocolError): P
     case "Denied":
       return new ProtocolError({ code: e.reason, message: e.message })
     case "StorageError":
-      return new ProtocolError({ code: "unavailable", message: "storage unavailable, retry later" })
+      // `invalid`: the database refused a value of the request; a retry would fail the same way
+      return e.reason === "invalid"
+        ? new ProtocolError({ code: "invalid_request", message: "the database cannot store a value of this request" })
+        : new ProtocolError({ code: "unavailable", message: "storage unavailable, retry later" })
   }
 }
 

@@ -10,6 +10,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Protocol from "../../src/protocol/Sync.js"
 import { ChangeLog } from "../../src/sync/ChangeLog.js"
 import { Clients } from "../../src/sync/Clients.js"
 import { Store } from "../../src/sync/Store.js"
@@ -133,6 +134,30 @@ export const storageSuites = (name: string, storage: Layer.Layer<SyncStorageModu
           assert.isTrue(Option.isNone(yield* store.get(s, "todo", "a")))
           assert.deepStrictEqual(yield* store.snapshot(other), { todo: { a: { title: "other" } } })
           assert.deepStrictEqual(yield* store.snapshot(freshScope()), {})
+        }))
+
+      it.effect("ids named like Object.prototype's keys, the longest id and astral characters are rows like any other (snapshot: own keys)", () =>
+        Effect.gen(function*() {
+          const store = yield* Store
+          const log = yield* ChangeLog
+          const s = freshScope()
+          const ids = ["__proto__", "constructor", "prototype", "toString", "hasOwnProperty", "x".repeat(256), "😀".repeat(128), "é"]
+          for (const id of ids) yield* store.put(s, "t", id, { id })
+          for (const id of ids) assert.deepStrictEqual(yield* store.get(s, "t", id), Option.some({ id }), id)
+          const byCodeUnits = [...ids].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+          // bytewise order (UTF-8) = code point order; it differs from UTF-16 order only for astral vs U+E000..U+FFFF
+          assert.deepStrictEqual((yield* store.list(s, "t")).map(([id]) => id), byCodeUnits)
+          const snap = yield* store.snapshot(s)
+          const rows = Protocol.getOwn(snap, "t") ?? {}
+          assert.sameMembers(Object.keys(rows), ids)
+          assert.strictEqual(Object.getPrototypeOf(rows), Object.prototype)
+          for (const id of ids) assert.deepStrictEqual(Protocol.getOwn(rows, id), { id }, id)
+          assert.isTrue(yield* store.delete(s, "t", "__proto__"))
+          assert.isTrue(Option.isNone(yield* store.get(s, "t", "__proto__")))
+          assert.notInclude(Object.keys(Protocol.getOwn(yield* store.snapshot(s), "t") ?? {}), "__proto__")
+          // and in the log
+          yield* log.append(s, [{ entity: "t", id: "__proto__", op: "create", data: { __v: 1 } }, { entity: "t", id: "constructor", op: "delete" }])
+          assert.deepStrictEqual((yield* log.since(s, 0, 10)).changes.map((c) => [c.id, c.op, c.data]), [["__proto__", "create", { __v: 1 }], ["constructor", "delete", undefined]])
         }))
     })
 

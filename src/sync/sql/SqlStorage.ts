@@ -79,7 +79,7 @@ import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import type { Change, ChangeOp, SnapshotData } from "../../protocol/Sync.js"
+import { type Change, type ChangeOp, getOwn, setOwn, type SnapshotData } from "../../protocol/Sync.js"
 import { ChangeLog, type ChangeInput } from "../ChangeLog.js"
 import { Clients } from "../Clients.js"
 import * as ConnectionUrl from "../ConnectionUrl.js"
@@ -111,16 +111,30 @@ const codeOf = (cause: unknown): string | undefined =>
   typeof cause === "object" && cause !== null && "code" in cause && typeof cause.code === "string" ? cause.code : undefined
 
 /**
+ * Whether the database refused a value as such: a Postgres data exception
+ * (class 22, e.g. 22021 for U+0000 in text) or program limit (54000, e.g. an
+ * index row too large), SQLite's SQLITE_TOOBIG.
+ */
+const isInvalidValue = (code: string): boolean =>
+  code.startsWith("22") || code === "54000" || code.startsWith("SQLITE_TOOBIG")
+
+/**
  * Map an `SqlError` to the `StorageError` of the protocol: `conflict` when a
  * retry of the whole transaction may succeed (serialization failure,
- * deadlock, SQLITE_BUSY / SQLITE_LOCKED), `unavailable` otherwise.
+ * deadlock, SQLITE_BUSY / SQLITE_LOCKED), `invalid` when the database refused
+ * a value (no retry can cure it; see `StorageError`), `unavailable` otherwise.
  */
 export const toStorageError = (message: string) => (error: SqlError): StorageError.StorageError => {
   const wrapped = StorageError.fromCause(message)(error)
   const code = codeOf(error.cause)
-  return code !== undefined && (conflictCodes.has(code) || code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED"))
-    ? new StorageError.StorageError({ reason: "conflict", message: wrapped.message, cause: error })
-    : wrapped
+  if (code === undefined) return wrapped
+  if (conflictCodes.has(code) || code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED")) {
+    return new StorageError.StorageError({ reason: "conflict", message: wrapped.message, cause: error })
+  }
+  if (isInvalidValue(code)) {
+    return new StorageError.StorageError({ reason: "invalid", message: `${message}: the database cannot store a value (${code})`, cause: error })
+  }
+  return wrapped
 }
 
 const corrupt = (message: string, cause: unknown) => new StorageError.StorageError({ reason: "corrupt", message, cause })
@@ -529,8 +543,13 @@ export const make = (options: Options = {}): Effect.Effect<Context.Context<Servi
             decode("entity", () => {
               const out: Record<string, Record<string, unknown>> = {}
               for (const row of rows) {
-                const byId = out[row.entity] ?? (out[row.entity] = {})
-                byId[row.id] = JSON.parse(row.data)
+                let byId = getOwn(out, row.entity)
+                if (byId === undefined) {
+                  byId = {}
+                  setOwn(out, row.entity, byId)
+                }
+                // own properties: an id "__proto__" is a row like any other, never a prototype
+                setOwn(byId, row.id, JSON.parse(row.data))
               }
               return out satisfies SnapshotData
             })
