@@ -73,10 +73,12 @@ export const jsonDepthExceeds = (value: unknown, max: number = MAX_JSON_DEPTH): 
 }
 
 /**
- * `JSON.parse` for untrusted text: a `"__proto__"` key is dropped, so no
- * decoded object can get a prototype from the wire (the Schemas copy keys by
- * assignment, and assigning `__proto__` sets the prototype). Throws as
- * `JSON.parse` does.
+ * `JSON.parse` for untrusted request bodies and frames: a `"__proto__"` key
+ * is dropped, so no decoded object can get a prototype from the wire (the
+ * Schemas copy keys by assignment, and assigning `__proto__` sets the
+ * prototype). Throws as `JSON.parse` does. Not for responses that carry
+ * `SnapshotData`: there `"__proto__"` may be an entity id, so parse them with
+ * `JSON.parse` (own keys, never prototypes) and decode with the Schema.
  */
 export const parseJson = (text: string): unknown =>
   JSON.parse(text, (key, value: unknown) => (key === "__proto__" ? undefined : value))
