@@ -230,8 +230,51 @@ const scenarios = (name: string, storage: Layer.Layer<SyncStorage.Services, unkn
 
 scenarios("memory", SyncStorage.layerMemory)
 scenarios("sqlite", SqlStorage.layerSqlite({ filename: NodePath.join(directory, "edges.db") }))
+/**
+ * A storage family whose `Store.put` of the id `db-refuses` fails as a
+ * database refusing a value would, after a first write: on Postgres for real
+ * (it writes the id with a U+0000, below the Transaction's check: SQLSTATE
+ * 22021, the transaction aborted until its savepoint is rolled back),
+ * elsewhere with the `StorageError` such a refusal maps to. The path a value
+ * no check foresaw would take.
+ */
+const refusing = (storage: Layer.Layer<SyncStorage.Services, unknown>, forReal: boolean): Layer.Layer<SyncStorage.Services, unknown> =>
+  Layer.effectContext(Effect.gen(function*() {
+    const services = yield* Effect.context<SyncStorage.Services>()
+    const store = Context.get(services, Store.Store)
+    const invalid = new StorageError({ reason: "invalid", message: "Store.put failed: the database cannot store a value (22021)" })
+    return Context.add(services, Store.Store, Store.Store.of({
+      ...store,
+      put: (scope, entity, id, data) =>
+        id === "db-refuses"
+          ? Effect.zipRight(store.put(scope, entity, "half-written", data), forReal ? store.put(scope, entity, "db\u0000refuses", data) : Effect.fail(invalid))
+          : store.put(scope, entity, id, data)
+    }))
+  })).pipe(Layer.provide(storage))
+
+const refusals = (name: string, storage: Layer.Layer<SyncStorage.Services, unknown>) =>
+  layer(layerServer({ registry }, Layer.mergeAll(storage, LivePubSub.layerMemory, Authorizer.layerAllowAll)), real)(`a value the database refuses (${name})`, (it) => {
+    it.effect("inside a mutator it is that mutation's invalid_args, its writes rolled back; the request commits the rest (with and without client_id)", () =>
+      Effect.gen(function*() {
+        const scope = freshScope("refused")
+        const withId = yield* send("push", { client_id: freshClient(), mutations: [put(1, "a", scope), put(2, "db-refuses", scope), put(3, "b", scope)] })
+        ok200(withId, "push")
+        const results = decodeAs(Protocol.PushResponse, withId.json).results
+        assert.deepStrictEqual(results.map((r) => (r.ok ? "ok" : r.error?.code)), ["ok", "invalid_args", "ok"])
+        const plain = yield* send("push", { mutations: [put(1, "db-refuses", scope), put(2, "c", scope)] })
+        ok200(plain, "plain push")
+        assert.deepStrictEqual(decodeAs(Protocol.PushResponse, plain.json).results.map((r) => (r.ok ? "ok" : r.error?.code)), ["invalid_args", "ok"])
+        const snap = decodeAs(Protocol.SnapshotResponse, (yield* send("snapshot", { scope })).json)
+        assert.sameMembers(Object.keys(snap.data["note"] ?? {}), ["a", "b", "c"])
+      }))
+  })
+
+refusals("memory", refusing(SyncStorage.layerMemory, false))
+
 describePostgres("on Postgres", ({ storage }) => {
   scenarios("postgres", storage())
+
+  refusals("postgres", refusing(storage(), true))
 
   layer(storage(), real)("the database's own refusal", (it) => {
     it.effect("Postgres refuses U+0000 in a text key: a StorageError with reason invalid (what the engine maps to invalid_args), not unavailable", () =>
@@ -241,37 +284,4 @@ describePostgres("on Postgres", ({ storage }) => {
         assert.strictEqual(error.reason, "invalid")
       }))
   })
-})
-
-/**
- * The memory family, with a `Store.put` that fails as a database refusing a
- * value (`StorageError` reason `invalid`) for the id `db-refuses`: the path a
- * value no check foresaw would take on a SQL layer.
- */
-const refusingStorage: Layer.Layer<SyncStorage.Services> = Layer.effectContext(Effect.gen(function*() {
-  const services = yield* Effect.context<SyncStorage.Services>()
-  const store = Context.get(services, Store.Store)
-  return Context.add(services, Store.Store, Store.Store.of({
-    ...store,
-    put: (scope, entity, id, data) =>
-      id === "db-refuses"
-        ? Effect.zipRight(store.put(scope, entity, "half-written", data), Effect.fail(new StorageError({ reason: "invalid", message: "Store.put failed: the database cannot store a value (22021)" })))
-        : store.put(scope, entity, id, data)
-  }))
-})).pipe(Layer.provide(SyncStorage.layerMemory))
-
-layer(layerServer({ registry }, Layer.mergeAll(refusingStorage, LivePubSub.layerMemory, Authorizer.layerAllowAll)), real)("a value the database refuses", (it) => {
-  it.effect("inside a mutator it is that mutation's invalid_args, its writes rolled back; the request commits the rest (with and without client_id)", () =>
-    Effect.gen(function*() {
-      const scope = freshScope("refused")
-      const withId = yield* send("push", { client_id: freshClient(), mutations: [put(1, "a", scope), put(2, "db-refuses", scope), put(3, "b", scope)] })
-      ok200(withId, "push")
-      const results = decodeAs(Protocol.PushResponse, withId.json).results
-      assert.deepStrictEqual(results.map((r) => (r.ok ? "ok" : r.error?.code)), ["ok", "invalid_args", "ok"])
-      const plain = yield* send("push", { mutations: [put(1, "db-refuses", scope), put(2, "c", scope)] })
-      ok200(plain, "plain push")
-      assert.deepStrictEqual(decodeAs(Protocol.PushResponse, plain.json).results.map((r) => (r.ok ? "ok" : r.error?.code)), ["invalid_args", "ok"])
-      const snap = decodeAs(Protocol.SnapshotResponse, (yield* send("snapshot", { scope })).json)
-      assert.sameMembers(Object.keys(snap.data["note"] ?? {}), ["a", "b", "c"])
-    }))
 })

@@ -13,7 +13,11 @@
  *   savepoints; when one fails after writing, that attempt is rolled back
  *   whole and the push runs again with a savepoint (a nested transaction)
  *   around each mutator, which rolls back only its writes. A `StorageError`
- *   anywhere rolls the whole request back and surfaces as `503 unavailable`.
+ *   anywhere rolls the whole request back and surfaces as `503 unavailable`
+ *   — except one with reason `invalid` (the database refused a value, which
+ *   no retry cures): inside a mutator `Mutator` makes it that mutation's
+ *   `invalid_args` (a failure after writing, so it reruns with savepoints);
+ *   elsewhere it is `400 invalid_request`.
  * - A `client_id` belongs to the principal whose push first used it
  *   (`Clients.claim`). Every scope of a request is authorized first, and all
  *   must yield the same principal (else `forbidden`). The claim is the first
