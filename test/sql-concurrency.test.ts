@@ -149,7 +149,7 @@ describePostgres("Postgres across OS processes", ({ database }) => {
             const tables = yield* sql<{ readonly n: string }>`SELECT count(*) AS n FROM pg_tables WHERE tablename LIKE 'mizu_%'`
             return { names: rows.map((r) => r.name), tables: Number(tables[0]?.n) }
           }).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(db.url) })))
-          assert.deepStrictEqual(migrated, { names: ["init"], tables: 5 })
+          assert.deepStrictEqual(migrated, { names: ["init", "client_owner"], tables: 5 })
         }
       }).pipe(Effect.scoped), processTimeout)
   })
