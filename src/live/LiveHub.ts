@@ -16,6 +16,16 @@
  *   `renewInterval`; entries of other processes that are not renewed within
  *   `presenceTtl` expire (their process died), producing `leaves`. A process
  *   that starts listening to a topic asks the others to re-announce at once.
+ *   A process applies its own joins and leaves at once (and ignores their
+ *   echo), so its count of a topic's entries includes those in flight.
+ * - Bounded presence: at most `maxEntriesPerTopic` entries per topic. When a
+ *   topic is full a new entry is refused (`track` yields false; a join from
+ *   another process is not applied until there is room, its renewals retry)
+ *   and the existing entries keep their place.
+ * - Presence keys and broadcast `from` are whatever the caller gives (the
+ *   session gives opaque per-topic handles, never its session id); a
+ *   broadcast also carries its sender's sink id (`origin`, between processes
+ *   only) so it is not echoed to the sender.
  *
  * @since 0.1.0
  */
@@ -46,7 +56,10 @@ export const Envelope = Schema.Union(
     topic: Schema.String,
     event: Schema.String,
     payload: Schema.optional(Schema.Unknown),
-    from: Schema.String
+    /** what subscribers see as `from` */
+    from: Schema.String,
+    /** the sender's sink id: not echoed to it (absent: `from` is the sink id, as older processes send) */
+    origin: Schema.optional(Schema.String)
   }),
   Schema.TaggedStruct("join", { topic: Schema.String, key: Schema.String, meta: Meta, node: Schema.String }),
   Schema.TaggedStruct("leave", { topic: Schema.String, key: Schema.String, node: Schema.String }),
@@ -70,6 +83,12 @@ export interface Sink {
   readonly poke: (scope: string, cursor: number) => void
   /** A ready-encoded frame. */
   readonly send: (frame: string) => void
+  /**
+   * The topic's full presence (a PRESENCE `state` frame), on registration.
+   * A sink may drop `frame` and write `presenceState(topic)` later instead
+   * (fresh then); without this method the frame goes to `send`.
+   */
+  readonly sendState?: (topic: string, frame: string) => void
   /** If present, broadcasts come here decoded instead of as frames (live pages' `info`). */
   readonly broadcast?: (topic: string, event: string, payload: unknown, from: string) => void
 }
@@ -79,6 +98,8 @@ export interface Options {
   readonly renewInterval?: Duration.DurationInput
   /** How long another process's entry lives without renewal (default 15 s). */
   readonly presenceTtl?: Duration.DurationInput
+  /** Most presence entries per topic (default 1,000); when full, new entries are refused. */
+  readonly maxEntriesPerTopic?: number
 }
 
 interface PresenceEntry {
@@ -115,12 +136,22 @@ export class LiveHub extends Context.Tag("@mizu/live/LiveHub")<LiveHub, {
   readonly remove: (topic: string, sink: Sink) => Effect.Effect<void>
   /** Poke every subscriber of a scope, on every process. */
   readonly poke: (scope: string, cursor: number) => Effect.Effect<void>
-  /** Relay an ephemeral event to every other subscriber of the topic, on every process. */
-  readonly broadcast: (topic: string, event: string, payload: unknown, from: string) => Effect.Effect<void>
-  /** Track `key` (a session) as present on the topic with `meta`, until `untrack` or the scope closes. */
-  readonly track: (topic: string, key: string, meta: Readonly<Record<string, unknown>>) => Effect.Effect<void, never, Scope.Scope>
+  /**
+   * Relay an ephemeral event to every subscriber of the topic, on every
+   * process, but the sinks whose id is `origin` (default: `from`).
+   * Subscribers see `from`.
+   */
+  readonly broadcast: (topic: string, event: string, payload: unknown, from: string, origin?: string) => Effect.Effect<void>
+  /**
+   * Track `key` (a session) as present on the topic with `meta`, until
+   * `untrack` or the scope closes. False (nothing tracked) when the topic
+   * holds `maxEntriesPerTopic` entries and `key` is not one of them.
+   */
+  readonly track: (topic: string, key: string, meta: Readonly<Record<string, unknown>>) => Effect.Effect<boolean, never, Scope.Scope>
   /** `track` without a Scope: `key` is present on the topic until `untrack`. */
-  readonly trackUnscoped: (topic: string, key: string, meta: Readonly<Record<string, unknown>>) => Effect.Effect<void>
+  readonly trackUnscoped: (topic: string, key: string, meta: Readonly<Record<string, unknown>>) => Effect.Effect<boolean>
+  /** The topic's current presence as a PRESENCE `state` frame; undefined when nobody is present (or no sink is on it here). */
+  readonly presenceState: (topic: string) => string | undefined
   /** End a presence entry of this process; nothing if there is none. */
   readonly untrack: (topic: string, key: string) => Effect.Effect<void>
   /** The number of sinks registered on this process (all topics). */
@@ -132,6 +163,9 @@ export class LiveHub extends Context.Tag("@mizu/live/LiveHub")<LiveHub, {
 const presenceFrame = (topic: string, field: "state" | "joins" | "leaves", entries: Record<string, unknown>) =>
   Live.encodeServerFrame({ type: Live.FrameType.PRESENCE, payload: { topic, [field]: entries } })
 
+const stateFrame = (topic: string, state: TopicState) =>
+  presenceFrame(topic, "state", Object.fromEntries([...state.presence].map(([k, v]) => [k, v.meta])))
+
 export const make = (options: Options = {}): Effect.Effect<LiveHub["Type"], never, LivePubSub | Scope.Scope> =>
   Effect.gen(function*() {
     const transport = yield* LivePubSub
@@ -139,6 +173,7 @@ export const make = (options: Options = {}): Effect.Effect<LiveHub["Type"], neve
     const node = crypto.randomUUID()
     const renewMillis = Duration.toMillis(options.renewInterval ?? "5 seconds")
     const ttlMillis = Duration.toMillis(options.presenceTtl ?? "15 seconds")
+    const maxEntries = options.maxEntriesPerTopic ?? 1000
     const topics = new Map<string, TopicState>()
     /** This process's own presence: topic -> key -> meta. */
     const local = new Map<string, Map<string, Readonly<Record<string, unknown>>>>()
@@ -154,6 +189,8 @@ export const make = (options: Options = {}): Effect.Effect<LiveHub["Type"], neve
 
     const applyJoin = (topic: string, state: TopicState, key: string, meta: Readonly<Record<string, unknown>>, from: string) => {
       const existing = state.presence.get(key)
+      // full: a new entry waits for room (its process renews it), the existing ones keep their place
+      if (existing === undefined && state.presence.size >= maxEntries) return
       state.presence.set(key, { meta, node: from, expiresAt: Date.now() + ttlMillis })
       if (existing === undefined || JSON.stringify(existing.meta) !== JSON.stringify(meta)) {
         toSinks(state, presenceFrame(topic, "joins", { [key]: meta }))
@@ -177,8 +214,9 @@ export const make = (options: Options = {}): Effect.Effect<LiveHub["Type"], neve
           return Effect.void
         case "broadcast": {
           let frame: string | undefined
+          const origin = e.origin ?? e.from
           for (const sink of state.sinks) {
-            if (sink.id === e.from) continue
+            if (sink.id === origin) continue
             if (sink.broadcast !== undefined) {
               sink.broadcast(topic, e.event, e.payload, e.from)
               continue
@@ -192,15 +230,28 @@ export const make = (options: Options = {}): Effect.Effect<LiveHub["Type"], neve
           }
           return Effect.void
         }
+        // this process's own joins and leaves were applied when made
         case "join":
-          applyJoin(topic, state, e.key, e.meta, e.node)
+          if (e.node !== node) applyJoin(topic, state, e.key, e.meta, e.node)
           return Effect.void
         case "leave":
-          applyLeave(topic, state, e.key)
+          if (e.node !== node) applyLeave(topic, state, e.key)
           return Effect.void
-        case "renew":
-          for (const [key, meta] of Object.entries(e.entries)) applyJoin(topic, state, key, meta, e.node)
+        case "renew": {
+          if (e.node !== node) {
+            for (const [key, meta] of Object.entries(e.entries)) applyJoin(topic, state, key, meta, e.node)
+            return Effect.void
+          }
+          // its own renewal: entries still tracked here that found no room yet (or came before the topic opened)
+          const mine = local.get(topic)
+          if (mine !== undefined) {
+            for (const key of Object.keys(e.entries)) {
+              const meta = mine.get(key)
+              if (meta !== undefined && !state.presence.has(key)) applyJoin(topic, state, key, meta, node)
+            }
+          }
           return Effect.void
+        }
         case "sync":
           return e.node === node ? Effect.void : announce(topic)
       }
@@ -237,7 +288,9 @@ export const make = (options: Options = {}): Effect.Effect<LiveHub["Type"], neve
       state.sinks.add(sink)
       sinkTotal++
       if (state.presence.size > 0) {
-        sink.send(presenceFrame(topic, "state", Object.fromEntries([...state.presence].map(([k, v]) => [k, v.meta]))))
+        const frame = stateFrame(topic, state)
+        if (sink.sendState !== undefined) sink.sendState(topic, frame)
+        else sink.send(frame)
       }
     }
 
@@ -269,13 +322,16 @@ export const make = (options: Options = {}): Effect.Effect<LiveHub["Type"], neve
 
     const trackUnscoped = (topic: string, key: string, meta: Readonly<Record<string, unknown>>) =>
       Effect.suspend(() => {
+        const state = topics.get(topic)
+        if (state !== undefined && !state.presence.has(key) && state.presence.size >= maxEntries) return Effect.succeed(false)
         let mine = local.get(topic)
         if (mine === undefined) {
           mine = new Map()
           local.set(topic, mine)
         }
         mine.set(key, meta)
-        return publish(topic, { _tag: "join", topic, key, meta, node })
+        if (state !== undefined) applyJoin(topic, state, key, meta, node)
+        return Effect.as(publish(topic, { _tag: "join", topic, key, meta, node }), true)
       })
 
     const untrack = (topic: string, key: string) =>
@@ -283,6 +339,8 @@ export const make = (options: Options = {}): Effect.Effect<LiveHub["Type"], neve
         const mine = local.get(topic)
         if (mine === undefined || !mine.delete(key)) return Effect.void
         if (mine.size === 0) local.delete(topic)
+        const state = topics.get(topic)
+        if (state !== undefined && state.presence.get(key)?.node === node) applyLeave(topic, state, key)
         return publish(topic, { _tag: "leave", topic, key, node })
       })
 
@@ -311,11 +369,22 @@ export const make = (options: Options = {}): Effect.Effect<LiveHub["Type"], neve
       add,
       remove,
       poke: (scope, cursor) => publish(scope, { _tag: "poke", scope, cursor }),
-      broadcast: (topic, event, payload, from) =>
-        publish(topic, { _tag: "broadcast", topic, event, ...(payload === undefined ? {} : { payload }), from }),
+      broadcast: (topic, event, payload, from, origin) =>
+        publish(topic, {
+          _tag: "broadcast",
+          topic,
+          event,
+          ...(payload === undefined ? {} : { payload }),
+          from,
+          ...(origin === undefined || origin === from ? {} : { origin })
+        }),
       track,
       trackUnscoped,
       untrack,
+      presenceState: (topic) => {
+        const state = topics.get(topic)
+        return state === undefined || state.presence.size === 0 ? undefined : stateFrame(topic, state)
+      },
       sinkCount: Effect.sync(() => sinkTotal),
       topicCount: Effect.sync(() => topics.size)
     })
