@@ -197,8 +197,12 @@ describe("live over WebSocket", () => {
         yield* join(outsider, { scopes: [freshScope()] })
         const ack = yield* request(a, { type: T.EVENT, topic, payload: { name: "typing", values: { on: true } } })
         assert.strictEqual(ack.status, "ok")
+        // `from` is a's key on the topic (the ack tells a its own), not its session id
+        const key = (ack.result as { key: string }).key
+        assert.isString(key)
+        assert.notStrictEqual(key, ja.session_id)
         const got = yield* b.waitFor((f) => f.type === T.BROADCAST)
-        assert.deepStrictEqual(got.payload, { topic, event: "typing", payload: { on: true }, from: ja.session_id })
+        assert.deepStrictEqual(got.payload, { topic, event: "typing", payload: { on: true }, from: key })
         yield* realSleep(50)
         assert.isFalse(a.frames.some((f) => f.type === T.BROADCAST))
         assert.isFalse(outsider.frames.some((f) => f.type === T.BROADCAST))
@@ -215,18 +219,18 @@ describe("live over WebSocket", () => {
         const base = yield* BaseUrl
         const topic = freshScope("room")
         const a = yield* connect(base)
-        const ja = yield* join(a, { scopes: [topic] })
-        yield* request(a, { type: T.EVENT, topic, payload: { name: "presence", values: { user: "ann" } } })
+        yield* join(a, { scopes: [topic] })
+        const ka = ((yield* request(a, { type: T.EVENT, topic, payload: { name: "presence", values: { user: "ann" } } })).result as { key: string }).key
         const b = yield* connect(base)
-        const jb = yield* join(b, { scopes: [topic] })
+        yield* join(b, { scopes: [topic] })
         const state = yield* b.waitFor(is(T.PRESENCE, (f) => f.payload.state !== undefined))
-        assert.deepStrictEqual(state.payload, { topic, state: { [ja.session_id as string]: { user: "ann" } } })
-        yield* request(b, { type: T.EVENT, topic, payload: { name: "presence", values: { user: "bob" } } })
-        const joins = yield* a.waitFor(is(T.PRESENCE, (f) => f.payload.joins?.[jb.session_id as string] !== undefined))
-        assert.deepStrictEqual(joins.payload.joins, { [jb.session_id as string]: { user: "bob" } })
+        assert.deepStrictEqual(state.payload, { topic, state: { [ka]: { user: "ann" } } })
+        const kb = ((yield* request(b, { type: T.EVENT, topic, payload: { name: "presence", values: { user: "bob" } } })).result as { key: string }).key
+        const joins = yield* a.waitFor(is(T.PRESENCE, (f) => f.payload.joins?.[kb] !== undefined))
+        assert.deepStrictEqual(joins.payload.joins, { [kb]: { user: "bob" } })
         b.ws.terminate()
         const leaves = yield* a.waitFor(is(T.PRESENCE, (f) => f.payload.leaves !== undefined))
-        assert.deepStrictEqual(leaves.payload.leaves, { [jb.session_id as string]: { user: "bob" } })
+        assert.deepStrictEqual(leaves.payload.leaves, { [kb]: { user: "bob" } })
       }).pipe(Effect.scoped))
 
     it.effect("no fiber, subscription or socket outlives its session: 1,000 sessions open and close", () =>
@@ -264,7 +268,10 @@ describe("live over WebSocket", () => {
       }).pipe(Effect.scoped))
   })
 
-  layer(layerServer({ registry, live: { maxPendingBytes: 256 * 1024, highWaterBytes: 16 * 1024 } }, deps), real)("slow consumers", (it) => {
+  /** The talkers of the tests below send far more, and bigger, broadcasts than the default limits allow. */
+  const unthrottled = { maxFramesPerSecond: 1e9, frameBurst: 1e9, maxBroadcastsPerSecond: 1e9, broadcastBurst: 1e9, maxBroadcastBytes: 60 * 1024 } as const
+
+  layer(layerServer({ registry, live: { ...unthrottled, maxPendingBytes: 256 * 1024, highWaterBytes: 16 * 1024 } }, deps), real)("slow consumers", (it) => {
     it.effect("a session that never reads is closed as slow_consumer (4008); the others keep getting pokes", () =>
       Effect.gen(function*() {
         const base = yield* BaseUrl
@@ -306,7 +313,7 @@ describe("live over WebSocket", () => {
   })
 
   // The ticker is off here: what was held back must come out when the socket drains.
-  layer(layerServer({ registry, live: { maxPendingBytes: 256 * 1024 * 1024, highWaterBytes: 16 * 1024, tickInterval: "1 hour" } }, deps), real)("conflation", (it) => {
+  layer(layerServer({ registry, live: { ...unthrottled, maxPendingBytes: 256 * 1024 * 1024, highWaterBytes: 16 * 1024, tickInterval: "1 hour" } }, deps), real)("conflation", (it) => {
     it.effect("pokes are conflated per scope while a session's socket is backed up, and sent when it drains", () =>
       Effect.gen(function*() {
         const base = yield* BaseUrl

@@ -5,8 +5,9 @@
  */
 import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
-import { Html, Page, Protocol } from "mizu-sync-live"
+import { Authorizer, Html, LivePubSub, Page, Protocol, StorageError, SyncStorage } from "mizu-sync-live"
 import { registry } from "../examples/todo/mutations.js"
 import { TodoPage } from "../examples/todo/page.js"
 import { freshScope, range } from "./suites/util.js"
@@ -51,6 +52,41 @@ const Counter = Page.make({
 })
 
 const real = { excludeTestServices: true } as const
+
+/** Pushes a todo to the scope an event names; the region lists each push's outcome. */
+const Pusher = Page.make({
+  path: "/pusher",
+  state: Schema.Struct({ results: Schema.Array(Schema.String) }),
+  mount: () => Effect.succeed({ results: [] }),
+  render: (s) => ({ results: html`<p>${s.results.join(",")}</p>` }),
+  handle: (event, s, ctx) =>
+    ctx.pushMutation({ name: "todo/create", scope: String(event.values["scope"]), args: { id: String(event.values["id"]), title: "t" } }).pipe(
+      Effect.map((r) => (r.ok ? "ok" : r.error?.code ?? "error")),
+      Effect.catchAll((e) => Effect.succeed(e.code)),
+      Effect.map((result) => ({ results: [...s.results, result] }))
+    )
+})
+
+/** Memory storage whose next `transaction` fails once `failNext` is set (a storage outage of one request). */
+const failing = { next: false }
+const failingStorage = Layer.effect(
+  SyncStorage.SyncStorage,
+  Effect.map(SyncStorage.SyncStorage, (storage) =>
+    SyncStorage.SyncStorage.of({
+      ...storage,
+      transaction: (unit) =>
+        Effect.suspend(() => {
+          if (!failing.next) return storage.transaction(unit)
+          failing.next = false
+          return Effect.fail(new StorageError({ reason: "unavailable", message: "injected outage" }))
+        })
+    }))
+).pipe(Layer.provide(SyncStorage.layerMemory))
+/** `ro:*` scopes may be read, not pushed to. */
+const readOnly = Authorizer.layerFunction((req) =>
+  req.action === "push" && req.scope.startsWith("ro:") ? Authorizer.forbidden("read-only scope") : Effect.void
+)
+const flakyDeps = Layer.mergeAll(SyncStorage.layerMemory, LivePubSub.layerMemory, readOnly, failingStorage)
 
 describe("live pages", () => {
   layer(layerServer({ registry, pages: [Counter, TodoPage] }, layerMemoryDeps), real)("sessions", (it) => {
@@ -185,6 +221,29 @@ describe("live pages", () => {
         // toggling it from the page
         yield* request(c, { type: T.EVENT, payload: { name: "toggle", values: { id: "ext" } } })
         yield* c.waitFor(is(T.PATCH, (f) => f.payload.regions.some((r) => r.html.includes(`data-id="ext"`) && r.html.includes(`class="done"`))))
+      }).pipe(Effect.scoped))
+  })
+
+  layer(layerServer({ registry, pages: [Pusher] }, flakyDeps), real)("pushMutation across failures", (it) => {
+    it.effect("a push that fails (503 storage, 403 forbidden) does not use up a mutation id: the next push is applied", () =>
+      Effect.gen(function*() {
+        const base = yield* BaseUrl
+        const scope = freshScope("user")
+        const c = yield* connect(base)
+        yield* join(c, { url: "/pusher" })
+        const results = (text: string) => is(T.PATCH, (f) => f.payload.regions.some((r) => r.html === `<p>${text}</p>`))
+        yield* request(c, { type: T.EVENT, payload: { name: "add", values: { scope, id: "first" } } })
+        yield* c.waitFor(results("ok"))
+        failing.next = true
+        yield* request(c, { type: T.EVENT, payload: { name: "add", values: { scope, id: "lost" } } })
+        yield* c.waitFor(results("ok,unavailable"))
+        yield* request(c, { type: T.EVENT, payload: { name: "add", values: { scope: "ro:x", id: "refused" } } })
+        yield* c.waitFor(results("ok,unavailable,forbidden"))
+        // not out_of_order, now or later
+        for (const id of ["second", "third"]) yield* request(c, { type: T.EVENT, payload: { name: "add", values: { scope, id } } })
+        yield* c.waitFor(results("ok,unavailable,forbidden,ok,ok"))
+        const pulled = decodeAs(Protocol.PullResponse, (yield* post(`${base}/_sync/pull`, JSON.stringify({ scope, cursor: 0 }))).json)
+        assert.deepStrictEqual(pulled.changes.map((ch) => ch.id), ["first", "second", "third"])
       }).pipe(Effect.scoped))
   })
 })

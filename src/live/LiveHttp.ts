@@ -14,6 +14,13 @@
  * sessions get `CLOSE {reason: "shutdown"}` in batches spread over the drain
  * period, so a deploy causes no reconnect stampede.
  *
+ * Admission: at most `maxSessions` sessions per process and
+ * `maxSessionsPerAddress` per remote address (the socket's peer, or with
+ * `trustForwardedFor` the last address of `X-Forwarded-For`, the one the
+ * trusted proxy added); an upgrade over either is refused with HTTP 503
+ * `unavailable` before it becomes a WebSocket. A slot is taken before the
+ * upgrade and given back when the session ends or the upgrade fails.
+ *
  * @since 0.1.0
  */
 import * as HttpRouter from "@effect/platform/HttpRouter"
@@ -48,11 +55,37 @@ export interface Options extends Session.Options {
   readonly maxFrameBytes?: number
   /** How long shutdown spreads the sessions' CLOSE frames over (10 s). */
   readonly drainPeriod?: Duration.DurationInput
-  /** How often sessions are ticked (idle check, backlog flush): 1 s, or less for short idle timeouts. */
+  /** How often sessions are ticked (deadlines, limits, backlog flush): 1 s, or less for short idle / JOIN timeouts. */
   readonly tickInterval?: Duration.DurationInput
+  /** Most open sessions on this process (50,000); an upgrade over it is refused with 503 `unavailable`. */
+  readonly maxSessions?: number
+  /** Most open sessions from one remote address (1,000); an upgrade over it is refused with 503 `unavailable`. */
+  readonly maxSessionsPerAddress?: number
+  /**
+   * Take the remote address from `X-Forwarded-For` (its last entry, the one
+   * the proxy in front added) instead of the socket (false). Only behind a
+   * proxy that sets it: otherwise a client names its own address.
+   */
+  readonly trustForwardedFor?: boolean
 }
 
 export const DEFAULT_PATH: `/${string}` = "/_live/websocket"
+
+/** A session slot of one remote address (admission). */
+interface Slot {
+  readonly address: string
+  released: boolean
+}
+
+/** The remote address a session is counted under. */
+const addressOf = (request: HttpServerRequest.HttpServerRequest, peer: string | undefined, trustForwardedFor: boolean): string => {
+  const forwarded = trustForwardedFor ? request.headers["x-forwarded-for"] : undefined
+  if (forwarded !== undefined) {
+    const last = forwarded.split(",").pop()?.trim()
+    if (last !== undefined && last !== "") return last
+  }
+  return peer ?? "unknown"
+}
 
 /**
  * The upgraded socket belongs to `ws` now: end the platform's response for
@@ -105,10 +138,10 @@ export const make = (options: Options = {}): Effect.Effect<LiveServer["Type"], n
       (wss) => Effect.async<void>((resume) => wss.close(() => resume(Effect.void)))
     )
 
-    const idle = Duration.toMillis(options.idleTimeout ?? "60 seconds")
-    const tick = options.tickInterval ?? Duration.millis(Math.max(10, Math.min(1000, Math.floor(idle / 4))))
+    const tick = options.tickInterval ?? Duration.millis(Session.tickMillis(options))
     yield* Effect.sync(() => {
-      for (const session of sessions) session.tick()
+      const now = Date.now()
+      for (const session of sessions) session.tick(now)
     }).pipe(Effect.repeat(Schedule.spaced(tick)), Effect.interruptible, Effect.forkScoped)
 
     // Shutdown: CLOSE {reason: "shutdown"} in batches over the drain period.
@@ -131,9 +164,41 @@ export const make = (options: Options = {}): Effect.Effect<LiveServer["Type"], n
     const fibers = yield* FiberSet.make()
     const sessionOptions = { ...options, registry: sessions }
     const ended = (cause: Cause.Cause<unknown>) => Effect.logDebug("live session ended", cause)
+
+    // Admission: slots per process and per address, taken before the upgrade.
+    const maxSessions = options.maxSessions ?? 50_000
+    const maxPerAddress = options.maxSessionsPerAddress ?? 1_000
+    let open = 0
+    const perAddress = new Map<string, number>()
+    /** Take a slot for `address`, or say why not. */
+    const admit = (address: string): Slot | string => {
+      if (open >= maxSessions) return "this server holds as many live sessions as it may"
+      const n = perAddress.get(address) ?? 0
+      if (n >= maxPerAddress) return "too many live sessions from this address"
+      open++
+      perAddress.set(address, n + 1)
+      return { address, released: false }
+    }
+    /** Give a slot back (once). */
+    const release = (slot: Slot): void => {
+      if (slot.released) return
+      slot.released = true
+      open--
+      const n = (perAddress.get(slot.address) ?? 1) - 1
+      if (n <= 0) perAddress.delete(slot.address)
+      else perAddress.set(slot.address, n)
+    }
+
     // Built here, not in the request handler: a closure made there would keep the request alive.
-    const runSession = (ws: WebSocket) =>
-      FiberSet.run(fibers, Session.run(ws, sessionOptions).pipe(Effect.scoped, Effect.catchAllCause(ended))).pipe(
+    const runSession = (ws: WebSocket, slot: Slot) =>
+      FiberSet.run(
+        fibers,
+        Session.run(ws, sessionOptions).pipe(
+          Effect.scoped,
+          Effect.catchAllCause(ended),
+          Effect.ensuring(Effect.sync(() => release(slot)))
+        )
+      ).pipe(
         // the session's fiber starts with the services it uses (and the request's span as its
         // parent), not the whole request context: it would keep the request alive with it
         Effect.mapInputContext((context: Context.Context<Exclude<Session.Requirements, Scope.Scope>>) =>
@@ -147,16 +212,25 @@ export const make = (options: Options = {}): Effect.Effect<LiveServer["Type"], n
         return errorResponse(new ProtocolError({ code: "invalid_request", message: "expected a WebSocket upgrade" }))
       }
       const incoming = NodeHttpServerRequest.toIncomingMessage(request)
+      const slot = admit(addressOf(request, incoming.socket.remoteAddress, options.trustForwardedFor === true))
+      if (typeof slot === "string") return errorResponse(new ProtocolError({ code: "unavailable", message: slot }))
       let wsListeners: ReadonlyArray<Function> = []
-      const ws = yield* Effect.async<WebSocket>((resume) => {
+      const ws = yield* Effect.async<WebSocket | undefined>((resume) => {
+        // `ws` refuses a bad handshake by destroying the socket, without calling back
+        const gone = () => resume(Effect.succeed(undefined))
+        incoming.socket.once("close", gone)
         const before = incoming.socket.listeners("close")
         wss.handleUpgrade(incoming, incoming.socket, Buffer.alloc(0), (ws) => {
+          incoming.socket.off("close", gone)
           wsListeners = incoming.socket.listeners("close").filter((listener) => !before.includes(listener))
           resume(Effect.succeed(ws))
         })
-      })
+      }).pipe(Effect.onExit((exit) => Effect.sync(() => {
+        if (exit._tag === "Failure" || exit.value === undefined) release(slot)
+      })))
+      if (ws === undefined) return HttpServerResponse.empty()
       handOver(request, wsListeners)
-      yield* runSession(ws)
+      yield* runSession(ws, slot)
       return HttpServerResponse.empty()
     })
 

@@ -13,13 +13,27 @@
  * kept small (bench/README.md, "Fan-out": memory per idle session): the `ws` socket's own
  * listeners feed the inbox (no reader fiber), the session's state and its hub
  * sink are one object whose methods live on its prototype (no closures per
- * session), and subscriptions and presence are entries in a Set / Map released
- * by the session's finalizer (no Scope per subscription).
+ * session), and subscriptions and presence are entries in a Map released
+ * by the session's finalizer (no Scope per subscription). Limits are plain
+ * numbers on that object (token buckets, deadlines), checked by the server's
+ * one ticker and the socket's listener, never by a fiber of the session's own.
  *
  * Invariants:
  * - Client frames are handled one at a time, in arrival order.
- * - Pokes are conflated per scope: the inbox holds at most one poke marker per
- *   scope; its cursor is the newest seen when it is written.
+ * - The inbox holds at most `maxQueuedFrames` client frames (plus what `ws`
+ *   had already read): above that the socket is paused until the session
+ *   catches up, so TCP pushes back on a sender faster than the session.
+ * - A client sends at most `maxFramesPerSecond` frames (a token bucket of
+ *   `frameBurst`), counted as they arrive; over it the session is closed with
+ *   `CLOSE {reason: "rate_limited"}` and code 4029.
+ * - The limits that close a session (JOIN deadline, idle timeout, slow
+ *   consumer, rate) are enforced outside the inbox — by the socket's
+ *   listener, by every write and by the server's ticker — so no backlog of
+ *   frames delays them. Re-authorization (at the principal's `expiresAt`,
+ *   and every `reauthorizeInterval`) goes through the inbox, behind at most
+ *   `maxQueuedFrames` frames.
+ * - Pokes are conflated per scope: the inbox holds at most one flush marker
+ *   per scope; its cursor is the newest seen when it is written.
  * - Fast path: a POKE or a ready-encoded frame (broadcast, presence) that
  *   reaches a session parked on an empty inbox, with nothing pending and an
  *   uncongested socket, is written at once by the hub's dispatch, without
@@ -28,9 +42,25 @@
  *   broadcasts and presence wait in a backlog (counted in bytes) and pokes
  *   stay conflated. Backlog + socket buffer over `maxPendingBytes` closes the
  *   session with `CLOSE {reason: "slow_consumer"}` and code 4008, so one slow
- *   reader never holds memory or slows anyone else.
+ *   reader never holds memory or slows anyone else. Every frame counts
+ *   (REPLY, ERROR, HEARTBEAT too), except the full presence `state` a
+ *   subscriber gets: it is written only when the socket is below the
+ *   high-water mark (held back, it is re-read fresh when written), and its
+ *   bytes are not counted while they drain, so a topic's presence is never
+ *   the reason a subscriber is closed.
  * - A subscription is made before the scope's head is read for the reply, so
  *   no commit falls between the `cursors` a client gets and its first poke.
+ *   A scope the session already holds is not read again: its cursor is the
+ *   newest the session knows (that head, or a later poke).
+ * - Identity: the session id is told only to its own client (JOIN's REPLY).
+ *   BROADCAST `from` and PRESENCE keys are per-topic handles, an HMAC of
+ *   (session id, topic) under a random key of this process: the same for one
+ *   session on one topic, unlinkable across topics and sessions, and no way
+ *   back to the session id. A live page pushes under a random client id of
+ *   its own, which no frame carries.
+ * - Broadcast and presence need the `Authorizer`'s `broadcast` action on the
+ *   topic, asked once per topic per session (the answer is kept until the
+ *   session unsubscribes the topic); their payloads and rate are bounded.
  *
  * @since 0.1.0
  */
@@ -42,26 +72,55 @@ import * as Metric from "effect/Metric"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as NodeCrypto from "node:crypto"
 import type { RawData, WebSocket } from "ws"
 import * as Metrics from "../Metrics.js"
 import * as Live from "../protocol/Live.js"
-import { ProtocolError } from "../protocol/Sync.js"
+import { type MutationResult, ProtocolError } from "../protocol/Sync.js"
 import * as Authorizer from "../sync/Authorizer.js"
 import { ChangeLog } from "../sync/ChangeLog.js"
 import { SyncEngine } from "../sync/SyncEngine.js"
 import { LiveHub, type Sink } from "./LiveHub.js"
 import * as Page from "./Page.js"
 
-/** Limits and timers of a session; defaults are PROTOCOL.md's. */
+/**
+ * Limits and timers of a session. Defaults: PROTOCOL.md's, and the ones
+ * given here. Refusals are answered with `REPLY {status: "error", reason}`:
+ * `presence_too_large`, `broadcast_too_large`, `rate_limited` (broadcasts),
+ * `presence_full`, `forbidden`; the session stays open.
+ */
 export interface Options {
-  /** Close a connection with no incoming frame for this long (60 s). */
+  /** Close a connection with no incoming frame after JOIN for this long (60 s). */
   readonly idleTimeout?: Duration.DurationInput
+  /** Close a connection that has not JOINed within this long, with `join_timeout` (10 s). */
+  readonly joinTimeout?: Duration.DurationInput
   /** Most scopes (topics) one session may subscribe to (100). */
   readonly maxScopes?: number
   /** Most bytes of frames pending for one session before it is a slow consumer (1 MiB). */
   readonly maxPendingBytes?: number
   /** Socket send buffer above which broadcasts wait in the backlog (64 KiB). */
   readonly highWaterBytes?: number
+  /** Frames a client may send per second, on average (100); more closes it with `rate_limited` (4029). */
+  readonly maxFramesPerSecond?: number
+  /** Frames a client may send at once above that rate (200). */
+  readonly frameBurst?: number
+  /** Client frames waiting in a session's inbox above which its socket is paused (32). */
+  readonly maxQueuedFrames?: number
+  /** Largest presence meta, in bytes of JSON (1 KiB); larger is refused with `presence_too_large`. */
+  readonly maxPresenceBytes?: number
+  /** Largest broadcast payload, in bytes of JSON (16 KiB); larger is refused with `broadcast_too_large`. */
+  readonly maxBroadcastBytes?: number
+  /** Broadcasts and presence updates a session may send per second, on average (20); more are refused with `rate_limited`. */
+  readonly maxBroadcastsPerSecond?: number
+  /** Broadcasts and presence updates a session may send at once above that rate (40). */
+  readonly broadcastBurst?: number
+  /**
+   * How often an open session's token is authorized again for every scope
+   * and topic it holds (5 minutes; `Duration.infinity` turns it off). It is
+   * also done when the earliest `expiresAt` of the principals seen passes.
+   * A refusal closes the session with `CLOSE {reason: "unauthorized"}` (4001).
+   */
+  readonly reauthorizeInterval?: Duration.DurationInput
 }
 
 /** Where a server keeps its running sessions (ticks, shutdown); told synchronously. */
@@ -82,14 +141,35 @@ const pokeFrame = (scope: string, cursor: number): string => {
   return lastPoke.frame
 }
 
+/** The key of this process's handles: random, never leaves the process. */
+const handleKey = NodeCrypto.randomBytes(32)
+
+/**
+ * A session's handle on a topic (its BROADCAST `from` and PRESENCE key
+ * there): 128 bits of an HMAC of (session id, topic), so it neither reveals
+ * the session id nor links the session's topics.
+ */
+const handleOf = (sessionId: string, topic: string): string =>
+  NodeCrypto.createHmac("sha256", handleKey).update(sessionId).update("\0").update(topic).digest("base64url").slice(0, 22)
+
+/** Sessions closed by the server, by `CLOSE` reason. */
+const closes = Metric.counter("mizu_live_closes_total", { description: "live sessions closed by the server, by reason" })
+const closesBy = Object.fromEntries(
+  (Object.keys(Live.CloseCode) as Array<Live.CloseReason>).map((reason) => [reason, Metric.tagged(closes, "reason", reason)])
+) as Record<Live.CloseReason, typeof closes>
+
 /** What a session needs from context. */
 export type Requirements = Scope.Scope | LiveHub | ChangeLog | Authorizer.Authorizer | Page.LivePages | SyncEngine
 
 /** The handle the server keeps on a running session. */
 export interface Handle {
   readonly id: string
-  /** Check the idle timeout and flush the backlog. */
-  readonly tick: () => void
+  /**
+   * Enforce the deadlines (JOIN, idle), the pending-bytes limit and the
+   * re-authorization schedule as of `now`, and wake the session to flush
+   * its backlog. Synchronous: it never waits behind the session's inbox.
+   */
+  readonly tick: (now: number) => void
   /** Close with `CLOSE {reason: "shutdown"}`. */
   readonly shutdown: () => void
 }
@@ -97,14 +177,17 @@ export interface Handle {
 type Event =
   | { readonly _tag: "Frame"; readonly text: string }
   | { readonly _tag: "Binary" }
-  | { readonly _tag: "Poke"; readonly scope: string }
+  | { readonly _tag: "Flush" }
   | { readonly _tag: "Send"; readonly frame: string }
   | { readonly _tag: "Tick" }
+  | { readonly _tag: "Reauthorize" }
   | { readonly _tag: "Shutdown" }
   | { readonly _tag: "Closed" }
   | { readonly _tag: "PageInfo"; readonly info: Page.Info }
 
 const TICK: Event = { _tag: "Tick" }
+const FLUSH: Event = { _tag: "Flush" }
+const REAUTHORIZE: Event = { _tag: "Reauthorize" }
 const SHUTDOWN: Event = { _tag: "Shutdown" }
 const CLOSED: Event = { _tag: "Closed" }
 const BINARY: Event = { _tag: "Binary" }
@@ -113,6 +196,53 @@ const STOP = Effect.succeed(false)
 
 const { FrameType } = Live
 
+/** A server's limits, computed once per options object (shared by its sessions). */
+interface Limits {
+  readonly idleMillis: number
+  readonly joinMillis: number
+  readonly maxScopes: number
+  readonly maxPending: number
+  readonly highWater: number
+  readonly frameRate: number
+  readonly frameBurst: number
+  readonly maxQueued: number
+  readonly maxPresence: number
+  readonly maxBroadcast: number
+  readonly castRate: number
+  readonly castBurst: number
+  readonly reauthMillis: number
+}
+
+const limits = new WeakMap<Options, Limits>()
+const limitsOf = (options: Options): Limits => {
+  let l = limits.get(options)
+  if (l === undefined) {
+    l = {
+      idleMillis: Duration.toMillis(options.idleTimeout ?? "60 seconds"),
+      joinMillis: Duration.toMillis(options.joinTimeout ?? "10 seconds"),
+      maxScopes: options.maxScopes ?? 100,
+      maxPending: options.maxPendingBytes ?? 1024 * 1024,
+      highWater: options.highWaterBytes ?? 64 * 1024,
+      frameRate: options.maxFramesPerSecond ?? 100,
+      frameBurst: options.frameBurst ?? 200,
+      maxQueued: options.maxQueuedFrames ?? 32,
+      maxPresence: options.maxPresenceBytes ?? 1024,
+      maxBroadcast: options.maxBroadcastBytes ?? 16 * 1024,
+      castRate: options.maxBroadcastsPerSecond ?? 20,
+      castBurst: options.broadcastBurst ?? 40,
+      reauthMillis: Duration.toMillis(options.reauthorizeInterval ?? "5 minutes")
+    }
+    limits.set(options, l)
+  }
+  return l
+}
+
+/** A tick that enforces a server's deadlines closely enough: a quarter of the shortest, between 10 ms and 1 s. */
+export const tickMillis = (options: Options): number => {
+  const l = limitsOf(options)
+  return Math.max(10, Math.min(1000, Math.floor(Math.min(l.idleMillis, l.joinMillis, l.reauthMillis) / 4)))
+}
+
 /** What every session of a server shares: services and limits, resolved once per session start. */
 interface Env {
   readonly hub: LiveHub["Type"]
@@ -120,28 +250,8 @@ interface Env {
   readonly authorizer: Authorizer.Authorizer["Type"]
   readonly pages: Page.LivePages["Type"]
   readonly engine: SyncEngine["Type"]
-  readonly idleMillis: number
-  readonly maxScopes: number
-  readonly maxPending: number
-  readonly highWater: number
+  readonly limits: Limits
   readonly registry: Registry
-}
-
-type Limits = Pick<Env, "idleMillis" | "maxScopes" | "maxPending" | "highWater">
-/** The limits of a server's options, computed once per options object, not per session. */
-const limits = new WeakMap<Options, Limits>()
-const limitsOf = (options: Options): Limits => {
-  let l = limits.get(options)
-  if (l === undefined) {
-    l = {
-      idleMillis: Duration.toMillis(options.idleTimeout ?? "60 seconds"),
-      maxScopes: options.maxScopes ?? 100,
-      maxPending: options.maxPendingBytes ?? 1024 * 1024,
-      highWater: options.highWaterBytes ?? 64 * 1024
-    }
-    limits.set(options, l)
-  }
-  return l
 }
 
 type SubscribeResult = Either.Either<Record<string, number>, { readonly reason: string; readonly message: string }>
@@ -157,8 +267,21 @@ interface Mounted {
   title: string | undefined
   readonly sink: Sink
   readonly topics: Set<string>
+  /** The page's own client id for `pushMutation`: random, in no frame, so nobody else can push under it. */
+  readonly clientId: string
+  /** The last mutation id the server has recorded for `clientId`. */
   mutationId: number
+  /** One `pushMutation` at a time (made with the first). */
+  pushLock: Effect.Semaphore | undefined
 }
+
+/** The topic a page broadcasts on by default (not authorized: the page's own). */
+const pageTopic = (def: Page.Any): string => def.topic ?? `page:${def.path}`
+
+/** When the next periodic re-authorization is due: `interval` from now, ±10% so sessions opened together spread out. */
+const nextReauth = (now: number, interval: number): number => now + interval * (0.9 + 0.2 * Math.random())
+
+const jsonBytes = (value: unknown): number => value === undefined ? 0 : Buffer.byteLength(JSON.stringify(value), "utf8")
 
 const noop = () => {}
 
@@ -170,19 +293,40 @@ class LiveSession implements Sink, Handle {
   readonly id: string = crypto.randomUUID()
   joined = false
   token: string | undefined = undefined
+  /** the last frame after JOIN (frames before JOIN do not count) */
   lastIncoming = Date.now()
+  readonly joinDeadline: number
   /** CLOSE was sent or the socket is gone: nothing more is written or handled. */
   closed = false
-  /** Set when the pending bytes pass the limit; the session fiber closes on its next event. */
-  slow = false
   tickQueued = false
+  reauthQueued = false
   /** a drain listener is waiting to flush conflated pokes */
   drainHooked = false
   pendingBytes = 0
-  /** scopes subscribed to (each a hub sink registration) */
-  readonly subscriptions = new Set<string>()
-  /** topics this session is present on */
-  presence: Set<string> | undefined = undefined
+  /** bytes of presence `state` frames written since the socket was last below the high-water mark: not counted as pending */
+  stateBytes = 0
+  /** client frames in the inbox, not yet handled */
+  queuedFrames = 0
+  /** the socket is paused because the inbox is full */
+  paused = false
+  /** the frame rate's token bucket */
+  frameTokens: number
+  frameAt: number
+  /** the broadcast rate's token bucket */
+  castTokens: number
+  castAt: number
+  /** the earliest `expiresAt` of the principals the authorizer yielded since the last re-authorization */
+  expiresAt = Infinity
+  /** when the next periodic re-authorization is due */
+  reauthAt: number
+  /** scopes subscribed to (each a hub sink registration) -> the newest cursor the session knows */
+  readonly subscriptions = new Map<string, number>()
+  /** topics this session is present on -> its key there */
+  presence: Map<string, string> | undefined = undefined
+  /** the `broadcast` answers asked so far: topic -> the session's handle there, or false (refused) */
+  casts: Map<string, string | false> | undefined = undefined
+  /** topics whose presence `state` is to be written when the socket has room */
+  pendingStates: Set<string> | undefined = undefined
   /** conflated pokes: scope -> newest cursor not yet written */
   readonly pendingPokes = new Map<string, number>()
   /** frames waiting for the socket to drain */
@@ -195,20 +339,56 @@ class LiveSession implements Sink, Handle {
     readonly env: Env,
     /** The session's Scope: closed when the session ends (page timers are forked in it). */
     readonly scope: Scope.Scope
-  ) {}
+  ) {
+    const now = Date.now()
+    const l = env.limits
+    this.joinDeadline = now + l.joinMillis
+    this.frameTokens = l.frameBurst
+    this.frameAt = now
+    this.castTokens = l.castBurst
+    this.castAt = now
+    this.reauthAt = nextReauth(now, l.reauthMillis)
+  }
 
   // -- the socket's listeners (bound once per session) ------------------------
   readonly onMessage = (data: RawData, isBinary: boolean): void => {
+    if (this.closed) return
+    const now = Date.now()
+    const { frameBurst, frameRate, maxQueued } = this.env.limits
+    const tokens = Math.min(frameBurst, this.frameTokens + ((now - this.frameAt) * frameRate) / 1000)
+    this.frameAt = now
+    if (tokens < 1) {
+      this.frameTokens = tokens
+      return this.closeHard("rate_limited", `more than ${frameRate} frames per second`)
+    }
+    this.frameTokens = tokens - 1
+    if (this.joined) this.lastIncoming = now
     Queue.unsafeOffer(this.inbox, isBinary ? BINARY : { _tag: "Frame", text: String(data) })
+    if (++this.queuedFrames > maxQueued && !this.paused) {
+      // TCP pushes back on the sender until the session has caught up
+      this.paused = true
+      this.ws.pause()
+    }
   }
   readonly onClose = (): void => {
     this.closed = true
     Queue.unsafeOffer(this.inbox, CLOSED)
   }
+  /** A client frame left the inbox: read again once half of the bound is free. */
+  frameTaken(): void {
+    this.queuedFrames--
+    if (this.paused && this.queuedFrames <= this.env.limits.maxQueued >> 1) {
+      this.paused = false
+      if (!this.closed) this.ws.resume()
+    }
+  }
 
   // -- writes ------------------------------------------------------------------
+  /** Write a frame; every write counts toward the pending-bytes limit. */
   write(frame: string): void {
-    if (this.ws.readyState === 1) this.ws.send(frame)
+    if (this.ws.readyState !== 1) return
+    this.ws.send(frame)
+    if (this.overLimit()) this.slowConsumer()
   }
   emit(frame: Live.ServerFrame): void {
     this.write(Live.encodeServerFrame(frame))
@@ -222,14 +402,42 @@ class LiveSession implements Sink, Handle {
   error(code: string, message: string, recoverable = true): void {
     this.emit({ type: FrameType.ERROR, payload: { code, message, recoverable } })
   }
-  close(reason: string, code: number, message?: string): void {
+  /** Send `CLOSE {reason}` and close the socket with the reason's code; the session's fiber stops at its next event. */
+  close(reason: Live.CloseReason, message?: string): void {
     if (this.closed) return
     this.closed = true
-    this.emit({ type: FrameType.CLOSE, payload: { reason, ...(message === undefined ? {} : { message }) } })
-    if (this.ws.readyState === 1) this.ws.close(code, reason)
+    const ws = this.ws
+    if (ws.readyState === 1) {
+      ws.send(Live.encodeServerFrame({ type: FrameType.CLOSE, payload: { reason, ...(message === undefined ? {} : { message }) } }))
+      ws.close(Live.CloseCode[reason], reason)
+    }
+    closesBy[reason].unsafeUpdate(1, [])
+    Queue.unsafeOffer(this.inbox, CLOSED)
+  }
+  /**
+   * Close a peer that is not to be read from again: the CLOSE frame and the
+   * close code reach a peer that reads within the grace period; one that
+   * never reads is cut off then, so it holds no memory.
+   */
+  closeHard(reason: Live.CloseReason, message?: string): void {
+    this.close(reason, message)
+    const ws = this.ws
+    ws.pause()
+    setTimeout(() => ws.terminate(), 5000).unref()
+  }
+  slowConsumer(): void {
+    if (this.closed) return
+    Metrics.slowConsumerCloses.unsafeUpdate(1, [])
+    this.closeHard("slow_consumer", `more than ${this.env.limits.maxPending} bytes pending`)
+  }
+  /** Pending frames and the socket's buffer (less the presence state draining from it) over `maxPendingBytes`. */
+  overLimit(): boolean {
+    const buffered = this.ws.bufferedAmount
+    if (buffered <= this.env.limits.highWater) this.stateBytes = 0
+    return this.pendingBytes + Math.max(0, buffered - this.stateBytes) > this.env.limits.maxPending
   }
   congested(): boolean {
-    return this.ws.bufferedAmount > this.env.highWater
+    return this.ws.bufferedAmount > this.env.limits.highWater
   }
   /**
    * Pokes are hints: once the socket pushes back (the peer reads slower than we write),
@@ -248,7 +456,7 @@ class LiveSession implements Sink, Handle {
   socket(): { readonly writableNeedDrain: boolean; once(event: "drain", f: () => void): void } | undefined {
     return (this.ws as unknown as { _socket?: { readonly writableNeedDrain: boolean; once(event: "drain", f: () => void): void } })._socket
   }
-  /** When the socket has written out what it holds, wake the session to flush the backlog and pokes. */
+  /** When the socket has written out what it holds, wake the session to flush the backlog, states and pokes. */
   flushOnDrain(): void {
     if (this.drainHooked) return
     const socket = this.socket()
@@ -256,10 +464,11 @@ class LiveSession implements Sink, Handle {
     this.drainHooked = true
     socket.once("drain", () => {
       this.drainHooked = false
-      if (!this.closed && (this.pendingPokes.size > 0 || this.backlog.length > 0)) {
-        Queue.unsafeOffer(this.inbox, { _tag: "Poke", scope: "" })
-      }
+      if (!this.closed && this.needsFlush()) Queue.unsafeOffer(this.inbox, FLUSH)
     })
+  }
+  needsFlush(): boolean {
+    return this.backlog.length > 0 || this.pendingPokes.size > 0 || (this.pendingStates !== undefined && this.pendingStates.size > 0)
   }
   /** The session fiber is parked on its inbox: nothing queued, nothing being handled. */
   parked(): boolean {
@@ -270,6 +479,8 @@ class LiveSession implements Sink, Handle {
   // -- what the hub reaches (Sink) ---------------------------------------------------------
   poke(scope: string, cursor: number): void {
     if (this.closed) return
+    const known = this.subscriptions.get(scope)
+    if (known !== undefined && cursor > known) this.subscriptions.set(scope, cursor)
     // Fast path: an idle, uncongested session gets the POKE written now, in the hub's
     // dispatch loop, without waking its fiber; it is what that fiber would write next anyway.
     if (this.joined && this.pendingPokes.size === 0 && this.backlog.length === 0 && this.parked() && !this.pokesBlocked()) {
@@ -280,7 +491,7 @@ class LiveSession implements Sink, Handle {
     const prev = this.pendingPokes.get(scope)
     if (prev === undefined) {
       this.pendingPokes.set(scope, cursor)
-      Queue.unsafeOffer(this.inbox, { _tag: "Poke", scope })
+      Queue.unsafeOffer(this.inbox, FLUSH)
     } else if (cursor > prev) {
       this.pendingPokes.set(scope, cursor)
     }
@@ -293,38 +504,46 @@ class LiveSession implements Sink, Handle {
       return
     }
     this.pendingBytes += frame.length
-    if (this.pendingBytes + this.ws.bufferedAmount > this.env.maxPending) return this.slowConsumer()
+    if (this.overLimit()) return this.slowConsumer()
     Queue.unsafeOffer(this.inbox, { _tag: "Send", frame })
   }
-  slowConsumer(): void {
-    if (this.slow || this.closed) return
-    this.slow = true
-    Queue.unsafeOffer(this.inbox, TICK)
+  /**
+   * A topic's whole presence, on subscribing: written now on the fast path;
+   * otherwise noted, and written fresh once the session gets to it with room
+   * in the socket. Diffs sent meanwhile are written too: applied after the
+   * newer state they change nothing.
+   */
+  sendState(topic: string, frame: string): void {
+    if (this.closed) return
+    if (this.joined && this.backlog.length === 0 && !this.congested() && this.parked()) return this.writeState(frame)
+    ;(this.pendingStates ??= new Set()).add(topic)
+    Queue.unsafeOffer(this.inbox, FLUSH)
+  }
+  writeState(frame: string): void {
+    if (this.ws.bufferedAmount <= this.env.limits.highWater) this.stateBytes = 0
+    this.stateBytes += frame.length
+    this.write(frame)
   }
 
   // -- what the server reaches (Handle) ----------------------------------------------------
-  // A tick only matters to a session with something to flush, a slow consumer to close or an
-  // idle deadline passed; the rest are not woken, and at most one TICK waits in an inbox.
-  tick(): void {
-    if (this.tickQueued || !this.needsTick()) return
+  // Limits are enforced here, synchronously; only flushing and re-authorization go through the
+  // inbox, and a session with nothing to flush is not woken (at most one TICK waits in an inbox).
+  tick(now: number): void {
+    if (this.closed) return
+    const l = this.env.limits
+    if (!this.joined && now >= this.joinDeadline) return this.close("join_timeout", `no JOIN within ${l.joinMillis} ms`)
+    if (now - this.lastIncoming > l.idleMillis) return this.close("idle_timeout", `no frame for ${l.idleMillis} ms`)
+    if (this.overLimit()) return this.slowConsumer()
+    if (this.joined && !this.reauthQueued && (now >= this.expiresAt || now >= this.reauthAt)) {
+      this.reauthQueued = true
+      Queue.unsafeOffer(this.inbox, REAUTHORIZE)
+    }
+    if (this.tickQueued || !this.needsFlush()) return
     this.tickQueued = true
     Queue.unsafeOffer(this.inbox, TICK)
   }
-  needsTick(): boolean {
-    return this.slow || this.backlog.length > 0 || this.pendingPokes.size > 0 ||
-      this.pendingBytes + this.ws.bufferedAmount > this.env.maxPending || Date.now() - this.lastIncoming > this.env.idleMillis
-  }
   shutdown(): void {
     Queue.unsafeOffer(this.inbox, SHUTDOWN)
-  }
-
-  // The CLOSE frame and the close code reach a peer that reads again within the grace period;
-  // one that never reads is cut off then, so it holds no memory.
-  closeSlow(): Effect.Effect<boolean> {
-    this.close("slow_consumer", 4008)
-    const ws = this.ws
-    setTimeout(() => ws.terminate(), 5000).unref()
-    return Effect.as(Metric.increment(Metrics.slowConsumerCloses), false)
   }
 
   flush(): void {
@@ -334,6 +553,15 @@ class LiveSession implements Sink, Handle {
       this.write(frame)
     }
     if (this.backlog.length > 0) return this.flushOnDrain()
+    const states = this.pendingStates
+    if (states !== undefined) {
+      for (const topic of states) {
+        if (this.congested()) return this.flushOnDrain()
+        states.delete(topic)
+        const frame = this.env.hub.presenceState(topic)
+        if (frame !== undefined) this.writeState(frame)
+      }
+    }
     if (this.pokesBlocked()) return
     for (const [scope, cursor] of this.pendingPokes) {
       this.pendingPokes.delete(scope)
@@ -342,47 +570,120 @@ class LiveSession implements Sink, Handle {
     }
   }
 
-  // -- subscriptions ----------------------------------------------------------
-  authorizeAll(scopes: ReadonlyArray<string>) {
-    const { authorizer } = this.env
-    const token = this.token
-    return Effect.forEach(
-      new Set(scopes),
-      (scope) => authorizer.authorize({ action: "subscribe", scope, token, clientId: undefined, headers: {} }),
-      { discard: true }
+  // -- authorization ----------------------------------------------------------
+  /** Ask the authorizer, with the session's token; the principal's expiry is kept for re-authorization. */
+  authorize(action: Authorizer.Action, scope: string): Effect.Effect<void, Authorizer.Denied> {
+    return Effect.map(
+      this.env.authorizer.authorize({ action, scope, token: this.token, clientId: undefined, headers: {} }),
+      (principal) => {
+        if (principal.expiresAt !== undefined && principal.expiresAt < this.expiresAt) this.expiresAt = principal.expiresAt
+      }
     )
   }
+  authorizeAll(action: Authorizer.Action, scopes: Iterable<string>): Effect.Effect<void, Authorizer.Denied> {
+    return Effect.forEach(scopes, (scope) => this.authorize(action, scope), { discard: true })
+  }
+  /** The session's handle on `topic` if it may broadcast there, else false; asked once per topic. */
+  castGrant(topic: string): Effect.Effect<string | false> {
+    const known = this.casts?.get(topic)
+    if (known !== undefined) return Effect.succeed(known)
+    return Effect.map(Effect.either(this.authorize("broadcast", topic)), (result) => {
+      const answer = Either.isRight(result) ? handleOf(this.id, topic) : false
+      ;(this.casts ??= new Map()).set(topic, answer)
+      return answer
+    })
+  }
+  /** One token of the broadcast bucket, if there is one. */
+  takeCast(): boolean {
+    const now = Date.now()
+    const { castBurst, castRate } = this.env.limits
+    const tokens = Math.min(castBurst, this.castTokens + ((now - this.castAt) * castRate) / 1000)
+    this.castAt = now
+    if (tokens < 1) {
+      this.castTokens = tokens
+      return false
+    }
+    this.castTokens = tokens - 1
+    return true
+  }
+  /**
+   * Authorize the session's token again for everything it holds (its
+   * scopes, the topics it broadcasts on, its page's scopes); a refusal, or a
+   * principal already expired, closes it with `unauthorized`.
+   */
+  reauthorize(): Effect.Effect<boolean> {
+    this.reauthQueued = false
+    const checks: Array<readonly [Authorizer.Action, string]> = []
+    for (const scope of this.subscriptions.keys()) checks.push(["subscribe", scope])
+    if (this.casts !== undefined) for (const [topic, handle] of this.casts) if (handle !== false) checks.push(["broadcast", topic])
+    const m = this.mounted
+    if (m !== undefined) {
+      const own = pageTopic(m.def)
+      for (const topic of m.topics) if (topic !== own) checks.push(["subscribe", topic])
+    }
+    const now = Date.now()
+    this.expiresAt = Infinity
+    this.reauthAt = nextReauth(now, this.env.limits.reauthMillis)
+    return Effect.match(Effect.forEach(checks, ([action, scope]) => this.authorize(action, scope), { discard: true }), {
+      onFailure: (denied) => {
+        this.close("unauthorized", denied.message)
+        return false
+      },
+      onSuccess: () => {
+        if (this.expiresAt > Date.now()) return true
+        this.close("unauthorized", "the credentials have expired")
+        return false
+      }
+    })
+  }
 
-  /** Subscribe to scopes (all or nothing) and return their heads. */
+  // -- subscriptions ----------------------------------------------------------
+  /**
+   * Subscribe to scopes (all or nothing) and return their cursors. Only the
+   * scopes not yet held are authorized and read: the others' cursors are
+   * what the session knows (re-authorization covers them).
+   */
   subscribe(scopes: ReadonlyArray<string>): Effect.Effect<SubscribeResult> {
     const self = this
     return Effect.gen(function*() {
-      const { hub, log, maxScopes } = self.env
+      const { hub, log } = self.env
+      const { maxScopes } = self.env.limits
       const wanted = [...new Set(scopes)]
       const fresh = wanted.filter((s) => !self.subscriptions.has(s))
       if (self.subscriptions.size + fresh.length > maxScopes) {
         return Either.left({ reason: "too_many_scopes", message: `at most ${maxScopes} scopes per session` })
       }
-      const denied = yield* self.authorizeAll(wanted).pipe(Effect.flip, Effect.option)
-      // PROTOCOL.md: a scope the caller may not read is `forbidden` on live, whether the token is bad or the scope not its
-      if (denied._tag === "Some") return Either.left({ reason: "forbidden", message: denied.value.message })
-      for (const scope of fresh) {
-        // added before the registration yields, so the finalizer removes it whatever happens next
-        self.subscriptions.add(scope)
-        yield* hub.add(scope, self)
+      if (fresh.length > 0) {
+        const denied = yield* self.authorizeAll("subscribe", fresh).pipe(Effect.flip, Effect.option)
+        // PROTOCOL.md: a scope the caller may not read is `forbidden` on live, whether the token is bad or the scope not its
+        if (denied._tag === "Some") return Either.left({ reason: "forbidden", message: denied.value.message })
+        for (const scope of fresh) {
+          // added before the registration yields, so the finalizer removes it whatever happens next
+          self.subscriptions.set(scope, 0)
+          yield* hub.add(scope, self)
+        }
+        const heads = yield* Effect.either(Effect.forEach(fresh, (scope) => log.head(scope)))
+        if (Either.isLeft(heads)) {
+          yield* self.unsubscribe(fresh)
+          return Either.left({ reason: "unavailable", message: "storage unavailable, retry later" })
+        }
+        fresh.forEach((scope, i) => {
+          const known = self.subscriptions.get(scope)
+          if (known !== undefined && heads.right[i] > known) self.subscriptions.set(scope, heads.right[i])
+        })
       }
-      const heads = yield* Effect.forEach(wanted, (scope) => Effect.map(log.head(scope), (head) => [scope, head] as const)).pipe(
-        Effect.either
-      )
-      if (Either.isLeft(heads)) return Either.left({ reason: "unavailable", message: "storage unavailable, retry later" })
-      return Either.right(Object.fromEntries(heads.right))
+      return Either.right(Object.fromEntries(wanted.map((scope) => [scope, self.subscriptions.get(scope) ?? 0])))
     })
   }
 
   unsubscribe(scopes: ReadonlyArray<string>): Effect.Effect<void> {
     const { hub } = this.env
     return Effect.forEach(scopes, (scope) => {
-      const untrack = this.presence?.delete(scope) === true ? hub.untrack(scope, this.id) : Effect.void
+      this.casts?.delete(scope)
+      this.pendingStates?.delete(scope)
+      const key = this.presence?.get(scope)
+      const untrack = key === undefined ? Effect.void : hub.untrack(scope, key)
+      this.presence?.delete(scope)
       if (!this.subscriptions.delete(scope)) return untrack
       this.pendingPokes.delete(scope)
       return Effect.zipRight(untrack, hub.remove(scope, this))
@@ -400,8 +701,8 @@ class LiveSession implements Sink, Handle {
     const { hub } = this.env
     const m = this.mounted
     return Effect.all([
-      Effect.forEach(this.presence ?? [], (topic) => hub.untrack(topic, this.id), { discard: true }),
-      Effect.forEach(this.subscriptions, (scope) => hub.remove(scope, this), { discard: true }),
+      Effect.forEach(this.presence ?? [], ([topic, key]) => hub.untrack(topic, key), { discard: true }),
+      Effect.forEach(this.subscriptions.keys(), (scope) => hub.remove(scope, this), { discard: true }),
       m === undefined ? Effect.void : Effect.forEach(m.topics, (topic) => hub.remove(topic, m.sink), { discard: true }),
       Queue.shutdown(this.inbox),
       Metric.incrementBy(Metrics.sessionsOpen, -1)
@@ -426,7 +727,7 @@ class LiveSession implements Sink, Handle {
         const def = url === undefined ? undefined : this.env.pages.find(url)
         if (url !== undefined && def === undefined) {
           this.emit({ type: FrameType.ERROR, payload: { code: "page_not_found", message: `no live page at ${url}`, recoverable: false } })
-          this.close("page_not_found", 1008)
+          this.close("page_not_found")
           return Effect.void
         }
         return Effect.gen(function*() {
@@ -436,9 +737,11 @@ class LiveSession implements Sink, Handle {
             const regions = yield* mountPage(self, def, url, frame.payload.params ?? {})
             if (Either.isLeft(regions)) return self.replyError(frame.ref, "mount_failed", regions.left)
             self.joined = true
+            self.lastIncoming = Date.now()
             return self.reply(frame.ref, { status: "ok", session_id: self.id, cursors: result.right, regions: regions.right })
           }
           self.joined = true
+          self.lastIncoming = Date.now()
           self.reply(frame.ref, { status: "ok", session_id: self.id, cursors: result.right })
         })
       }
@@ -457,7 +760,7 @@ class LiveSession implements Sink, Handle {
         })
         return Effect.void
       case FrameType.LEAVE:
-        this.close("normal", 1000)
+        this.close("normal")
         return Effect.void
       case FrameType.EVENT: {
         const topic = frame.topic ?? (typeof frame.payload["topic"] === "string" ? frame.payload["topic"] : undefined)
@@ -474,28 +777,52 @@ class LiveSession implements Sink, Handle {
         if (!this.subscriptions.has(topic)) {
           return Effect.sync(() => this.replyError(frame.ref, "not_subscribed", `not subscribed to ${topic}`))
         }
-        const ok = () => {
-          if (frame.ref !== undefined) this.reply(frame.ref, { status: "ok" })
-        }
-        const { hub } = this.env
-        if (frame.payload.name === "presence") {
-          const presence = this.presence ??= new Set()
-          // an update is a leave and a join, as a re-track
-          const previous = presence.has(topic) ? hub.untrack(topic, this.id) : Effect.void
-          presence.add(topic)
-          return previous.pipe(Effect.zipRight(hub.trackUnscoped(topic, this.id, frame.payload.values ?? {})), Effect.map(ok))
-        }
-        const payload = frame.payload.values ?? frame.payload["payload"]
-        return Effect.map(hub.broadcast(topic, frame.payload.name, payload, this.id), ok)
+        return Effect.flatMap(this.castGrant(topic), (key) => this.relay(frame, topic, key))
       }
     }
   }
 
+  /** An EVENT on a topic: presence (tracked) or a broadcast (relayed), within the session's limits. */
+  relay(frame: Extract<Live.ClientFrame, { type: typeof FrameType.EVENT }>, topic: string, key: string | false): Effect.Effect<void> {
+    const ref = frame.ref
+    if (key === false) {
+      this.replyError(ref, "forbidden", `may not broadcast on ${topic}`)
+      return Effect.void
+    }
+    const { castRate, maxBroadcast, maxPresence } = this.env.limits
+    const presence = frame.payload.name === "presence"
+    const body = presence ? (frame.payload.values ?? {}) : (frame.payload.values ?? frame.payload["payload"])
+    const limit = presence ? maxPresence : maxBroadcast
+    if (jsonBytes(body) > limit) {
+      this.replyError(ref, presence ? "presence_too_large" : "broadcast_too_large", `at most ${limit} bytes of JSON`)
+      return Effect.void
+    }
+    if (!this.takeCast()) {
+      this.replyError(ref, "rate_limited", `at most ${castRate} broadcasts and presence updates per second`)
+      return Effect.void
+    }
+    // the ack tells the client its own key on the topic (its PRESENCE key and BROADCAST `from` there)
+    const ok = () => {
+      if (ref !== undefined) this.reply(ref, { status: "ok", result: { key } })
+    }
+    const { hub } = this.env
+    if (!presence) return Effect.map(hub.broadcast(topic, frame.payload.name, body, key, this.id), ok)
+    const tracked = this.presence ??= new Map()
+    const existed = tracked.has(topic)
+    // noted before tracking yields, so the finalizer untracks it whatever happens next
+    tracked.set(topic, key)
+    return Effect.map(hub.trackUnscoped(topic, key, body as Readonly<Record<string, unknown>>), (ok_) => {
+      if (ok_) return ok()
+      if (!existed) tracked.delete(topic)
+      this.replyError(ref, "presence_full", `${topic} has as many presence entries as it may hold`)
+    })
+  }
+
   handle(event: Event): Effect.Effect<boolean> {
-    if (this.slow) return this.closeSlow()
+    if (this.closed) return STOP
     switch (event._tag) {
       case "Frame": {
-        this.lastIncoming = Date.now()
+        this.frameTaken()
         const decoded = Live.decodeClientFrame(event.text)
         if (Either.isLeft(decoded)) {
           this.error("invalid_message", decoded.left)
@@ -504,10 +831,10 @@ class LiveSession implements Sink, Handle {
         return Effect.map(this.onFrame(decoded.right), () => !this.closed)
       }
       case "Binary":
-        this.lastIncoming = Date.now()
+        this.frameTaken()
         this.error("invalid_message", "frames must be JSON text")
         return CONTINUE
-      case "Poke":
+      case "Flush":
         // Behind the backlog, or while the socket has not drained, pokes stay conflated in
         // pendingPokes; the drain (or a tick) brings them out, all at once.
         this.flush()
@@ -522,16 +849,12 @@ class LiveSession implements Sink, Handle {
         this.write(event.frame)
         return CONTINUE
       }
-      case "Tick": {
+      case "Tick":
         this.tickQueued = false
-        if (Date.now() - this.lastIncoming > this.env.idleMillis) {
-          this.close("idle_timeout", 1000, `no frame for ${this.env.idleMillis} ms`)
-          return STOP
-        }
-        if (this.pendingBytes + this.ws.bufferedAmount > this.env.maxPending) return this.closeSlow()
         this.flush()
         return CONTINUE
-      }
+      case "Reauthorize":
+        return this.reauthorize()
       case "PageInfo": {
         const m = this.mounted
         if (m === undefined || m.def.info === undefined) return CONTINUE
@@ -545,7 +868,7 @@ class LiveSession implements Sink, Handle {
         )
       }
       case "Shutdown":
-        this.close("shutdown", 1001)
+        this.close("shutdown")
         return STOP
       case "Closed":
         return STOP
@@ -566,22 +889,55 @@ const pageSubscribe = (session: LiveSession, m: Mounted, scope: string) =>
     return session.env.hub.add(scope, m.sink)
   })
 
+/**
+ * `ctx.pushMutation`: one at a time, under the page's own client id, and the
+ * page's mutation id moves on only when the server has recorded the mutation
+ * (a 503 or a refusal leaves it, so the next push is not `out_of_order`). An
+ * `out_of_order` (the server lost the page's ids) renumbers from `expected`,
+ * once.
+ */
+const pushFromPage = (
+  session: LiveSession,
+  m: Mounted,
+  mutation: Parameters<Page.PageContext["pushMutation"]>[0]
+): Effect.Effect<MutationResult, ProtocolError> => {
+  const { engine } = session.env
+  const attempt = (renumber: boolean): Effect.Effect<MutationResult, ProtocolError> =>
+    Effect.suspend(() => {
+      const id = m.mutationId + 1
+      return Effect.flatMap(
+        engine.push({ client_id: m.clientId, mutations: [{ ...mutation, id }] }, { token: session.token, headers: {} }),
+        (response) => {
+          const result = response.results[0]
+          if (result.ok || result.error?.code !== "out_of_order") {
+            m.mutationId = id
+            return Effect.succeed(result)
+          }
+          const expected = result.error.expected
+          if (!renumber || expected === undefined) return Effect.succeed(result)
+          m.mutationId = expected - 1
+          return attempt(false)
+        }
+      )
+    })
+  const lock = m.pushLock ??= Effect.unsafeMakeSemaphore(1)
+  return lock.withPermits(1)(attempt(true))
+}
+
 const makePageContext = (session: LiveSession, m: Mounted, params: Readonly<Record<string, unknown>>): Page.PageContext => {
-  const { engine, hub, log } = session.env
-  const id = session.id
-  const def = m.def
+  const { hub, log } = session.env
   return {
-    sessionId: id,
+    sessionId: session.id,
     params,
-    pushMutation: (mutation) =>
-      engine.push(
-        { client_id: `page.${id}`, mutations: [{ ...mutation, id: ++m.mutationId }] },
-        { token: session.token, headers: {} }
-      ).pipe(Effect.map((response) => response.results[0])),
-    broadcast: (event, payload, topic) => hub.broadcast(topic ?? def.topic ?? `page:${def.path}`, event, payload, id),
+    pushMutation: (mutation) => pushFromPage(session, m, mutation),
+    broadcast: (event, payload, topic = pageTopic(m.def)) =>
+      Effect.flatMap(session.castGrant(topic), (key) =>
+        key === false
+          ? Effect.logWarning("live page broadcast refused: the token may not broadcast on this topic", { topic })
+          : hub.broadcast(topic, event, payload, key, session.id)),
     subscribe: (scope) =>
       Effect.gen(function*() {
-        const denied = yield* session.authorizeAll([scope]).pipe(Effect.flip, Effect.option)
+        const denied = yield* session.authorize("subscribe", scope).pipe(Effect.flip, Effect.option)
         if (denied._tag === "Some") {
           return yield* new ProtocolError({ code: denied.value.reason, message: denied.value.message })
         }
@@ -671,11 +1027,13 @@ const mountPage = (session: LiveSession, def: Page.Any, url: string, params: Rea
       title: undefined,
       sink,
       topics: new Set(),
-      mutationId: 0
+      clientId: `page.${crypto.randomUUID()}`,
+      mutationId: 0,
+      pushLock: undefined
     }
     m.ctx = makePageContext(session, m, { ...query, ...params })
     session.mounted = m
-    yield* pageSubscribe(session, m, def.topic ?? `page:${def.path}`)
+    yield* pageSubscribe(session, m, pageTopic(def))
     const state = yield* session.env.pages.provide(def.mount(m.ctx)).pipe(
       Effect.flatMap((s) => Page.checkState(def, s)),
       Effect.either,
@@ -721,8 +1079,9 @@ const forEachWhile = <A>(
   })
 
 /**
- * Run a session over an upgraded `ws` socket until it ends (LEAVE, idle
- * timeout, slow consumer, shutdown, the peer going away, or interruption).
+ * Run a session over an upgraded `ws` socket until it ends (LEAVE, a
+ * deadline, a limit, a refused re-authorization, shutdown, the peer going
+ * away, or interruption).
  * The session is registered in `registry` (ticks, shutdown) while it runs.
  */
 export const run = (
@@ -736,7 +1095,7 @@ export const run = (
       authorizer: yield* Authorizer.Authorizer,
       pages: yield* Page.LivePages,
       engine: yield* SyncEngine,
-      ...limitsOf(options),
+      limits: limitsOf(options),
       registry: options.registry
     }
     const session = new LiveSession(ws, yield* Queue.unbounded<Event>(), env, yield* Effect.scope)

@@ -35,6 +35,34 @@ export const FrameType = {
   PRESENCE: 0x0f
 } as const
 
+/**
+ * Why the server closes a session (`CLOSE {reason}`), each with the WebSocket
+ * close code it closes with, in one place:
+ * - `normal` (1000): the client sent LEAVE.
+ * - `shutdown` (1001): the server is draining.
+ * - `idle_timeout` (1000): no frame after JOIN for the idle timeout.
+ * - `join_timeout` (1008): no JOIN within the JOIN deadline.
+ * - `page_not_found` (1008): JOIN with a `url` no live page is registered at.
+ * - `unauthorized` (4001): re-authorization (on the principal's expiry, or
+ *   periodically) refused the session's token for a scope or topic it holds.
+ * - `slow_consumer` (4008): the frames pending for it passed `maxPendingBytes`.
+ * - `rate_limited` (4029): it sent frames faster than its frame rate limit.
+ *
+ * A frame over the size limit is refused by the WebSocket layer itself, with
+ * code 1009 and no CLOSE frame.
+ */
+export const CloseCode = {
+  normal: 1000,
+  shutdown: 1001,
+  idle_timeout: 1000,
+  join_timeout: 1008,
+  page_not_found: 1008,
+  unauthorized: 4001,
+  slow_consumer: 4008,
+  rate_limited: 4029
+} as const
+export type CloseReason = keyof typeof CloseCode
+
 const Ref = Schema.optional(Schema.Number.pipe(Schema.int(), Schema.nonNegative()))
 const Topic = Schema.optional(Scope)
 const JsonObject = Schema.Record({ key: Schema.String, value: Json })
