@@ -71,10 +71,25 @@ export interface Options extends Session.Options {
 
 export const DEFAULT_PATH: `/${string}` = "/_live/websocket"
 
-/** A session slot of one remote address (admission). */
-interface Slot {
-  readonly address: string
-  released: boolean
+/** The admission counts of a server: open sessions, per remote address. */
+interface Admission {
+  open: number
+  readonly perAddress: Map<string, number>
+}
+
+/** A session's slot of one remote address: given back once (a method on the prototype: no closure per session). */
+class Slot implements Session.Lease {
+  released = false
+  constructor(readonly admission: Admission, readonly address: string) {}
+  release(): void {
+    if (this.released) return
+    this.released = true
+    const { admission } = this
+    admission.open--
+    const n = (admission.perAddress.get(this.address) ?? 1) - 1
+    if (n <= 0) admission.perAddress.delete(this.address)
+    else admission.perAddress.set(this.address, n)
+  }
 }
 
 /** The remote address a session is counted under. */
@@ -168,37 +183,21 @@ export const make = (options: Options = {}): Effect.Effect<LiveServer["Type"], n
     // Admission: slots per process and per address, taken before the upgrade.
     const maxSessions = options.maxSessions ?? 50_000
     const maxPerAddress = options.maxSessionsPerAddress ?? 1_000
-    let open = 0
-    const perAddress = new Map<string, number>()
+    const admission: Admission = { open: 0, perAddress: new Map() }
     /** Take a slot for `address`, or say why not. */
     const admit = (address: string): Slot | string => {
-      if (open >= maxSessions) return "this server holds as many live sessions as it may"
-      const n = perAddress.get(address) ?? 0
+      if (admission.open >= maxSessions) return "this server holds as many live sessions as it may"
+      const n = admission.perAddress.get(address) ?? 0
       if (n >= maxPerAddress) return "too many live sessions from this address"
-      open++
-      perAddress.set(address, n + 1)
-      return { address, released: false }
-    }
-    /** Give a slot back (once). */
-    const release = (slot: Slot): void => {
-      if (slot.released) return
-      slot.released = true
-      open--
-      const n = (perAddress.get(slot.address) ?? 1) - 1
-      if (n <= 0) perAddress.delete(slot.address)
-      else perAddress.set(slot.address, n)
+      admission.open++
+      admission.perAddress.set(address, n + 1)
+      return new Slot(admission, address)
     }
 
     // Built here, not in the request handler: a closure made there would keep the request alive.
+    // The session gives its slot back when it ends.
     const runSession = (ws: WebSocket, slot: Slot) =>
-      FiberSet.run(
-        fibers,
-        Session.run(ws, sessionOptions).pipe(
-          Effect.scoped,
-          Effect.catchAllCause(ended),
-          Effect.ensuring(Effect.sync(() => release(slot)))
-        )
-      ).pipe(
+      FiberSet.run(fibers, Session.run(ws, sessionOptions, slot).pipe(Effect.scoped, Effect.catchAllCause(ended))).pipe(
         // the session's fiber starts with the services it uses (and the request's span as its
         // parent), not the whole request context: it would keep the request alive with it
         Effect.mapInputContext((context: Context.Context<Exclude<Session.Requirements, Scope.Scope>>) =>
@@ -226,7 +225,7 @@ export const make = (options: Options = {}): Effect.Effect<LiveServer["Type"], n
           resume(Effect.succeed(ws))
         })
       }).pipe(Effect.onExit((exit) => Effect.sync(() => {
-        if (exit._tag === "Failure" || exit.value === undefined) release(slot)
+        if (exit._tag === "Failure" || exit.value === undefined) slot.release()
       })))
       if (ws === undefined) return HttpServerResponse.empty()
       handOver(request, wsListeners)

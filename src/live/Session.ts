@@ -129,6 +129,11 @@ export interface Registry {
   readonly delete: (handle: Handle) => void
 }
 
+/** What a session holds of its server beyond the registry (an admission slot): released once, when the session ends. */
+export interface Lease {
+  readonly release: () => void
+}
+
 /**
  * The POKE frame of the newest (scope, cursor): the hub hands one poke to
  * every sink in a row, so it is encoded once per publish, not per session.
@@ -338,7 +343,8 @@ class LiveSession implements Sink, Handle {
     readonly inbox: Queue.Queue<Event>,
     readonly env: Env,
     /** The session's Scope: closed when the session ends (page timers are forked in it). */
-    readonly scope: Scope.Scope
+    readonly scope: Scope.Scope,
+    readonly lease: Lease | undefined
   ) {
     const now = Date.now()
     const l = env.limits
@@ -694,6 +700,7 @@ class LiveSession implements Sink, Handle {
   release(): Effect.Effect<void> {
     this.closed = true
     this.env.registry.delete(this)
+    this.lease?.release()
     Queue.unsafeOffer(this.inbox, CLOSED)
     const ws = this.ws
     ws.off("message", this.onMessage)
@@ -1082,11 +1089,13 @@ const forEachWhile = <A>(
  * Run a session over an upgraded `ws` socket until it ends (LEAVE, a
  * deadline, a limit, a refused re-authorization, shutdown, the peer going
  * away, or interruption).
- * The session is registered in `registry` (ticks, shutdown) while it runs.
+ * The session is registered in `registry` (ticks, shutdown) while it runs;
+ * `lease` is released when it ends.
  */
 export const run = (
   ws: WebSocket,
-  options: Options & { readonly registry: Registry }
+  options: Options & { readonly registry: Registry },
+  lease?: Lease
 ): Effect.Effect<void, never, Requirements> =>
   Effect.gen(function*() {
     const env: Env = {
@@ -1098,7 +1107,7 @@ export const run = (
       limits: limitsOf(options),
       registry: options.registry
     }
-    const session = new LiveSession(ws, yield* Queue.unbounded<Event>(), env, yield* Effect.scope)
+    const session = new LiveSession(ws, yield* Queue.unbounded<Event>(), env, yield* Effect.scope, lease)
     yield* Effect.annotateCurrentSpan("live.session_id", session.id)
     yield* Effect.acquireRelease(
       Effect.zipRight(
