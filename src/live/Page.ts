@@ -13,8 +13,9 @@
  *   whose HTML changed are sent, in one PATCH.
  * - Durable changes go through sync: `ctx.pushMutation` runs a mutation
  *   through the same `SyncEngine` as `POST /_sync/push` (same transaction,
- *   dedupe under the session's own client id, same pokes). Ephemeral ones go
- *   through live: `ctx.broadcast`.
+ *   same pokes), with the session's token, deduplicated under a client id of
+ *   the page session's own: random, in no frame, so nobody else can push
+ *   under it. Ephemeral ones go through live: `ctx.broadcast`.
  *
  * @since 0.1.0
  */
@@ -54,16 +55,28 @@ export type Regions = Readonly<Record<string, Html | Region>>
 
 /** What a page handler may do besides changing its state. */
 export interface PageContext<M = unknown> {
+  /** The live session's id (told to its own client only; `"http"` for the HTTP render). */
   readonly sessionId: string
   /** The page's query and JOIN params. */
   readonly params: Readonly<Record<string, unknown>>
-  /** Run a mutation through the `SyncEngine`, as `POST /_sync/push` does; the result is returned. */
+  /**
+   * Run a mutation through the `SyncEngine`, as `POST /_sync/push` does; the
+   * result is returned. A page's pushes go one at a time, numbered by the
+   * page; the number moves on only when the server has recorded the mutation,
+   * so a push that failed (`unavailable`, `forbidden`) leaves the next one in
+   * order.
+   */
   readonly pushMutation: (mutation: {
     readonly name: string
     readonly scope?: string
     readonly args?: unknown
   }) => Effect.Effect<Protocol.MutationResult, Protocol.ProtocolError>
-  /** Send an ephemeral BROADCAST to the other subscribers of `topic` (the page's own topic by default). */
+  /**
+   * Send an ephemeral BROADCAST to the other subscribers of `topic` (the
+   * page's own topic by default), `from` the session's handle on the topic.
+   * Needs the `Authorizer`'s `broadcast` action on the topic for the
+   * session's token (asked once per topic); refused, it is dropped and logged.
+   */
   readonly broadcast: (event: string, payload?: unknown, topic?: string) => Effect.Effect<void>
   /** Deliver pokes of `scope` (and broadcasts on it) to `info`; returns the scope's head. */
   readonly subscribe: (scope: string) => Effect.Effect<number, Protocol.ProtocolError>
