@@ -11,7 +11,7 @@ import * as Ref from "effect/Ref"
 import { Authorizer, ChangeLog, LivePubSub, Protocol, StorageError, SyncStorage } from "mizu-sync-live"
 import * as Http from "node:http"
 import { registry } from "./suites/EngineSuite.js"
-import { freshScope, range } from "./suites/util.js"
+import { freshClient, freshScope, range } from "./suites/util.js"
 import { BaseUrl, decodeAs, layerServer, post } from "./support/TestServer.js"
 
 const json = { "content-type": "application/json" }
@@ -162,6 +162,37 @@ describe("sync over HTTP", () => {
         assert.strictEqual(decodeAs(Protocol.ErrorBody, JSON.parse(result.body)).error.code, "payload_too_large")
         const after = yield* post(`${base}/_sync/pull`, JSON.stringify({ scope: "user:1", cursor: 0 }))
         assert.strictEqual(after.status, 200)
+      }))
+
+    it.effect("a rejected mutation pushed again (its reply lost) is answered the same rejection with duplicate: true", () =>
+      Effect.gen(function*() {
+        const base = yield* BaseUrl
+        const scope = freshScope("retry")
+        const clientId = freshClient()
+        const body = JSON.stringify({
+          client_id: clientId,
+          mutations: [
+            { id: 1, name: "todo/create", scope, args: { id: "a", title: "a" } },
+            { id: 2, name: "todo/toggle", scope, args: { id: "missing" } }
+          ]
+        })
+        const first = yield* post(`${base}/_sync/push`, body)
+        assert.strictEqual(first.status, 200)
+        const rejection = { code: "rejected" as const, message: "todo missing not found" }
+        assert.deepStrictEqual(decodeAs(Protocol.PushResponse, first.json).results, [
+          { id: 1, ok: true, cursor: 1 },
+          { id: 2, ok: false, cursor: 1, error: rejection }
+        ])
+        const second = yield* post(`${base}/_sync/push`, body)
+        assert.strictEqual(second.status, 200)
+        // the exact JSON on the wire, not only what the Schema decodes
+        assert.deepStrictEqual(second.json, {
+          results: [
+            { id: 1, ok: true, duplicate: true, cursor: 1 },
+            { id: 2, ok: false, duplicate: true, cursor: 1, error: rejection }
+          ]
+        })
+        assert.strictEqual((yield* SnapshotOf(base, scope)).cursor, 1)
       }))
 
     it.effect("a defect in a mutator answers 500 internal without leaking, and applies nothing", () =>

@@ -11,7 +11,7 @@ import { ChangeLog } from "../src/sync/ChangeLog.js"
 import * as StorageConfig from "../src/sync/StorageConfig.js"
 import { engineSuite } from "./suites/EngineSuite.js"
 import { retentionSuite } from "./suites/RetentionSuite.js"
-import { storageSuites } from "./suites/StorageSuite.js"
+import { rememberedFailuresSuite, storageSuites } from "./suites/StorageSuite.js"
 import { freshScope } from "./suites/util.js"
 import { describePostgres, PgDatabase } from "./support/Postgres.js"
 
@@ -19,6 +19,8 @@ describePostgres("sql storage (postgres)", ({ database, storage }) => {
   storageSuites("postgres", storage())
   engineSuite("postgres", storage())
   retentionSuite("postgres", storage({ maxChangesPerScope: 10 }))
+  rememberedFailuresSuite("postgres", storage({ rememberedFailures: 3 }), 3)
+  rememberedFailuresSuite("postgres", storage({ rememberedFailures: 0 }), 0)
 
   layer(database)("StorageConfig (postgres)", (it) => {
     it.effect("DATABASE_URL=postgres://… gives migrated Postgres storage, RETENTION_CHANGES applied", () =>

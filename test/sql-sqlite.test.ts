@@ -19,7 +19,7 @@ import * as StorageConfig from "../src/sync/StorageConfig.js"
 import * as SyncStorage from "../src/sync/SyncStorage.js"
 import { engineSuite } from "./suites/EngineSuite.js"
 import { retentionSuite } from "./suites/RetentionSuite.js"
-import { storageSuites } from "./suites/StorageSuite.js"
+import { rememberedFailuresSuite, storageSuites } from "./suites/StorageSuite.js"
 
 const directory = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "mizu-sqlite-"))
 afterAll(() => NodeFs.rmSync(directory, { recursive: true, force: true }))
@@ -29,6 +29,8 @@ storageSuites("sqlite file", SqlStorage.layerSqlite({ filename: NodePath.join(di
 engineSuite("sqlite :memory:", SqlStorage.layerSqlite({ filename: ":memory:" }))
 engineSuite("sqlite file", SqlStorage.layerSqlite({ filename: NodePath.join(directory, "engine.db") }))
 retentionSuite("sqlite", SqlStorage.layerSqlite({ filename: ":memory:", maxChangesPerScope: 10 }))
+rememberedFailuresSuite("sqlite", SqlStorage.layerSqlite({ filename: ":memory:", rememberedFailures: 3 }), 3)
+rememberedFailuresSuite("sqlite", SqlStorage.layerSqlite({ filename: ":memory:", rememberedFailures: 0 }), 0)
 retentionSuite("memory, StorageConfig.withRetention", StorageConfig.withRetention(10)(SyncStorage.layerMemory))
 
 /** Build `StorageConfig.layerConfig` under the given environment and run `use` on it. */

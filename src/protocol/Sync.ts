@@ -123,6 +123,13 @@ export const MutationError = Schema.Struct({
 })
 export type MutationError = typeof MutationError.Type
 
+/**
+ * The outcome of one mutation of a push. `duplicate: true`: the id was
+ * processed before; `ok: true` when it succeeded then (or the server no
+ * longer remembers how it went), `ok: false` with the `error` it failed with
+ * then (the server remembers each client's last failed mutations), so a
+ * retry whose first reply was lost still learns of its rejection.
+ */
 export const MutationResult = Schema.Struct({
   id: Schema.optional(Schema.Number),
   ok: Schema.Boolean,

@@ -12,13 +12,84 @@
  * recorded (SQL migration `0002_client_owner`); the next named principal to
  * push with it claims it.
  *
+ * Remembered failures: a mutation that failed (`rejected`, `invalid_args`,
+ * `unknown_mutation`) consumed its id like any other, so a retry of it is a
+ * duplicate; for the retry to tell the client it failed (its first reply
+ * may have been lost), each client's last `rememberedFailures` failed
+ * mutations (default `DEFAULT_REMEMBERED_FAILURES`, 100) are kept with their
+ * code and message. Counted in failures, not ids: every failure among a
+ * client's last N ids is remembered, and older ones too while the client
+ * has had fewer than N failures since. Only failures are written (a
+ * successful mutation costs nothing more), in the same statement or
+ * transaction as the client's last id (`recordAll`), and the oldest are
+ * dropped there, so at most N rows per client remain. SQL migration
+ * `0003_client_failures`.
+ *
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type { MutationErrorCode } from "../protocol/Sync.js"
 import { type ClientState, MemoryDatabase, type State } from "./memory/MemoryDatabase.js"
 import type { StorageError } from "./StorageError.js"
+
+/** How many failed mutations per client are remembered by default (see the module header). */
+export const DEFAULT_REMEMBERED_FAILURES = 100
+
+/**
+ * The longest message a remembered failure keeps, in UTF-16 code units: a
+ * longer one is cut (at a code point boundary) and ends with `…`, so a
+ * client's remembered failures stay small whatever an app's messages are.
+ */
+export const MAX_REMEMBERED_MESSAGE = 1000
+
+/** Options of the `Clients` layers. */
+export interface Options {
+  /**
+   * How many failed mutations to remember per client (an integer >= 0; 0
+   * remembers none, and a duplicate of a failed mutation then answers `ok`).
+   * Default `DEFAULT_REMEMBERED_FAILURES`.
+   */
+  readonly rememberedFailures?: number | undefined
+}
+
+/** The error codes of a mutation that was processed and failed (its id consumed). */
+export type FailureCode = Extract<MutationErrorCode, "unknown_mutation" | "invalid_args" | "rejected">
+
+/** Whether a stored code is one of `FailureCode`. */
+export const isFailureCode = (code: string): code is FailureCode =>
+  code === "rejected" || code === "invalid_args" || code === "unknown_mutation"
+
+/** How a processed mutation failed, as its result said and a duplicate of it says again. */
+export interface Failure {
+  readonly code: FailureCode
+  readonly message: string
+}
+
+/**
+ * A failure as it is remembered: the message without U+0000 (which Postgres
+ * text cannot hold; replaced by U+FFFD) and at most `MAX_REMEMBERED_MESSAGE`
+ * long. Every layer stores what this returns, so all answer alike.
+ */
+export const failure = (code: FailureCode, message: string): Failure => {
+  let text = message.includes("\u0000") ? message.replace(/\u0000/g, "\uFFFD") : message
+  if (text.length > MAX_REMEMBERED_MESSAGE) {
+    let end = MAX_REMEMBERED_MESSAGE - 1
+    const last = text.charCodeAt(end - 1)
+    if (last >= 0xd800 && last <= 0xdbff) end-- // do not split a surrogate pair
+    text = `${text.slice(0, end)}…`
+  }
+  return { code, message: text }
+}
+
+/** The number of failures the options remember; dies (a configuration bug) unless it is an integer >= 0. */
+export const rememberedFailuresOf = (options: Options): Effect.Effect<number> => {
+  const n = options.rememberedFailures ?? DEFAULT_REMEMBERED_FAILURES
+  return Number.isSafeInteger(n) && n >= 0
+    ? Effect.succeed(n)
+    : Effect.dieMessage(`rememberedFailures must be an integer >= 0, got ${n}`)
+}
 
 export class Clients extends Context.Tag("@mizu/sync/Clients")<Clients, {
   /**
@@ -41,14 +112,23 @@ export class Clients extends Context.Tag("@mizu/sync/Clients")<Clients, {
   readonly ownerOf: (clientId: string) => Effect.Effect<string | undefined, StorageError>
   /** The client's last processed id among mutations that targeted `scope` (0 if none). */
   readonly lastIdForScope: (clientId: string, scope: string) => Effect.Effect<number, StorageError>
-  /** Record that mutation `id` of the client, targeting `scope`, was processed. */
+  /** Record that mutation `id` of the client, targeting `scope`, was processed (and succeeded). */
   readonly record: (clientId: string, id: number, scope: string) => Effect.Effect<void, StorageError>
   /**
    * Record several processed mutations of the client at once: the same as
-   * `record` for each, in one or two statements on SQL layers whatever their
-   * number (the engine records a whole push this way, inside its transaction).
+   * `record` for each, and each one's `failure` remembered (the client's
+   * oldest remembered failures beyond the window dropped), atomically. The
+   * engine records a whole push this way, inside its transaction: on
+   * Postgres one statement whatever the number of mutations and failures;
+   * on SQLite two, and two more when some failed.
    */
   readonly recordAll: (clientId: string, processed: ReadonlyArray<Processed>) => Effect.Effect<void, StorageError>
+  /**
+   * The remembered failures among these ids of the client (ids that
+   * succeeded, were forgotten or never processed are absent). One read
+   * whatever the number of ids.
+   */
+  readonly failures: (clientId: string, ids: ReadonlyArray<number>) => Effect.Effect<ReadonlyMap<number, Failure>, StorageError>
 }>() {}
 
 /** What `Clients.claim` finds: the client id's owner after the claim, and its last processed id. */
@@ -57,65 +137,109 @@ export interface Claim {
   readonly last: number
 }
 
-/** A processed mutation, for `Clients.recordAll`. */
+/** A processed mutation, for `Clients.recordAll`: `failure` when it failed. */
 export interface Processed {
   readonly id: number
   readonly scope: string
+  readonly failure?: Failure | undefined
 }
 
 type Undo = (step: () => void) => void
 
-export const makeMemory: Effect.Effect<Clients["Type"], never, MemoryDatabase> = Effect.gen(function*() {
-  const db = yield* MemoryDatabase
-  /** One processed id, written with its undo steps. */
-  const recordIn = (state: State, undo: Undo, clientId: string, id: number, scope: string) => {
-    let client = state.clients.get(clientId)
-    if (client === undefined) {
-      const created: ClientState = { last: 0, owner: undefined, scopes: new Map<string, number>() }
+/** The memory implementation over a `MemoryDatabase`, with the given options. */
+export const makeMemoryWith = (options: Options = {}): Effect.Effect<Clients["Type"], never, MemoryDatabase> =>
+  Effect.gen(function*() {
+    const db = yield* MemoryDatabase
+    const window = yield* rememberedFailuresOf(options)
+    const clientIn = (state: State, undo: Undo, clientId: string): ClientState => {
+      const client = state.clients.get(clientId)
+      if (client !== undefined) return client
+      const created: ClientState = { last: 0, owner: undefined, scopes: new Map(), failures: new Map() }
       state.clients.set(clientId, created)
       undo(() => state.clients.delete(clientId))
-      client = created
+      return created
     }
-    const target = client
-    const prevLast = target.last
-    const hadScope = target.scopes.has(scope)
-    const prevScope = target.scopes.get(scope)
-    target.last = Math.max(target.last, id)
-    target.scopes.set(scope, Math.max(prevScope ?? 0, id))
-    undo(() => {
-      target.last = prevLast
-      if (hadScope && prevScope !== undefined) target.scopes.set(scope, prevScope)
-      else target.scopes.delete(scope)
-    })
-  }
-  return Clients.of({
-    lastId: (clientId) => db.read((state) => state.clients.get(clientId)?.last ?? 0),
-    claim: (clientId, owner) =>
-      db.write((state, undo): Claim => {
-        const client = state.clients.get(clientId)
-        if (client === undefined) {
-          if (owner !== undefined) {
-            state.clients.set(clientId, { last: 0, owner, scopes: new Map() })
-            undo(() => state.clients.delete(clientId))
-          }
-          return { owner, last: 0 }
-        }
-        if (client.owner === undefined && owner !== undefined) {
-          client.owner = owner
-          undo(() => {
-            client.owner = undefined
-          })
-        }
-        return { owner: client.owner, last: client.last }
-      }),
-    ownerOf: (clientId) => db.read((state) => state.clients.get(clientId)?.owner),
-    lastIdForScope: (clientId, scope) => db.read((state) => state.clients.get(clientId)?.scopes.get(scope) ?? 0),
-    record: (clientId, id, scope) => db.write((state, undo) => recordIn(state, undo, clientId, id, scope)),
-    recordAll: (clientId, processed) =>
-      db.write((state, undo) => {
-        for (const { id, scope } of processed) recordIn(state, undo, clientId, id, scope)
+    /** One processed id, written with its undo steps. */
+    const recordIn = (state: State, undo: Undo, clientId: string, id: number, scope: string) => {
+      const target = clientIn(state, undo, clientId)
+      const prevLast = target.last
+      const hadScope = target.scopes.has(scope)
+      const prevScope = target.scopes.get(scope)
+      target.last = Math.max(target.last, id)
+      target.scopes.set(scope, Math.max(prevScope ?? 0, id))
+      undo(() => {
+        target.last = prevLast
+        if (hadScope && prevScope !== undefined) target.scopes.set(scope, prevScope)
+        else target.scopes.delete(scope)
       })
+    }
+    /** Remember a failure, then forget the oldest beyond the window (undoably). */
+    const rememberIn = (state: State, undo: Undo, clientId: string, id: number, failed: Failure) => {
+      const failures = clientIn(state, undo, clientId).failures
+      const previous = failures.get(id)
+      failures.set(id, failed)
+      undo(() => {
+        if (previous === undefined) failures.delete(id)
+        else failures.set(id, previous)
+      })
+      if (failures.size <= window) return
+      const forgotten = [...failures.keys()].sort((a, b) => a - b).slice(0, failures.size - window)
+      for (const old of forgotten) {
+        const kept = failures.get(old)
+        failures.delete(old)
+        if (kept !== undefined) undo(() => failures.set(old, kept))
+      }
+    }
+    return Clients.of({
+      lastId: (clientId) => db.read((state) => state.clients.get(clientId)?.last ?? 0),
+      claim: (clientId, owner) =>
+        db.write((state, undo): Claim => {
+          const client = state.clients.get(clientId)
+          if (client === undefined) {
+            if (owner !== undefined) {
+              state.clients.set(clientId, { last: 0, owner, scopes: new Map(), failures: new Map() })
+              undo(() => state.clients.delete(clientId))
+            }
+            return { owner, last: 0 }
+          }
+          if (client.owner === undefined && owner !== undefined) {
+            client.owner = owner
+            undo(() => {
+              client.owner = undefined
+            })
+          }
+          return { owner: client.owner, last: client.last }
+        }),
+      ownerOf: (clientId) => db.read((state) => state.clients.get(clientId)?.owner),
+      lastIdForScope: (clientId, scope) => db.read((state) => state.clients.get(clientId)?.scopes.get(scope) ?? 0),
+      record: (clientId, id, scope) => db.write((state, undo) => recordIn(state, undo, clientId, id, scope)),
+      recordAll: (clientId, processed) =>
+        db.write((state, undo) => {
+          for (const { failure: failed, id, scope } of processed) {
+            recordIn(state, undo, clientId, id, scope)
+            if (failed !== undefined && window > 0) rememberIn(state, undo, clientId, id, failed)
+          }
+        }),
+      failures: (clientId, ids) =>
+        db.read((state) => {
+          const found = new Map<number, Failure>()
+          const failures = state.clients.get(clientId)?.failures
+          if (failures === undefined || failures.size === 0) return found
+          for (const id of ids) {
+            const failed = failures.get(id)
+            if (failed !== undefined) found.set(id, failed)
+          }
+          return found
+        })
+    })
   })
-})
 
+/** The memory implementation over a `MemoryDatabase` (remembers `DEFAULT_REMEMBERED_FAILURES` failures per client). */
+export const makeMemory: Effect.Effect<Clients["Type"], never, MemoryDatabase> = makeMemoryWith()
+
+/** `Clients` over the `MemoryDatabase` in context, with the given options. */
+export const layerMemoryWith = (options: Options): Layer.Layer<Clients, never, MemoryDatabase> =>
+  Layer.effect(Clients, makeMemoryWith(options))
+
+/** `Clients` over the `MemoryDatabase` in context (remembers `DEFAULT_REMEMBERED_FAILURES` failures per client). */
 export const layerMemory: Layer.Layer<Clients, never, MemoryDatabase> = Layer.effect(Clients, makeMemory)

@@ -130,10 +130,10 @@ export const layerTarget = (
   options: SqlStorage.Options = {}
 ): Layer.Layer<SyncStorage.Services, StorageError> => {
   switch (target._tag) {
-    case "Memory":
-      return options.maxChangesPerScope === undefined
-        ? SyncStorage.layerMemory
-        : withRetention(options.maxChangesPerScope)(SyncStorage.layerMemory)
+    case "Memory": {
+      const memory = options.rememberedFailures === undefined ? SyncStorage.layerMemory : SyncStorage.layerMemoryWith(options)
+      return options.maxChangesPerScope === undefined ? memory : withRetention(options.maxChangesPerScope)(memory)
+    }
     case "Sqlite":
       return SqlStorage.layerSqlite({ ...options, filename: target.filename })
     case "Postgres":

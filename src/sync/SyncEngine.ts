@@ -9,10 +9,18 @@
  *   one by one) and the processed ids recorded once: statements, not rows,
  *   are what a push pays for.
  * - A mutation that fails (unknown, invalid args, rejected) only consumes its
- *   id. Most fail before writing anything, so the transaction runs without
- *   savepoints; when one fails after writing, that attempt is rolled back
- *   whole and the push runs again with a savepoint (a nested transaction)
- *   around each mutator, which rolls back only its writes. A `StorageError`
+ *   id, and its failure is remembered (`Clients`: the client's last 100 by
+ *   default, recorded with the ids, in the same statement on Postgres) so a
+ *   retry of it, whose first reply may have been lost, is answered
+ *   `{ok: false, duplicate: true, error}` with the same code and message; a
+ *   duplicate of a successful or forgotten one is `{ok: true, duplicate:
+ *   true}`. A push without duplicates reads nothing more for it, and one
+ *   whose mutations all succeed writes nothing more. Most failures happen
+ *   before writing anything, so the transaction runs without savepoints;
+ *   when one fails after writing, that attempt is rolled back whole and the
+ *   push runs again with a savepoint (a nested transaction) around each
+ *   mutator, which rolls back only its writes (its failure is remembered
+ *   all the same). A `StorageError`
  *   anywhere rolls the whole request back and surfaces as `503 unavailable`
  *   — except one with reason `invalid` (the database refused a value, which
  *   no retry cures): inside a mutator `Mutator` makes it that mutation's
@@ -212,6 +220,11 @@ export const make = Effect.gen(function*() {
       const claim = yield* clients.claim(clientId, owner)
       if (claim.owner !== owner) return yield* notOwner(clientId)
       let last = claim.last
+      // The remembered failures among the duplicates (one read, only when there are duplicates), and
+      // those of this request, for a mutation repeated in it.
+      const dupes: Array<number> = []
+      for (const m of mutations) if (m.id !== undefined && m.id <= last) dupes.push(m.id)
+      const failed = new Map(dupes.length === 0 ? [] : yield* clients.failures(clientId, dupes))
       // Lock every scope's head first, in one global order: writers of the same scopes then queue
       // instead of deadlocking (a mutation's row writes followed by another request's head lock).
       yield* log.lockScopes(scopes)
@@ -224,7 +237,14 @@ export const make = Effect.gen(function*() {
         const id = mutation.id ?? 0
         const scope = mutation.scope ?? Protocol.DEFAULT_SCOPE
         if (id <= last) {
-          slots.push({ scope, upTo: countOf(scope), result: (cursor) => ({ id, ok: true, duplicate: true, cursor }) })
+          const remembered = failed.get(id)
+          slots.push({
+            scope,
+            upTo: countOf(scope),
+            result: remembered === undefined
+              ? (cursor) => ({ id, ok: true, duplicate: true, cursor })
+              : (cursor) => ({ id, ok: false, duplicate: true, cursor, error: { code: remembered.code, message: remembered.message } })
+          })
           continue
         }
         if (id > last + 1) {
@@ -247,13 +267,16 @@ export const make = Effect.gen(function*() {
         const outcome = yield* apply(mutation, scope).pipe(
           Effect.withSpan("SyncEngine.mutation", { attributes: { name: mutation.name, id, scope }, captureStackTrace: false })
         )
-        // A failed mutation rolled back its writes; its id is consumed all the same.
-        processed.push({ id, scope })
+        // A failed mutation rolled back its writes; its id is consumed all the same, and its failure remembered.
         last = id
         if (Either.isLeft(outcome)) {
           const error = { code: outcome.left.reason, message: outcome.left.message }
+          const failure = Clients.failure(error.code, error.message)
+          processed.push({ id, scope, failure })
+          failed.set(id, failure)
           slots.push({ scope, upTo: countOf(scope), result: (cursor) => ({ id, ok: false, cursor, error }) })
         } else {
+          processed.push({ id, scope })
           if (outcome.right.length > 0) {
             const list = pending.get(scope)
             if (list === undefined) pending.set(scope, [...outcome.right])
@@ -347,7 +370,8 @@ export const make = Effect.gen(function*() {
   const countResults = (results: ReadonlyArray<Protocol.MutationResult>) => {
     const counts = new Map<string, number>()
     for (const r of results) {
-      const code = r.error?.code ?? (r.duplicate === true ? "duplicate" : "ok")
+      // a duplicate (also of a remembered failure) was counted when first processed
+      const code = r.duplicate === true ? "duplicate" : r.error?.code ?? "ok"
       counts.set(code, (counts.get(code) ?? 0) + 1)
     }
     return Effect.zipRight(

@@ -31,6 +31,19 @@ const layerMemoryUnits: Layer.Layer<SyncStorage, never, MemoryDatabase.MemoryDat
 )
 
 /**
+ * The memory family with the given `Clients` options (how many failed
+ * mutations per client are remembered): `SyncStorage`, `ChangeLog`, `Store`
+ * and `Clients` over one fresh `MemoryDatabase` per build.
+ */
+export const layerMemoryWith = (options: Clients.Options): Layer.Layer<Services> =>
+  Layer.mergeAll(
+    layerMemoryUnits,
+    ChangeLog.layerMemory,
+    Store.layerMemory,
+    Clients.layerMemoryWith(options)
+  ).pipe(Layer.provide(MemoryDatabase.layer))
+
+/**
  * The memory family: `SyncStorage`, `ChangeLog`, `Store` and `Clients` over one
  * fresh `MemoryDatabase` per build. A real implementation, with rollback.
  */

@@ -8,7 +8,7 @@ import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { ChangeLog, Mutation, type Protocol, Store, SyncEngine, type SyncStorage } from "mizu-sync-live"
+import { ChangeLog, Clients, Mutation, type Protocol, Store, SyncEngine, type SyncStorage } from "mizu-sync-live"
 import { layerEngine, PokeRecorder } from "mizu-sync-live/testing"
 import { createTodo, deleteTodo, renameTodo, TodoEntity, toggleTodo } from "../../examples/todo/mutations.js"
 import { ownershipSuite } from "./OwnershipSuite.js"
@@ -191,9 +191,13 @@ const engineCore = (name: string, storage: Layer.Layer<SyncStorage.Services, unk
         assert.strictEqual(res.results[4].error?.code, "rejected")
         assert.include(res.results[4].error?.message ?? "", "already exists")
         assert.deepStrictEqual(res.results.map((r) => r.cursor), [0, 0, 0, 1, 1])
-        // the ids were consumed: resending them is a duplicate, and 6 is next
+        // the ids were consumed: resending one is a duplicate (answered its remembered rejection, not
+        // applied even though it would now succeed), and 6 is next
         const again = yield* engine.push({ client_id: c, mutations: [{ id: 3, name: "todo/toggle", scope: s, args: { id: "ok" } }, create(6, "six", s)] }, anon)
-        assert.deepStrictEqual(again.results, [{ id: 3, ok: true, duplicate: true, cursor: 1 }, { id: 6, ok: true, cursor: 2 }])
+        assert.deepStrictEqual(again.results, [
+          { id: 3, ok: false, duplicate: true, cursor: 1, error: { code: "rejected", message: res.results[2].error?.message ?? "" } },
+          { id: 6, ok: true, cursor: 2 }
+        ])
         assert.deepStrictEqual((yield* pullAll(s)).changes.map((ch) => ch.id), ["ok", "six"])
       }))
 
@@ -267,6 +271,128 @@ const engineCore = (name: string, storage: Layer.Layer<SyncStorage.Services, unk
         const again = yield* engine.push({ client_id: c, mutations: [create(6, "a2", a)] }, anon)
         assert.strictEqual(again.results[0].ok && again.results[0].duplicate, true)
         assert.strictEqual((yield* pullAll(a)).changes.length, 2)
+      }))
+
+    it.effect("a retried failed mutation (its reply lost) is answered its failure again, with duplicate: true; a successful one ok duplicate", () =>
+      Effect.gen(function*() {
+        const engine = yield* SyncEngine.SyncEngine
+        const s = freshScope()
+        const c = freshClient()
+        const request = {
+          client_id: c,
+          mutations: [
+            { id: 1, name: "todo/nope", scope: s, args: {} },
+            { id: 2, name: "todo/create", scope: s, args: { id: "a", title: 42 } },
+            { id: 3, name: "todo/toggle", scope: s, args: { id: "missing" } },
+            create(4, "ok", s)
+          ]
+        }
+        const first = yield* engine.push(request, anon)
+        assert.deepStrictEqual(first.results.map((r) => [r.ok, r.error?.code]), [
+          [false, "unknown_mutation"],
+          [false, "invalid_args"],
+          [false, "rejected"],
+          [true, undefined]
+        ])
+        // the same request again (the client never saw the first reply)
+        const again = yield* engine.push(request, anon)
+        assert.deepStrictEqual(again.results, [
+          { id: 1, ok: false, duplicate: true, cursor: 1, error: first.results[0].error },
+          { id: 2, ok: false, duplicate: true, cursor: 1, error: first.results[1].error },
+          { id: 3, ok: false, duplicate: true, cursor: 1, error: first.results[2].error },
+          { id: 4, ok: true, duplicate: true, cursor: 1 }
+        ])
+        // one of them alone, with whatever args: the id is what counts; and the remembered failure stays
+        const alone = yield* engine.push({ client_id: c, mutations: [create(3, "other", s), create(5, "five", s)] }, anon)
+        assert.deepStrictEqual(alone.results, [
+          { id: 3, ok: false, duplicate: true, cursor: 1, error: first.results[2].error },
+          { id: 5, ok: true, cursor: 2 }
+        ])
+        assert.deepStrictEqual((yield* pullAll(s)).changes.map((ch) => ch.id), ["ok", "five"])
+        // an id repeated within one request: the repeat is a duplicate of what it did just before
+        const twice = yield* engine.push({ client_id: c, mutations: [{ id: 6, name: "todo/nope", scope: s }, { id: 6, name: "todo/nope", scope: s }] }, anon)
+        assert.deepStrictEqual(twice.results.map((r) => [r.ok, r.duplicate, r.error?.code]), [[false, undefined, "unknown_mutation"], [false, true, "unknown_mutation"]])
+      }))
+
+    it.effect("a mutation that failed after writing (the savepoint rerun) is remembered too, and nothing of it applies on retry", () =>
+      Effect.gen(function*() {
+        const engine = yield* SyncEngine.SyncEngine
+        const store = yield* Store.Store
+        const s = freshScope()
+        const c = freshClient()
+        const request = {
+          client_id: c,
+          mutations: [create(1, "before", s), { id: 2, name: "test/half-reject", scope: s, args: { id: "half" } }, create(3, "after", s)]
+        }
+        const first = yield* engine.push(request, anon)
+        assert.deepStrictEqual(first.results[1], { id: 2, ok: false, cursor: 1, error: { code: "rejected", message: "changed my mind" } })
+        const again = yield* engine.push(request, anon)
+        assert.deepStrictEqual(again.results, [
+          { id: 1, ok: true, duplicate: true, cursor: 2 },
+          { id: 2, ok: false, duplicate: true, cursor: 2, error: { code: "rejected", message: "changed my mind" } },
+          { id: 3, ok: true, duplicate: true, cursor: 2 }
+        ])
+        assert.isTrue(Option.isNone(yield* store.get(s, "todo", "half")))
+        assert.deepStrictEqual((yield* pullAll(s)).changes.map((ch) => ch.id), ["before", "after"])
+      }))
+
+    it.effect(`each client's last ${Clients.DEFAULT_REMEMBERED_FAILURES} failures are remembered: after more later failures the oldest answers ok duplicate`, () =>
+      Effect.gen(function*() {
+        const engine = yield* SyncEngine.SyncEngine
+        const n = Clients.DEFAULT_REMEMBERED_FAILURES
+        const s = freshScope()
+        const c = freshClient()
+        const nope = (id: number): Protocol.Mutation => ({ id, name: "todo/nope", scope: s })
+        const rejectedOne = yield* engine.push({ client_id: c, mutations: [{ id: 1, name: "todo/toggle", scope: s, args: { id: "missing" } }] }, anon)
+        assert.strictEqual(rejectedOne.results[0].error?.code, "rejected")
+        // n - 1 later failures (and successes between them, which do not count): id 1 is still remembered
+        const later: Array<Protocol.Mutation> = []
+        let id = 2
+        for (let k = 0; k < n - 1; k++) {
+          later.push(nope(id++))
+          later.push(create(id++, `t${id}`, s))
+        }
+        yield* engine.push({ client_id: c, mutations: later }, anon)
+        const stillThere = yield* engine.push({ client_id: c, mutations: [nope(1)] }, anon)
+        assert.deepStrictEqual(stillThere.results[0].error, rejectedOne.results[0].error)
+        assert.isTrue(stillThere.results[0].duplicate)
+        // five more failures, in two pushes: the oldest five (ids 1, 2, 4, 6, 8) are forgotten, the rest remembered
+        yield* engine.push({ client_id: c, mutations: [nope(id), nope(id + 1)] }, anon)
+        yield* engine.push({ client_id: c, mutations: [nope(id + 2), nope(id + 3), nope(id + 4)] }, anon)
+        const retry = yield* engine.push({ client_id: c, mutations: [nope(1), nope(2), nope(4), nope(8), nope(10), nope(14), create(3, "t3", s)] }, anon)
+        assert.deepStrictEqual(retry.results.map((r) => [r.id, r.ok, r.duplicate, r.error?.code]), [
+          [1, true, true, undefined],
+          [2, true, true, undefined],
+          [4, true, true, undefined],
+          [8, true, true, undefined],
+          [10, false, true, "unknown_mutation"],
+          [14, false, true, "unknown_mutation"],
+          [3, true, true, undefined]
+        ])
+        const newest = yield* engine.push({ client_id: c, mutations: [nope(id + 4)] }, anon)
+        assert.deepStrictEqual(newest.results[0].error?.code, "unknown_mutation")
+      }))
+
+    it.effect("exactly once with failures: 30 concurrent retries of a mixed request apply it once, and every duplicate answer carries the failures", () =>
+      Effect.gen(function*() {
+        const engine = yield* SyncEngine.SyncEngine
+        const s = freshScope()
+        const c = freshClient()
+        const request = {
+          client_id: c,
+          mutations: [create(1, "a", s), { id: 2, name: "test/half-reject", scope: s, args: { id: "h" } }, { id: 3, name: "todo/nope", scope: s }, create(4, "b", s)]
+        }
+        const all = yield* Effect.forEach(range(30), () => engine.push(request, anon), { concurrency: "unbounded" })
+        const fresh = all.filter((r) => r.results.every((m) => m.duplicate === undefined))
+        const dupes = all.filter((r) => r.results.every((m) => m.duplicate === true))
+        assert.strictEqual(fresh.length, 1)
+        assert.strictEqual(dupes.length, 29)
+        const errors = fresh[0].results.map((m) => m.error)
+        for (const r of dupes) {
+          assert.deepStrictEqual(r.results.map((m) => [m.ok, m.cursor]), [[true, 2], [false, 2], [false, 2], [true, 2]])
+          assert.deepStrictEqual(r.results.map((m) => m.error), errors)
+        }
+        assert.deepStrictEqual((yield* pullAll(s)).changes.map((ch) => ch.id), ["a", "b"])
       }))
 
     it.effect("without client_id: no dedupe, each mutation its own step, a retry applies again", () =>

@@ -12,6 +12,7 @@ import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Protocol from "../../src/protocol/Sync.js"
 import { ChangeLog } from "../../src/sync/ChangeLog.js"
+import * as ClientsModule from "../../src/sync/Clients.js"
 import { Clients } from "../../src/sync/Clients.js"
 import { Store } from "../../src/sync/Store.js"
 import { SyncStorage } from "../../src/sync/SyncStorage.js"
@@ -22,8 +23,115 @@ class Boom {
   readonly _tag = "Boom"
 }
 
+const rejected = (message: string) => ClientsModule.failure("rejected", message)
+
+/**
+ * `Clients`' remembered failures over a layer configured to remember
+ * `window` failed mutations per client (`DEFAULT_REMEMBERED_FAILURES` unless
+ * configured otherwise).
+ */
+export const rememberedFailuresSuite = (
+  name: string,
+  storage: Layer.Layer<SyncStorageModule.Services, unknown>,
+  window: number = ClientsModule.DEFAULT_REMEMBERED_FAILURES
+) =>
+  layer(storage, { timeout: 60_000 })(`Clients: remembered failures, window ${window} (${name})`, (it) => {
+    it.effect("recordAll remembers each failure with its code and message; successes, other clients and unknown ids are absent", () =>
+      Effect.gen(function*() {
+        const clients = yield* Clients
+        const s = freshScope()
+        const c = freshClient()
+        assert.deepStrictEqual(yield* clients.failures(c, [1, 2, 3]), new Map())
+        yield* clients.recordAll(c, [
+          { id: 1, scope: s, failure: ClientsModule.failure("unknown_mutation", "unknown mutation todo/nope") },
+          { id: 2, scope: s },
+          { id: 3, scope: s, failure: ClientsModule.failure("invalid_args", "title: Expected string, actual 42") },
+          { id: 4, scope: s, failure: rejected("todo a not found") }
+        ])
+        assert.strictEqual(yield* clients.lastId(c), 4)
+        assert.strictEqual(yield* clients.lastIdForScope(c, s), 4)
+        const expected = window === 0 ? new Map() : new Map<number, ClientsModule.Failure>([
+          [1, { code: "unknown_mutation", message: "unknown mutation todo/nope" }],
+          [3, { code: "invalid_args", message: "title: Expected string, actual 42" }],
+          [4, { code: "rejected", message: "todo a not found" }]
+        ].slice(-window) as Array<[number, ClientsModule.Failure]>)
+        assert.deepStrictEqual(yield* clients.failures(c, [1, 2, 3, 4, 5]), expected)
+        // only the ids asked for
+        assert.deepStrictEqual([...(yield* clients.failures(c, [4, 2])).keys()], window === 0 ? [] : [4])
+        assert.deepStrictEqual(yield* clients.failures(c, []), new Map())
+        assert.deepStrictEqual(yield* clients.failures(freshClient(), [1, 3, 4]), new Map())
+      }))
+
+    it.effect("the newest `window` failures are kept, across calls; older ones are forgotten", () =>
+      Effect.gen(function*() {
+        const clients = yield* Clients
+        const s = freshScope()
+        const c = freshClient()
+        // ids 1 … 2·window+10, the odd ones failed, over three calls
+        const total = 2 * window + 10
+        const all = range(total).map((id) => id % 2 === 1 ? { id, scope: s, failure: rejected(`no ${id}`) } : { id, scope: s })
+        const third = Math.ceil(total / 3)
+        yield* clients.recordAll(c, all.slice(0, third))
+        yield* clients.recordAll(c, all.slice(third, 2 * third))
+        yield* clients.recordAll(c, all.slice(2 * third))
+        const failedIds = range(total).filter((id) => id % 2 === 1)
+        const kept = window === 0 ? [] : failedIds.slice(-window)
+        const found = yield* clients.failures(c, range(total))
+        assert.deepStrictEqual([...found.keys()].sort((a, b) => a - b), kept)
+        for (const id of kept) assert.deepStrictEqual(found.get(id), { code: "rejected", message: `no ${id}` })
+        // more failures in one call than the window: only its newest are kept
+        const burst = freshClient()
+        yield* clients.recordAll(burst, range(window + 3).map((id) => ({ id, scope: s, failure: rejected(`b${id}`) })))
+        assert.deepStrictEqual(
+          [...(yield* clients.failures(burst, range(window + 3))).keys()].sort((a, b) => a - b),
+          range(window + 3).slice(3)
+        )
+      }))
+
+    it.effect("remembered failures commit or roll back with their transaction", () =>
+      Effect.gen(function*() {
+        const clients = yield* Clients
+        const storage = yield* SyncStorage
+        const s = freshScope()
+        const c = freshClient()
+        if (window > 0) yield* clients.recordAll(c, range(window).map((id) => ({ id, scope: s, failure: rejected(`old ${id}`) })))
+        const exit = yield* storage.transaction(
+          Effect.zipRight(clients.recordAll(c, [{ id: window + 1, scope: s, failure: rejected("new") }]), Effect.fail(new Boom()))
+        ).pipe(Effect.exit)
+        assert.isTrue(Exit.isFailure(exit))
+        // neither the new one nor the forgetting of the oldest took effect
+        assert.strictEqual(yield* clients.lastId(c), window)
+        assert.deepStrictEqual([...(yield* clients.failures(c, range(window + 1))).keys()].sort((a, b) => a - b), range(window))
+        yield* storage.transaction(clients.recordAll(c, [{ id: window + 1, scope: s, failure: rejected("new") }]))
+        const after = yield* clients.failures(c, range(window + 1))
+        assert.deepStrictEqual([...after.keys()].sort((a, b) => a - b), window === 0 ? [] : range(window + 1).slice(1))
+        if (window > 0) assert.deepStrictEqual(after.get(window + 1), { code: "rejected", message: "new" })
+      }))
+
+    it.effect("any message is stored as `Clients.failure` gives it: U+0000 replaced, long ones cut, astral characters kept", () =>
+      Effect.gen(function*() {
+        const clients = yield* Clients
+        const s = freshScope()
+        const c = freshClient()
+        const nul = rejected("a\u0000b")
+        assert.strictEqual(nul.message, "a\uFFFDb")
+        const long = rejected("😀".repeat(ClientsModule.MAX_REMEMBERED_MESSAGE))
+        assert.isAtMost(long.message.length, ClientsModule.MAX_REMEMBERED_MESSAGE)
+        assert.isTrue(long.message.endsWith("😀…"))
+        assert.strictEqual(rejected("é".repeat(ClientsModule.MAX_REMEMBERED_MESSAGE)).message.length, ClientsModule.MAX_REMEMBERED_MESSAGE)
+        yield* clients.recordAll(c, [{ id: 1, scope: s, failure: nul }, { id: 2, scope: s, failure: long }])
+        const found = yield* clients.failures(c, [1, 2])
+        if (window >= 2) {
+          assert.deepStrictEqual(found.get(1), nul)
+          assert.deepStrictEqual(found.get(2), long)
+        }
+      }))
+  })
+
 export const storageSuites = (name: string, storage: Layer.Layer<SyncStorageModule.Services, unknown>) =>
   describe(`storage conformance (${name})`, () => {
+    rememberedFailuresSuite(name, storage)
+
     layer(storage, { timeout: 60_000 })("ChangeLog", (it) => {
       it.effect("append assigns gap-free cursors starting at 1, per scope", () =>
         Effect.gen(function*() {

@@ -19,6 +19,7 @@ import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type { Change } from "../../protocol/Sync.js"
+import type { Failure } from "../Clients.js"
 
 /** One scope's log. `changes[i]` has cursor `floor + i + 1`. */
 export interface LogState {
@@ -32,6 +33,8 @@ export interface ClientState {
   /** The principal id that owns the client id; `undefined` until a named principal claims it. */
   owner: string | undefined
   readonly scopes: Map<string, number>
+  /** The client's remembered failed mutations, by id (at most the `Clients` window). */
+  readonly failures: Map<number, Failure>
 }
 
 export interface State {

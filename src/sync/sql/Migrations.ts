@@ -16,6 +16,10 @@
  *   belongs to, `NULL` while unowned: rows from before that migration, and ids
  *   only the anonymous principal used, are claimed by the next named
  *   principal that pushes with them (see `Clients`).
+ * - `mizu_client_failures (client_id, id, code, message)`, primary key
+ *   `(client_id, id)` (from `0003_client_failures`): each client's last
+ *   failed mutations (`Clients`' window, 100 by default), so that a retry of
+ *   one answers its failure again. Only failures are written.
  *
  * Text keys compare bytewise on both databases (SQLite's default `BINARY`,
  * `COLLATE "C"` on Postgres), so `list` orders ids the same everywhere.
@@ -144,10 +148,39 @@ const clientOwner: Effect.Effect<void, SqlError, SqlClient.SqlClient> = Effect.g
   })
 })
 
+/**
+ * `0003_client_failures`: `mizu_client_failures`, the outcome (code and
+ * message) of each client's last failed mutations. Starts empty: a
+ * duplicate of a mutation that failed before the migration answers `ok`, as
+ * every duplicate did until then.
+ */
+const clientFailures: Effect.Effect<void, SqlError, SqlClient.SqlClient> = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql.onDialectOrElse({
+    pg: () =>
+      sql`CREATE TABLE mizu_client_failures (
+        client_id TEXT COLLATE "C" NOT NULL,
+        id BIGINT NOT NULL,
+        code TEXT NOT NULL,
+        message TEXT NOT NULL,
+        PRIMARY KEY (client_id, id)
+      )`,
+    orElse: () =>
+      sql`CREATE TABLE mizu_client_failures (
+        client_id TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        code TEXT NOT NULL,
+        message TEXT NOT NULL,
+        PRIMARY KEY (client_id, id)
+      ) WITHOUT ROWID`
+  })
+})
+
 /** Every migration of the storage family, in order. New ones are appended, never edited. */
 export const migrations = {
   "0001_init": init,
-  "0002_client_owner": clientOwner
+  "0002_client_owner": clientOwner,
+  "0003_client_failures": clientFailures
 } as const
 
 /** The migrations as `@effect/sql`'s migrators load them. */

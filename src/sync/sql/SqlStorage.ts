@@ -18,7 +18,9 @@
  *   its `sql.execute` span, template compile and connection acquire), so each
  *   operation is as few statements as the dialect allows — `append` of any
  *   number of changes is 1 on Postgres (arrays through `unnest`), 2 on SQLite;
- *   `Clients.record` / `recordAll` 1 on Postgres, 2 on SQLite;
+ *   `Clients.record` / `recordAll` 1 on Postgres, 2 on SQLite (recordAll:
+ *   still 1 on Postgres when some mutations failed and are remembered, 4 on
+ *   SQLite; a push whose mutations all succeeded writes no failure row);
  *   `Clients.lastId` and `Clients.claim` 1 (an upsert that locks the client's row) — and inside a
  *   transaction each runs as SQL text straight on the transaction's
  *   connection (`exec`; the driver's prepared-statement cache still applies).
@@ -81,7 +83,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { type Change, type ChangeOp, getOwn, setOwn, type SnapshotData } from "../../protocol/Sync.js"
 import { ChangeLog, type ChangeInput } from "../ChangeLog.js"
-import { Clients } from "../Clients.js"
+import * as Clients from "../Clients.js"
 import * as ConnectionUrl from "../ConnectionUrl.js"
 import * as StorageError from "../StorageError.js"
 import { Store } from "../Store.js"
@@ -89,8 +91,8 @@ import { type Services, SyncStorage } from "../SyncStorage.js"
 import * as Migrations from "./Migrations.js"
 import * as SqliteDriver from "./SqliteDriver.js"
 
-/** Options of the SQL storage family. */
-export interface Options {
+/** Options of the SQL storage family (with `Clients.Options`: how many failed mutations per client are remembered). */
+export interface Options extends Clients.Options {
   /**
    * Keep at most this many changes per scope. When an append takes a scope
    * past it, the oldest changes are trimmed (in the append's transaction)
@@ -197,6 +199,7 @@ export const make = (options: Options = {}): Effect.Effect<Context.Context<Servi
     if (maxChanges !== undefined && (!Number.isSafeInteger(maxChanges) || maxChanges < 1)) {
       return yield* Effect.dieMessage(`maxChangesPerScope must be a positive integer, got ${maxChanges}`)
     }
+    const remembered = yield* Clients.rememberedFailuresOf(options)
     /** How many changes a trim keeps: 90% of the maximum (at least 1). */
     const keepAfterTrim = maxChanges === undefined ? 0 : Math.max(1, maxChanges - Math.floor(maxChanges / 10))
 
@@ -594,16 +597,92 @@ export const make = (options: Options = {}): Effect.Effect<Context.Context<Servi
       return text
     }
 
-    /** Record processed ids: the client's last id and each scope's (both only move up). */
-    const recordLast = (clientId: string, last: number, scopes: ReadonlyMap<string, number>): Effect.Effect<void, SqlError> => {
-      if (isPg) return Effect.asVoid(exec(recordPgText, [clientId, last, clientId, [...scopes.keys()], [...scopes.values()]]))
-      const params: Array<unknown> = []
-      for (const [scope, id] of scopes) params.push(clientId, scope, id)
-      return atomic(Effect.zipRight(exec(recordClientText, [clientId, last]), exec(recordScopesText(scopes.size), params)))
-        .pipe(Effect.asVoid)
+    // Remembered failures (`Clients`): only failed mutations are written, and the client's oldest beyond
+    // the window are deleted in the same step. New failures have ids above every remembered one.
+    const failuresUpsert = `ON CONFLICT (client_id, id) DO UPDATE SET code = excluded.code, message = excluded.message`
+    // Postgres: the ledger and the failures in one statement. The DELETE and the INSERT see the same
+    // snapshot, so the DELETE keeps the newest (window - new) rows below the first new id.
+    const recordWithFailuresPgText = q(`WITH c AS (${recordClientSql}),
+      s AS (
+        INSERT INTO mizu_client_scopes (client_id, scope, last)
+        SELECT ?, v.scope, v.last FROM unnest(?::text[], ?::bigint[]) AS v (scope, last)
+        ${scopesUpsert}
+      ), d AS (
+        DELETE FROM mizu_client_failures
+        WHERE client_id = ? AND id < ? AND id <= (
+          SELECT f.id FROM mizu_client_failures f WHERE f.client_id = ? AND f.id < ?
+          ORDER BY f.id DESC LIMIT 1 OFFSET ?
+        )
+      )
+      INSERT INTO mizu_client_failures (client_id, id, code, message)
+      SELECT ?, v.id, v.code, v.message FROM unnest(?::bigint[], ?::text[], ?::text[]) AS v (id, code, message)
+      ${failuresUpsert}`)
+    const insertFailuresTexts = new Map<number, string>()
+    const insertFailuresText = (rows: number): string => {
+      let text = insertFailuresTexts.get(rows)
+      if (text === undefined) {
+        text = q(`INSERT INTO mizu_client_failures (client_id, id, code, message) VALUES ${
+          Array.from({ length: rows }, () => "(?, ?, ?, ?)").join(", ")
+        } ${failuresUpsert}`)
+        if (rows <= 64) insertFailuresTexts.set(rows, text)
+      }
+      return text
+    }
+    // SQLite: after the insert, drop every row older than the window's newest `remembered`.
+    const forgetFailuresText = q(`DELETE FROM mizu_client_failures WHERE client_id = ? AND id <= (
+      SELECT id FROM mizu_client_failures WHERE client_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`)
+    const failuresText = q("SELECT id, code, message FROM mizu_client_failures WHERE client_id = ? AND id >= ? AND id <= ?")
+
+    interface Failed {
+      readonly id: number
+      readonly failure: Clients.Failure
     }
 
-    const clients = Clients.of({
+    /** SQLite: remember failures (ascending ids, at most the window) and forget the oldest beyond it. */
+    const rememberSqlite = (clientId: string, failed: ReadonlyArray<Failed>): Effect.Effect<void, SqlError> => {
+      const inserts: Array<Effect.Effect<ReadonlyArray<object>, SqlError>> = []
+      for (let start = 0; start < failed.length; start += rowsPerInsert) {
+        const end = Math.min(failed.length, start + rowsPerInsert)
+        const params: Array<unknown> = []
+        for (let i = start; i < end; i++) params.push(clientId, failed[i].id, failed[i].failure.code, failed[i].failure.message)
+        inserts.push(exec(insertFailuresText(end - start), params))
+      }
+      return Effect.zipRight(Effect.all(inserts, { discard: true }), exec(forgetFailuresText, [clientId, clientId, remembered]))
+    }
+
+    /** Record processed ids: the client's last id and each scope's (both only move up), and the failures to remember. */
+    const recordLast = (
+      clientId: string,
+      last: number,
+      scopes: ReadonlyMap<string, number>,
+      failed: ReadonlyArray<Failed> = []
+    ): Effect.Effect<void, SqlError> => {
+      if (isPg) {
+        const scopeParams = [clientId, last, clientId, [...scopes.keys()], [...scopes.values()]]
+        if (failed.length === 0) return Effect.asVoid(exec(recordPgText, scopeParams))
+        const first = failed[0].id
+        return Effect.asVoid(exec(recordWithFailuresPgText, [
+          ...scopeParams,
+          clientId,
+          first,
+          clientId,
+          first,
+          remembered - failed.length,
+          clientId,
+          failed.map((f) => f.id),
+          failed.map((f) => f.failure.code),
+          failed.map((f) => f.failure.message)
+        ]))
+      }
+      const params: Array<unknown> = []
+      for (const [scope, id] of scopes) params.push(clientId, scope, id)
+      const ledger = Effect.asVoid(Effect.zipRight(exec(recordClientText, [clientId, last]), exec(recordScopesText(scopes.size), params)))
+      return atomic(failed.length === 0 ? ledger : Effect.zipRight(ledger, rememberSqlite(clientId, failed)))
+    }
+
+    type FailureRow = { readonly id: number | string; readonly code: string; readonly message: string }
+
+    const clients = Clients.Clients.of({
       lastId: (clientId) =>
         Effect.flatMap(currentTransaction, (current) =>
           Effect.flatMap(FiberRef.get(consistentRead), (reading) =>
@@ -634,19 +713,49 @@ export const make = (options: Options = {}): Effect.Effect<Context.Context<Servi
         if (processed.length === 0) return Effect.void
         let last = processed[0].id
         const scopes = new Map<string, number>()
-        for (const { id, scope } of processed) {
+        const failed: Array<Failed> = []
+        for (const { failure, id, scope } of processed) {
           if (id > last) last = id
           const known = scopes.get(scope)
           if (known === undefined || id > known) scopes.set(scope, id)
+          if (failure !== undefined && remembered > 0) failed.push({ id, failure })
         }
-        return recordLast(clientId, last, scopes).pipe(mapSqlError("Clients.recordAll failed"))
+        // ascending ids, and only the newest `remembered` of them: older ones would be forgotten at once
+        failed.sort((a, b) => a.id - b.id)
+        const kept = failed.length > remembered ? failed.slice(failed.length - remembered) : failed
+        return recordLast(clientId, last, scopes, kept).pipe(mapSqlError("Clients.recordAll failed"))
+      },
+      failures: (clientId, ids) => {
+        if (ids.length === 0 || remembered === 0) return Effect.succeed(new Map<number, Clients.Failure>())
+        let low = ids[0]
+        let high = ids[0]
+        for (const id of ids) {
+          if (id < low) low = id
+          if (id > high) high = id
+        }
+        return exec<FailureRow>(failuresText, [clientId, low, high]).pipe(
+          mapSqlError("Clients.failures failed"),
+          Effect.flatMap((rows) =>
+            decode("remembered failure", () => {
+              const wanted = new Set(ids)
+              const found = new Map<number, Clients.Failure>()
+              for (const row of rows) {
+                const id = Number(row.id)
+                if (!wanted.has(id)) continue
+                if (!Clients.isFailureCode(row.code)) throw new Error(`unknown failure code ${JSON.stringify(row.code)}`)
+                found.set(id, { code: row.code, message: row.message })
+              }
+              return found
+            })
+          )
+        )
       }
     })
 
     return Context.make(SyncStorage, storage).pipe(
       Context.add(ChangeLog, changeLog),
       Context.add(Store, store),
-      Context.add(Clients, clients)
+      Context.add(Clients.Clients, clients)
     )
   })
 
