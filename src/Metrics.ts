@@ -12,6 +12,7 @@
  * | `mizu_pokes_sent_total` | counter | POKE frames written to sessions |
  * | `mizu_live_sessions` | gauge | open live sessions on this process |
  * | `mizu_slow_consumer_closes_total` | counter | sessions closed as slow consumers |
+ * | `mizu_pubsub_dropped_total{reason}` | counter | live messages (pokes, broadcasts, presence) this process did not hand to the Redis / Postgres pub/sub: `queue_full` (the publish queue was full), `publish_failed` (the pub/sub failed or did not answer in time), `too_large` (over the transport's limit) |
  *
  * @since 0.1.0
  */
@@ -31,6 +32,14 @@ export const sessionsOpen = Metric.gauge("mizu_live_sessions", { description: "o
 export const slowConsumerCloses = Metric.counter("mizu_slow_consumer_closes_total", {
   description: "sessions closed as slow consumers"
 })
+
+export const pubsubDropped = Metric.counter("mizu_pubsub_dropped_total", {
+  description: "live messages not handed to the pub/sub, by reason"
+})
+
+/** Count `n` live messages dropped on their way to the pub/sub. */
+export const pubsubDrop = (reason: "queue_full" | "publish_failed" | "too_large", n = 1) =>
+  Metric.incrementBy(Metric.tagged(pubsubDropped, "reason", reason), n)
 
 /** Count one mutation result. */
 export const mutationResult = (result: string) => Metric.increment(Metric.tagged(mutations, "result", result))

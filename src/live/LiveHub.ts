@@ -30,11 +30,13 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
@@ -178,8 +180,12 @@ export const make = (options: Options = {}): Effect.Effect<LiveHub["Type"], neve
     /** This process's own presence: topic -> key -> meta. */
     const local = new Map<string, Map<string, Readonly<Record<string, unknown>>>>()
     let sinkTotal = 0
-    // Opening and closing a topic's transport subscription yields; one at a time keeps the map honest.
-    const lock = (yield* Effect.makeSemaphore(1)).withPermits(1)
+    /**
+     * Topics whose transport subscription is being opened, done when it is open or the opening
+     * failed. No lock is held across the transport: only the fiber opening a topic waits on it,
+     * the others adding to that topic wait for that topic, and no other topic waits at all.
+     */
+    const opening = new Map<string, Deferred.Deferred<void>>()
 
     const toSinks = (state: TopicState, frame: string, except?: string) => {
       for (const sink of state.sinks) if (sink.id !== except) sink.send(frame)
@@ -264,21 +270,25 @@ export const make = (options: Options = {}): Effect.Effect<LiveHub["Type"], neve
         : publish(topic, { _tag: "renew", topic, node, entries: Object.fromEntries(mine) })
     }
 
-    /** Open the process's transport subscription for a topic (first sink). */
+    /**
+     * Open the process's transport subscription for a topic (first sink). The state joins
+     * `topics` once open; a failed or interrupted opening closes what it opened.
+     */
     const openTopic = (topic: string) =>
       Effect.gen(function*() {
         const scope = yield* Scope.fork(hubScope, ExecutionStrategy.sequential)
         const state: TopicState = { sinks: new Set(), presence: new Map(), scope, ready: false }
-        topics.set(topic, state)
-        const queue = yield* transport.subscribe(topic).pipe(Scope.extend(scope))
-        yield* Queue.take(queue).pipe(
-          Effect.flatMap((raw) => dispatch(topic, state, raw)),
-          Effect.forever,
-          // opened inside an uninterruptible acquire: the loop itself must stay interruptible
-          Effect.interruptible,
-          Effect.forkIn(scope)
-        )
-        yield* publish(topic, { _tag: "sync", topic, node })
+        yield* Effect.gen(function*() {
+          const queue = yield* transport.subscribe(topic).pipe(Scope.extend(scope))
+          yield* Queue.take(queue).pipe(
+            Effect.flatMap((raw) => dispatch(topic, state, raw)),
+            Effect.forever,
+            // the caller may be uninterruptible: the loop itself must stay interruptible
+            Effect.interruptible,
+            Effect.forkIn(scope)
+          )
+          yield* publish(topic, { _tag: "sync", topic, node })
+        }).pipe(Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause))))
         state.ready = true
         return state
       })
@@ -294,31 +304,48 @@ export const make = (options: Options = {}): Effect.Effect<LiveHub["Type"], neve
       }
     }
 
-    const add = (topic: string, sink: Sink) =>
+    const add = (topic: string, sink: Sink): Effect.Effect<void> =>
       Effect.suspend(() => {
-        // A topic whose transport subscription is open takes a sink at once; opening and closing
-        // one yields, so those go one at a time under the lock.
+        // An open topic takes a sink at once; a topic being opened, once it is (or, if that
+        // failed, once this fiber has opened it). The map is only read and written in
+        // synchronous steps, so no lock is needed.
         const open = topics.get(topic)
-        if (open !== undefined && open.ready) {
+        if (open !== undefined) {
           addTo(open, topic, sink)
           return Effect.void
         }
-        return lock(Effect.gen(function*() {
-          addTo(topics.get(topic) ?? (yield* openTopic(topic)), topic, sink)
-        }))
+        const pending = opening.get(topic)
+        if (pending !== undefined) return Effect.zipRight(Deferred.await(pending), add(topic, sink))
+        const done = Deferred.unsafeMake<void>(FiberId.none)
+        opening.set(topic, done)
+        return openTopic(topic).pipe(
+          Effect.map((state) => {
+            topics.set(topic, state)
+            addTo(state, topic, sink)
+          }),
+          Effect.ensuring(Effect.sync(() => {
+            opening.delete(topic)
+            Deferred.unsafeDone(done, Exit.void)
+          }))
+        )
       })
 
     const remove = (topic: string, sink: Sink) =>
-      lock(Effect.suspend(() => {
+      Effect.suspend(() => {
         const state = topics.get(topic)
         if (state === undefined || !state.sinks.delete(sink)) return Effect.void
         sinkTotal--
         if (state.sinks.size > 0) return Effect.void
+        // Closing releases the transport subscription; a new sink meanwhile opens a new one
+        // (the transports count subscriptions, so the two never undo each other).
         topics.delete(topic)
         return Scope.close(state.scope, Exit.void)
-      }))
+      })
 
-    const subscribe = (topic: string, sink: Sink) => Effect.acquireRelease(add(topic, sink), () => remove(topic, sink))
+    // The finalizer first and `add` interruptible: a subscription waiting on the transport can be
+    // given up (remove is a no-op for a sink that was never added).
+    const subscribe = (topic: string, sink: Sink) =>
+      Effect.zipRight(Effect.addFinalizer(() => remove(topic, sink)), add(topic, sink))
 
     const trackUnscoped = (topic: string, key: string, meta: Readonly<Record<string, unknown>>) =>
       Effect.suspend(() => {

@@ -5,18 +5,26 @@
  * same bytes.
  *
  * Guarantees: delivery is at most once and best effort (live traffic is made
- * of hints and ephemera; the change log is the truth). A subscriber sees only
- * what is published after `subscribe` returns. A subscription lives until its
- * `Scope` closes.
+ * of hints and ephemera; the change log is the truth). `publish` never waits
+ * on the network: a distributed layer queues the message in a bounded
+ * in-process queue and sends it in the background (`makePublisher`), so a
+ * push's reply never waits on the pub/sub. A subscriber sees what is
+ * published after `subscribe` returns — while the transport is reachable;
+ * when it is not, `subscribe` still returns (after a bounded wait) and the
+ * subscription is made, and remade after every reconnect, as soon as the
+ * transport answers. A subscription lives until its `Scope` closes.
  *
  * @since 0.1.0
  */
+import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as PubSub from "effect/PubSub"
-import type * as Queue from "effect/Queue"
+import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
+import * as Metrics from "../Metrics.js"
 
 export class LivePubSub extends Context.Tag("@mizu/live/LivePubSub")<LivePubSub, {
   readonly publish: (topic: string, message: string) => Effect.Effect<void>
@@ -71,3 +79,84 @@ export const makeMemory: Effect.Effect<LivePubSub["Type"]> = Effect.sync(() => {
 })
 
 export const layerMemory: Layer.Layer<LivePubSub> = Layer.effect(LivePubSub, makeMemory)
+
+// ---------------------------------------------------------------------------
+// Publishing without waiting (for the distributed layers)
+// ---------------------------------------------------------------------------
+
+/** How a distributed layer's publish queue is bounded. */
+export interface PublishOptions {
+  /** Messages waiting to be sent before new ones are dropped (default 10,000). */
+  readonly publishCapacity?: number | undefined
+  /** How long one batch may take to send before its messages count as dropped (default 5 s). */
+  readonly publishTimeout?: Duration.DurationInput | undefined
+}
+
+/** One message on its way to the transport. */
+export interface Outgoing {
+  readonly topic: string
+  readonly message: string
+}
+
+/** Most messages one send carries (one Redis pipeline, one NOTIFY statement). */
+const MAX_BATCH = 512
+
+/**
+ * The `publish` of a distributed layer: it puts the message in a bounded
+ * in-process queue and returns at once; one fiber (in the current `Scope`)
+ * hands what is queued to `send`, in publish order, a batch at a time. A
+ * message that finds the queue full is dropped, and so is every message of
+ * a batch that fails or takes longer than `publishTimeout`; each is counted
+ * in `mizu_pubsub_dropped_total` (clients' interval pull is the safety net).
+ * Trouble is logged once per episode, not once per message.
+ */
+export const makePublisher = (
+  name: string,
+  send: (batch: ReadonlyArray<Outgoing>) => Effect.Effect<void, unknown>,
+  options: PublishOptions = {}
+): Effect.Effect<LivePubSub["Type"]["publish"], never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const timeout = Duration.decode(options.publishTimeout ?? "5 seconds")
+    const queue = yield* Effect.acquireRelease(Queue.dropping<Outgoing>(options.publishCapacity ?? 10_000), Queue.shutdown)
+    let failing = false
+    let full = false
+
+    const sendBatch = (batch: ReadonlyArray<Outgoing>) =>
+      send(batch).pipe(
+        Effect.timeoutFail({ duration: timeout, onTimeout: () => `no answer in ${Duration.format(timeout)}` }),
+        Effect.matchCauseEffect({
+          onFailure: (cause) => {
+            const first = !failing
+            failing = true
+            return Effect.zipRight(
+              Metrics.pubsubDrop("publish_failed", batch.length),
+              first ? Effect.logWarning(`${name} publish failed; live messages are dropped until it answers`, cause) : Effect.void
+            )
+          },
+          onSuccess: () => {
+            const recovered = failing
+            failing = false
+            full = false
+            return recovered ? Effect.logInfo(`${name} publish works again`) : Effect.void
+          }
+        })
+      )
+
+    yield* Queue.takeBetween(queue, 1, MAX_BATCH).pipe(
+      Effect.flatMap((chunk) => sendBatch(Chunk.toReadonlyArray(chunk))),
+      Effect.forever,
+      Effect.interruptible,
+      Effect.forkScoped
+    )
+
+    return (topic: string, message: string) =>
+      Effect.suspend(() => {
+        if (Queue.unsafeOffer(queue, { topic, message })) return Effect.void
+        const first = !full
+        full = true
+        return Effect.zipRight(
+          Metrics.pubsubDrop("queue_full"),
+          first ? Effect.logWarning(`${name} publish queue full; live messages are dropped until it drains`) : Effect.void
+        )
+      })
+  })

@@ -1,6 +1,10 @@
 /**
  * The seed's bridge: a `PokeBroker` that pokes every session subscribed to
  * the scope, on every process, through the `LiveHub` and its `LivePubSub`.
+ * A poke never waits on the network (the Redis and Postgres pub/subs queue
+ * it, bounded, and send it in the background), so a push's reply does not
+ * wait on the pub/sub; a poke that cannot be sent is dropped and counted in
+ * `mizu_pubsub_dropped_total` (clients' interval pull is the safety net).
  *
  * @since 0.1.0
  */
