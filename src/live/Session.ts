@@ -219,6 +219,8 @@ interface Limits {
 }
 
 const limits = new WeakMap<Options, Limits>()
+/** A rate as the token buckets use it: `Infinity` (no limit) as the largest finite number, so no bucket computes `0 × ∞`. */
+const rate = (perSecond: number): number => Math.min(perSecond, Number.MAX_VALUE)
 const limitsOf = (options: Options): Limits => {
   let l = limits.get(options)
   if (l === undefined) {
@@ -228,12 +230,12 @@ const limitsOf = (options: Options): Limits => {
       maxScopes: options.maxScopes ?? 100,
       maxPending: options.maxPendingBytes ?? 1024 * 1024,
       highWater: options.highWaterBytes ?? 64 * 1024,
-      frameRate: options.maxFramesPerSecond ?? 100,
+      frameRate: rate(options.maxFramesPerSecond ?? 100),
       frameBurst: options.frameBurst ?? 200,
       maxQueued: options.maxQueuedFrames ?? 32,
       maxPresence: options.maxPresenceBytes ?? 1024,
       maxBroadcast: options.maxBroadcastBytes ?? 16 * 1024,
-      castRate: options.maxBroadcastsPerSecond ?? 20,
+      castRate: rate(options.maxBroadcastsPerSecond ?? 20),
       castBurst: options.broadcastBurst ?? 40,
       reauthMillis: Duration.toMillis(options.reauthorizeInterval ?? "5 minutes")
     }
