@@ -819,13 +819,16 @@ export interface PgOptions extends PgClient.PgClientConfig, Options {}
  * `PgClient` they run on (for example for a LISTEN/NOTIFY `LivePubSub`).
  * Fails with a `StorageError` when the database cannot be reached; its
  * message names the URL with the password as `***` (never the password).
+ * A connection attempt gives up after `connectTimeout` (10 seconds unless
+ * given), so requests during an outage answer `503 unavailable` instead of
+ * waiting for the pool forever.
  */
 export const layerPg = (
   options: PgOptions
 ): Layer.Layer<Services | SqlClient.SqlClient | PgClient.PgClient, StorageError.StorageError> =>
   layerWith(options).pipe(
     Layer.provide(Migrations.layerPg),
-    Layer.provideMerge(PgClient.layer(options).pipe(Layer.mapError(toStorageError(`cannot connect to Postgres at ${pgTarget(options)}`))))
+    Layer.provideMerge(PgClient.layer({ connectTimeout: "10 seconds", ...options }).pipe(Layer.mapError(toStorageError(`cannot connect to Postgres at ${pgTarget(options)}`))))
   )
 
 /** Where a Postgres client connects, for messages: the URL with its password as `***`, or host, port and database. */
