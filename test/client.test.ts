@@ -19,7 +19,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { createTodo, deleteTodo, registry, renameTodo, TodoEntity, toggleTodo } from "../examples/todo/mutations.js"
 import { freshScope } from "./suites/util.js"
-import { eventuallyTrue, gated, startClient, startStoppable, switchable, unplugged } from "./support/clientHarness.js"
+import { eventually, eventuallyTrue, gated, startClient, startStoppable, switchable, unplugged } from "./support/clientHarness.js"
 import { BaseUrl, layerMemoryDeps, layerServer } from "./support/TestServer.js"
 
 const fetchTo = (baseUrl: string) => SyncTransport.makeFetch({ baseUrl })
@@ -199,7 +199,8 @@ describe("SyncClient", () => {
         yield* client.mutate(toggleTodo, { id: "t" }, { scope })
         yield* client.mutate(createTodo, { id: "u", title: "u" }, { scope })
         yield* eventuallyTrue("settled", Effect.map(client.pending, (p) => p.length === 0))
-        yield* client.sync
+        // a mutation confirmed by a pull before its (lost) answer came is asked about again: that push may be lost too
+        yield* eventually(client.sync)
         // three toggles: completed once flipped three times
         assert.deepStrictEqual(yield* serverView(base, scope), {
           todo: { t: { id: "t", title: "t", completed: true }, u: { id: "u", title: "u", completed: false } }

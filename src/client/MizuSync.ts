@@ -7,6 +7,7 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
@@ -23,6 +24,7 @@ import { Listeners } from "./Listeners.js"
 import * as LocalView from "./LocalView.js"
 import { layerOf as liveLayerOf, MizuLive, type MizuLiveOptions } from "./MizuLive.js"
 import * as PromiseErrors from "./PromiseErrors.js"
+import * as Query from "./Query.js"
 import * as SyncClient from "./SyncClient.js"
 import * as SyncTransport from "./SyncTransport.js"
 
@@ -36,6 +38,8 @@ export interface MizuSyncEvents {
   readonly renumbered: Extract<SyncClient.SyncEvent, { _tag: "Renumbered" }>
   /** A request failed; it is retried with backoff. */
   readonly error: Extract<SyncClient.SyncEvent, { _tag: "Error" }>
+  /** The push keeps failing at one mutation (`status.stuck`); it goes on retrying; `discard` lets the rest through. */
+  readonly stuck: Extract<SyncClient.SyncEvent, { _tag: "Stuck" }>
   readonly status: SyncClient.SyncStatus
 }
 
@@ -129,6 +133,9 @@ export class MizuSync<M extends Mutation.Mutation = Mutation.Mutation> {
             break
           case "Error":
             this.emit("error", event)
+            break
+          case "Stuck":
+            this.emit("stuck", event)
             break
         }
       }
@@ -241,6 +248,56 @@ export class MizuSync<M extends Mutation.Mutation = Mutation.Mutation> {
     return () => {
       this.runtime.runFork(Fiber.interrupt(fiber))
     }
+  }
+
+  /**
+   * Call `listener` with the result of `query` now, and again each time a
+   * row it read changes and the result with it (compared structurally).
+   * The query reads the local view (optimistic) through `tx`, across scopes
+   * and entities, and may be async. A query that throws (or reads a row that
+   * does not decode: a `QueryError`) goes to `onError` (else the log), and
+   * the watch goes on. Returns a function that stops it: after it returns,
+   * neither the query nor the listeners are called again.
+   */
+  watch<A>(
+    query: (tx: Query.PlainReadTransaction) => A | PromiseLike<A>,
+    listener: (result: A) => void,
+    options?: { readonly onError?: (error: unknown) => void }
+  ): () => void {
+    let stopped = false
+    const toError = (e: Entity.EntityError) => PromiseErrors.fromFailure(e)
+    const run = (tx: Query.ReadTransaction) =>
+      stopped ? Effect.never : Effect.either(Effect.tryPromise({ try: () => Promise.resolve(query(Query.plain(tx, toError))), catch: (e) => e }))
+    // a listener's bug must not stop the watch; it goes to Effect's logger (routable by the app)
+    const safely = (f: () => void) => {
+      if (stopped) return
+      try {
+        f()
+      } catch (error) {
+        this.runtime.runFork(Effect.logError("MizuSync listener failed", error))
+      }
+    }
+    const onError = options?.onError ?? ((error: unknown) => this.runtime.runFork(Effect.logError("MizuSync query failed", error)))
+    const fiber = this.runtime.runFork(Stream.runForEach(this.client.watch(run), (result) =>
+      Effect.sync(() =>
+        Either.match(result, {
+          onLeft: (error) => safely(() => onError(error)),
+          onRight: (value) => safely(() => listener(value))
+        })
+      )))
+    return () => {
+      stopped = true
+      this.runtime.runFork(Fiber.interrupt(fiber))
+    }
+  }
+
+  /**
+   * Drop a pending mutation the server has not applied (a `stuck` one):
+   * rolled back at once, the later ones go on. Rejects with a
+   * `DiscardError` (`not_pending`, `accepted`).
+   */
+  discard(id: number): Promise<SyncClient.PendingMutation> {
+    return this.run(this.client.discard(id))
   }
 
   /** What is pending, by id. */

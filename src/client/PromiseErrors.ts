@@ -18,13 +18,14 @@ import * as Exit from "effect/Exit"
 import type * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
 import type * as Protocol from "../protocol/Sync.js"
+import type * as Entity from "../sync/Entity.js"
 import type * as ClientStorage from "./ClientStorage.js"
 import type * as LiveClient from "./LiveClient.js"
 import type * as SyncClient from "./SyncClient.js"
 import type * as SyncTransport from "./SyncTransport.js"
 
 /** What kind of error a `MizuError` is; each subclass has one code. */
-export type MizuErrorCode = "mutate" | "sync" | "live" | "storage" | "closed" | "defect" | "interrupted"
+export type MizuErrorCode = "mutate" | "discard" | "query" | "sync" | "live" | "storage" | "closed" | "defect" | "interrupted"
 
 /**
  * The base of every error a `MizuSync` or `MizuLive` Promise rejects with.
@@ -50,6 +51,29 @@ export class MutateError extends MizuError {
   readonly reason: SyncClient.MutateError["reason"]
   constructor(options: { readonly reason: SyncClient.MutateError["reason"]; readonly message: string; readonly cause?: unknown }) {
     super({ code: "mutate", message: options.message, cause: options.cause })
+    this.reason = options.reason
+  }
+}
+
+/** `discard` found nothing to drop (`cause`: the Effect API's `SyncClient.DiscardError`). */
+export class DiscardError extends MizuError {
+  override readonly name: string = "DiscardError"
+  declare readonly code: "discard"
+  /** `not_pending`: no such pending mutation; `accepted`: the server already applied it. */
+  readonly reason: SyncClient.DiscardError["reason"]
+  constructor(options: { readonly reason: SyncClient.DiscardError["reason"]; readonly message: string; readonly cause?: unknown }) {
+    super({ code: "discard", message: options.message, cause: options.cause })
+    this.reason = options.reason
+  }
+}
+
+/** A query read a row that does not decode with its entity, or an entity outside the registry (`cause`: the `EntityError`). */
+export class QueryError extends MizuError {
+  override readonly name: string = "QueryError"
+  declare readonly code: "query"
+  readonly reason: Entity.EntityError["reason"]
+  constructor(options: { readonly reason: Entity.EntityError["reason"]; readonly message: string; readonly cause?: unknown }) {
+    super({ code: "query", message: options.message, cause: options.cause })
     this.reason = options.reason
   }
 }
@@ -100,6 +124,8 @@ export class ClientStorageError extends MizuError {
 /** Every failure of the Effect API a Promise of the clients may see. */
 export type Failure =
   | SyncClient.MutateError
+  | SyncClient.DiscardError
+  | Entity.EntityError
   | SyncClient.SyncError
   | SyncTransport.TransportError
   | Protocol.ProtocolError
@@ -111,6 +137,10 @@ export const fromFailure = (error: Failure): MizuError => {
   switch (error._tag) {
     case "MutateError":
       return new MutateError({ reason: error.reason, message: error.message, cause: error })
+    case "DiscardError":
+      return new DiscardError({ reason: error.reason, message: error.message, cause: error })
+    case "EntityError":
+      return new QueryError({ reason: error.reason, message: error.message, cause: error })
     case "SyncError":
       return new SyncError({ reason: error.reason, message: error.message, cause: error })
     case "TransportError":

@@ -28,8 +28,19 @@
  *    pushed from its head, one request at a time. `ok` results (fresh or
  *    duplicate) mark a mutation accepted: it is not sent again, and stays
  *    pending until a pull confirms it (2). A `rejected`, `unknown_mutation`
- *    or `invalid_args` result drops it at once; the rebuild rolls its
- *    optimistic effect back; a `Rejected` event is raised.
+ *    or `invalid_args` result (also a duplicate's remembered one) drops it
+ *    at once; the rebuild rolls its optimistic effect back; a `Rejected`
+ *    event is raised.
+ * 4b. A request refused as a whole never wedges the queue (`PushPolicy`):
+ *    `413` sends fewer bytes; `400`/`401`/`403`/`404` halve the request until
+ *    the one mutation it is about is found, which is dropped (`Rejected`);
+ *    anything else is retried with backoff, and a mutation that fails alone
+ *    `stuckAfter` times is reported `stuck`, for the app to `discard`. A
+ *    mutation dropped before the server consumed its id (refused so, or
+ *    discarded) leaves a placeholder with its id in the queue, so ids never
+ *    move and never skip. A mutation a pull confirms (2) before its answer
+ *    came stays as a probe, sent again for the answer, so a rejection the
+ *    server remembers is still reported.
  * 5. `out_of_order` with `expected` below the first pending id means the
  *    server lost this client's state: the queue is renumbered from
  *    `expected`, the `generation` is bumped (any pull or push answer in
@@ -60,7 +71,6 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
-import * as Random from "effect/Random"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -68,10 +78,13 @@ import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as Protocol from "../protocol/Sync.js"
 import * as Entity from "../sync/Entity.js"
 import type * as Mutation from "../sync/Mutation.js"
+import * as Backoff from "./Backoff.js"
 import { type Batch, ClientStorage, type ClientStorageError, type ScopeWrite } from "./ClientStorage.js"
 import { LiveClient, type LiveStatus } from "./LiveClient.js"
 import * as LocalView from "./LocalView.js"
 import type { LocalChange, PendingMutation, Rows } from "./LocalView.js"
+import * as PushPolicy from "./PushPolicy.js"
+import * as Query from "./Query.js"
 import { isOffline, isRetryable, SyncTransport, type SyncTransportError, TransportError } from "./SyncTransport.js"
 
 export type { LocalChange, PendingMutation } from "./LocalView.js"
@@ -98,10 +111,29 @@ export interface Options<M extends Mutation.Mutation = Mutation.Mutation> {
   readonly maxPullPages?: number
   /** Mutations per push request; 100 by default. */
   readonly pushBatchSize?: number
+  /**
+   * Largest push body in bytes: requests are cut to fit, and a mutation that
+   * cannot fit alone is refused by `mutate` (`too_large`). Keep it under the
+   * server's `maxBodyBytes`; 1 MiB minus 16 KiB by default. (Past a `413` the
+   * client also learns a smaller budget by itself.)
+   */
+  readonly maxPushBytes?: number
+  /** Failed attempts of the mutation at the head, alone, before the status says `stuck`; 5 by default. */
+  readonly stuckAfter?: number
   /** First retry cap, 500 ms by default (doubling per failed attempt, full jitter). */
   readonly retryInitial?: Duration.DurationInput
   /** Largest retry cap, 30 s by default. */
   readonly retryMax?: Duration.DurationInput
+}
+
+/** A push that keeps failing at one mutation (still retried, with backoff): the app may show it and offer `discard`. */
+export interface Stuck {
+  /** The mutation the failing requests were about (sent alone). */
+  readonly mutation: PendingMutation
+  /** The last failure. */
+  readonly error: SyncTransportError
+  /** Failed attempts in a row. */
+  readonly attempts: number
 }
 
 /** What a UI shows about syncing. */
@@ -118,17 +150,29 @@ export interface SyncStatus {
   readonly lastPushAt: number | undefined
   /** The last failure, cleared by the next success. */
   readonly lastError: string | undefined
+  /** Set while the push keeps failing at one mutation (`stuckAfter` attempts alone); cleared by progress or `discard`. */
+  readonly stuck: Stuck | undefined
 }
 
 /** Why a scope was reset from a snapshot. */
 export type ResetReason = "cursor_too_old" | "cursor_ahead" | "server_lost_state" | "backlog"
+
+/**
+ * Why the client dropped a mutation: the server's result (`rejected`,
+ * `unknown_mutation`, `invalid_args`), or the client's verdict on a request
+ * the server refused as a whole (`too_large` for a 413 or over
+ * `maxPushBytes`, then the error code of a 400, 401, 403 or 404).
+ */
+export type RejectionCode = Exclude<Protocol.MutationErrorCode, "out_of_order"> | PushPolicy.RefusalCode
 
 /** What a sync client reports. */
 export type SyncEvent =
   /** The local view changed: one event per committed batch, with every row that changed. */
   | { readonly _tag: "Changes"; readonly changes: ReadonlyArray<LocalChange>; readonly source: "mutate" | "pull" | "reset" | "rollback" }
   /** The server refused a mutation: it was dropped and its optimistic effect rolled back. */
-  | { readonly _tag: "Rejected"; readonly mutation: PendingMutation; readonly code: Exclude<Protocol.MutationErrorCode, "out_of_order">; readonly message: string }
+  | { readonly _tag: "Rejected"; readonly mutation: PendingMutation; readonly code: RejectionCode; readonly message: string }
+  /** The push has failed `attempts` times at `mutation` (see `SyncStatus.stuck`); it goes on retrying. */
+  | ({ readonly _tag: "Stuck" } & Stuck)
   /** A scope was replaced by a snapshot; pending mutations were kept. */
   | { readonly _tag: "Reset"; readonly scope: string; readonly reason: ResetReason }
   /** The server had lost this client's state: pending mutations now start at `from`. */
@@ -138,7 +182,14 @@ export type SyncEvent =
 
 /** A mutation refused before it was queued. */
 export class MutateError extends Data.TaggedError("MutateError")<{
-  readonly reason: "unknown_mutation" | "invalid_args" | "invalid_scope" | "rejected"
+  /** `too_large`: the mutation alone would not fit in a push (`maxPushBytes`). */
+  readonly reason: "unknown_mutation" | "invalid_args" | "invalid_scope" | "rejected" | "too_large"
+  readonly message: string
+}> {}
+
+/** `discard` found nothing to drop: no such pending mutation, or the server already applied it. */
+export class DiscardError extends Data.TaggedError("DiscardError")<{
+  readonly reason: "not_pending" | "accepted"
   readonly message: string
 }> {}
 
@@ -212,8 +263,24 @@ export interface Client<M extends Mutation.Mutation = Mutation.Mutation> {
   readonly scopes: Effect.Effect<ReadonlyArray<string>>
   /** The queue, by id. */
   readonly pending: Effect.Effect<ReadonlyArray<PendingMutation>>
-  /** The entity's rows now, then again after every committed batch that changed them. */
-  readonly watch: <A, I>(scope: string, entity: Entity.Entity<A, I>) => Stream.Stream<ReadonlyArray<readonly [string, A]>, Entity.EntityError>
+  /**
+   * Drop a pending mutation the server has not applied: its optimistic
+   * effect is rolled back at once, the mutations after it keep their ids and
+   * go on (a placeholder consumes its id on the server; see `PushPolicy`).
+   * For a push `stuck` at a mutation the server will never take. Fails with
+   * `not_pending`, or `accepted` when the server already applied it.
+   */
+  readonly discard: (id: number) => Effect.Effect<PendingMutation, DiscardError | ClientStorageError>
+  /**
+   * With a scope and an entity: the entity's rows now, then again after
+   * every committed batch that changed them. With a query: its result now,
+   * then again each time a row it read changed and the result with it
+   * (compared structurally); see `Query`.
+   */
+  readonly watch: {
+    <A, I>(scope: string, entity: Entity.Entity<A, I>): Stream.Stream<ReadonlyArray<readonly [string, A]>, Entity.EntityError>
+    <A, E>(query: (tx: Query.ReadTransaction) => Effect.Effect<A, E>): Stream.Stream<A, E>
+  }
   readonly status: Effect.Effect<SyncStatus>
   /** The status now, then every change. */
   readonly statusChanges: Stream.Stream<SyncStatus>
@@ -244,9 +311,6 @@ const newClientId = (): string => {
   return `c-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`
 }
 
-/** How many dropped-without-answer mutations are remembered, to report a rejection that arrives late. */
-const DROPPED_MEMORY = 1000
-
 /** Build a sync client whose background work lives as long as the scope, typed by the registry of `options`. */
 export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
   options: Options<M> = {}
@@ -260,8 +324,9 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
     const pullLimit = Math.max(1, Math.min(Protocol.MAX_PULL_LIMIT, options.pullLimit ?? 500))
     const maxPullPages = Math.max(1, options.maxPullPages ?? 20)
     const batchSize = Math.max(1, Math.min(Protocol.MAX_MUTATIONS_PER_PUSH, options.pushBatchSize ?? 100))
-    const retryInitial = Duration.toMillis(options.retryInitial ?? Duration.millis(500))
-    const retryMax = Duration.toMillis(options.retryMax ?? Duration.seconds(30))
+    const maxPushBytes = Math.max(1, options.maxPushBytes ?? PushPolicy.DEFAULT_MAX_PUSH_BYTES)
+    const stuckAfter = Math.max(1, options.stuckAfter ?? 5)
+    const retry: Backoff.Options = { initial: options.retryInitial ?? Duration.millis(500), max: options.retryMax ?? Duration.seconds(30) }
     const pullInterval = Duration.decode(options.pullInterval ?? Duration.seconds(30))
 
     // ---- state -----------------------------------------------------------
@@ -270,22 +335,26 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
     }
     const loaded = yield* storage.load
     const clientId = loaded.clientId ?? options.clientId ?? newClientId()
+    /** The queue in id order: the app's mutations, placeholders of dropped ones and probes (`PushPolicy`). */
     let pending: ReadonlyArray<PendingMutation> = loaded.pending
     let nextId = Math.max(loaded.nextId, (pending[pending.length - 1]?.id ?? 0) + 1)
     if (loaded.clientId === undefined) yield* storage.commit({ meta: { clientId, nextId } })
+    /** The queue as the app sees it: its own mutations, without placeholders and probes. */
+    const visible = () => pending.filter((m) => !PushPolicy.isReserved(m))
+    /** A scope's view: its confirmed rows with its pending mutations replayed (placeholders and probes have no effect). */
+    const rebuild = (scope: string, confirmed: Rows, queue: ReadonlyArray<PendingMutation>) =>
+      LocalView.rebuild(registry, scope, confirmed, queue.filter((m) => !PushPolicy.isReserved(m)))
     const scopes = new Map<string, ScopeState>()
     for (const [scope, stored] of Object.entries(loaded.scopes)) {
       const confirmed = LocalView.fromSnapshot(stored.rows)
-      scopes.set(scope, { cursor: stored.cursor, confirmed, view: yield* LocalView.rebuild(registry, scope, confirmed, pending) })
+      scopes.set(scope, { cursor: stored.cursor, confirmed, view: yield* rebuild(scope, confirmed, pending) })
     }
     for (const m of pending) {
-      if (!scopes.has(m.scope)) scopes.set(m.scope, { ...emptyScope(), view: yield* LocalView.rebuild(registry, m.scope, LocalView.emptyRows(), pending) })
+      if (!scopes.has(m.scope)) scopes.set(m.scope, { ...emptyScope(), view: yield* rebuild(m.scope, LocalView.emptyRows(), pending) })
     }
     const tracked = new Set<string>([...scopes.keys()])
-    /** Ids the server answered `ok` for in this generation: not sent again, dropped when a pull confirms them. */
+    /** Ids the server answered `ok` for in this generation: not sent again, dropped when a pull confirms them (others become probes). */
     const accepted = new Set<number>()
-    /** Dropped by a pull before any answer arrived: a late `rejected` answer still raises its event. */
-    const dropped = new Map<number, PendingMutation>()
     /** Bumped when the queue is renumbered: answers to requests sent before speak of other ids. */
     let generation = 0
     const needsReset = new Map<string, ResetReason>()
@@ -303,10 +372,11 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
     const status = yield* SubscriptionRef.make<SyncStatus>({
       online: false,
       live: Option.isSome(live) ? "connecting" : "none",
-      pending: pending.length,
+      pending: visible().length,
       lastPullAt: undefined,
       lastPushAt: undefined,
-      lastError: undefined
+      lastError: undefined,
+      stuck: undefined
     })
     const fibers = yield* FiberSet.make()
 
@@ -314,7 +384,10 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
     const publishChanges = (changes: ReadonlyArray<LocalChange>, source: "mutate" | "pull" | "reset" | "rollback") =>
       changes.length === 0 ? Effect.void : publish({ _tag: "Changes", changes, source })
     const setStatus = (f: (s: SyncStatus) => SyncStatus) => SubscriptionRef.update(status, f)
-    const syncPendingCount = setStatus((s) => s.pending === pending.length ? s : { ...s, pending: pending.length })
+    const syncPendingCount = Effect.suspend(() => {
+      const n = visible().length
+      return setStatus((s) => s.pending === n ? s : { ...s, pending: n })
+    })
     const wake = (q: Queue.Queue<void>) => Queue.offer(q, undefined)
 
     const requestPull = (scope: string) =>
@@ -330,32 +403,30 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
         publish({ _tag: "Error", during, error })
       )
 
-    const backoff = (attempt: number, online: Queue.Queue<void>) =>
-      Effect.flatMap(Random.next, (r) =>
-        Effect.raceFirst(
-          Effect.sleep(Duration.millis(r * Math.min(retryMax, retryInitial * 2 ** Math.min(attempt, 30)))),
-          Queue.take(online)
-        ))
-
-    const dropPendingUpTo = (scope: string, lmid: number | undefined) =>
-      lmid === undefined
-        ? { keep: pending, drop: [] as ReadonlyArray<PendingMutation> }
-        : {
-          keep: pending.filter((m) => !(m.scope === scope && m.id <= lmid)),
-          drop: pending.filter((m) => m.scope === scope && m.id <= lmid)
-        }
-
-    /** After a commit dropped mutations because the server state now includes them. */
-    const forgetConfirmed = (drop: ReadonlyArray<PendingMutation>) => {
-      for (const m of drop) {
-        if (!accepted.delete(m.id)) {
-          dropped.set(m.id, m)
-          if (dropped.size > DROPPED_MEMORY) {
-            const oldest = dropped.keys().next()
-            if (oldest.done !== true) dropped.delete(oldest.value)
-          }
+    /**
+     * The queue once the server's rows of `scope` include its mutations up to
+     * `lmid` (invariant 2): an accepted mutation leaves it; one whose answer
+     * never came becomes a probe, to learn whether it was rejected; a
+     * placeholder leaves it (the server processed that id after all).
+     */
+    const confirmUpTo = (scope: string, lmid: number | undefined) => {
+      const next: Array<PendingMutation> = []
+      const pendingDelete: Array<number> = []
+      const pendingPut: Array<PendingMutation> = []
+      for (const m of pending) {
+        if (lmid === undefined || m.scope !== scope || m.id > lmid || PushPolicy.isProbe(m)) next.push(m)
+        else if (PushPolicy.isPlaceholder(m) || accepted.has(m.id)) pendingDelete.push(m.id)
+        else {
+          const p = PushPolicy.probe(m)
+          next.push(p)
+          pendingPut.push(p)
         }
       }
+      /** Once committed: the accepted ones are done with. */
+      const settle = () => {
+        for (const id of pendingDelete) accepted.delete(id)
+      }
+      return { next, pendingDelete, pendingPut, changed: pendingDelete.length + pendingPut.length > 0, settle }
     }
 
     // ---- tracking ----------------------------------------------------------
@@ -424,7 +495,12 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
         const name = typeof mutation === "string" ? mutation : mutation.name
         const scope = opts?.scope ?? defaultScope
         if (!validScope(scope)) return yield* new MutateError({ reason: "invalid_scope", message: `invalid scope ${JSON.stringify(scope)}` })
+        if (PushPolicy.isReservedName(name)) return yield* new MutateError({ reason: "unknown_mutation", message: `${name} is reserved` })
         const prepared = yield* prepare(mutation, args)
+        const bytes = PushPolicy.singleRequestBytes(clientId, PushPolicy.wireOf({ id: nextId, name, scope, args: prepared.wire }))
+        if (bytes > maxPushBytes) {
+          return yield* new MutateError({ reason: "too_large", message: `${name}: a push of it alone is ${bytes} bytes, over maxPushBytes (${maxPushBytes})` })
+        }
         const result = yield* locked(Effect.gen(function*() {
           const isNew = !scopes.has(scope)
           const st = scopes.get(scope) ?? emptyScope()
@@ -458,37 +534,89 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
     // ---- push ----------------------------------------------------------------
     type PushOutcome = "idle" | "progress" | "retry"
 
-    /** Drop refused mutations and roll their effects back. */
-    const dropRejected = (refused: ReadonlyArray<readonly [PendingMutation, Protocol.MutationError]>) =>
+    /**
+     * Put `next` in place of the queue (the same ids, some dropped or turned
+     * into placeholders; `changed` are the mutations that lost their effect):
+     * rebuild the views of their scopes, commit `write`, and tell listeners
+     * what the user sees change.
+     */
+    const replaceQueue = (next: ReadonlyArray<PendingMutation>, changed: ReadonlyArray<PendingMutation>, write: Batch) =>
       Effect.gen(function*() {
-        const ids = new Set(refused.map(([m]) => m.id))
-        const wasPending = pending.filter((m) => ids.has(m.id))
-        const keep = pending.filter((m) => !ids.has(m.id))
         const views = new Map<string, Rows>()
         const changes: Array<LocalChange> = []
-        for (const scope of new Set(wasPending.map((m) => m.scope))) {
+        for (const scope of new Set(changed.map((m) => m.scope))) {
           const st = scopes.get(scope) ?? emptyScope()
-          const view = yield* LocalView.rebuild(registry, scope, st.confirmed, keep)
+          const view = yield* rebuild(scope, st.confirmed, next)
           views.set(scope, view)
           changes.push(...LocalView.diff(scope, st.view, view))
         }
-        if (wasPending.length > 0) yield* storage.commit({ pendingDelete: wasPending.map((m) => m.id) })
-        pending = keep
+        yield* storage.commit(write)
+        pending = next
         for (const [scope, view] of views) {
           const st = scopes.get(scope) ?? emptyScope()
           scopes.set(scope, { ...st, view })
         }
         yield* publishChanges(changes, "rollback")
-        for (const [m, error] of refused) {
-          const known = wasPending.some((p) => p.id === m.id) ? m : dropped.get(m.id)
-          if (known === undefined) continue // already reported (a duplicated answer)
-          dropped.delete(m.id)
-          accepted.delete(m.id)
-          const code = error.code === "out_of_order" ? "rejected" : error.code
-          yield* publish({ _tag: "Rejected", mutation: known, code, message: error.message })
-        }
         yield* syncPendingCount
       })
+
+    /**
+     * Drop mutations the server refused (their ids are consumed): app
+     * mutations lose their effect, probes are answered; each is reported
+     * as `Rejected`, as the app queued it.
+     */
+    const dropRejected = (refused: ReadonlyArray<readonly [PendingMutation, Protocol.MutationError]>) =>
+      Effect.gen(function*() {
+        const ids = new Set(refused.map(([m]) => m.id))
+        const changed = refused.map(([m]) => m).filter((m) => !PushPolicy.isReserved(m))
+        yield* replaceQueue(pending.filter((m) => !ids.has(m.id)), changed, { pendingDelete: [...ids] })
+        for (const [m, error] of refused) {
+          accepted.delete(m.id)
+          const code = error.code === "out_of_order" ? "rejected" : error.code
+          yield* publish({ _tag: "Rejected", mutation: PushPolicy.isProbe(m) ? PushPolicy.probed(m) : m, code, message: error.message })
+        }
+      })
+
+    /** Turn mutations the server never consumed into placeholders (`PushPolicy`), rolling their effects back. */
+    const toPlaceholders = (ms: ReadonlyArray<PendingMutation>) => {
+      const ids = new Set(ms.map((m) => m.id))
+      return replaceQueue(
+        pending.map((m) => ids.has(m.id) ? PushPolicy.placeholder(m) : m),
+        ms,
+        { pendingPut: ms.map(PushPolicy.placeholder) }
+      )
+    }
+
+    /**
+     * The client drops a mutation the server refuses as a request (found
+     * alone): a placeholder takes its id, a `Rejected` event says why. A
+     * placeholder refused alone means the scope it borrowed is refused, so
+     * its carrier is the one dropped. A probe refused alone will never be
+     * answered: it is given up (the server's rows stand).
+     */
+    const refuse = (gen0: number, sent: PendingMutation, code: PushPolicy.RefusalCode, message: string) =>
+      locked(Effect.gen(function*() {
+        if (generation !== gen0) return "retry" as const
+        if (PushPolicy.isProbe(sent)) {
+          yield* storage.commit({ pendingDelete: [sent.id] })
+          pending = pending.filter((m) => m.id !== sent.id)
+          yield* Effect.logWarning("push: no answer for a processed mutation; given up", { id: sent.id, scope: sent.scope, code, message })
+          return "progress" as const
+        }
+        const culprit = PushPolicy.carrierOf(pending, sent)
+        const current = culprit === undefined ? undefined : pending.find((p) => p.id === culprit.id)
+        if (current === undefined || PushPolicy.isPlaceholder(current) || accepted.has(current.id)) return "progress" as const
+        yield* toPlaceholders([current])
+        yield* publish({ _tag: "Rejected", mutation: current, code, message })
+        yield* Effect.logWarning("push: the server refuses this mutation's request; dropped", {
+          id: current.id,
+          name: current.name,
+          scope: current.scope,
+          code,
+          message
+        })
+        return "progress" as const
+      }))
 
     /** `out_of_order` with `expected`: renumber (server lost state) or resend from `expected`. */
     const recover = (expected: number) =>
@@ -496,14 +624,14 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
         const first = pending[0]
         if (first === undefined) return
         if (expected < first.id) {
-          const renumbered = pending.map((m, i) => ({ ...m, id: expected + i }))
+          // the server forgot every id: placeholders have nothing left to hold
+          const renumbered = visible().map((m, i) => ({ ...m, id: expected + i }))
           const next = expected + renumbered.length
           yield* storage.commit({ meta: { clientId, nextId: next }, pendingReplace: renumbered })
           pending = renumbered
           nextId = next
           generation++
           accepted.clear()
-          dropped.clear()
           for (const scope of scopes.keys()) {
             needsReset.set(scope, "server_lost_state")
             yield* requestPull(scope)
@@ -511,31 +639,71 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
           yield* publish({ _tag: "Renumbered", from: expected, count: renumbered.length })
           yield* Effect.logWarning("the server lost this client's state; pending mutations renumbered", { expected, count: renumbered.length })
         } else {
+          // the server is behind what it said: what it acknowledged from `expected` on goes again
           for (const id of [...accepted]) if (id >= expected) accepted.delete(id)
+          yield* unprobe(expected)
         }
       })
 
-    const handleResults = (gen0: number, batch: ReadonlyArray<PendingMutation>, results: ReadonlyArray<Protocol.MutationResult>) =>
+    /**
+     * Probes from `expected` on ask about mutations the server no longer
+     * has (it lost them, with the rows they wrote): they go again as they
+     * were queued, and their scopes are reset from a snapshot so the view
+     * does not count their effect twice.
+     */
+    const unprobe = (expected: number) =>
+      Effect.gen(function*() {
+        const lost = pending.filter((m) => PushPolicy.isProbe(m) && m.id >= expected)
+        if (lost.length === 0) return
+        const ids = new Set(lost.map((m) => m.id))
+        yield* storage.commit({ pendingPut: lost.map(PushPolicy.probed) })
+        pending = pending.map((m) => ids.has(m.id) ? PushPolicy.probed(m) : m)
+        for (const scope of new Set(lost.map((m) => m.scope))) {
+          needsReset.set(scope, "server_lost_state")
+          yield* requestPull(scope)
+        }
+      })
+
+    const handleResults = (gen0: number, batch: ReadonlyArray<PushPolicy.Sent>, results: ReadonlyArray<Protocol.MutationResult>) =>
       locked(Effect.gen(function*() {
         if (generation !== gen0) return "retry" as const
+        const byId = new Map(pending.map((m) => [m.id, m] as const))
         const refused: Array<readonly [PendingMutation, Protocol.MutationError]> = []
+        /** Placeholders and probes the server has answered: done with. */
+        const settled: Array<number> = []
         const toPull = new Set<string>()
         let expected: number | undefined
         let progress = false
         for (let i = 0; i < batch.length; i++) {
-          const m = batch[i]
+          const m = batch[i].mutation
           const r = results[i]
-          if (r.ok) {
-            if (pending.some((p) => p.id === m.id)) accepted.add(m.id)
-            toPull.add(m.scope)
-            progress = true
-          } else if (r.error?.code === "out_of_order") {
+          if (r.error?.code === "out_of_order") {
             expected = r.error.expected ?? pending[0]?.id
             break
-          } else {
-            refused.push([m, r.error ?? { code: "rejected", message: "refused" }])
-            progress = true
           }
+          progress = true
+          const current = byId.get(m.id)
+          if (current === undefined) continue // answered before (a duplicated answer)
+          if (PushPolicy.isPlaceholder(current)) {
+            settled.push(m.id)
+            if (r.ok) {
+              // the original reached the server before it was dropped: its effect comes back with the next pull
+              toPull.add(current.scope)
+              yield* Effect.logWarning("push: a dropped mutation had been applied by the server", { id: m.id, scope: current.scope })
+            }
+          } else if (r.ok) {
+            // a probe answered `ok`: its effect is in the rows already pulled
+            if (PushPolicy.isProbe(current)) settled.push(m.id)
+            else accepted.add(m.id)
+            toPull.add(m.scope)
+          } else {
+            refused.push([current, r.error ?? { code: "rejected", message: "refused" }])
+          }
+        }
+        if (settled.length > 0) {
+          const ids = new Set(settled)
+          yield* storage.commit({ pendingDelete: settled })
+          pending = pending.filter((m) => !ids.has(m.id))
         }
         if (refused.length > 0) yield* dropRejected(refused)
         if (expected !== undefined) {
@@ -546,38 +714,124 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
         return progress ? "progress" as const : "retry" as const
       }))
 
+    /** After a failed request, the next carries at most this many mutations (halving finds the one at fault); reset by an answer. */
+    let narrowTo = batchSize
+    /** The body budget: `maxPushBytes` until a 413 teaches a smaller one. */
+    let byteBudget = maxPushBytes
+    /** Consecutive failed attempts of one mutation sent alone. */
+    let failing: { readonly id: number; readonly count: number } | undefined
+
+    const noteFailure = (sent: PendingMutation, error: SyncTransportError) =>
+      Effect.suspend(() => {
+        const m = PushPolicy.carrierOf(pending, sent) ?? sent
+        const count = failing?.id === m.id ? failing.count + 1 : 1
+        failing = { id: m.id, count }
+        if (count < stuckAfter) return Effect.void
+        const stuck: Stuck = { mutation: PushPolicy.isProbe(m) ? PushPolicy.probed(m) : m, error, attempts: count }
+        return Effect.zipRight(
+          setStatus((s) => ({ ...s, stuck })),
+          count === stuckAfter ? publish({ _tag: "Stuck", ...stuck }) : Effect.void
+        )
+      })
+
+    const clearStuck = Effect.suspend(() => {
+      failing = undefined
+      return setStatus((s) => s.stuck === undefined ? s : { ...s, stuck: undefined })
+    })
+
+    /** A request failed as a whole: narrow it down, drop what the server will never take, or fail (retried later). */
+    const onRequestFailure = (gen0: number, batch: PushPolicy.Batch, error: SyncTransportError): Effect.Effect<PushOutcome, SyncFailure> =>
+      Effect.gen(function*() {
+        const failure = PushPolicy.classify(error)
+        const alone = batch.sent.length === 1
+        const head = batch.sent[0].mutation
+        switch (failure._tag) {
+          case "TooLarge":
+            if (alone) return yield* refuse(gen0, head, "too_large", failure.message)
+            byteBudget = Math.max(1, Math.floor(batch.bytes / 2))
+            return "progress" as const
+          case "Refused":
+            if (alone) return yield* refuse(gen0, head, failure.code, failure.message)
+            narrowTo = Math.ceil(batch.sent.length / 2)
+            return "progress" as const
+          case "Retry":
+            if (alone) yield* noteFailure(head, error)
+            else narrowTo = Math.ceil(batch.sent.length / 2)
+            return yield* error
+        }
+      })
+
     const pushOnce: Effect.Effect<PushOutcome, SyncFailure> = pushMutex.withPermits(1)(Effect.gen(function*() {
       const gen0 = generation
-      const batch = pending.filter((m) => !accepted.has(m.id)).slice(0, batchSize)
-      if (batch.length === 0) return "idle" as const
-      const response = yield* transport.push({
+      const limits = { count: Math.min(batchSize, narrowTo), bytes: byteBudget }
+      const batch = PushPolicy.nextBatch(pending.filter((m) => !accepted.has(m.id)), limits, clientId)
+      const head = batch.sent[0]
+      if (head === undefined) {
+        yield* clearStuck
+        return "idle" as const
+      }
+      if (batch.sent.length === 1 && batch.bytes > maxPushBytes) {
+        return yield* refuse(gen0, head.mutation, "too_large", `a push of it alone is ${batch.bytes} bytes, over maxPushBytes (${maxPushBytes})`)
+      }
+      const answer = yield* Effect.either(transport.push({
         protocol: Protocol.PROTOCOL_VERSION,
         client_id: clientId,
-        mutations: batch.map((m) => ({ id: m.id, name: m.name, scope: m.scope, args: m.args }))
-      }).pipe(Effect.tapError(reportFailure("push")))
-      if (response.results.length !== batch.length || response.results.some((r, i) => r.id !== batch[i].id)) {
-        return yield* new TransportError({ reason: "decode", message: "push results do not match the request" }).pipe(
-          Effect.tapError(reportFailure("push"))
-        )
+        mutations: batch.sent.map((x) => x.wire)
+      }))
+      const results = Either.flatMap(answer, (r): Either.Either<ReadonlyArray<Protocol.MutationResult>, SyncTransportError> =>
+        r.results.length === batch.sent.length && r.results.every((x, i) => x.id === batch.sent[i].mutation.id)
+          ? Either.right(r.results)
+          : Either.left(new TransportError({ reason: "decode", message: "push results do not match the request" })))
+      if (Either.isLeft(results)) {
+        yield* reportFailure("push")(results.left)
+        return yield* onRequestFailure(gen0, batch, results.left)
       }
+      narrowTo = batchSize
+      yield* clearStuck
       yield* reportSuccess("lastPushAt")
-      return yield* handleResults(gen0, batch, response.results)
+      return yield* handleResults(gen0, batch.sent, results.right)
     }).pipe(Effect.withSpan("SyncClient.push", { attributes: { client_id: clientId } })))
 
     const pushWorker = Effect.gen(function*() {
-      let attempt = 0
+      const backoff = yield* Backoff.make(retry, onlinePush)
       while (true) {
         const outcome = yield* Effect.either(pushOnce)
-        if (Either.isRight(outcome) && outcome.right === "idle") {
-          attempt = 0
-          yield* Queue.take(pushWake)
-        } else if (Either.isRight(outcome) && outcome.right === "progress") {
-          attempt = 0
+        if (Either.isRight(outcome) && outcome.right !== "retry") {
+          yield* backoff.reset
+          if (outcome.right === "idle") yield* Queue.take(pushWake)
         } else {
-          yield* backoff(attempt++, onlinePush)
+          yield* backoff.wait
         }
       }
     })
+
+    /** Drop a pending mutation before the server applies it (see `Client.discard`). */
+    const discard = (id: number): Effect.Effect<PendingMutation, DiscardError | ClientStorageError> =>
+      Effect.gen(function*() {
+        const m = yield* locked(Effect.gen(function*() {
+          const current = pending.find((p) => p.id === id)
+          if (current === undefined || PushPolicy.isPlaceholder(current)) {
+            return yield* new DiscardError({ reason: "not_pending", message: `no pending mutation ${id}` })
+          }
+          if (PushPolicy.isProbe(current)) {
+            // processed by the server, answer unknown: stop asking (its rows stand)
+            yield* storage.commit({ pendingDelete: [id] })
+            pending = pending.filter((p) => p.id !== id)
+            if (failing?.id === id) yield* clearStuck
+            return PushPolicy.probed(current)
+          }
+          if (accepted.has(id)) {
+            return yield* new DiscardError({ reason: "accepted", message: `mutation ${id} was applied by the server; the next pull confirms it` })
+          }
+          yield* toPlaceholders([current])
+          if (failing?.id === id) yield* clearStuck
+          return current
+        }))
+        // cut a backoff short: what was stuck behind it may go now
+        yield* wake(onlinePush)
+        yield* wake(pushWake)
+        return m
+      }).pipe(Effect.withSpan("SyncClient.discard", { attributes: { id } }))
 
     // ---- pull ------------------------------------------------------------------
     type PullOutcome = "done" | "stale"
@@ -606,15 +860,19 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
           if (generation !== gen0) return "stale" as const
           const st = scopes.get(scope) ?? emptyScope()
           const confirmed = LocalView.fromSnapshot(snap.data)
-          const { drop, keep } = dropPendingUpTo(scope, snap.last_mutation_id)
-          const view = yield* LocalView.rebuild(registry, scope, confirmed, keep)
+          const queue = confirmUpTo(scope, snap.last_mutation_id)
+          const view = yield* rebuild(scope, confirmed, queue.next)
           const put: Array<readonly [string, string, unknown]> = []
           for (const [entity, ids] of confirmed) for (const [id, data] of ids) put.push([entity, id, data])
-          const batch: Batch = { scopes: [{ scope, cursor: snap.cursor, reset: true, put }], pendingDelete: drop.map((m) => m.id) }
+          const batch: Batch = {
+            scopes: [{ scope, cursor: snap.cursor, reset: true, put }],
+            pendingDelete: queue.pendingDelete,
+            pendingPut: queue.pendingPut
+          }
           yield* storage.commit(batch)
           scopes.set(scope, { cursor: snap.cursor, confirmed, view })
-          pending = keep
-          forgetConfirmed(drop)
+          pending = queue.next
+          queue.settle()
           needsReset.delete(scope)
           yield* publish({ _tag: "Reset", scope, reason })
           yield* publishChanges(LocalView.diff(scope, st.view, view), "reset")
@@ -636,16 +894,20 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
         if (generation !== gen0) return "stale" as const
         const st = scopes.get(scope) ?? emptyScope()
         if (st.cursor !== from) return "stale" as const
-        const { drop, keep } = dropPendingUpTo(scope, lmid)
-        if (changes.length > 0 || drop.length > 0 || !scopes.has(scope)) {
+        const queue = confirmUpTo(scope, lmid)
+        if (changes.length > 0 || queue.changed || !scopes.has(scope)) {
           const confirmed = LocalView.copyRows(st.confirmed)
           LocalView.applyChanges(confirmed, changes)
-          const view = yield* LocalView.rebuild(registry, scope, confirmed, keep)
+          const view = yield* rebuild(scope, confirmed, queue.next)
           const touched = new Map(changes.map((c) => [`${c.entity}\u0000${c.id}`, [c.entity, c.id] as const]))
-          yield* storage.commit({ scopes: [scopeWrite(scope, cursor, confirmed, touched.values())], pendingDelete: drop.map((m) => m.id) })
+          yield* storage.commit({
+            scopes: [scopeWrite(scope, cursor, confirmed, touched.values())],
+            pendingDelete: queue.pendingDelete,
+            pendingPut: queue.pendingPut
+          })
           scopes.set(scope, { cursor, confirmed, view })
-          pending = keep
-          forgetConfirmed(drop)
+          pending = queue.next
+          queue.settle()
           yield* publishChanges(LocalView.diff(scope, st.view, view), "pull")
           yield* syncPendingCount
         }
@@ -692,7 +954,7 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
       })).pipe(Effect.withSpan("SyncClient.pull", { attributes: { scope } }))
 
     const pullWorker = Effect.gen(function*() {
-      let attempt = 0
+      const backoff = yield* Backoff.make(retry, onlinePull)
       while (true) {
         if (dirty.size === 0) yield* Queue.take(pullWake)
         const batch = [...dirty]
@@ -705,8 +967,8 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
             dirty.add(scope)
           }
         }
-        if (failed) yield* backoff(attempt++, onlinePull)
-        else attempt = 0
+        if (failed) yield* backoff.wait
+        else yield* backoff.reset
       }
     })
 
@@ -724,10 +986,10 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
     const sync: Effect.Effect<void, SyncFailure> = Effect.gen(function*() {
       for (let round = 0; round < 20; round++) {
         yield* push
-        for (const scope of new Set([...tracked, ...pending.map((m) => m.scope)])) yield* pullScope(scope)
-        if (pending.length === 0) return
+        for (const scope of new Set([...tracked, ...visible().map((m) => m.scope)])) yield* pullScope(scope)
+        if (visible().length === 0) return
       }
-      return yield* new SyncError({ reason: "not_settled", message: `${pending.length} mutations still pending` })
+      return yield* new SyncError({ reason: "not_settled", message: `${visible().length} mutations still pending` })
     })
 
     const pull = (scope: string, cursor?: number) =>
@@ -764,6 +1026,34 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
         return Stream.concat(Stream.make(undefined), touched).pipe(Stream.mapEffect(() => query(scope, entity)))
       }))
 
+    /** The views as they are now: what one run of a query reads (views are replaced, never changed, by commits). */
+    const snapshotViews = (): ReadonlyMap<string, Rows> => new Map([...scopes].map(([scope, st]) => [scope, st.view] as const))
+
+    const watchQuery = <A, E>(run: (tx: Query.ReadTransaction) => Effect.Effect<A, E>): Stream.Stream<A, E> =>
+      Stream.unwrapScoped(Effect.gen(function*() {
+        // subscribed before the first run, so no commit falls between it and the events
+        const events = yield* PubSub.subscribe(pubsub)
+        let reads = Query.readNothing
+        const once = Effect.suspend(() => {
+          const { reads: read, tx } = Query.makeReadTransaction(registry, snapshotViews())
+          return Effect.map(run(tx), (a) => {
+            reads = read
+            return a
+          })
+        })
+        // `reads` is looked at when each event is taken, after the run before it finished
+        const reruns = Stream.fromQueue(events).pipe(
+          Stream.mapEffect((e): Effect.Effect<Option.Option<A>, E> =>
+            e._tag === "Changes" && e.changes.some((c) => reads.touches(c)) ? Effect.asSome(once) : Effect.succeedNone
+          ),
+          Stream.filterMap((a) => a)
+        )
+        return Stream.concat(Stream.fromEffect(once), reruns).pipe(Stream.changesWith(Query.equivalent))
+      }))
+
+    const watchAny = (first: string | ((tx: Query.ReadTransaction) => Effect.Effect<unknown, unknown>), entity?: Entity.Entity<unknown, unknown>) =>
+      typeof first === "function" ? watchQuery(first) : watch(first, entity as Entity.Entity<unknown, unknown>)
+
     // ---- background work ---------------------------------------------------------------
     yield* FiberSet.run(fibers, pushWorker)
     yield* FiberSet.run(fibers, pullWorker)
@@ -798,6 +1088,8 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
               wake(pushWake),
               setStatus((s) => ({ ...s, online: true }))
             ], { discard: true })
+          case "Subscribed":
+            return onHeads(event.cursors)
           case "Poke":
             return tracked.has(event.scope) && event.cursor > (scopes.get(event.scope)?.cursor ?? 0)
               ? requestPull(event.scope)
@@ -826,8 +1118,9 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
       view: (scope) => Effect.sync(() => LocalView.toSnapshot(viewOf(scope))),
       cursor: (scope) => Effect.sync(() => scopes.get(scope)?.cursor ?? 0),
       scopes: Effect.sync(() => [...tracked]),
-      pending: Effect.sync(() => pending),
-      watch,
+      pending: Effect.sync(visible),
+      discard,
+      watch: watchAny as Client<M>["watch"],
       status: SubscriptionRef.get(status),
       statusChanges: status.changes,
       subscribeEvents: PubSub.subscribe(pubsub),

@@ -7,6 +7,7 @@
  * @since 0.1.0
  */
 export * from "../shared.js"
+export * as Backoff from "./Backoff.js"
 export * as ClientStorage from "./ClientStorage.js"
 export * as IndexedDbStorage from "./IndexedDbStorage.js"
 export * as LiveClient from "./LiveClient.js"
@@ -15,12 +16,17 @@ export { MizuLive, type MizuLiveEvents, type MizuLiveOptions } from "./MizuLive.
 export { MizuSync, type MizuSyncEvents, type MizuSyncOptions, type MutationInput } from "./MizuSync.js"
 export {
   ClientStorageError,
+  DiscardError,
   LiveError,
   MizuError,
   type MizuErrorCode,
   MutateError,
+  QueryError,
   SyncError,
   type SyncErrorReason
 } from "./PromiseErrors.js"
+export * as PushPolicy from "./PushPolicy.js"
+export * as Query from "./Query.js"
 export * as SyncClient from "./SyncClient.js"
 export * as SyncTransport from "./SyncTransport.js"
+export * as Token from "./Token.js"

@@ -1,0 +1,189 @@
+/**
+ * What the push worker sends, and what it makes of a request the server
+ * refused as a whole.
+ *
+ * Requests: the queue is sent from its head, in id order, cut so that a
+ * request has at most `count` mutations and its JSON body at most `bytes`
+ * bytes (exactly as `JSON.stringify` writes it; the head alone may exceed a
+ * learned budget, never `maxPushBytes`).
+ *
+ * Placeholders: the server keeps one counter per client and refuses an id
+ * that skips one (`out_of_order`), so a mutation dropped before the server
+ * consumed its id (discarded by the app, or refused by the client as too
+ * large, forbidden, …) is not deleted but replaced by a placeholder with the
+ * same id: the reserved name `$mizu/discarded`, no args. The server consumes
+ * it as `unknown_mutation` (no change), or answers `duplicate` if the
+ * original had reached it after all — either way the id is used up, the ids
+ * after it never move, and no answer in flight is misread. A placeholder has
+ * no local effect and is not reported as pending. It travels in the scope of
+ * the next real mutation after it (a scope the client is about to push to
+ * anyway, so a forbidden scope is never sent again), and is not sent while
+ * no real mutation follows it: until then no id depends on it.
+ *
+ * Probes: a pull may show that the server processed a mutation whose answer
+ * the client never got (a lost response). Its effect is then in the pulled
+ * rows, or it was rejected — which only the server's answer can tell. So it
+ * stays in the queue as a probe (`$mizu/probe`, the original kept in its
+ * args, no local effect) and is sent again, alone in its own scope: the
+ * server answers a duplicate, with the rejection it remembers if it had
+ * rejected it, and the client reports that as `Rejected`.
+ *
+ * @since 0.1.0
+ */
+import * as Protocol from "../protocol/Sync.js"
+import type { PendingMutation } from "./LocalView.js"
+import type { SyncTransportError } from "./SyncTransport.js"
+
+/** The reserved mutation name of placeholders; a registry must not define it. */
+export const DISCARDED = "$mizu/discarded"
+
+/** The reserved mutation name of probes; a registry must not define it. */
+export const PROBE = "$mizu/probe"
+
+/** Whether a name is one of the client's own (never an app mutation). */
+export const isReservedName = (name: string): boolean => name === DISCARDED || name === PROBE
+
+/** Whether a queued mutation is a placeholder for a dropped one. */
+export const isPlaceholder = (m: PendingMutation): boolean => m.name === DISCARDED
+
+/** Whether a queued mutation is a probe for the answer to one the server processed. */
+export const isProbe = (m: PendingMutation): boolean => m.name === PROBE
+
+/** Whether a queued mutation is the client's own (a placeholder or a probe): no local effect, not pending for the app. */
+export const isReserved = (m: PendingMutation): boolean => isReservedName(m.name)
+
+/** The placeholder that takes `m`'s id (and keeps its scope, for the record). */
+export const placeholder = (m: PendingMutation): PendingMutation => ({ id: m.id, name: DISCARDED, scope: m.scope, args: undefined })
+
+/** The probe for `m`'s answer. */
+export const probe = (m: PendingMutation): PendingMutation => ({ id: m.id, name: PROBE, scope: m.scope, args: { name: m.name, args: m.args } })
+
+/** The mutation a probe asks about. */
+export const probed = (m: PendingMutation): PendingMutation => {
+  const args = m.args
+  const name = typeof args === "object" && args !== null && "name" in args && typeof args.name === "string" ? args.name : m.name
+  return { id: m.id, name, scope: m.scope, args: typeof args === "object" && args !== null && "args" in args ? args.args : undefined }
+}
+
+/** The default `maxPushBytes`: the server's default body limit (1 MiB) minus 16 KiB of headroom. */
+export const DEFAULT_MAX_PUSH_BYTES = 1024 * 1024 - 16 * 1024
+
+/** UTF-8 length of a string, without encoding it. */
+export const utf8Length = (s: string): number => {
+  let n = 0
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c < 0x80) n += 1
+    else if (c < 0x800) n += 2
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      n += 4
+      i++
+    } else n += 3
+  }
+  return n
+}
+
+/** A mutation as it goes on the wire. */
+export const wireOf = (m: PendingMutation, scope: string = m.scope): Protocol.Mutation =>
+  isReserved(m) ? { id: m.id, name: m.name, scope } : { id: m.id, name: m.name, scope, args: m.args }
+
+const sizes = new WeakMap<PendingMutation, number>()
+
+/** Bytes of a mutation's JSON (cached per queued value, which never changes). */
+const bytesOf = (m: PendingMutation, wire: Protocol.Mutation): number => {
+  if (isReserved(m)) return utf8Length(JSON.stringify(wire))
+  const known = sizes.get(m)
+  if (known !== undefined) return known
+  const n = utf8Length(JSON.stringify(wire))
+  sizes.set(m, n)
+  return n
+}
+
+/** Bytes of a push body around its mutations: `{"protocol":1,"client_id":…,"mutations":[]}`. */
+export const envelopeBytes = (clientId: string): number =>
+  utf8Length(JSON.stringify({ protocol: Protocol.PROTOCOL_VERSION, client_id: clientId, mutations: [] }))
+
+/** Bytes of a push body of one mutation: what `maxPushBytes` bounds for a single mutation. */
+export const singleRequestBytes = (clientId: string, wire: Protocol.Mutation): number =>
+  envelopeBytes(clientId) + utf8Length(JSON.stringify(wire))
+
+/** One mutation of a request: as queued, and as sent. */
+export interface Sent {
+  readonly mutation: PendingMutation
+  readonly wire: Protocol.Mutation
+}
+
+/** The next request: its mutations and the size of its body. */
+export interface Batch {
+  readonly sent: ReadonlyArray<Sent>
+  readonly bytes: number
+}
+
+/**
+ * The longest prefix of `queue` (unanswered mutations, in id order) within
+ * the limits, placeholders in their carrier's scope; at least the head
+ * whatever its size, unless it is a placeholder with no real mutation after it.
+ */
+export const nextBatch = (
+  queue: ReadonlyArray<PendingMutation>,
+  limits: { readonly count: number; readonly bytes: number },
+  clientId: string
+): Batch => {
+  const carriers = carrierScopes(queue)
+  const sent: Array<Sent> = []
+  let bytes = envelopeBytes(clientId)
+  for (let i = 0; i < queue.length && sent.length < limits.count; i++) {
+    const m = queue[i]
+    const scope = isPlaceholder(m) ? carriers[i] : m.scope
+    if (scope === undefined) break
+    const wire = wireOf(m, scope)
+    const size = bytesOf(m, wire) + (sent.length > 0 ? 1 : 0)
+    if (sent.length > 0 && bytes + size > limits.bytes) break
+    sent.push({ mutation: m, wire })
+    bytes += size
+  }
+  return { sent, bytes }
+}
+
+/** For each position, the scope of the first app mutation at or after it (`undefined` past the last). */
+const carrierScopes = (queue: ReadonlyArray<PendingMutation>): Array<string | undefined> => {
+  const out = new Array<string | undefined>(queue.length)
+  let next: string | undefined
+  for (let i = queue.length - 1; i >= 0; i--) {
+    const m = queue[i]
+    if (!isReserved(m)) next = m.scope
+    out[i] = next
+  }
+  return out
+}
+
+/** The app mutation a placeholder travels with: the first after it (itself, for any other entry). */
+export const carrierOf = (queue: ReadonlyArray<PendingMutation>, m: PendingMutation): PendingMutation | undefined =>
+  isPlaceholder(m) ? queue.find((p) => p.id > m.id && !isReserved(p)) : m
+
+/** Why the client drops a mutation the server never consumed. */
+export type RefusalCode = "too_large" | "invalid_request" | "unauthorized" | "forbidden" | "not_found"
+
+/**
+ * What a failed push request means for its mutations:
+ * - `TooLarge` (413): send fewer bytes; a mutation alone is dropped as `too_large`;
+ * - `Refused` (400, 401 after the transport's refresh, 403, 404): the server
+ *   will refuse these mutations every time; find which by halving the
+ *   request, drop that one;
+ * - `Retry`: anything else (5xx, 408, 429, no answer, an unknown answer,
+ *   `version_not_supported`): nothing was refused for good; send again later.
+ */
+export type RequestFailure =
+  | { readonly _tag: "TooLarge"; readonly message: string }
+  | { readonly _tag: "Refused"; readonly code: RefusalCode; readonly message: string }
+  | { readonly _tag: "Retry" }
+
+const refusals: Readonly<Record<number, RefusalCode>> = { 400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found" }
+
+export const classify = (error: SyncTransportError): RequestFailure => {
+  if (error._tag === "ProtocolError" && error.code === "version_not_supported") return { _tag: "Retry" }
+  const status = error._tag === "ProtocolError" ? error.status : error.reason === "http" ? error.status : undefined
+  if (status === 413) return { _tag: "TooLarge", message: error.message }
+  const code = status === undefined ? undefined : refusals[status]
+  return code === undefined ? { _tag: "Retry" } : { _tag: "Refused", code, message: error.message }
+}
