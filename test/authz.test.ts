@@ -17,7 +17,7 @@ import { registry } from "../examples/todo/mutations.js"
 import { TodoPage } from "../examples/todo/page.js"
 import { realSleep } from "./suites/util.js"
 import { BaseUrl, decodeAs, layerServer, post } from "./support/TestServer.js"
-import { connect, type Frame, is, join, request, T, type WsClient } from "./support/WsClient.js"
+import { connect, type Frame, is, join, keyOf, request, T, type WsClient } from "./support/WsClient.js"
 
 const tokens = {
   "token-a": ["user:a:*", "room:a"],
@@ -261,9 +261,11 @@ describe("authorization through the server (TokenAuthorizer)", () => {
         const ja = yield* join(a, { token: "token-a", scopes: [RA] })
         yield* join(a2, { token: "token-a", scopes: [RA] })
         yield* join(b, { token: "token-b", scopes: [RB] })
+        let handle = "" // a's opaque handle on RA (its BROADCAST `from` and PRESENCE key there)
         for (const topic of [RA, RB]) {
           const allowed = topic === RA
           const cast = yield* request(a, { type: T.EVENT, topic, payload: { name: "typing", values: { on: true } } })
+          if (allowed) handle = keyOf(cast)
           const here = yield* request(a, { type: T.EVENT, topic, payload: { name: "presence", values: { user: "a" } } })
           // the topic may also be named in the payload
           const inPayload = yield* request(a, { type: T.EVENT, payload: { name: "typing", topic } })
@@ -275,8 +277,9 @@ describe("authorization through the server (TokenAuthorizer)", () => {
         }
         assert.strictEqual((yield* request(a, { type: T.SUBSCRIBE, payload: { scopes: [RB] } })).reason, "forbidden")
         // a2 (on A's topic) got A's broadcast and presence; b (on B's) nothing from a
-        yield* a2.waitFor(is(T.BROADCAST, (f) => f.payload.topic === RA && f.payload.from === ja.session_id))
-        yield* a2.waitFor(is(T.PRESENCE, (f) => f.payload.topic === RA && f.payload.joins?.[ja.session_id ?? ""] !== undefined))
+        assert.notStrictEqual(handle, ja.session_id)
+        yield* a2.waitFor(is(T.BROADCAST, (f) => f.payload.topic === RA && f.payload.from === handle))
+        yield* a2.waitFor(is(T.PRESENCE, (f) => f.payload.topic === RA && f.payload.joins?.[handle] !== undefined))
         yield* settle(b, "b")
         yield* realSleep(50)
         assert.deepStrictEqual(b.frames.filter((f) => f.type === T.BROADCAST || f.type === T.PRESENCE), [])
@@ -301,13 +304,13 @@ describe("authorization through the server (TokenAuthorizer)", () => {
         const b2 = yield* connect(base)
         const jb1 = yield* join(b1, { token: "token-b", scopes: [B, RB] })
         yield* join(b2, { token: "token-b", scopes: [B, RB] })
-        yield* request(b1, { type: T.EVENT, topic: RB, payload: { name: "presence", values: { user: "b1" } } })
+        const b1Handle = keyOf(yield* request(b1, { type: T.EVENT, topic: RB, payload: { name: "presence", values: { user: "b1" } } }))
         yield* request(b2, { type: T.EVENT, topic: RB, payload: { name: "presence", values: { user: "b2" } } })
         yield* request(b1, { type: T.EVENT, topic: RB, payload: { name: "typing", values: { secret: "b-typing" } } })
         const pushB = yield* req("push", { mutations: [create(B, "b-secret")] }, bearer("token-b"))
         assert.strictEqual(pushB.status, 200)
         // B's sessions got all of it (so the silence on A's side means something)
-        yield* b2.waitFor(is(T.BROADCAST, (f) => f.payload.topic === RB && f.payload.from === jb1.session_id))
+        yield* b2.waitFor(is(T.BROADCAST, (f) => f.payload.topic === RB && f.payload.from === b1Handle))
         yield* b1.waitFor(is(T.POKE, (f) => f.payload.scope === B))
         b2.ws.terminate() // presence leaves
         yield* b1.waitFor(is(T.PRESENCE, (f) => f.payload.topic === RB && f.payload.leaves !== undefined))
@@ -329,7 +332,7 @@ describe("authorization through the server (TokenAuthorizer)", () => {
         }
         // nothing but the REPLYs to its own requests (which name what it asked for) mentions B
         const seen = JSON.stringify([...onlyA.frames, ...pageOnB.frames].filter((f) => f.type !== T.REPLY))
-        for (const word of [B, RB, "b-secret", "b-typing", jb1.session_id ?? "?"]) assert.notInclude(seen, word)
+        for (const word of [B, RB, "b-secret", "b-typing", jb1.session_id ?? "?", b1Handle]) assert.notInclude(seen, word)
         assert.isFalse(pageOnB.frames.some((f) => f.type === T.PATCH || f.type === T.POKE))
       }).pipe(Effect.scoped))
 

@@ -37,7 +37,7 @@ import WebSocket from "ws"
 import { registry } from "../examples/todo/mutations.js"
 import { freshScope, range, realSleep } from "./suites/util.js"
 import { BaseUrl, decodeAs, layerServer, post } from "./support/TestServer.js"
-import { connect, is, join, request, T, type WsClient, wsUrl } from "./support/WsClient.js"
+import { connect, is, join, keyOf, request, T, type WsClient, wsUrl } from "./support/WsClient.js"
 
 const real = { excludeTestServices: true } as const
 const { html } = Html
@@ -53,7 +53,6 @@ const settle = (c: WsClient, ping: string) =>
   Effect.zipRight(Effect.sync(() => c.send({ type: T.HEARTBEAT, payload: { ping } })), c.waitFor(is(T.HEARTBEAT, (f) => f.payload.pong === ping)))
 
 /** The key an EVENT's ack gives the sender on its topic. */
-const keyOf = (reply: { readonly result?: unknown }): string => (reply.result as { readonly key: string }).key
 
 /** The TCP socket under a test client: pause it and the client stops reading. */
 const tcp = (c: WsClient) => (c.ws as unknown as { _socket: { pause: () => void; resume: () => void } })._socket

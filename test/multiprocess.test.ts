@@ -13,7 +13,7 @@ import { describePostgres, PgDatabase } from "./support/Postgres.js"
 import * as Redis from "./support/Redis.js"
 import * as ServerProcess from "./support/ServerProcess.js"
 import { decodeAs, post } from "./support/TestServer.js"
-import { connect, is, join, request, T } from "./support/WsClient.js"
+import { connect, is, join, keyOf, request, T } from "./support/WsClient.js"
 
 const pubsubs = [
   ...(Redis.unavailable === undefined ? [{ name: "Redis", env: () => ({ PUBSUB_URL: Redis.url }) }] : []),
@@ -33,7 +33,7 @@ describePostgres("two server processes", ({ database }) => {
           const scope = freshScope("mp")
           const onA = yield* connect(a.url)
           const onB = yield* connect(b.url)
-          const ja = yield* join(onA, { scopes: [scope] })
+          yield* join(onA, { scopes: [scope] })
           const jb = yield* join(onB, { scopes: [scope] })
 
           // a push on A pokes the subscriber on B
@@ -46,29 +46,31 @@ describePostgres("two server processes", ({ database }) => {
           assert.strictEqual(pulled.changes.length, 1)
 
           // broadcast from B reaches A
-          yield* request(onB, { type: T.EVENT, topic: scope, payload: { name: "typing", values: { who: "bob" } } })
+          // (`from` and presence keys are the sender's opaque handle on the topic, never its session id)
+          const bob = keyOf(yield* request(onB, { type: T.EVENT, topic: scope, payload: { name: "typing", values: { who: "bob" } } }))
+          assert.notStrictEqual(bob, jb.session_id)
           const got = yield* onA.waitFor(is(T.BROADCAST), 10_000)
-          assert.deepStrictEqual(got.payload, { topic: scope, event: "typing", payload: { who: "bob" }, from: jb.session_id })
+          assert.deepStrictEqual(got.payload, { topic: scope, event: "typing", payload: { who: "bob" }, from: bob })
 
-          // presence crosses both ways
-          yield* request(onA, { type: T.EVENT, topic: scope, payload: { name: "presence", values: { user: "ann" } } })
-          yield* request(onB, { type: T.EVENT, topic: scope, payload: { name: "presence", values: { user: "bob" } } })
-          yield* onB.waitFor(is(T.PRESENCE, (f) => f.payload.joins?.[ja.session_id as string] !== undefined), 10_000)
-          yield* onA.waitFor(is(T.PRESENCE, (f) => f.payload.joins?.[jb.session_id as string] !== undefined), 10_000)
+          // presence crosses both ways, under the same handles
+          const ann = keyOf(yield* request(onA, { type: T.EVENT, topic: scope, payload: { name: "presence", values: { user: "ann" } } }))
+          assert.strictEqual(keyOf(yield* request(onB, { type: T.EVENT, topic: scope, payload: { name: "presence", values: { user: "bob" } } })), bob)
+          yield* onB.waitFor(is(T.PRESENCE, (f) => f.payload.joins?.[ann] !== undefined), 10_000)
+          yield* onA.waitFor(is(T.PRESENCE, (f) => f.payload.joins?.[bob] !== undefined), 10_000)
 
           // B's client goes away: A sees it leave
           onB.ws.terminate()
-          const left = yield* onA.waitFor(is(T.PRESENCE, (f) => f.payload.leaves?.[jb.session_id as string] !== undefined), 10_000)
-          assert.deepStrictEqual(left.payload.leaves, { [jb.session_id as string]: { user: "bob" } })
+          const left = yield* onA.waitFor(is(T.PRESENCE, (f) => f.payload.leaves?.[bob] !== undefined), 10_000)
+          assert.deepStrictEqual(left.payload.leaves, { [bob]: { user: "bob" } })
 
           // a client of C is present; C is killed with SIGKILL (no goodbye): its presence expires on A
           const onC = yield* connect(c.url)
-          const jc = yield* join(onC, { scopes: [scope] })
-          yield* request(onC, { type: T.EVENT, topic: scope, payload: { name: "presence", values: { user: "cat" } } })
-          yield* onA.waitFor(is(T.PRESENCE, (f) => f.payload.joins?.[jc.session_id as string] !== undefined), 10_000)
+          yield* join(onC, { scopes: [scope] })
+          const cat = keyOf(yield* request(onC, { type: T.EVENT, topic: scope, payload: { name: "presence", values: { user: "cat" } } }))
+          yield* onA.waitFor(is(T.PRESENCE, (f) => f.payload.joins?.[cat] !== undefined), 10_000)
           yield* c.kill("SIGKILL")
-          const expired = yield* onA.waitFor(is(T.PRESENCE, (f) => f.payload.leaves?.[jc.session_id as string] !== undefined), 15_000)
-          assert.deepStrictEqual(expired.payload.leaves, { [jc.session_id as string]: { user: "cat" } })
+          const expired = yield* onA.waitFor(is(T.PRESENCE, (f) => f.payload.leaves?.[cat] !== undefined), 15_000)
+          assert.deepStrictEqual(expired.payload.leaves, { [cat]: { user: "cat" } })
         }).pipe(Effect.scoped), 180_000)
     })
   }

@@ -116,6 +116,15 @@ export const request = (client: WsClient, frame: { type: number; topic?: string;
 
 export const join = (client: WsClient, payload: Record<string, unknown> = {}) => request(client, { type: T.JOIN, payload })
 
+/** The sender's opaque per-topic handle from an EVENT's REPLY (`result.key`): its BROADCAST `from` and PRESENCE key there. */
+export const keyOf = (reply: { readonly result?: unknown }): string => {
+  const result = reply.result
+  if (typeof result !== "object" || result === null || !("key" in result) || typeof result.key !== "string") {
+    throw new Error(`the EVENT's REPLY carries no key: ${JSON.stringify(reply)}`)
+  }
+  return result.key
+}
+
 /** A type guard for frames of one type (and an optional extra condition). */
 export const is = <K extends Frame["type"]>(type: K, extra?: (f: Extract<Frame, { type: K }>) => boolean) =>
 (f: Frame): f is Extract<Frame, { type: K }> =>
