@@ -5,16 +5,20 @@
  * bad mutation (rejected, or reported stuck and discarded) and that a later
  * good one reaches the server.
  */
-import { assert, describe, layer } from "@effect/vitest"
+import { assert, describe, it, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
 import { Authorizer, Entity, LivePubSub, Mutation, SyncStorage, TokenAuthorizer } from "mizu-sync-live"
-import { DiscardError, MizuSync, PushPolicy, SyncClient, SyncTransport } from "mizu-sync-live/client"
+import { DiscardError, MizuSync, Protocol, PushPolicy, SyncClient, SyncTransport } from "mizu-sync-live/client"
+import { FileStorage } from "mizu-sync-live/client/node"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
 import { freshScope } from "./suites/util.js"
-import { eventuallyTrue, startClient } from "./support/clientHarness.js"
+import { eventuallyTrue, startClient, startStoppable, unplugged } from "./support/clientHarness.js"
 import { BaseUrl, layerServer } from "./support/TestServer.js"
 
 // ---- a registry with big rows, a mutation the server's handler dies on, and one it rejects -----------------
@@ -78,6 +82,41 @@ const isRejected = (e: SyncClient.SyncEvent): e is Extract<SyncClient.SyncEvent,
 const isStuck = (e: SyncClient.SyncEvent): e is Extract<SyncClient.SyncEvent, { _tag: "Stuck" }> => e._tag === "Stuck"
 
 const kib = (n: number, fill = "x") => fill.repeat(n * 1024)
+
+describe("PushPolicy", () => {
+  const m = (id: number, scope: string, name = "blob/put", args: unknown = { id: String(id), data: "x" }): SyncClient.PendingMutation => ({ id, name, scope, args })
+
+  it("cuts requests by count and bytes, the head always in; placeholders ride in the next real mutation's scope, never at the tail", () => {
+    const queue = [PushPolicy.placeholder(m(1, "forbidden")), m(2, "a"), PushPolicy.placeholder(m(3, "b")), m(4, "c"), PushPolicy.placeholder(m(5, "d"))]
+    const all = PushPolicy.nextBatch(queue, { count: 100, bytes: 1 << 20 }, "c1")
+    assert.deepStrictEqual(all.sent.map((x) => x.wire), [
+      { id: 1, name: PushPolicy.DISCARDED, scope: "a" },
+      { id: 2, name: "blob/put", scope: "a", args: { id: "2", data: "x" } },
+      { id: 3, name: PushPolicy.DISCARDED, scope: "c" },
+      { id: 4, name: "blob/put", scope: "c", args: { id: "4", data: "x" } }
+    ])
+    // the byte count is the body's, exactly
+    const body = JSON.stringify({ protocol: Protocol.PROTOCOL_VERSION, client_id: "c1", mutations: all.sent.map((x) => x.wire) })
+    assert.strictEqual(all.bytes, new TextEncoder().encode(body).length)
+    assert.strictEqual(PushPolicy.nextBatch(queue, { count: 2, bytes: 1 << 20 }, "c1").sent.length, 2)
+    const big = [m(1, "a", "blob/put", { data: "é".repeat(1000) }), m(2, "a")]
+    assert.strictEqual(PushPolicy.nextBatch(big, { count: 100, bytes: 10 }, "c1").sent.length, 1)
+    assert.deepStrictEqual(PushPolicy.nextBatch([PushPolicy.placeholder(m(1, "a"))], { count: 100, bytes: 1 << 20 }, "c1").sent, [])
+  })
+
+  it("classifies failed requests: 413 too large; 400/401/403/404 refused; the rest retried", () => {
+    const protocol = (code: Protocol.ErrorCode) => new Protocol.ProtocolError({ code, message: code })
+    const http = (status: number) => new SyncTransport.TransportError({ reason: "http", status, message: `HTTP ${status}` })
+    assert.strictEqual(PushPolicy.classify(protocol("payload_too_large"))._tag, "TooLarge")
+    assert.strictEqual(PushPolicy.classify(http(413))._tag, "TooLarge")
+    for (const [error, code] of [[protocol("invalid_request"), "invalid_request"], [protocol("unauthorized"), "unauthorized"], [protocol("forbidden"), "forbidden"], [http(404), "not_found"]] as const) {
+      assert.deepStrictEqual(PushPolicy.classify(error), { _tag: "Refused", code, message: error.message })
+    }
+    for (const error of [protocol("version_not_supported"), protocol("internal"), protocol("unavailable"), http(502), http(429), new SyncTransport.TransportError({ reason: "network", message: "down" })]) {
+      assert.strictEqual(PushPolicy.classify(error)._tag, "Retry")
+    }
+  })
+})
 
 describe("push policy", () => {
   layer(layerServer({ registry: serverRegistry, live: { drainPeriod: "10 millis" } }, Layer.mergeAll(SyncStorage.layerMemory, LivePubSub.layerMemory, Authorizer.layerAllowAll)), {
@@ -186,6 +225,35 @@ describe("push policy", () => {
         assert.deepStrictEqual(yield* client.view(scope), {
           blob: { after: { id: "after", data: "2" }, before: { id: "before", data: "1" }, later: { id: "later", data: "3" } }
         })
+      }))
+
+    it.scoped("a discard made offline survives a restart: its placeholder keeps the ids in order, and the later mutation reaches the server", () =>
+      Effect.gen(function*() {
+        const base = yield* BaseUrl
+        const scope = freshScope("blobs")
+        const dir = yield* Effect.acquireRelease(
+          Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "mizu-discard-"))),
+          (d) => Effect.sync(() => Fs.rmSync(d, { recursive: true, force: true }))
+        )
+        const storage = FileStorage.layer({ directory: dir })
+        const down = { value: true }
+        const transport = unplugged(fetchTo(base), down)
+        const first = yield* startStoppable({ ...fast, scopes: [scope] }, transport, storage)
+        const a = yield* first.client.mutate(putBlob, { id: "a", data: "unwanted" }, { scope })
+        yield* first.client.mutate(putBlob, { id: "b", data: "wanted" }, { scope })
+        yield* first.client.discard(a.id)
+        assert.deepStrictEqual((yield* first.client.pending).map((p) => p.id), [2])
+        yield* first.stop
+        down.value = false
+        const second = yield* startStoppable({ ...fast, scopes: [scope] }, transport, storage)
+        assert.deepStrictEqual((yield* second.client.pending).map((p) => p.id), [2])
+        assert.deepStrictEqual(yield* second.client.view(scope), { blob: { b: { id: "b", data: "wanted" } } })
+        yield* second.client.sync
+        assert.deepStrictEqual(yield* serverRows(base, scope), ["b"])
+        assert.strictEqual((yield* second.client.mutate(putBlob, { id: "c", data: "c" }, { scope })).id, 3)
+        yield* second.client.sync
+        assert.deepStrictEqual(yield* serverRows(base, scope), ["b", "c"])
+        yield* second.stop
       }))
 
     it.scoped("discard refuses what it cannot drop: an unknown id, one the server already applied", () =>
