@@ -41,6 +41,11 @@ const ServerLive = Server.layer({
   live: {
     idleTimeout: (arg.idleTimeout ?? "30 minutes") as Duration.DurationInput,
     drainPeriod: "100 millis",
+    // every load-generating session comes from 127.0.0.1, and the load's publisher sends 50 events/s:
+    // the per-address cap and the per-session broadcast rate would refuse what is being measured
+    maxSessionsPerAddress: Infinity,
+    maxBroadcastsPerSecond: 1_000,
+    broadcastBurst: 1_000,
     ...(arg.tickInterval === undefined ? {} : { tickInterval: arg.tickInterval as Duration.DurationInput })
   },
   ...(arg.variants === true ? { routes: Variants.router } : {})
