@@ -12,6 +12,7 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as NodeUtil from "node:util"
 import * as PubSubConfig from "../src/live/PubSubConfig.js"
+import * as RedisPubSub from "../src/live/redis/RedisPubSub.js"
 import * as ConnectionUrl from "../src/sync/ConnectionUrl.js"
 import * as StorageConfig from "../src/sync/StorageConfig.js"
 
@@ -98,5 +99,12 @@ describe("connection URLs in errors and logs", () => {
         const text = yield* failureText(PubSubConfig.layerConfig, { PUBSUB_URL: url })
         assert.notInclude(text, SECRET, url)
       }
+    }))
+
+  it.live("RedisPubSub.layer given an unparsable URL directly dies without echoing its password", () =>
+    Effect.gen(function*() {
+      const text = yield* failureText(RedisPubSub.layer({ url: `redis://user:${SECRET}@ho st:99999/x` }), {})
+      assert.notInclude(text, SECRET)
+      assert.include(text, "not a valid Redis URL: redis://user:***@")
     }))
 })

@@ -32,6 +32,7 @@ import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import * as ConnectionUrl from "../../sync/ConnectionUrl.js"
 import { Redis, type RedisOptions } from "ioredis"
 import { LivePubSub, makePublisher, type PublishOptions } from "../LivePubSub.js"
 
@@ -56,11 +57,17 @@ const retrySchedule = Schedule.exponential("100 millis").pipe(Schedule.union(Sch
 
 const connect = (url: string, name: string, extra: RedisOptions = {}) =>
   Effect.acquireRelease(
-    Effect.sync(() => {
-      const client = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 2, connectionName: name, ...extra })
+    Effect.suspend(() => {
+      let client: Redis
+      try {
+        client = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 2, connectionName: name, ...extra })
+      } catch {
+        // ioredis's own error quotes the URL, password included
+        return Effect.dieMessage(`not a valid Redis URL: ${ConnectionUrl.redact(url)}`)
+      }
       // ioredis reports connection trouble as events; without a listener Node would crash.
       client.on("error", () => undefined)
-      return client
+      return Effect.succeed(client)
     }),
     // QUIT waits for Redis; an unreachable one must not hold the shutdown up.
     (client) =>
