@@ -57,10 +57,11 @@ const recording = (inner: Transport, ledger: Ledger): Transport =>
         Effect.sync(() => {
           response.results.forEach((result, i) => {
             const key = `${r.client_id}:${r.mutations[i]?.id}`
-            if (result.ok && result.duplicate === true) return
             if (!result.ok && result.error?.code === "out_of_order") return
-            ledger.processed.set(key, (ledger.processed.get(key) ?? 0) + 1)
             if (!result.ok) ledger.refused.add(key)
+            // a duplicate (also one answering a remembered rejection) was processed before
+            if (result.duplicate === true) return
+            ledger.processed.set(key, (ledger.processed.get(key) ?? 0) + 1)
           })
         }))
   })
