@@ -3,7 +3,9 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Either from "effect/Either"
-import { LiveProtocol, Protocol } from "mizu-sync-live"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import { LiveProtocol, Mutation, Protocol } from "mizu-sync-live"
 import { decodeBody } from "../src/sync/SyncHttp.js"
 
 describe("__proto__ on the wire", () => {
@@ -24,5 +26,12 @@ describe("__proto__ on the wire", () => {
     if (Either.isRight(body)) assert.strictEqual(body.right.client_id, undefined)
     assert.strictEqual(Protocol.parseJson(`{"a":{"__proto__":{"x":1}}}`) instanceof Object, true)
     assert.deepStrictEqual(Protocol.parseJson(`{"a":{"__proto__":{"x":1},"b":2}}`), { a: { b: 2 } })
+  })
+})
+
+describe("reserved mutation names", () => {
+  it("a registry refuses names starting with $mizu/ (the client's placeholders must reach the server as unknown)", () => {
+    const placeholder = Mutation.make("$mizu/discarded", { args: Schema.Struct({}), handler: () => Effect.void })
+    assert.throws(() => Mutation.registry({ entities: [], mutations: [placeholder] }), /reserved/)
   })
 })

@@ -61,6 +61,9 @@ export interface Registry<M extends Mutation = Mutation> {
 }
 
 /** Build a registry. Duplicate names are a programming error and throw at definition time. */
+/** Mutation names the client uses for itself (placeholders of discarded ids, probes); no registry may define them. */
+export const RESERVED_PREFIX = "$mizu/"
+
 export const registry = <const Ms extends ReadonlyArray<Mutation>>(options: {
   readonly entities: ReadonlyArray<Entity<any, any>>
   readonly mutations: Ms
@@ -73,6 +76,8 @@ export const registry = <const Ms extends ReadonlyArray<Mutation>>(options: {
   const mutations = new Map<string, Ms[number]>()
   for (const m of options.mutations) {
     if (mutations.has(m.name)) throw new Error(`duplicate mutation ${m.name}`)
+    // the client's own placeholders (a discarded mutation's id) must reach the server as unknown
+    if (m.name.startsWith(RESERVED_PREFIX)) throw new Error(`mutation names starting with ${RESERVED_PREFIX} are reserved: ${m.name}`)
     mutations.set(m.name, m)
   }
   return { entities, mutations }
