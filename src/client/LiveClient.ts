@@ -172,6 +172,9 @@ type SubscribeOutcome =
 
 const validateScopes = Schema.decodeUnknownEither(Schema.Array(Protocol.Scope))
 
+/** CLOSE reasons after which the reconnect delay keeps growing instead of starting over. */
+const backsOff: ReadonlySet<string> = new Set(["rate_limited", "slow_consumer", "unauthorized"])
+
 const disconnected = () => new LiveError({ reason: "disconnected", message: "the connection closed" })
 
 /** Build a live client whose connection lives as long as the scope. */
@@ -199,6 +202,8 @@ export const make = (options: Options): Effect.Effect<LiveClient["Type"], never,
     let ref = 0
     let sessionId: string | undefined
     let joinedOnce = false
+    /** The CLOSE reason of the current connection, if the server sent one. */
+    let closedFor: string | undefined
     const decoder = new TextDecoder()
 
     const publish = (event: LiveEvent) => PubSub.publish(pubsub, event)
@@ -246,6 +251,7 @@ export const make = (options: Options): Effect.Effect<LiveClient["Type"], never,
           return Effect.zipRight(event, Deferred.fail(waiting.deferred, new LiveError({ reason: "refused", message: `${frame.payload.code}: ${frame.payload.message ?? ""}` })))
         }
         case Live.FrameType.CLOSE:
+          closedFor = frame.payload.reason
           return publish({ _tag: "Closed", reason: frame.payload.reason, message: frame.payload.message })
         case Live.FrameType.HEARTBEAT:
           return Effect.void
@@ -454,6 +460,7 @@ export const make = (options: Options): Effect.Effect<LiveClient["Type"], never,
     const loop = Effect.gen(function*() {
       const backoff = yield* Backoff.make(backoffOptions)
       while (true) {
+        closedFor = undefined
         // a constructor that throws (no WebSocket here, a malformed URL) is reported and retried, never fatal
         const joined = yield* connectOnce.pipe(
           Effect.catchAllDefect((defect) =>
@@ -461,7 +468,9 @@ export const make = (options: Options): Effect.Effect<LiveClient["Type"], never,
           )
         )
         yield* SubscriptionRef.set(status, "disconnected")
-        if (joined) yield* backoff.reset
+        // a session the server closed for what it did (too many frames, too slow, credentials no
+        // longer valid) reconnects after a growing delay, not at once: the backoff goes on
+        if (joined && (closedFor === undefined || !backsOff.has(closedFor))) yield* backoff.reset
         yield* backoff.wait
       }
     })
