@@ -27,6 +27,13 @@ const all: ReadonlyArray<Bench> = [
   { name: "ws-open", what: "opening sessions (500, 50 at a time) and where the time goes; vs a plain ws server", nodeFlags: [], timeoutMs: 7 * 60_000 },
   { name: "session-shapes", what: "per-session inbox consumer shapes: heap and CPU per wake-up; vs a callback sink", nodeFlags: ["--expose-gc"], timeoutMs: 3 * 60_000 },
   {
+    name: "first-render",
+    what: "open → first subscribe callback (Node memory/file, Chromium IndexedDB) and cold offline load → list painted (service worker + IndexedDB), 100 KB and 5 MB; vs raw reads + a plain DOM render (needs Chromium; run only when named, ~4 min)",
+    nodeFlags: [],
+    timeoutMs: 15 * 60_000,
+    onlyWhenNamed: true
+  },
+  {
     name: "load",
     what: "10,000 sessions, 1,000 pushes/s into 100 scopes, 60 s, then + one never-reading session; vs a plain ws server (run only when named, ~8 min)",
     nodeFlags: [],

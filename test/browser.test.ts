@@ -1,8 +1,9 @@
 /**
  * The todo app end to end in a real browser (headless Chromium): two tabs
- * converge, offline and back, reload with pending changes, typing and
- * presence, the live page next to the sync client page, creation order, and
- * the example server with AUTH_TOKENS. What a page shows after an action is
+ * converge, offline and back, reload with pending changes, a reload with the
+ * network fully off (the app shell's service worker and IndexedDB), typing
+ * and presence, the live page next to the sync client page, creation order,
+ * and the example server with AUTH_TOKENS. What a page shows after an action is
  * asserted with `eventually` or a Playwright wait, never on the first read.
  */
 import { afterAll, assert, beforeAll, describe, it, layer } from "@effect/vitest"
@@ -17,6 +18,7 @@ import * as NodePath from "node:path"
 import type { Browser, BrowserContext, Page } from "playwright-core"
 import { options } from "../examples/todo/app.js"
 import { byCreation, Todo } from "../examples/todo/mutations.js"
+import * as AppShell from "../src/client/AppShell.js"
 import * as Chromium from "./support/Browser.js"
 import { eventually } from "./support/Browser.js"
 import * as ServerProcess from "./support/ServerProcess.js"
@@ -146,6 +148,9 @@ describe.skipIf(!Chromium.available)("todo app in a browser", () => {
           const a = await browser!.newContext()
           const pa = await open(a, `${base}/?list=${list}&name=ann`)
           await pa.waitForFunction(() => "mizu" in window)
+          // the app shell's worker is installed and controls the page before the routes go in: its install
+          // and takeover are done, so what the routes see is the app's own traffic
+          await pa.waitForFunction(() => navigator.serviceWorker.controller !== null)
           // the sync server is unreachable (pushes, pulls and the socket fail); the page itself still loads
           await a.route("**/_sync/**", (route) => route.abort("internetdisconnected"))
           await a.routeWebSocket(/_live\/websocket/, (ws) => ws.close())
@@ -165,6 +170,85 @@ describe.skipIf(!Chromium.available)("todo app in a browser", () => {
           await a.close()
           await b.close()
         })
+      }))
+
+    it.effect("fully offline (setOffline, no network at all): after one online visit a reload opens the app from the service worker's cache with the list and its pending todo from IndexedDB; back online it reaches another context", () =>
+      Effect.gen(function*() {
+        const base = yield* BaseUrl
+        const list = freshList()
+        const url = `${base}/?list=${list}&name=ann`
+        yield* run(async () => {
+          const a = await browser!.newContext()
+          const b = await browser!.newContext()
+          // one online visit: the worker installs and caches the shell (ready resolves once it is active, after install)
+          const pa = await open(a, url)
+          await pa.waitForFunction(() => "mizu" in window)
+          assert.strictEqual(await pa.evaluate(() => navigator.serviceWorker.ready.then((r) => r.active?.scriptURL)), `${base}/sw.js`)
+          await addTodo(pa, "added online")
+          // shown once queued (the view changes with the queue): then waiting for an empty queue means pushed
+          await eventually(() => titles(pa), ["added online"])
+          await waitSaved(pa)
+          await a.setOffline(true)
+          // the network is gone for the page too: a request the worker does not answer fails
+          const unreachable = await pa.evaluate(() => fetch("/_sync/pull", { method: "POST", body: "{}" }).then(() => "reached", () => "unreachable"))
+          assert.strictEqual(unreachable, "unreachable")
+          await addTodo(pa, "added offline")
+          await eventually(() => titles(pa), ["added online", "added offline"])
+          await eventually(() => pendingCount(pa), 1)
+          await pa.reload()
+          await pa.waitForFunction(() => "mizu" in window)
+          // the page came from the cache (a navigation the worker answered), the rows and the queue from IndexedDB
+          assert.isAbove(await pa.evaluate(() => (performance.getEntriesByType("navigation")[0] as PerformanceNavigationTiming).workerStart), 0)
+          await eventually(() => titles(pa), ["added online", "added offline"])
+          await eventually(() => pendingCount(pa), 1)
+          await eventually(() => pa.locator("#todos li", { hasText: "added offline" }).locator(".pending-dot").count(), 1)
+          await eventually(() => pa.textContent("#status"), "offline · 1 pending")
+          // the other context has only what was saved
+          const pb = await open(b, `${base}/?list=${list}&name=bob`)
+          await eventually(() => titles(pb), ["added online"], { timeout: 30_000 })
+          await a.setOffline(false)
+          await waitSaved(pa, 60_000)
+          await eventually(() => titles(pb), ["added online", "added offline"], { timeout: 30_000 })
+          await eventually(() => pa.textContent("#status"), "online · saved", { timeout: 30_000 })
+          await a.close()
+          await b.close()
+        })
+      }), 120_000)
+
+    it.effect("the service worker caches the whole shell under a versioned name and never the sync endpoints or the socket", () =>
+      Effect.gen(function*() {
+        const base = yield* BaseUrl
+        const list = freshList()
+        yield* run(async () => {
+          const a = await browser!.newContext()
+          const pa = await open(a, `${base}/?list=${list}&name=ann`)
+          await pa.waitForFunction(() => "mizu" in window)
+          await pa.evaluate(() => navigator.serviceWorker.ready)
+          await waitSaved(pa)
+          await addTodo(pa, "pushed and pulled")
+          await eventually(() => titles(pa), ["pushed and pulled"])
+          await waitSaved(pa)
+          const cached = await pa.evaluate(async () => {
+            const names = await caches.keys()
+            const entries = await Promise.all(names.map(async (name) => {
+              const cache = await caches.open(name)
+              const keys = await cache.keys()
+              return [name, keys.map((k) => new URL(k.url).pathname).sort()] as const
+            }))
+            return entries
+          })
+          assert.strictEqual(cached.length, 1)
+          const [[name, paths]] = cached
+          assert.match(name, /^mizu-shell-[0-9a-f]{16}$/)
+          assert.deepStrictEqual(paths, ["/", "/_live/runtime.js", "/app.css", "/app.js", "/todo/mutations.js"])
+          // the version is the one /sw.js carries now: a change to any shell file is a new worker and a new cache
+          const sw = await (await fetch(`${base}/sw.js`)).text()
+          assert.include(sw, `"cache":"${name}"`)
+          await a.close()
+        })
+        // a shell that names the sync endpoints or the live socket is refused where it is built
+        assert.throws(() => AppShell.script({ version: "v", shell: ["/", "/_sync/pull"] }), /cannot be in the shell/)
+        assert.throws(() => AppShell.script({ version: "v", shell: ["/_live/websocket"] }), /cannot be in the shell/)
       }))
 
     it.effect("typing shows in the other context; closing a context removes it from the presence list", () =>

@@ -2,8 +2,13 @@
 // mutations come from the server (/_live/runtime.js, /todo/mutations.js).
 // `?list=` picks the list, `?name=` who you are, `?token=` the bearer token
 // sent on every request and on the live socket (for a server with AUTH_TOKENS).
-import { MizuSync } from "/_live/runtime.js"
+// After one online visit the page also opens offline: /sw.js caches the files it
+// loads, and the list comes from the local store (IndexedDB), pending changes included.
+import { AppShell, MizuSync } from "/_live/runtime.js"
 import { byCreation, nextCreatedAt, registry, TodoEntity } from "/todo/mutations.js"
+
+performance.mark("todo:start") // the modules are loaded and evaluated (bench/first-render.ts reads the marks)
+const shell = AppShell.register({ url: "/sw.js" })
 
 const $ = (id) => document.getElementById(id)
 const params = new URLSearchParams(location.search)
@@ -22,11 +27,15 @@ const sync = await MizuSync.open({
   // the token goes to the HTTP transport (Authorization: Bearer) and to the live socket (JOIN's token)
   ...(token === undefined ? { live: true } : { token, live: { token } })
 })
+performance.mark("todo:opened") // the local store is loaded
 const live = sync.live
 
 // -- the list, re-rendered from the reactive query, in creation order ---------------
+// One listener per kind of event on the list (not per row): a list of 50,000 rows renders in one pass.
 const pendingIds = () => new Set(sync.pending.map((m) => m.args?.id))
-const todos = () => sync.query(scope, TodoEntity).map(([, todo]) => todo)
+/** The todos as last rendered (no decode of the whole list per new todo). */
+const todos = () => (latest ?? []).map(([, todo]) => todo)
+let firstRender = true
 const render = (entries) => {
   const rows = [...entries].sort(([, a], [, b]) => byCreation(a, b))
   const pending = pendingIds()
@@ -40,12 +49,10 @@ const render = (entries) => {
     box.type = "checkbox"
     box.checked = todo.completed
     box.setAttribute("aria-label", `Done: ${todo.title}`)
-    box.addEventListener("change", () => mutate("todo/toggle", { id }))
     const title = document.createElement("span")
     title.className = "title"
     title.textContent = todo.title
     title.title = "Double-click to rename"
-    title.addEventListener("dblclick", () => rename(li, id, todo.title))
     label.append(box, title)
     li.append(label)
     if (pending.has(id)) {
@@ -56,16 +63,52 @@ const render = (entries) => {
     }
     const del = document.createElement("button")
     del.type = "button"
+    del.className = "delete"
     del.textContent = "×"
     del.setAttribute("aria-label", `Delete ${todo.title}`)
-    del.addEventListener("click", () => mutate("todo/delete", { id }))
     li.append(del)
     return li
   }))
   $("empty").hidden = rows.length > 0
   const left = rows.filter(([, t]) => !t.completed).length
   $("count").textContent = `${left} left · ${rows.length} in all`
+  if (firstRender) {
+    firstRender = false
+    performance.mark("todo:rendered")
+  }
 }
+
+// The rows last seen (from the subscription: its first call is what this browser already has,
+// offline or not), and one render per burst of changes: a status change and a row change in the
+// same tick render once.
+let latest
+let scheduled = false
+const show = (entries) => {
+  if (entries !== undefined) latest = entries
+  if (scheduled || latest === undefined) return
+  scheduled = true
+  queueMicrotask(() => {
+    scheduled = false
+    render(latest)
+  })
+}
+
+const rowOf = (target) => {
+  const li = target instanceof Element ? target.closest("#todos > li") : null
+  return li === null ? undefined : { li, id: li.dataset.id }
+}
+$("todos").addEventListener("change", (e) => {
+  const row = rowOf(e.target)
+  if (row !== undefined && e.target.matches("input[type=checkbox]")) mutate("todo/toggle", { id: row.id })
+})
+$("todos").addEventListener("click", (e) => {
+  const row = rowOf(e.target)
+  if (row !== undefined && e.target.matches("button.delete")) mutate("todo/delete", { id: row.id })
+})
+$("todos").addEventListener("dblclick", (e) => {
+  const row = rowOf(e.target)
+  if (row !== undefined && e.target.matches("span.title")) rename(row.li, row.id, e.target.textContent)
+})
 
 const rename = (li, id, current) => {
   const input = document.createElement("input")
@@ -75,7 +118,7 @@ const rename = (li, id, current) => {
   const done = () => {
     const title = input.value.trim()
     if (title !== "" && title !== current) mutate("todo/rename", { id, title })
-    else render(sync.query(scope, TodoEntity))
+    else show()
   }
   input.addEventListener("keydown", (e) => {
     if (e.key === "Enter") input.blur()
@@ -89,10 +132,11 @@ const rename = (li, id, current) => {
 const mutate = (name, args) =>
   sync.mutate(name, { ...args }, { scope }).catch((e) => { $("error").textContent = String(e?.message ?? e) })
 
-sync.subscribe(scope, TodoEntity, render)
+sync.subscribe(scope, TodoEntity, show)
 sync.on("rejected", (e) => { $("error").textContent = `Not saved: ${e.message ?? e.error?.message ?? "rejected"}` })
 
 // -- status badge -----------------------------------------------------------------
+let shownPending
 const renderStatus = (s) => {
   const badge = $("status")
   const online = s.online && s.live !== "disconnected"
@@ -100,7 +144,11 @@ const renderStatus = (s) => {
   badge.textContent = !online
     ? `offline${s.pending > 0 ? ` · ${s.pending} pending` : ""}`
     : s.pending > 0 ? `syncing ${s.pending}…` : "online · saved"
-  render(sync.query(scope, TodoEntity))
+  // the pending dots follow the queue: the list is rendered again only when it changed
+  if (s.pending !== shownPending) {
+    shownPending = s.pending
+    show()
+  }
 }
 sync.on("status", renderStatus)
 renderStatus(sync.status)
@@ -149,8 +197,7 @@ const renderPresence = (state) => {
 }
 live?.on("presence", (p) => { if (p.topic === scope) renderPresence(p.current) })
 
-window.mizu = { sync, scope, me }
-render(sync.query(scope, TodoEntity)) // what this browser already has, offline or not
+window.mizu = { sync, scope, me, shell }
 // Pull now and on every poke; offline, this keeps retrying in the background.
 sync.track(scope).catch((e) => { $("error").textContent = String(e?.message ?? e) })
 // Presence and typing need the socket subscribed to the scope's topic; the client re-announces after reconnects.
