@@ -90,7 +90,8 @@ const record = (ledger: Ledger, request: Protocol.PushRequest, response: Protoco
   response.results.forEach((result, k) => {
     const id = request.mutations[k]?.id
     if (id === undefined) return
-    if (result.ok && result.duplicate === true) {
+    // a duplicate (also one answering a remembered failure) was processed before
+    if (result.duplicate === true) {
       ledger.duplicate.add(id)
       return
     }
