@@ -11,10 +11,9 @@
 import { HttpRouter, HttpServerResponse } from "@effect/platform"
 import { Effect } from "effect"
 import type { Server } from "mizu-sync-live"
+import { AppShell } from "mizu-sync-live/client"
 import * as NodeCrypto from "node:crypto"
 import * as NodeFs from "node:fs/promises"
-// TODO(lead): `import { AppShell } from "mizu-sync-live/client"` once src/client/index.ts exports it
-import * as AppShell from "../../src/client/AppShell.js"
 import { registry } from "./mutations.js"
 import { TodoPage } from "./page.js"
 

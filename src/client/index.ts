@@ -7,6 +7,7 @@
  * @since 0.1.0
  */
 export * from "../shared.js"
+export * as AppShell from "./AppShell.js"
 export * as Backoff from "./Backoff.js"
 export * as ClientStorage from "./ClientStorage.js"
 export * as IndexedDbStorage from "./IndexedDbStorage.js"
