@@ -7,6 +7,5 @@
  * @since 0.1.0
  */
 export * from "./index.js"
-export * as AppShell from "./AppShell.js"
 export { connectPage } from "./PageRuntime.js"
 export { Effect, Option, Schema } from "effect"
