@@ -2,7 +2,8 @@
  * Headless Chromium (Debian's package) for the benchmarks, with a profile on
  * disk: IndexedDB, the Cache API and service workers persist across
  * launches, as in a user's browser, and each launch is a cold start of the
- * browser process. The flags are test/support/Browser.ts's (that module
+ * browser process. The executable and the flags are also the browser
+ * tests' (test/support/Browser.ts imports them from here: that module
  * imports vitest, so a benchmark cannot import it).
  */
 import * as NodeFs from "node:fs"
@@ -10,7 +11,8 @@ import { type BrowserContext, chromium } from "playwright-core"
 
 export const executablePath = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => NodeFs.existsSync(p))
 
-const flags: ReadonlyArray<string> = [
+/** The flags that work on a closed network (no background connections, no QUIC, no sandbox as root). */
+export const flags: ReadonlyArray<string> = [
   "--no-sandbox",
   "--disable-gpu",
   "--disable-quic",

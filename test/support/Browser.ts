@@ -5,11 +5,11 @@
  * `eventually` is how the suites assert on what a page shows after an action.
  */
 import { assert } from "@effect/vitest"
-import * as NodeFs from "node:fs"
 import * as NodeUtil from "node:util"
 import { type Browser, chromium } from "playwright-core"
+import { executablePath, flags } from "../../bench/lib/browser.js"
 
-export const executablePath = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => NodeFs.existsSync(p))
+export { executablePath }
 
 export const available = executablePath !== undefined
 if (!available) {
@@ -21,15 +21,7 @@ export const launch = (): Promise<Browser> =>
   chromium.launch({
     executablePath,
     headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run"
-    ]
+    args: [...flags]
   })
 
 /** Options of `eventually`. */
