@@ -31,6 +31,7 @@
  *
  * @since 0.1.0
  */
+import * as Effect from "effect/Effect"
 
 /** Options of `script`. */
 export interface ScriptOptions {
@@ -132,8 +133,8 @@ export interface RegisterOptions {
 /**
  * Register the app shell's worker. Resolves with the registration, or with
  * `undefined` where the page cannot have one (no service workers, not a
- * secure context) or the registration failed (then it is logged with
- * `console.warn`): the page works online either way, so this never rejects.
+ * secure context) or the registration failed (then it is logged as a
+ * warning through Effect's logger): the page works online either way, so this never rejects.
  * The worker checks for a new version on every navigation (`updateViaCache:
  * "none"`); `navigator.serviceWorker.ready` resolves once the shell is cached.
  */
@@ -147,7 +148,8 @@ export const register = async (options: RegisterOptions = {}): Promise<ServiceWo
       ...(options.scope === undefined ? {} : { scope: options.scope })
     })
   } catch (error) {
-    console.warn("AppShell.register: the service worker could not be registered; the page will not open offline", error)
+    // through Effect's logger, as the clients' own warnings, so an app can route it
+    Effect.runFork(Effect.logWarning("AppShell.register: the service worker could not be registered; the page will not open offline", error))
     return undefined
   }
 }
