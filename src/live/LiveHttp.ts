@@ -42,6 +42,7 @@ import * as Live from "../protocol/Live.js"
 import { ProtocolError } from "../protocol/Sync.js"
 import { ChangeLog as ChangeLogTag, type ChangeLog } from "../sync/ChangeLog.js"
 import * as Authorizer from "../sync/Authorizer.js"
+import * as StorageErrors from "../sync/StorageError.js"
 import { type Caller, SyncEngine } from "../sync/SyncEngine.js"
 import { callerOf, errorResponse } from "../sync/SyncHttp.js"
 import { LiveHub } from "./LiveHub.js"
@@ -290,10 +291,10 @@ const httpContext = (
   broadcast: () => Effect.void,
   subscribe: (scope) =>
     authorizer.authorize({ action: "subscribe", scope, token: caller.token, clientId: undefined, headers: caller.headers }).pipe(
-      Effect.mapError((d) => new ProtocolError({ code: d.reason, message: d.message })),
+      Effect.mapError(Authorizer.toProtocolError),
       Effect.tapError((e) => Effect.sync(() => (denied.error = e))),
       Effect.zipRight(
-        log.head(scope).pipe(Effect.mapError(() => new ProtocolError({ code: "unavailable", message: "storage unavailable" })))
+        log.head(scope).pipe(Effect.mapError(StorageErrors.toProtocolError))
       )
     ),
   sendAfter: () => Effect.void,

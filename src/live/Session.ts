@@ -78,6 +78,7 @@ import * as Metrics from "../Metrics.js"
 import * as Live from "../protocol/Live.js"
 import { type MutationResult, ProtocolError } from "../protocol/Sync.js"
 import * as Authorizer from "../sync/Authorizer.js"
+import * as StorageErrors from "../sync/StorageError.js"
 import { ChangeLog } from "../sync/ChangeLog.js"
 import { SyncEngine } from "../sync/SyncEngine.js"
 import { LiveHub, type Sink } from "./LiveHub.js"
@@ -948,11 +949,11 @@ const makePageContext = (session: LiveSession, m: Mounted, params: Readonly<Reco
       Effect.gen(function*() {
         const denied = yield* session.authorize("subscribe", scope).pipe(Effect.flip, Effect.option)
         if (denied._tag === "Some") {
-          return yield* new ProtocolError({ code: denied.value.reason, message: denied.value.message })
+          return yield* Authorizer.toProtocolError(denied.value)
         }
         yield* pageSubscribe(session, m, scope)
         return yield* log.head(scope).pipe(
-          Effect.mapError(() => new ProtocolError({ code: "unavailable", message: "storage unavailable, retry later" }))
+          Effect.mapError(StorageErrors.toProtocolError)
         )
       }),
     sendAfter: (message, delay) =>

@@ -9,6 +9,7 @@ import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import { ProtocolError } from "../protocol/Sync.js"
 
 /**
  * What is asked: sync requests (`push`, `pull`, `snapshot`), live
@@ -34,6 +35,16 @@ export class Denied extends Data.TaggedError("Denied")<{
   readonly reason: "unauthorized" | "forbidden"
   readonly message: string
 }> {}
+
+/**
+ * The protocol error a denial answers with (`401 unauthorized` or
+ * `403 forbidden`, its message unchanged): the one mapping used by every route
+ * and session.
+ *
+ * @since 0.1.0
+ * @category conversions
+ */
+export const toProtocolError = (denied: Denied): ProtocolError => new ProtocolError({ code: denied.reason, message: denied.message })
 
 /**
  * Who is asking, as the authorizer identified them. `id` is a stable subject

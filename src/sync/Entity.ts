@@ -6,6 +6,7 @@
  */
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
+import * as Order from "effect/Order"
 import * as Schema from "effect/Schema"
 import { formatParseError } from "../protocol/Sync.js"
 
@@ -21,6 +22,17 @@ export interface Entity<in out A, in out I = A> {
  * 128) it keeps every key of every storage layer within what its index can
  * hold (Postgres B-tree rows: ~2,700 bytes).
  */
+/**
+ * The one order of entity ids, everywhere ids are listed (store listings,
+ * snapshots, local queries): by UTF-16 code units, the order SQLite's and
+ * Postgres' `COLLATE "C"` keys give, so server and client list the same rows
+ * in the same order.
+ *
+ * @since 0.1.0
+ * @category order
+ */
+export const idOrder: Order.Order<string> = Order.string
+
 export const MAX_ID_LENGTH = 256
 
 /** The longest entity name, in UTF-16 code units: 128. */

@@ -9,6 +9,7 @@
  * @since 0.1.0
  */
 import * as Data from "effect/Data"
+import { ProtocolError } from "../protocol/Sync.js"
 
 export class StorageError extends Data.TaggedError("StorageError")<{
   readonly reason: "unavailable" | "conflict" | "corrupt" | "invalid"
@@ -19,3 +20,16 @@ export class StorageError extends Data.TaggedError("StorageError")<{
 /** Wrap any failure (a driver exception, an `SqlError`) as a `StorageError`. */
 export const fromCause = (message: string) => (cause: unknown): StorageError =>
   new StorageError({ reason: "unavailable", message, cause })
+
+/**
+ * The protocol error a `StorageError` answers with, the one mapping used by
+ * every route and session: `invalid` is `invalid_request` (a retry fails the
+ * same way), anything else `unavailable` (nothing was applied; retry).
+ *
+ * @since 0.1.0
+ * @category conversions
+ */
+export const toProtocolError = (error: StorageError): ProtocolError =>
+  error.reason === "invalid"
+    ? new ProtocolError({ code: "invalid_request", message: "the database cannot store a value of this request" })
+    : new ProtocolError({ code: "unavailable", message: "storage unavailable, retry later" })

@@ -12,6 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { setOwn, type SnapshotData } from "../protocol/Sync.js"
+import * as Entity from "./Entity.js"
 import { MemoryDatabase } from "./memory/MemoryDatabase.js"
 import type { StorageError } from "./StorageError.js"
 
@@ -70,7 +71,7 @@ export const makeMemory: Effect.Effect<Store["Type"], never, MemoryDatabase> = E
       db.read((state) => {
         const rows = state.store.get(scope)?.get(entity)
         if (rows === undefined) return []
-        return [...rows.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        return [...rows.entries()].sort(([a], [b]) => Entity.idOrder(a, b))
       }),
     snapshot: (scope) =>
       db.read((state) => {
@@ -78,7 +79,7 @@ export const makeMemory: Effect.Effect<Store["Type"], never, MemoryDatabase> = E
         for (const [entity, rows] of state.store.get(scope) ?? []) {
           if (rows.size === 0) continue
           const byId: Record<string, unknown> = {}
-          for (const [id, data] of [...rows].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) setOwn(byId, id, data)
+          for (const [id, data] of [...rows].sort(([a], [b]) => Entity.idOrder(a, b))) setOwn(byId, id, data)
           setOwn(out, entity, byId)
         }
         return out

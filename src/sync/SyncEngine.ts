@@ -67,6 +67,7 @@ import { ChangeLog, type ChangeInput } from "./ChangeLog.js"
 import * as Clients from "./Clients.js"
 import { type MutationFailed, Mutator } from "./Mutator.js"
 import { PokeBroker } from "./PokeBroker.js"
+import * as StorageErrors from "./StorageError.js"
 import type { StorageError } from "./StorageError.js"
 import { Store } from "./Store.js"
 import { SyncStorage } from "./SyncStorage.js"
@@ -89,20 +90,9 @@ export class SyncEngine extends Context.Tag("@mizu/sync/SyncEngine")<SyncEngine,
   ) => Effect.Effect<Protocol.SnapshotResponse, ProtocolError>
 }>() {}
 
-/** Map the engine's internal failures to protocol errors, in one place. */
-const toProtocolError = (e: StorageError | Authorizer.Denied | ProtocolError): ProtocolError => {
-  switch (e._tag) {
-    case "ProtocolError":
-      return e
-    case "Denied":
-      return new ProtocolError({ code: e.reason, message: e.message })
-    case "StorageError":
-      // `invalid`: the database refused a value of the request; a retry would fail the same way
-      return e.reason === "invalid"
-        ? new ProtocolError({ code: "invalid_request", message: "the database cannot store a value of this request" })
-        : new ProtocolError({ code: "unavailable", message: "storage unavailable, retry later" })
-  }
-}
+/** Map the engine's internal failures to protocol errors (each kind has one mapping, in its own module). */
+const toProtocolError = (e: StorageError | Authorizer.Denied | ProtocolError): ProtocolError =>
+  e._tag === "ProtocolError" ? e : e._tag === "Denied" ? Authorizer.toProtocolError(e) : StorageErrors.toProtocolError(e)
 
 const logStorageError = <A, R>(self: Effect.Effect<A, StorageError | Authorizer.Denied | ProtocolError, R>) =>
   self.pipe(
