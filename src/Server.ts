@@ -39,6 +39,9 @@ import type * as SyncStorage from "./sync/SyncStorage.js"
  * What the sync + live services are built from: the app's registry, live and
  * presence options, live pages, and optional replacements for the poke
  * broker and the mutator. `R` is what the replacements need from the app.
+ *
+ * @since 0.1.0
+ * @category options
  */
 export interface ServicesOptions<R = never> {
   /** The app's entities and mutations. */
@@ -59,7 +62,12 @@ export interface ServicesOptions<R = never> {
   readonly mutator?: Layer.Layer<Mutator.Mutator, never, Store.Store | R>
 }
 
-/** What the routes of `router` are built from (a subset of `Options`). */
+/**
+ * What the routes of `router` are built from (a subset of `Options`).
+ *
+ * @since 0.1.0
+ * @category options
+ */
 export interface RouterOptions<E = never, R = never> extends SyncHttp.Options {
   /** Live options; the router uses `live.path`. */
   readonly live?: Pick<LiveHttp.Options, "path">
@@ -74,6 +82,9 @@ export interface RouterOptions<E = never, R = never> extends SyncHttp.Options {
 /**
  * Options of a standalone server (`layer`, `layerConfig`). `E` / `R` are the
  * errors and requirements of the app's own `routes` and overrides.
+ *
+ * @since 0.1.0
+ * @category options
  */
 export interface Options<E = never, R = never> extends ServicesOptions<R>, RouterOptions<E, R> {
   /** Live (WebSocket) options. */
@@ -84,13 +95,28 @@ export interface Options<E = never, R = never> extends ServicesOptions<R>, Route
   readonly tracing?: boolean
 }
 
-/** What live page effects may use. */
+/**
+ * What live page effects may use.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type PageServices = SyncEngine.SyncEngine | Store.Store | ChangeLog.ChangeLog | Clients.Clients
 
-/** What an app provides to the services: storage, the pub/sub, the authorizer. */
+/**
+ * What an app provides to the services: storage, the pub/sub, the authorizer.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type ServicesRequirements = SyncStorage.Services | LivePubSub.LivePubSub | Authorizer.Authorizer
 
-/** What `layerServices` provides: everything `router` needs besides storage and the authorizer. */
+/**
+ * What `layerServices` provides: everything `router` needs besides storage and the authorizer.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type Services =
   | SyncEngine.SyncEngine
   | Mutator.Mutator
@@ -99,7 +125,15 @@ export type Services =
   | LiveHttp.LiveServer
   | Page.LivePages
 
-/** `SyncEngine` (and the `Mutator` of the registry) over the storage, broker and authorizer layers. */
+/** Drains the open live sessions (CLOSE `shutdown`, spread over the drain period) when the layer is released. */
+const drainOnRelease = Layer.scopedDiscard(Effect.flatMap(LiveHttp.LiveServer, (live) => Effect.addFinalizer(() => live.drain)))
+
+/**
+ * `SyncEngine` (and the `Mutator` of the registry) over the storage, broker and authorizer layers.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layerEngine = (
   registry: Mutation.Registry
 ): Layer.Layer<SyncEngine.SyncEngine | Mutator.Mutator, never, SyncStorage.Services | PokeBroker.PokeBroker | Authorizer.Authorizer> =>
@@ -112,24 +146,31 @@ export const layerEngine = (
  * with its own `HttpServer.serve`. When the layer is released (after the
  * app's HTTP handler is removed), open live sessions are drained: CLOSE
  * `shutdown` in batches spread over `live.drainPeriod`.
+ *
+ * @since 0.1.0
+ * @category layers
  */
 export const layerServices = <R = never>(
   options: ServicesOptions<R>
 ): Layer.Layer<Services, never, ServicesRequirements | R> => {
-  const drain = Layer.scopedDiscard(Effect.flatMap(LiveHttp.LiveServer, (live) => Effect.addFinalizer(() => live.drain)))
   const mutator = options.mutator ?? Mutator.layer(options.registry)
   const engine = SyncEngine.layer.pipe(
     Layer.provideMerge(mutator),
     Layer.provideMerge(options.pokeBroker ?? SyncPokeBroker.layer)
   )
-  return Layer.mergeAll(Page.layer(options.pages ?? []), drain).pipe(
+  return Layer.mergeAll(Page.layer(options.pages ?? []), drainOnRelease).pipe(
     Layer.provideMerge(engine),
     Layer.provideMerge(LiveHttp.layer(options.live)),
     Layer.provideMerge(LiveHub.layer(options.presence))
   )
 }
 
-/** Turn a router into the server's app: unknown routes answer the protocol's `404 not_found`. */
+/**
+ * Turn a router into the server's app: unknown routes answer the protocol's `404 not_found`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const toApp = <E, R>(router: HttpRouter.HttpRouter<E, R>) =>
   router.pipe(Effect.catchTag("RouteNotFound", () => Effect.succeed(SyncHttp.notFound)))
 
@@ -138,6 +179,9 @@ export const toApp = <E, R>(router: HttpRouter.HttpRouter<E, R>) =>
  * `/_live/websocket`, `/_live/runtime.js`, the pages) and the app's own
  * `routes`, for an app to serve or to `HttpRouter.concat` with its router.
  * Served over `layerServices` plus storage and an authorizer.
+ *
+ * @since 0.1.0
+ * @category constructors
  */
 export const router = <E = never, R = never>(options: RouterOptions<E, R> = {}) =>
   HttpRouter.concatAll(
@@ -149,7 +193,12 @@ export const router = <E = never, R = never>(options: RouterOptions<E, R> = {}) 
     options.routes ?? HttpRouter.empty
   )
 
-/** What serving the routes needs from context. */
+/**
+ * What serving the routes needs from context.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type HttpRequirements =
   | HttpServer.HttpServer
   | SyncEngine.SyncEngine
@@ -163,19 +212,24 @@ export type HttpRequirements =
  * Serve the routes on the `HttpServer` in context. On shutdown, live sessions
  * are drained (CLOSE `shutdown` spread over the drain period) while HTTP is
  * still served, then the handler is removed.
+ *
+ * @since 0.1.0
+ * @category layers
  */
 export const layerHttp = <E = never, R = never>(
   options: RouterOptions<E, R> & { readonly tracing?: boolean }
 ): Layer.Layer<never, never, HttpRequirements | Exclude<R, HttpServerRequest.HttpServerRequest | Scope.Scope>> => {
   const served = HttpServer.serve(toApp(router(options)))
   const serve = options.tracing === false ? HttpMiddleware.withTracerDisabledWhen(served, () => true) : served
-  const drain = Layer.scopedDiscard(Effect.flatMap(LiveHttp.LiveServer, (live) => Effect.addFinalizer(() => live.drain)))
-  return drain.pipe(Layer.provide(serve))
+  return drainOnRelease.pipe(Layer.provide(serve))
 }
 
 /**
  * A whole server: `layerServices` served by `layerHttp` on the `HttpServer`
  * in context, over the storage, pub/sub and authorizer layers given.
+ *
+ * @since 0.1.0
+ * @category layers
  */
 export const layer = <E = never, R = never>(
   options: Options<E, R>
@@ -189,6 +243,9 @@ export const layer = <E = never, R = never>(
  * A Node HTTP server listening on `port` / `host`. On shutdown, idle
  * keep-alive connections are closed at once and busy ones after a second,
  * so clients that keep sending requests cannot hold a restart up.
+ *
+ * @since 0.1.0
+ * @category layers
  */
 export const layerNodeServer = (listen: { readonly port: number; readonly host?: string }): Layer.Layer<HttpServer.HttpServer, Error> =>
   Layer.unwrapEffect(Effect.sync(() => {
@@ -202,7 +259,12 @@ export const layerNodeServer = (listen: { readonly port: number; readonly host?:
     return closer.pipe(Layer.provideMerge(NodeHttpServer.layer(() => server, listen)))
   }))
 
-/** A Node HTTP server on `PORT` (3000) and `HOST` (0.0.0.0), from `Config`. */
+/**
+ * A Node HTTP server on `PORT` (3000) and `HOST` (0.0.0.0), from `Config`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layerNodeServerConfig: Layer.Layer<HttpServer.HttpServer, Error | ConfigError.ConfigError> = Layer.unwrapEffect(
   Effect.gen(function*() {
     const port = yield* Config.integer("PORT").pipe(Config.withDefault(3000))
@@ -211,7 +273,12 @@ export const layerNodeServerConfig: Layer.Layer<HttpServer.HttpServer, Error | C
   })
 )
 
-/** Log the address the server listens on. */
+/**
+ * Log the address the server listens on.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const logAddress: Layer.Layer<never, never, HttpServer.HttpServer> = Layer.effectDiscard(
   Effect.flatMap(HttpServer.HttpServer, (server) =>
     server.address._tag === "TcpAddress"
@@ -227,6 +294,9 @@ export const logAddress: Layer.Layer<never, never, HttpServer.HttpServer> = Laye
  * `PUBSUB_URL` the pub/sub (memory, Redis, Postgres NOTIFY), `PORT` / `HOST`
  * the address. The authorizer must be given: a server is never open by
  * accident (`Authorizer.layerAllowAll` says so explicitly).
+ *
+ * @since 0.1.0
+ * @category layers
  */
 export const layerConfig = <E = never, R = never, EA = never>(
   options: Options<E, R> & { readonly authorizer: Layer.Layer<Authorizer.Authorizer, EA> }
