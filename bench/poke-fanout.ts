@@ -35,7 +35,11 @@
  * src/ itself), e.g. `--patch=session-direct-poke.diff`; its results go to
  * bench/results/poke-fanout-patched.json.
  *
- * Usage: npm run bench -- poke-fanout [--quick] [--patch=…]
+ * `--rev=<commit>` adds ours at that git revision (a copy of its src/ and
+ * bench/), so a change is measured before and after in one run; results go
+ * to bench/results/poke-fanout-rev.json.
+ *
+ * Usage: npm run bench -- poke-fanout [--quick] [--patch=…] [--rev=…]
  */
 import { execSync } from "node:child_process"
 import * as NodeFs from "node:fs"
@@ -59,13 +63,13 @@ const config = {
   fdLimit: 65536
 }
 
-const { patches, tree: patchedTree } = Patched.fromArgv()
+const { patches, rev, tree: patchedTree } = Patched.fromArgv()
 
 const tmp = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "mizu-bench-"))
 process.on("exit", () => {
   NodeFs.rmSync(tmp, { recursive: true, force: true })
 })
-const globalTimeoutMin = patches.length === 0 ? 6 : 10
+const globalTimeoutMin = patchedTree === undefined ? 6 : 10
 setTimeout(() => {
   console.error(`poke-fanout: global timeout (${globalTimeoutMin} min), giving up`)
   process.exit(2)
@@ -76,7 +80,11 @@ const hardLimit = execSync("ulimit -Hn", { shell: "/bin/sh", encoding: "utf8" })
 console.log(`poke-fanout: fd limit ${softLimit} (hard ${hardLimit}); children ask for ${config.fdLimit} (capped at the hard limit)`)
 
 type Kind = "ours" | "ours+patch" | "baseline"
-const label: Record<Kind, string> = { ours: "ours (tick 1 h)", "ours+patch": `ours + ${patches.join(" + ")}`, baseline: "baseline ws" }
+const label: Record<Kind, string> = {
+  ours: "ours (tick 1 h)",
+  "ours+patch": rev === undefined ? `ours + ${patches.join(" + ")}` : `ours @ ${rev}${patches.length === 0 ? "" : ` + ${patches.join(" + ")}`}`,
+  baseline: "baseline ws"
+}
 
 const startServer = async (kind: Kind) => {
   const nodeFlags = ["--expose-gc"]
@@ -265,11 +273,12 @@ for (const kind of measured) {
 }
 
 // A run with patches is an experiment: keep it apart from the plain run's results.
-const file = writeResult(patches.length === 0 ? "poke-fanout" : "poke-fanout-patched", {
+const file = writeResult(rev !== undefined ? "poke-fanout-rev" : patches.length === 0 ? "poke-fanout" : "poke-fanout-patched", {
   config,
   fd_limit: { soft: softLimit, hard: hardLimit },
   fanout,
   patches,
+  rev,
   memory: Object.fromEntries([...measured, "baseline" as const].map((k) => [k, (runs[k] as Run).memory]))
 })
 console.log(`\nwrote ${NodePath.relative(process.cwd(), file)}`)
