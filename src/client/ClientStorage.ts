@@ -26,12 +26,38 @@ import * as Ref from "effect/Ref"
 import { getOwn, setOwn } from "../protocol/Sync.js"
 import type { PendingMutation } from "./LocalView.js"
 
-/** A storage failure (quota, I/O, a corrupt file). */
+/**
+ * A storage failure: `unavailable` (quota, I/O, no IndexedDB; the batch was
+ * not committed, retrying may help) or `corrupt` (what was stored cannot be
+ * read back as a client state; retrying cannot help).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
 export class ClientStorageError extends Data.TaggedError("ClientStorageError")<{
   readonly reason: "unavailable" | "corrupt"
   readonly message: string
   readonly cause?: unknown
 }> {}
+
+/**
+ * The `unavailable` error of every layer: the store could not be reached or
+ * written; nothing of the failed operation was committed.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const unavailable = (message: string, cause?: unknown): ClientStorageError =>
+  new ClientStorageError({ reason: "unavailable", message, cause })
+
+/**
+ * The `corrupt` error of every layer: the stored state does not decode.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const corrupt = (message: string, cause?: unknown): ClientStorageError =>
+  new ClientStorageError({ reason: "corrupt", message, cause })
 
 /** One scope as stored: its cursor and confirmed rows (`entity → id → JSON`). */
 export interface StoredScope {

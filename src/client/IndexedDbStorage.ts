@@ -27,7 +27,7 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
 import { getOwn, setOwn } from "../protocol/Sync.js"
-import { type Batch, ClientStorage, ClientStorageError, type StoredScope, type StoredState } from "./ClientStorage.js"
+import { type Batch, ClientStorage, type ClientStorageError, type StoredScope, type StoredState, unavailable } from "./ClientStorage.js"
 import type { PendingMutation } from "./LocalView.js"
 
 /** Options of the IndexedDB storage. */
@@ -79,7 +79,6 @@ interface MetaRecord {
 
 const rowKey = (scope: string, entity: string, id: string) => `${scope}\u0000${entity}\u0000${id}`
 
-const fail = (message: string, cause?: unknown) => new ClientStorageError({ reason: "unavailable", message, cause })
 
 const request = <A>(req: IDBRequest<A>): Promise<A> =>
   new Promise((resolve, reject) => {
@@ -111,7 +110,7 @@ export const make = (options: Options = {}) =>
   Effect.gen(function*() {
     const factory = options.indexedDB ?? globalThis.indexedDB
     const keyRange = options.IDBKeyRange ?? globalThis.IDBKeyRange
-    if (factory === undefined || keyRange === undefined) return yield* fail("IndexedDB is not available here")
+    if (factory === undefined || keyRange === undefined) return yield* unavailable("IndexedDB is not available here")
     const base = options.name ?? "mizu-sync"
     const locks = options.locks ?? (globalThis as { readonly navigator?: { readonly locks?: LockManager } }).navigator?.locks
     let name = base
@@ -130,10 +129,10 @@ export const make = (options: Options = {}) =>
         }
         yield* Scope.close(child, Exit.void)
       }
-      if (slot === maxSlots) return yield* fail(`all ${maxSlots} slots of IndexedDB ${base} are in use by other tabs`)
+      if (slot === maxSlots) return yield* unavailable(`all ${maxSlots} slots of IndexedDB ${base} are in use by other tabs`)
     }
     const db = yield* Effect.acquireRelease(
-      Effect.tryPromise({ try: () => open(factory, name), catch: (cause) => fail(`cannot open IndexedDB ${name}`, cause) }),
+      Effect.tryPromise({ try: () => open(factory, name), catch: (cause) => unavailable(`cannot open IndexedDB ${name}`, cause) }),
       (db) => Effect.sync(() => db.close())
     )
 
@@ -174,7 +173,7 @@ export const make = (options: Options = {}) =>
           pending: [...pending].sort((a, b) => a.id - b.id)
         }
       },
-      catch: (cause) => fail(`cannot read IndexedDB ${name}`, cause)
+      catch: (cause) => unavailable(`cannot read IndexedDB ${name}`, cause)
     })
 
     const commit = (batch: Batch) =>
@@ -205,7 +204,7 @@ export const make = (options: Options = {}) =>
           for (const m of batch.pendingPut ?? []) pending.put(m, m.id)
           return done
         },
-        catch: (cause) => fail(`cannot write IndexedDB ${name}`, cause)
+        catch: (cause) => unavailable(`cannot write IndexedDB ${name}`, cause)
       })
 
     return ClientStorage.of({ load, commit })

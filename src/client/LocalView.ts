@@ -21,6 +21,7 @@
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
+import * as Order from "effect/Order"
 import * as Schema from "effect/Schema"
 import { type Change, type ChangeOp, setOwn, type SnapshotData } from "../protocol/Sync.js"
 import * as Entity from "../sync/Entity.js"
@@ -70,15 +71,13 @@ export const fromSnapshot = (data: SnapshotData): Rows => {
 /** The rows as a snapshot's `data`: entities without rows are left out, ids sorted, as the server's `Store` does. */
 export const toSnapshot = (rows: Rows): SnapshotData => {
   const out: Record<string, Record<string, unknown>> = {}
-  for (const [entity, ids] of [...rows].sort(([a], [b]) => compare(a, b))) {
+  for (const [entity, ids] of [...rows].sort(([a], [b]) => Order.string(a, b))) {
     if (ids.size === 0) continue
     // own properties, so an entity or id named "__proto__" is a key like any other
-    setOwn(out, entity, Object.fromEntries([...ids].sort(([a], [b]) => compare(a, b))))
+    setOwn(out, entity, Object.fromEntries([...ids].sort(([a], [b]) => Entity.idOrder(a, b))))
   }
   return out
 }
-
-const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0)
 
 /** Put or delete one row. */
 export const setRow = (rows: Rows, entity: string, id: string, value: Option.Option<unknown>): void => {
@@ -225,7 +224,7 @@ export const makeTransaction = (
           const ids = new Set<string>(base.get(entity.name)?.keys() ?? [])
           for (const id of writes.get(entity.name)?.keys() ?? []) ids.add(id)
           const rows: Array<readonly [string, unknown]> = []
-          for (const id of [...ids].sort(compare)) {
+          for (const id of [...ids].sort(Entity.idOrder)) {
             const v = read(entity.name, id)
             if (Option.isSome(v)) rows.push([id, v.value])
           }

@@ -21,6 +21,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Equal from "effect/Equal"
 import * as Option from "effect/Option"
+import * as Order from "effect/Order"
 import * as Utils from "effect/Utils"
 import * as Entity from "../sync/Entity.js"
 import type * as Mutation from "../sync/Mutation.js"
@@ -66,8 +67,6 @@ export const readNothing: ReadSet = { touches: () => false }
 
 const key = (scope: string, entity: string, id: string) => `${scope}\u0000${entity}\u0000${id}`
 
-const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0)
-
 /** A range read: an entity's rows in scopes equal to (or starting with) `scope`, with ids starting with `idPrefix`. */
 interface Range {
   readonly entity: string
@@ -109,7 +108,7 @@ export const makeReadTransaction = (
         Effect.suspend(() => {
           ranges.push({ entity: entity.name, scope, exactScope: true, idPrefix: "" })
           const ids = views.get(scope)?.get(entity.name)
-          const rows = ids === undefined ? [] : [...ids].sort(([a], [b]) => compare(a, b)).map(([id, json]) => [scope, id, json] as const)
+          const rows = ids === undefined ? [] : [...ids].sort(([a], [b]) => Entity.idOrder(a, b)).map(([id, json]) => [scope, id, json] as const)
           return Effect.map(decodeRows(entity, rows), (found) => found.map((r) => [r.id, r.value] as const))
         })
       ),
@@ -121,10 +120,10 @@ export const makeReadTransaction = (
           const idPrefix = options.idPrefix ?? ""
           ranges.push({ entity: entity.name, scope: scopePrefix, exactScope: false, idPrefix })
           const rows: Array<readonly [string, string, unknown]> = []
-          for (const scope of [...views.keys()].filter((s) => s.startsWith(scopePrefix)).sort(compare)) {
+          for (const scope of [...views.keys()].filter((s) => s.startsWith(scopePrefix)).sort(Order.string)) {
             const ids = views.get(scope)?.get(entity.name)
             if (ids === undefined) continue
-            for (const [id, json] of [...ids].sort(([a], [b]) => compare(a, b))) if (id.startsWith(idPrefix)) rows.push([scope, id, json])
+            for (const [id, json] of [...ids].sort(([a], [b]) => Entity.idOrder(a, b))) if (id.startsWith(idPrefix)) rows.push([scope, id, json])
           }
           return decodeRows(entity, rows)
         })

@@ -85,7 +85,7 @@ import * as LocalView from "./LocalView.js"
 import type { LocalChange, PendingMutation, Rows } from "./LocalView.js"
 import * as PushPolicy from "./PushPolicy.js"
 import * as Query from "./Query.js"
-import { isOffline, isRetryable, SyncTransport, type SyncTransportError, TransportError } from "./SyncTransport.js"
+import { isOffline, SyncTransport, type SyncTransportError, TransportError } from "./SyncTransport.js"
 
 export type { LocalChange, PendingMutation } from "./LocalView.js"
 
@@ -1005,7 +1005,7 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
     const query = <A, I>(scope: string, entity: Entity.Entity<A, I>) =>
       Effect.suspend(() => {
         const ids = viewOf(scope).get(entity.name)
-        const rows = ids === undefined ? [] : [...ids].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        const rows = ids === undefined ? [] : [...ids].sort(([a], [b]) => Entity.idOrder(a, b))
         return Effect.forEach(rows, ([id, json]) => Effect.map(Entity.decode(entity, json), (value) => [id, value] as const))
       })
 
@@ -1143,7 +1143,3 @@ export const typed = <M extends Mutation.Mutation>(registry: Mutation.Registry<M
     client.registry === registry
       ? Effect.succeed<Client<M>>({ ...client, registry, mutate: client.mutateUnknown })
       : Effect.dieMessage("SyncClient.typed: the client in context was built with another registry"))
-
-/** Whether an error is worth retrying later (the workers retry these by themselves). */
-export const isTransient = (error: SyncFailure): boolean =>
-  error._tag === "TransportError" || error._tag === "ProtocolError" ? isRetryable(error) : error._tag === "ClientStorageError"

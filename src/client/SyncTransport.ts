@@ -46,12 +46,6 @@ export class SyncTransport extends Context.Tag("@mizu/client/SyncTransport")<Syn
   readonly snapshot: (request: Protocol.SnapshotRequest) => Effect.Effect<Protocol.SnapshotResponse, SyncTransportError>
 }>() {}
 
-/** Whether retrying the same request later may succeed (network trouble, 5xx, a 429). */
-export const isRetryable = (error: SyncTransportError): boolean =>
-  error._tag === "TransportError"
-    ? error.reason !== "http" || error.status === undefined || error.status >= 500 || error.status === 429 || error.status === 408
-    : error.code === "unavailable" || error.code === "internal"
-
 /** Whether the error means "the server could not be reached" (as opposed to "the server said no"). */
 export const isOffline = (error: SyncTransportError): boolean =>
   error._tag === "TransportError" && (error.reason === "network" || error.reason === "timeout")

@@ -17,10 +17,13 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { applyBatch, type Batch, ClientStorage, ClientStorageError, emptyState, type StoredState } from "../ClientStorage.js"
+import { applyBatch, ClientStorage, type ClientStorageError, corrupt, emptyState, type StoredState, unavailable } from "../ClientStorage.js"
 
 /** Options of the file storage. */
 export interface Options {
@@ -32,33 +35,62 @@ export interface Options {
   readonly compactAfter?: number
 }
 
-interface StateFile {
-  readonly seq: number
-  readonly state: StoredState
-}
+/**
+ * Checked in place, never rebuilt: a decode builds new records, where a
+ * scope, entity or id named `"__proto__"` would stop being an own property.
+ */
+const inPlace = <A, I>(schema: Schema.Schema<A, I>) => Schema.declare((u: unknown): u is A => Schema.is(schema)(u))
 
-const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
+const Pending = Schema.Struct({
+  id: Schema.Number,
+  name: Schema.String,
+  scope: Schema.String,
+  // `undefined` args leave no key in JSON
+  args: Schema.optionalWith(Schema.Unknown, { default: () => undefined })
+})
 
-const parseStateFile = (text: string): StateFile | undefined => {
-  const json: unknown = JSON.parse(text)
-  if (!isRecord(json) || typeof json.seq !== "number" || !isRecord(json.state)) return undefined
-  const s = json.state
-  if (typeof s.nextId !== "number" || !isRecord(s.scopes) || !Array.isArray(s.pending)) return undefined
-  return json as unknown as StateFile
-}
+const Scopes = inPlace(Schema.Record({
+  key: Schema.String,
+  value: Schema.Struct({
+    cursor: Schema.Number,
+    rows: Schema.Record({ key: Schema.String, value: Schema.Record({ key: Schema.String, value: Schema.Unknown }) })
+  })
+}))
 
-const parseLine = (line: string): { readonly seq: number; readonly batch: Batch } | undefined => {
-  try {
-    const json: unknown = JSON.parse(line)
-    if (!isRecord(json) || typeof json.seq !== "number" || !isRecord(json.batch)) return undefined
-    return json as unknown as { seq: number; batch: Batch }
-  } catch {
-    return undefined
-  }
-}
+/** `state.json`: the whole state as of journal line `seq`. */
+const StateFile = Schema.parseJson(Schema.Struct({
+  seq: Schema.Number,
+  state: Schema.Struct({
+    clientId: Schema.optionalWith(Schema.UndefinedOr(Schema.String), { default: () => undefined }),
+    nextId: Schema.Number,
+    scopes: Scopes,
+    pending: Schema.Array(Pending)
+  })
+}))
 
-const io = <A>(message: string, f: () => A) =>
-  Effect.try({ try: f, catch: (cause) => new ClientStorageError({ reason: "unavailable", message, cause }) })
+/** One line of `journal.jsonl`: batch number `seq`. */
+const JournalLine = Schema.parseJson(Schema.Struct({
+  seq: Schema.Number,
+  batch: Schema.Struct({
+    meta: Schema.optional(Schema.Struct({ clientId: Schema.String, nextId: Schema.Number })),
+    scopes: Schema.optional(Schema.Array(Schema.Struct({
+      scope: Schema.String,
+      cursor: Schema.Number,
+      reset: Schema.optional(Schema.Boolean),
+      put: Schema.optional(Schema.Array(Schema.Tuple(Schema.String, Schema.String, Schema.Unknown))),
+      delete: Schema.optional(Schema.Array(Schema.Tuple(Schema.String, Schema.String)))
+    }))),
+    pendingReplace: Schema.optional(Schema.Array(Pending)),
+    pendingDelete: Schema.optional(Schema.Array(Schema.Number)),
+    pendingPut: Schema.optional(Schema.Array(Pending))
+  })
+}))
+
+const decodeStateFile = Schema.decodeUnknownEither(StateFile)
+/** A line that does not decode is torn (or garbage after one): where the journal ends. */
+const decodeLine = (line: string) => Option.getRight(Schema.decodeUnknownEither(JournalLine)(line))
+
+const io = <A>(message: string, f: () => A) => Effect.try({ try: f, catch: (cause) => unavailable(message, cause) })
 
 /** Open the store in `options.directory`; the journal is closed with the scope. */
 export const make = (options: Options) =>
@@ -74,13 +106,10 @@ export const make = (options: Options) =>
     let state: StoredState = emptyState
     const stateText = yield* io(`cannot read ${statePath}`, () => Fs.existsSync(statePath) ? Fs.readFileSync(statePath, "utf8") : undefined)
     if (stateText !== undefined) {
-      const parsed = yield* Effect.try({
-        try: () => parseStateFile(stateText),
-        catch: (cause) => new ClientStorageError({ reason: "corrupt", message: `${statePath} is not JSON`, cause })
-      })
-      if (parsed === undefined) return yield* new ClientStorageError({ reason: "corrupt", message: `${statePath} is not a client state` })
-      seq = parsed.seq
-      state = parsed.state
+      const parsed = decodeStateFile(stateText)
+      if (Either.isLeft(parsed)) return yield* corrupt(`${statePath} is not a client state`, parsed.left)
+      seq = parsed.right.seq
+      state = parsed.right.state
     }
     const journalText = yield* io(`cannot read ${journalPath}`, () => Fs.existsSync(journalPath) ? Fs.readFileSync(journalPath, "utf8") : "")
     let validBytes = 0
@@ -88,11 +117,11 @@ export const make = (options: Options) =>
     for (const line of journalText.split("\n")) {
       const end = validBytes + Buffer.byteLength(line, "utf8") + 1
       if (end > Buffer.byteLength(journalText, "utf8")) break // no newline: torn
-      const entry = parseLine(line)
-      if (entry === undefined) break
-      if (entry.seq > seq) {
-        state = applyBatch(state, entry.batch)
-        seq = entry.seq
+      const entry = decodeLine(line)
+      if (Option.isNone(entry)) break
+      if (entry.value.seq > seq) {
+        state = applyBatch(state, entry.value.batch)
+        seq = entry.value.seq
       }
       validBytes = end
       lines++
@@ -109,7 +138,7 @@ export const make = (options: Options) =>
     let size = validBytes
     const compact = io(`cannot compact ${statePath}`, () => {
       const tmp = `${statePath}.tmp`
-      const file: StateFile = { seq, state }
+      const file = { seq, state }
       const tfd = Fs.openSync(tmp, "w")
       try {
         Fs.writeSync(tfd, JSON.stringify(file))
