@@ -14,13 +14,19 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
-import * as Effect from "effect/Effect"
+import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { Change, ChangeOp } from "../protocol/Sync.js"
-import { MemoryDatabase } from "./memory/MemoryDatabase.js"
+import * as internal from "./memory/internal/changeLog.js"
+import type { MemoryDatabase } from "./memory/MemoryDatabase.js"
 import type { StorageError } from "./StorageError.js"
 
-/** A change before the log gives it a cursor and a timestamp. */
+/**
+ * A change before the log gives it a cursor and a timestamp.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface ChangeInput {
   readonly entity: string
   readonly id: string
@@ -28,17 +34,29 @@ export interface ChangeInput {
   readonly data?: unknown
 }
 
-/** A page of the log. */
-export interface Page {
+/**
+ * A slice of the log, as `since` reads it: changes in ascending cursor
+ * order with no gap, and whether more follow the last one.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Slice {
   readonly changes: ReadonlyArray<Change>
   readonly hasMore: boolean
 }
 
+/**
+ * The per-scope change log (see the module header for its guarantees).
+ *
+ * @since 0.1.0
+ * @category services
+ */
 export class ChangeLog extends Context.Tag("@mizu/sync/ChangeLog")<ChangeLog, {
   /** Append changes to a scope; returns them with their cursors. An empty input changes nothing. */
   readonly append: (scope: string, changes: ReadonlyArray<ChangeInput>) => Effect.Effect<ReadonlyArray<Change>, StorageError>
   /** Changes after `cursor`, ascending, at most `limit`. */
-  readonly since: (scope: string, cursor: number, limit: number) => Effect.Effect<Page, StorageError>
+  readonly since: (scope: string, cursor: number, limit: number) => Effect.Effect<Slice, StorageError>
   /** The cursor of the scope's last change (0 if none). */
   readonly head: (scope: string) => Effect.Effect<number, StorageError>
   /** The lowest cursor a reader may still pull from (0 until trimmed). */
@@ -55,71 +73,23 @@ export class ChangeLog extends Context.Tag("@mizu/sync/ChangeLog")<ChangeLog, {
   readonly lockScopes: (scopes: ReadonlyArray<string>) => Effect.Effect<void, StorageError>
 }>() {}
 
-const empty = (): { head: number; floor: number; changes: Array<Change> } => ({ head: 0, floor: 0, changes: [] })
+/**
+ * The retention rule of every layer: after an append left a scope at `head`
+ * with `floor`, the cursor to trim up to, or `undefined` while the scope
+ * keeps at most `maxChanges`. A trim keeps 90% of `maxChanges` (at least 1),
+ * so it runs once every ~`maxChanges / 10` appends rather than on each.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const retentionTrimPoint = (maxChanges: number, head: number, floor: number): number | undefined =>
+  head - floor <= maxChanges ? undefined : head - Math.max(1, maxChanges - Math.floor(maxChanges / 10))
 
-/** The memory implementation over a `MemoryDatabase`. */
-export const makeMemory: Effect.Effect<ChangeLog["Type"], never, MemoryDatabase> = Effect.gen(function*() {
-  const db = yield* MemoryDatabase
-  return ChangeLog.of({
-    append: (scope, inputs) =>
-      inputs.length === 0 ? Effect.succeed([]) : db.write((state, undo) => {
-        let log = state.logs.get(scope)
-        if (log === undefined) {
-          const created = empty()
-          state.logs.set(scope, created)
-          undo(() => state.logs.delete(scope))
-          log = created
-        }
-        const target = log
-        const ts = new Date().toISOString()
-        const out: Array<Change> = []
-        const prevHead = target.head
-        for (const input of inputs) {
-          const change: Change = {
-            cursor: ++target.head,
-            scope,
-            entity: input.entity,
-            id: input.id,
-            op: input.op,
-            ...(input.op === "delete" || input.data === undefined ? {} : { data: input.data }),
-            ts
-          }
-          target.changes.push(change)
-          out.push(change)
-        }
-        undo(() => {
-          target.changes.length -= out.length
-          target.head = prevHead
-        })
-        return out
-      }),
-    since: (scope, cursor, limit) =>
-      db.read((state) => {
-        const log = state.logs.get(scope)
-        if (log === undefined) return { changes: [], hasMore: false }
-        const start = Math.max(0, cursor - log.floor)
-        const changes = log.changes.slice(start, start + limit)
-        return { changes, hasMore: start + limit < log.changes.length }
-      }),
-    head: (scope) => db.read((state) => state.logs.get(scope)?.head ?? 0),
-    lockScopes: () => Effect.void,
-    floor: (scope) => db.read((state) => state.logs.get(scope)?.floor ?? 0),
-    trim: (scope, upTo) =>
-      db.write((state, undo) => {
-        const log = state.logs.get(scope)
-        if (log === undefined) return
-        const target = Math.min(upTo, log.head)
-        if (target <= log.floor) return
-        const removed = log.changes.splice(0, target - log.floor)
-        const prevFloor = log.floor
-        log.floor = target
-        undo(() => {
-          log.changes.unshift(...removed)
-          log.floor = prevFloor
-        })
-      })
-  })
-})
-
-/** Memory layer; needs the `MemoryDatabase` it shares with the other memory layers. */
-export const layerMemory: Layer.Layer<ChangeLog, never, MemoryDatabase> = Layer.effect(ChangeLog, makeMemory)
+/**
+ * The memory log over the `MemoryDatabase` it shares with the other memory
+ * layers: appends and trims roll back with the unit that made them.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerMemory: Layer.Layer<ChangeLog, never, MemoryDatabase> = Layer.effect(ChangeLog, internal.make)

@@ -31,7 +31,8 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { MutationErrorCode } from "../protocol/Sync.js"
-import { type ClientState, MemoryDatabase, type State } from "./memory/MemoryDatabase.js"
+import * as internal from "./memory/internal/clients.js"
+import type { MemoryDatabase } from "./memory/MemoryDatabase.js"
 import type { StorageError } from "./StorageError.js"
 
 /** How many failed mutations per client are remembered by default (see the module header). */
@@ -112,12 +113,11 @@ export class Clients extends Context.Tag("@mizu/sync/Clients")<Clients, {
   readonly ownerOf: (clientId: string) => Effect.Effect<string | undefined, StorageError>
   /** The client's last processed id among mutations that targeted `scope` (0 if none). */
   readonly lastIdForScope: (clientId: string, scope: string) => Effect.Effect<number, StorageError>
-  /** Record that mutation `id` of the client, targeting `scope`, was processed (and succeeded). */
-  readonly record: (clientId: string, id: number, scope: string) => Effect.Effect<void, StorageError>
   /**
-   * Record several processed mutations of the client at once: the same as
-   * `record` for each, and each one's `failure` remembered (the client's
-   * oldest remembered failures beyond the window dropped), atomically. The
+   * Record processed mutations of the client, atomically: the client's last
+   * id and each scope's last id move up to the highest given (never down),
+   * and each one's `failure` is remembered (the client's oldest remembered
+   * failures beyond the window dropped). The
    * engine records a whole push this way, inside its transaction: on
    * Postgres one statement whatever the number of mutations and failures;
    * on SQLite two, and two more when some failed.
@@ -144,102 +144,21 @@ export interface Processed {
   readonly failure?: Failure | undefined
 }
 
-type Undo = (step: () => void) => void
-
-/** The memory implementation over a `MemoryDatabase`, with the given options. */
-export const makeMemoryWith = (options: Options = {}): Effect.Effect<Clients["Type"], never, MemoryDatabase> =>
-  Effect.gen(function*() {
-    const db = yield* MemoryDatabase
-    const window = yield* rememberedFailuresOf(options)
-    const clientIn = (state: State, undo: Undo, clientId: string): ClientState => {
-      const client = state.clients.get(clientId)
-      if (client !== undefined) return client
-      const created: ClientState = { last: 0, owner: undefined, scopes: new Map(), failures: new Map() }
-      state.clients.set(clientId, created)
-      undo(() => state.clients.delete(clientId))
-      return created
-    }
-    /** One processed id, written with its undo steps. */
-    const recordIn = (state: State, undo: Undo, clientId: string, id: number, scope: string) => {
-      const target = clientIn(state, undo, clientId)
-      const prevLast = target.last
-      const hadScope = target.scopes.has(scope)
-      const prevScope = target.scopes.get(scope)
-      target.last = Math.max(target.last, id)
-      target.scopes.set(scope, Math.max(prevScope ?? 0, id))
-      undo(() => {
-        target.last = prevLast
-        if (hadScope && prevScope !== undefined) target.scopes.set(scope, prevScope)
-        else target.scopes.delete(scope)
-      })
-    }
-    /** Remember a failure, then forget the oldest beyond the window (undoably). */
-    const rememberIn = (state: State, undo: Undo, clientId: string, id: number, failed: Failure) => {
-      const failures = clientIn(state, undo, clientId).failures
-      const previous = failures.get(id)
-      failures.set(id, failed)
-      undo(() => {
-        if (previous === undefined) failures.delete(id)
-        else failures.set(id, previous)
-      })
-      if (failures.size <= window) return
-      const forgotten = [...failures.keys()].sort((a, b) => a - b).slice(0, failures.size - window)
-      for (const old of forgotten) {
-        const kept = failures.get(old)
-        failures.delete(old)
-        if (kept !== undefined) undo(() => failures.set(old, kept))
-      }
-    }
-    return Clients.of({
-      lastId: (clientId) => db.read((state) => state.clients.get(clientId)?.last ?? 0),
-      claim: (clientId, owner) =>
-        db.write((state, undo): Claim => {
-          const client = state.clients.get(clientId)
-          if (client === undefined) {
-            if (owner !== undefined) {
-              state.clients.set(clientId, { last: 0, owner, scopes: new Map(), failures: new Map() })
-              undo(() => state.clients.delete(clientId))
-            }
-            return { owner, last: 0 }
-          }
-          if (client.owner === undefined && owner !== undefined) {
-            client.owner = owner
-            undo(() => {
-              client.owner = undefined
-            })
-          }
-          return { owner: client.owner, last: client.last }
-        }),
-      ownerOf: (clientId) => db.read((state) => state.clients.get(clientId)?.owner),
-      lastIdForScope: (clientId, scope) => db.read((state) => state.clients.get(clientId)?.scopes.get(scope) ?? 0),
-      record: (clientId, id, scope) => db.write((state, undo) => recordIn(state, undo, clientId, id, scope)),
-      recordAll: (clientId, processed) =>
-        db.write((state, undo) => {
-          for (const { failure: failed, id, scope } of processed) {
-            recordIn(state, undo, clientId, id, scope)
-            if (failed !== undefined && window > 0) rememberIn(state, undo, clientId, id, failed)
-          }
-        }),
-      failures: (clientId, ids) =>
-        db.read((state) => {
-          const found = new Map<number, Failure>()
-          const failures = state.clients.get(clientId)?.failures
-          if (failures === undefined || failures.size === 0) return found
-          for (const id of ids) {
-            const failed = failures.get(id)
-            if (failed !== undefined) found.set(id, failed)
-          }
-          return found
-        })
-    })
-  })
-
-/** The memory implementation over a `MemoryDatabase` (remembers `DEFAULT_REMEMBERED_FAILURES` failures per client). */
-export const makeMemory: Effect.Effect<Clients["Type"], never, MemoryDatabase> = makeMemoryWith()
-
-/** `Clients` over the `MemoryDatabase` in context, with the given options. */
+/**
+ * `Clients` over the `MemoryDatabase` in context, with the given options;
+ * writes roll back with the unit that made them.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layerMemoryWith = (options: Options): Layer.Layer<Clients, never, MemoryDatabase> =>
-  Layer.effect(Clients, makeMemoryWith(options))
+  Layer.effect(Clients, internal.make(options))
 
-/** `Clients` over the `MemoryDatabase` in context (remembers `DEFAULT_REMEMBERED_FAILURES` failures per client). */
-export const layerMemory: Layer.Layer<Clients, never, MemoryDatabase> = Layer.effect(Clients, makeMemory)
+/**
+ * `Clients` over the `MemoryDatabase` in context, remembering
+ * `DEFAULT_REMEMBERED_FAILURES` failures per client.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerMemory: Layer.Layer<Clients, never, MemoryDatabase> = layerMemoryWith({})

@@ -25,7 +25,7 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import { ChangeLog } from "./ChangeLog.js"
+import * as ChangeLog from "./ChangeLog.js"
 import * as SqlStorage from "./sql/SqlStorage.js"
 import type { StorageError } from "./StorageError.js"
 import * as SyncStorage from "./SyncStorage.js"
@@ -83,28 +83,26 @@ export const retention: Config.Config<Option.Option<number>> = Config.option(
  * the extra read; this is for the others, such as memory.
  */
 export const withRetention = (maxChanges: number) =>
-<E, R>(storage: Layer.Layer<SyncStorage.Services, E, R>): Layer.Layer<SyncStorage.Services, E, R> => {
-  const keep = Math.max(1, maxChanges - Math.floor(maxChanges / 10))
-  return Layer.map(storage, (context) => {
-    const log = Context.get(context, ChangeLog)
+<E, R>(storage: Layer.Layer<SyncStorage.Services, E, R>): Layer.Layer<SyncStorage.Services, E, R> =>
+  Layer.map(storage, (context) => {
+    const log = Context.get(context, ChangeLog.ChangeLog)
     return Context.add(
       context,
-      ChangeLog,
-      ChangeLog.of({
+      ChangeLog.ChangeLog,
+      ChangeLog.ChangeLog.of({
         ...log,
         append: (scope, inputs) =>
           Effect.tap(log.append(scope, inputs), (changes) => {
             const last = changes[changes.length - 1]
             if (last === undefined) return Effect.void
-            return Effect.flatMap(
-              log.floor(scope),
-              (floor) => last.cursor - floor > maxChanges ? log.trim(scope, last.cursor - keep) : Effect.void
-            )
+            return Effect.flatMap(log.floor(scope), (floor) => {
+              const upTo = ChangeLog.retentionTrimPoint(maxChanges, last.cursor, floor)
+              return upTo === undefined ? Effect.void : log.trim(scope, upTo)
+            })
           })
       })
     )
   })
-}
 
 /** A short description of a target for logs (never the Postgres credentials). */
 const describe = (target: Target): string => {

@@ -31,8 +31,8 @@ export interface Options {
   readonly maxBodyBytes?: number
 }
 
-export const DEFAULT_PREFIX: `/${string}` = "/_sync"
-export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+const DEFAULT_PREFIX: `/${string}` = "/_sync"
+const DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 /** The `ErrorBody` response of a protocol error. */
 export const errorResponse = (error: ProtocolError): HttpServerResponse.HttpServerResponse =>
@@ -131,7 +131,7 @@ export const callerOf = (request: HttpServerRequest.HttpServerRequest): Caller =
 }
 
 /** Turn any failure or defect of a handler into the protocol's error response. */
-export const handleErrors = <R>(
+const handleErrors = <R>(
   self: Effect.Effect<HttpServerResponse.HttpServerResponse, ProtocolError, R>
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, never, R> =>
   self.pipe(
@@ -172,8 +172,12 @@ const endpoint = <A, I, B>(
 
 /**
  * The sync routes, for an app to add to its own router
- * (`HttpRouter.concat(appRouter, yield* SyncHttp.router())`).
- * Every method is routed so that non-POST requests get `405`.
+ * (`HttpRouter.concat(appRouter, SyncHttp.router())`). Every method is
+ * routed so that non-POST requests get `405`; every answer, failures and
+ * defects included, is the protocol's JSON.
+ *
+ * @since 0.1.0
+ * @category constructors
  */
 export const router = (options: Options = {}): HttpRouter.HttpRouter<never, SyncEngine> => {
   const prefix = options.prefix ?? DEFAULT_PREFIX

@@ -128,7 +128,7 @@ export const ownershipSuite = (name: string, registry: Mutation.Registry, storag
         const clients = yield* Clients.Clients
         const s = freshScope("legacy")
         const c = freshClient()
-        yield* clients.record(c, 4, s)
+        yield* clients.recordAll(c, [{ id: 4, scope: s }])
         // before the claim, a pull naming it is answered as before
         assert.strictEqual((yield* engine.pull({ scope: s, cursor: 0, client_id: c }, as("bob"))).last_mutation_id, 4)
         assert.deepStrictEqual((yield* engine.push({ client_id: c, mutations: [create(5, "e", s)] }, as("bob"))).results, [{ id: 5, ok: true, cursor: 1 }])

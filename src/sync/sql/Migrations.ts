@@ -58,81 +58,71 @@ export const table = "effect_sql_migrations"
  */
 export const advisoryLockKey = 0x6d697a75
 
+/**
+ * How the tables are spelled in each dialect: Postgres keys are `COLLATE "C"`
+ * text (bytewise, as SQLite's default) and counters `BIGINT`; SQLite tables
+ * are `WITHOUT ROWID` (every one has a text primary key).
+ */
+interface Dialect {
+  /** The type of a text column that is part of a key. */
+  readonly key: string
+  /** The type of a cursor, id or counter column. */
+  readonly int: string
+  /** What follows a table's column list. */
+  readonly suffix: string
+}
+
+const pgDialect: Dialect = { key: `TEXT COLLATE "C"`, int: "BIGINT", suffix: "" }
+const sqliteDialect: Dialect = { key: "TEXT", int: "INTEGER", suffix: " WITHOUT ROWID" }
+
+/** The tables of `0001_init` in one dialect. */
+const initTables = ({ int, key, suffix }: Dialect): ReadonlyArray<string> => [
+  `CREATE TABLE mizu_heads (
+    scope ${key} PRIMARY KEY,
+    head ${int} NOT NULL,
+    floor ${int} NOT NULL DEFAULT 0
+  )${suffix}`,
+  `CREATE TABLE mizu_changes (
+    scope ${key} NOT NULL,
+    cursor ${int} NOT NULL,
+    entity TEXT NOT NULL,
+    id TEXT NOT NULL,
+    op TEXT NOT NULL,
+    data TEXT,
+    ts TEXT NOT NULL,
+    PRIMARY KEY (scope, cursor)
+  )${suffix}`,
+  `CREATE TABLE mizu_entities (
+    scope ${key} NOT NULL,
+    entity ${key} NOT NULL,
+    id ${key} NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (scope, entity, id)
+  )${suffix}`,
+  `CREATE TABLE mizu_clients (
+    client_id ${key} PRIMARY KEY,
+    last ${int} NOT NULL
+  )${suffix}`,
+  `CREATE TABLE mizu_client_scopes (
+    client_id ${key} NOT NULL,
+    scope ${key} NOT NULL,
+    last ${int} NOT NULL,
+    PRIMARY KEY (client_id, scope)
+  )${suffix}`
+]
+
+/** The dialect of the client in context (anything but Postgres is spelled as SQLite). */
+const dialect: Effect.Effect<Dialect, never, SqlClient.SqlClient> = Effect.map(
+  SqlClient.SqlClient,
+  (sql) => sql.onDialectOrElse({ pg: () => pgDialect, orElse: () => sqliteDialect })
+)
+
+/** Run DDL statements in order. */
+const runAll = (statements: ReadonlyArray<string>): Effect.Effect<void, SqlError, SqlClient.SqlClient> =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) => Effect.forEach(statements, (statement) => sql.unsafe(statement), { discard: true }))
+
 /** `0001_init`: every table of the storage family, in the dialect of the client. */
-const init: Effect.Effect<void, SqlError, SqlClient.SqlClient> = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  const statements = sql.onDialectOrElse({
-    pg: () => [
-      sql`CREATE TABLE mizu_heads (
-        scope TEXT COLLATE "C" PRIMARY KEY,
-        head BIGINT NOT NULL,
-        floor BIGINT NOT NULL DEFAULT 0
-      )`,
-      sql`CREATE TABLE mizu_changes (
-        scope TEXT COLLATE "C" NOT NULL,
-        cursor BIGINT NOT NULL,
-        entity TEXT NOT NULL,
-        id TEXT NOT NULL,
-        op TEXT NOT NULL,
-        data TEXT,
-        ts TEXT NOT NULL,
-        PRIMARY KEY (scope, cursor)
-      )`,
-      sql`CREATE TABLE mizu_entities (
-        scope TEXT COLLATE "C" NOT NULL,
-        entity TEXT COLLATE "C" NOT NULL,
-        id TEXT COLLATE "C" NOT NULL,
-        data TEXT NOT NULL,
-        PRIMARY KEY (scope, entity, id)
-      )`,
-      sql`CREATE TABLE mizu_clients (
-        client_id TEXT COLLATE "C" PRIMARY KEY,
-        last BIGINT NOT NULL
-      )`,
-      sql`CREATE TABLE mizu_client_scopes (
-        client_id TEXT COLLATE "C" NOT NULL,
-        scope TEXT COLLATE "C" NOT NULL,
-        last BIGINT NOT NULL,
-        PRIMARY KEY (client_id, scope)
-      )`
-    ],
-    orElse: () => [
-      sql`CREATE TABLE mizu_heads (
-        scope TEXT PRIMARY KEY,
-        head INTEGER NOT NULL,
-        floor INTEGER NOT NULL DEFAULT 0
-      ) WITHOUT ROWID`,
-      sql`CREATE TABLE mizu_changes (
-        scope TEXT NOT NULL,
-        cursor INTEGER NOT NULL,
-        entity TEXT NOT NULL,
-        id TEXT NOT NULL,
-        op TEXT NOT NULL,
-        data TEXT,
-        ts TEXT NOT NULL,
-        PRIMARY KEY (scope, cursor)
-      ) WITHOUT ROWID`,
-      sql`CREATE TABLE mizu_entities (
-        scope TEXT NOT NULL,
-        entity TEXT NOT NULL,
-        id TEXT NOT NULL,
-        data TEXT NOT NULL,
-        PRIMARY KEY (scope, entity, id)
-      ) WITHOUT ROWID`,
-      sql`CREATE TABLE mizu_clients (
-        client_id TEXT PRIMARY KEY,
-        last INTEGER NOT NULL
-      ) WITHOUT ROWID`,
-      sql`CREATE TABLE mizu_client_scopes (
-        client_id TEXT NOT NULL,
-        scope TEXT NOT NULL,
-        last INTEGER NOT NULL,
-        PRIMARY KEY (client_id, scope)
-      ) WITHOUT ROWID`
-    ]
-  })
-  yield* Effect.forEach(statements, (statement) => statement, { discard: true })
-})
+const init: Effect.Effect<void, SqlError, SqlClient.SqlClient> = Effect.flatMap(dialect, (d) => runAll(initTables(d)))
 
 /**
  * `0002_client_owner`: `mizu_clients.owner`, the principal a client id belongs
@@ -140,13 +130,10 @@ const init: Effect.Effect<void, SqlError, SqlClient.SqlClient> = Effect.gen(func
  * with such a client id claims it, so clients from before the migration keep
  * working; until then a pull or snapshot naming it is answered as before.
  */
-const clientOwner: Effect.Effect<void, SqlError, SqlClient.SqlClient> = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  yield* sql.onDialectOrElse({
-    pg: () => sql`ALTER TABLE mizu_clients ADD COLUMN owner TEXT COLLATE "C"`,
-    orElse: () => sql`ALTER TABLE mizu_clients ADD COLUMN owner TEXT`
-  })
-})
+const clientOwner: Effect.Effect<void, SqlError, SqlClient.SqlClient> = Effect.flatMap(
+  dialect,
+  ({ key }) => runAll([`ALTER TABLE mizu_clients ADD COLUMN owner ${key}`])
+)
 
 /**
  * `0003_client_failures`: `mizu_client_failures`, the outcome (code and
@@ -154,27 +141,16 @@ const clientOwner: Effect.Effect<void, SqlError, SqlClient.SqlClient> = Effect.g
  * duplicate of a mutation that failed before the migration answers `ok`, as
  * every duplicate did until then.
  */
-const clientFailures: Effect.Effect<void, SqlError, SqlClient.SqlClient> = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  yield* sql.onDialectOrElse({
-    pg: () =>
-      sql`CREATE TABLE mizu_client_failures (
-        client_id TEXT COLLATE "C" NOT NULL,
-        id BIGINT NOT NULL,
-        code TEXT NOT NULL,
-        message TEXT NOT NULL,
-        PRIMARY KEY (client_id, id)
-      )`,
-    orElse: () =>
-      sql`CREATE TABLE mizu_client_failures (
-        client_id TEXT NOT NULL,
-        id INTEGER NOT NULL,
-        code TEXT NOT NULL,
-        message TEXT NOT NULL,
-        PRIMARY KEY (client_id, id)
-      ) WITHOUT ROWID`
-  })
-})
+const clientFailures: Effect.Effect<void, SqlError, SqlClient.SqlClient> = Effect.flatMap(dialect, ({ int, key, suffix }) =>
+  runAll([
+    `CREATE TABLE mizu_client_failures (
+    client_id ${key} NOT NULL,
+    id ${int} NOT NULL,
+    code TEXT NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (client_id, id)
+  )${suffix}`
+  ]))
 
 /** Every migration of the storage family, in order. New ones are appended, never edited. */
 export const migrations = {

@@ -82,7 +82,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { type Change, type ChangeOp, getOwn, setOwn, type SnapshotData } from "../../protocol/Sync.js"
-import { ChangeLog, type ChangeInput } from "../ChangeLog.js"
+import { ChangeLog, type ChangeInput, retentionTrimPoint } from "../ChangeLog.js"
 import * as Clients from "../Clients.js"
 import * as ConnectionUrl from "../ConnectionUrl.js"
 import * as StorageError from "../StorageError.js"
@@ -200,8 +200,6 @@ export const make = (options: Options = {}): Effect.Effect<Context.Context<Servi
       return yield* Effect.dieMessage(`maxChangesPerScope must be a positive integer, got ${maxChanges}`)
     }
     const remembered = yield* Clients.rememberedFailuresOf(options)
-    /** How many changes a trim keeps: 90% of the maximum (at least 1). */
-    const keepAfterTrim = maxChanges === undefined ? 0 : Math.max(1, maxChanges - Math.floor(maxChanges / 10))
 
     // Our SQLite client (layerSqlite): a permit without a Scope. Any other client: `sql.reserve`.
     const driver = Option.getOrUndefined(yield* Effect.serviceOption(SqliteDriver.SqliteDriver))
@@ -364,8 +362,10 @@ export const make = (options: Options = {}): Effect.Effect<Context.Context<Servi
       })
 
     /** The retention rule after an append that left the scope at `head` / `floor`. */
-    const retain = (scope: string, head: number, floor: number): Effect.Effect<void, SqlError> =>
-      maxChanges === undefined || head - floor <= maxChanges ? Effect.void : atomic(trimTo(scope, head - keepAfterTrim))
+    const retain = (scope: string, head: number, floor: number): Effect.Effect<void, SqlError> => {
+      const upTo = maxChanges === undefined ? undefined : retentionTrimPoint(maxChanges, head, floor)
+      return upTo === undefined ? Effect.void : atomic(trimTo(scope, upTo))
+    }
 
     const dataOf = (input: ChangeInput): string | null =>
       input.op === "delete" || input.data === undefined ? null : encode(input.data)
@@ -708,7 +708,6 @@ export const make = (options: Options = {}): Effect.Effect<Context.Context<Servi
           Effect.map((rows) => rows[0] === undefined ? 0 : Number(rows[0].last)),
           mapSqlError("Clients.lastIdForScope failed")
         ),
-      record: (clientId, id, scope) => recordLast(clientId, id, new Map([[scope, id]])).pipe(mapSqlError("Clients.record failed")),
       recordAll: (clientId, processed) => {
         if (processed.length === 0) return Effect.void
         let last = processed[0].id
