@@ -16,7 +16,7 @@
  * permit, which is what a transaction needs, without the `Scope` that
  * `reserve` requires.
  *
- * @since 0.1.0
+ * @internal
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
 import * as Client from "@effect/sql/SqlClient"

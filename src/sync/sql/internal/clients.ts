@@ -1,0 +1,216 @@
+/**
+ * The SQL `Clients`: `mizu_clients (client_id, last, owner)`,
+ * `mizu_client_scopes (client_id, scope, last)` and
+ * `mizu_client_failures (client_id, id, code, message)`.
+ *
+ * Invariants:
+ * - **Per-client serialization and ownership.** Inside a transaction
+ *   `claim` (and `lastId`) is `INSERT … ON CONFLICT (client_id) DO UPDATE
+ *   SET owner = COALESCE(owner, excluded.owner) RETURNING last, owner`: on
+ *   Postgres it takes the client's row lock (also when the row is new: a
+ *   concurrent inserter waits for the first), so concurrent pushes of one
+ *   client run one after the other and see each other's `last`, and of two
+ *   principals claiming a fresh id the second sees the first's committed
+ *   owner (or, if the first rolled back, becomes the owner itself).
+ * - **Last ids only move up** (`CASE WHEN excluded.last > last`).
+ * - **Few statements.** `recordAll` is one statement on Postgres (scopes and
+ *   failures as arrays through `unnest`), also when some mutations failed
+ *   and are remembered; two on SQLite, four when some failed. A push whose
+ *   mutations all succeeded writes no failure row. `lastId`, `claim`,
+ *   `ownerOf`, `lastIdForScope` and `failures` are one statement each.
+ * - **Remembered failures** are written with the ids, and the client's
+ *   oldest beyond the window deleted in the same step; new failures have ids
+ *   above every remembered one.
+ *
+ * @internal
+ */
+import type { SqlError } from "@effect/sql/SqlError"
+import * as Effect from "effect/Effect"
+import * as Clients from "../../Clients.js"
+import { chunked, decodeRows, mapSqlError, multiRow, type Statements } from "./statements.js"
+import type { Transactions } from "./transaction.js"
+
+interface Failed {
+  readonly id: number
+  readonly failure: Clients.Failure
+}
+
+type LastRow = { readonly last: number | string }
+type FailureRow = { readonly id: number | string; readonly code: string; readonly message: string }
+
+const recordClientSql = `INSERT INTO mizu_clients (client_id, last) VALUES (?, ?)
+  ON CONFLICT (client_id) DO UPDATE
+  SET last = CASE WHEN excluded.last > mizu_clients.last THEN excluded.last ELSE mizu_clients.last END`
+const scopesUpsert = `ON CONFLICT (client_id, scope) DO UPDATE
+  SET last = CASE WHEN excluded.last > mizu_client_scopes.last THEN excluded.last ELSE mizu_client_scopes.last END`
+const failuresUpsert = `ON CONFLICT (client_id, id) DO UPDATE SET code = excluded.code, message = excluded.message`
+
+/** The statement texts of the ledger, normalized once. */
+const texts = (q: Statements["q"]) => ({
+  lastLocked: q(`INSERT INTO mizu_clients (client_id, last) VALUES (?, 0)
+    ON CONFLICT (client_id) DO UPDATE SET last = mizu_clients.last
+    RETURNING last`),
+  lastPlain: q("SELECT last FROM mizu_clients WHERE client_id = ?"),
+  // Like lastLocked (the row lock), and the owner is set only where there is none yet.
+  claim: q(`INSERT INTO mizu_clients (client_id, last, owner) VALUES (?, 0, ?)
+    ON CONFLICT (client_id) DO UPDATE SET owner = COALESCE(mizu_clients.owner, excluded.owner)
+    RETURNING last, owner`),
+  owner: q("SELECT owner FROM mizu_clients WHERE client_id = ?"),
+  lastForScope: q("SELECT last FROM mizu_client_scopes WHERE client_id = ? AND scope = ?"),
+  // Postgres: both tables in one statement, the scopes as arrays (one text for any number of scopes).
+  recordPg: q(`WITH c AS (${recordClientSql})
+    INSERT INTO mizu_client_scopes (client_id, scope, last)
+    SELECT ?, v.scope, v.last FROM unnest(?::text[], ?::bigint[]) AS v (scope, last)
+    ${scopesUpsert}`),
+  // Postgres: the ledger and the failures in one statement. The DELETE and the INSERT see the same
+  // snapshot, so the DELETE keeps the newest (window - new) rows below the first new id.
+  recordWithFailuresPg: q(`WITH c AS (${recordClientSql}),
+    s AS (
+      INSERT INTO mizu_client_scopes (client_id, scope, last)
+      SELECT ?, v.scope, v.last FROM unnest(?::text[], ?::bigint[]) AS v (scope, last)
+      ${scopesUpsert}
+    ), d AS (
+      DELETE FROM mizu_client_failures
+      WHERE client_id = ? AND id < ? AND id <= (
+        SELECT f.id FROM mizu_client_failures f WHERE f.client_id = ? AND f.id < ?
+        ORDER BY f.id DESC LIMIT 1 OFFSET ?
+      )
+    )
+    INSERT INTO mizu_client_failures (client_id, id, code, message)
+    SELECT ?, v.id, v.code, v.message FROM unnest(?::bigint[], ?::text[], ?::text[]) AS v (id, code, message)
+    ${failuresUpsert}`),
+  recordClient: q(recordClientSql),
+  recordScopes: multiRow(q, "INSERT INTO mizu_client_scopes (client_id, scope, last) VALUES", "(?, ?, ?)", scopesUpsert),
+  insertFailures: multiRow(q, "INSERT INTO mizu_client_failures (client_id, id, code, message) VALUES", "(?, ?, ?, ?)", failuresUpsert),
+  // SQLite: after the insert, drop every row older than the window's newest `remembered`.
+  forgetFailures: q(`DELETE FROM mizu_client_failures WHERE client_id = ? AND id <= (
+    SELECT id FROM mizu_client_failures WHERE client_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`),
+  failures: q("SELECT id, code, message FROM mizu_client_failures WHERE client_id = ? AND id >= ? AND id <= ?")
+})
+
+/** What `recordAll` writes: the highest id, each scope's highest id, and the failures to remember (ascending ids). */
+interface Ledger {
+  readonly last: number
+  readonly scopes: ReadonlyMap<string, number>
+  readonly failed: ReadonlyArray<Failed>
+}
+
+/** Fold processed mutations into what is written; only the newest `remembered` failures are kept (older would be forgotten at once). */
+const ledgerOf = (processed: ReadonlyArray<Clients.Processed>, remembered: number): Ledger => {
+  let last = processed[0].id
+  const scopes = new Map<string, number>()
+  const failed: Array<Failed> = []
+  for (const { failure, id, scope } of processed) {
+    if (id > last) last = id
+    const known = scopes.get(scope)
+    if (known === undefined || id > known) scopes.set(scope, id)
+    if (failure !== undefined && remembered > 0) failed.push({ id, failure })
+  }
+  failed.sort((a, b) => a.id - b.id)
+  return { last, scopes, failed: failed.length > remembered ? failed.slice(failed.length - remembered) : failed }
+}
+
+/** The ledger over the family's statements and transactions, remembering `remembered` failures per client. */
+export const make = (
+  { exec, isPg, q }: Statements,
+  { atomic, mayLock }: Transactions,
+  remembered: number
+): Clients.Clients["Type"] => {
+  const text = texts(q)
+
+  /** Postgres: one statement, with or without failures. */
+  const recordPg = (clientId: string, { failed, last, scopes }: Ledger): Effect.Effect<void, SqlError> => {
+    const scopeParams = [clientId, last, clientId, [...scopes.keys()], [...scopes.values()]]
+    if (failed.length === 0) return Effect.asVoid(exec(text.recordPg, scopeParams))
+    const first = failed[0].id
+    return Effect.asVoid(exec(text.recordWithFailuresPg, [
+      ...scopeParams,
+      clientId,
+      first,
+      clientId,
+      first,
+      remembered - failed.length,
+      clientId,
+      failed.map((f) => f.id),
+      failed.map((f) => f.failure.code),
+      failed.map((f) => f.failure.message)
+    ]))
+  }
+
+  /** SQLite: remember failures (ascending ids, at most the window) and forget the oldest beyond it. */
+  const rememberSqlite = (clientId: string, failed: ReadonlyArray<Failed>): Effect.Effect<void, SqlError> => {
+    const insert = chunked(failed.length, (start, end) => {
+      const params: Array<unknown> = []
+      for (let i = start; i < end; i++) params.push(clientId, failed[i].id, failed[i].failure.code, failed[i].failure.message)
+      return exec(text.insertFailures(end - start), params)
+    })
+    return Effect.asVoid(Effect.zipRight(insert, exec(text.forgetFailures, [clientId, clientId, remembered])))
+  }
+
+  /** SQLite: the client's row, its scopes' rows, then the failures, as one atomic step. */
+  const recordSqlite = (clientId: string, { failed, last, scopes }: Ledger): Effect.Effect<void, SqlError> => {
+    const params: Array<unknown> = []
+    for (const [scope, id] of scopes) params.push(clientId, scope, id)
+    const ledger = Effect.asVoid(Effect.zipRight(exec(text.recordClient, [clientId, last]), exec(text.recordScopes(scopes.size), params)))
+    return atomic(failed.length === 0 ? ledger : Effect.zipRight(ledger, rememberSqlite(clientId, failed)))
+  }
+
+  const record = isPg ? recordPg : recordSqlite
+
+  const failures = (clientId: string, ids: ReadonlyArray<number>) => {
+    if (ids.length === 0 || remembered === 0) return Effect.succeed(new Map<number, Clients.Failure>())
+    let low = ids[0]
+    let high = ids[0]
+    for (const id of ids) {
+      if (id < low) low = id
+      if (id > high) high = id
+    }
+    return exec<FailureRow>(text.failures, [clientId, low, high]).pipe(
+      mapSqlError("Clients.failures failed"),
+      Effect.flatMap((rows) =>
+        decodeRows("remembered failure", () => {
+          const wanted = new Set(ids)
+          const found = new Map<number, Clients.Failure>()
+          for (const row of rows) {
+            const id = Number(row.id)
+            if (!wanted.has(id)) continue
+            if (!Clients.isFailureCode(row.code)) throw new Error(`unknown failure code ${JSON.stringify(row.code)}`)
+            found.set(id, { code: row.code, message: row.message })
+          }
+          return found
+        })
+      )
+    )
+  }
+
+  return {
+    lastId: (clientId) =>
+      Effect.flatMap(mayLock, (locking) => exec<LastRow>(locking ? text.lastLocked : text.lastPlain, [clientId])).pipe(
+        Effect.map((rows) => rows[0] === undefined ? 0 : Number(rows[0].last)),
+        mapSqlError("Clients.lastId failed")
+      ),
+    claim: (clientId, owner) =>
+      exec<LastRow & { readonly owner: string | null }>(text.claim, [clientId, owner ?? null]).pipe(
+        Effect.map((rows) => {
+          const row = rows[0]
+          return row === undefined ? { owner, last: 0 } : { owner: row.owner ?? undefined, last: Number(row.last) }
+        }),
+        mapSqlError("Clients.claim failed")
+      ),
+    ownerOf: (clientId) =>
+      exec<{ readonly owner: string | null }>(text.owner, [clientId]).pipe(
+        Effect.map((rows) => rows[0]?.owner ?? undefined),
+        mapSqlError("Clients.ownerOf failed")
+      ),
+    lastIdForScope: (clientId, scope) =>
+      exec<LastRow>(text.lastForScope, [clientId, scope]).pipe(
+        Effect.map((rows) => rows[0] === undefined ? 0 : Number(rows[0].last)),
+        mapSqlError("Clients.lastIdForScope failed")
+      ),
+    recordAll: (clientId, processed) =>
+      processed.length === 0
+        ? Effect.void
+        : record(clientId, ledgerOf(processed, remembered)).pipe(mapSqlError("Clients.recordAll failed")),
+    failures
+  }
+}
