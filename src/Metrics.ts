@@ -14,6 +14,9 @@
  * | `mizu_slow_consumer_closes_total` | counter | sessions closed as slow consumers |
  * | `mizu_pubsub_dropped_total{reason}` | counter | live messages (pokes, broadcasts, presence) this process did not hand to the Redis / Postgres pub/sub: `queue_full` (the publish queue was full), `publish_failed` (the pub/sub failed or did not answer in time), `too_large` (over the transport's limit) |
  *
+ * Every value is this process's own since it started (nothing is shared
+ * between processes), and a series first appears when it is first updated.
+ *
  * @since 0.1.0
  */
 import * as HttpRouter from "@effect/platform/HttpRouter"
@@ -22,32 +25,114 @@ import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as MetricState from "effect/MetricState"
 
+/**
+ * `mizu_push_requests_total`: push requests answered 200, whatever their
+ * mutations' results.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
 export const pushRequests = Metric.counter("mizu_push_requests_total", { description: "push requests answered 200" })
+/**
+ * `mizu_mutations_total{result}`: mutations of answered pushes by result (`ok`,
+ * `duplicate`, or the error code); a retry counts as `duplicate`, not again
+ * as its first result. Updated through `mutationResult`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
 export const mutations = Metric.counter("mizu_mutations_total", { description: "mutations by result" })
+/**
+ * `mizu_pull_pages_total`: pull pages read for a request (one per pull, not
+ * per change).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
 export const pullPages = Metric.counter("mizu_pull_pages_total", { description: "pull pages served" })
+/**
+ * `mizu_snapshots_total`: scope snapshots read for a request.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
 export const snapshots = Metric.counter("mizu_snapshots_total", { description: "snapshots served" })
+/**
+ * `mizu_storage_errors_total`: push, pull and snapshot requests that met a
+ * storage failure, answered `503 unavailable`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
 export const storageErrors = Metric.counter("mizu_storage_errors_total", { description: "requests answered 503" })
+/**
+ * `mizu_pokes_sent_total`: POKE frames written to sessions of this process;
+ * conflated pokes (a newer one replacing one not yet sent) count once.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
 export const pokesSent = Metric.counter("mizu_pokes_sent_total", { description: "POKE frames written to sessions" })
+/**
+ * `mizu_live_sessions`: live sessions open on this process now (a gauge:
+ * up at the upgrade, down when the session ends).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
 export const sessionsOpen = Metric.gauge("mizu_live_sessions", { description: "open live sessions on this process" })
+/**
+ * `mizu_slow_consumer_closes_total`: sessions closed with
+ * `CLOSE {reason: "slow_consumer"}` (code 4008).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
 export const slowConsumerCloses = Metric.counter("mizu_slow_consumer_closes_total", {
   description: "sessions closed as slow consumers"
 })
 
+/**
+ * `mizu_pubsub_dropped_total{reason}`: live messages this process did not hand
+ * to the pub/sub (`queue_full`, `publish_failed`, `too_large`): no session
+ * gets them (a missed poke is caught up by the next pull). Updated through
+ * `pubsubDrop`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
 export const pubsubDropped = Metric.counter("mizu_pubsub_dropped_total", {
   description: "live messages not handed to the pub/sub, by reason"
 })
 
-/** Count `n` live messages dropped on their way to the pub/sub. */
+/**
+ * Count `n` live messages dropped on their way to the pub/sub, under `reason`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
 export const pubsubDrop = (reason: "queue_full" | "publish_failed" | "too_large", n = 1) =>
   Metric.incrementBy(Metric.tagged(pubsubDropped, "reason", reason), n)
 
-/** Count one mutation result. */
+/**
+ * Count one mutation result under `mizu_mutations_total{result}`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
 export const mutationResult = (result: string) => Metric.increment(Metric.tagged(mutations, "result", result))
 
 const escapeLabel = (value: string) => value.replace(/\\/g, "\\\\").replace(/"/g, "\\\"").replace(/\n/g, "\\n")
 const metricName = (name: string) => name.replace(/[^a-zA-Z0-9_:]/g, "_")
 
-/** Every metric of the process in the Prometheus text format (version 0.0.4). */
+/**
+ * Every metric of the process (Effect's own `effect_fiber_*` too) in the
+ * Prometheus text format, version 0.0.4: counters, gauges and histograms;
+ * other metric kinds are left out.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
 export const prometheus: Effect.Effect<string> = Effect.map(Metric.snapshot, (pairs) => {
   const families = new Map<string, { type: string; help: string | undefined; lines: Array<string> }>()
   for (const pair of pairs) {
@@ -85,7 +170,13 @@ export const prometheus: Effect.Effect<string> = Effect.map(Metric.snapshot, (pa
   return out.join("\n") + "\n"
 })
 
-/** `GET {prefix}/metrics`. */
+/**
+ * `GET {prefix}/metrics` (default `/_sync/metrics`): `prometheus` as
+ * `text/plain; version=0.0.4`. Unauthenticated: do not expose it publicly.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const router = (prefix: `/${string}` = "/_sync") =>
   HttpRouter.empty.pipe(
     HttpRouter.get(

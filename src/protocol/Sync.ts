@@ -1,22 +1,44 @@
 /**
- * Wire Schemas of PROTOCOL.md section 1 (sync over HTTP).
+ * Wire Schemas of PROTOCOL.md section 1 (sync over HTTP), protocol version 1.
  *
- * This is the one place that knows the JSON shape of the protocol: the server
- * decodes every body with these Schemas and every client encodes with them.
- * Field names are snake_case on the wire, as the protocol fixes them.
+ * The one place that knows the JSON shape of the protocol: the server decodes
+ * every body with these Schemas and every client encodes with them. Field
+ * names are snake_case, integers stay in the safe-integer range, and a field
+ * named here is never renamed, dropped or given a new meaning (fields may be
+ * added). Unknown fields of a request body are ignored.
  *
  * @since 0.1.0
  */
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 
-/** The protocol version this module speaks. */
+/**
+ * The protocol version this module speaks: the value of the optional
+ * `protocol` field of a request body.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
 export const PROTOCOL_VERSION = 1 as const
 
-/** Every version a server built from this module answers. */
+/**
+ * Every version a server built from this module answers. A body whose
+ * `protocol` is anything else (`"1"` and `null` too) gets
+ * `400 version_not_supported` with `details: { supported }`, this list.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
 export const SUPPORTED_VERSIONS: ReadonlyArray<number> = [PROTOCOL_VERSION]
 
-/** Scope: 1..256 chars of `A-Z a-z 0-9 _ - : . / @`. */
+/**
+ * A scope: 1..256 chars of `A-Z a-z 0-9 _ - : . / @`, no spaces. The unit of
+ * storage, authorization and subscription, each with its own gap-free change
+ * log; live topics are scopes too.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
 export const Scope = Schema.String.pipe(
   Schema.minLength(1),
   Schema.maxLength(256),
@@ -24,9 +46,22 @@ export const Scope = Schema.String.pipe(
     message: () => "scope may contain only A-Z a-z 0-9 _ - : . / @"
   })
 )
+/**
+ * A scope name that passed the `Scope` Schema.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type Scope = typeof Scope.Type
 
-/** ClientId: 1..128 chars of `A-Z a-z 0-9 _ - : .`. */
+/**
+ * A client id: 1..128 chars of `A-Z a-z 0-9 _ - : .`, no spaces. It names one
+ * client's mutation sequence (ids 1, 2, 3, … across all scopes) and belongs to
+ * the principal that first pushed with it.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
 export const ClientId = Schema.String.pipe(
   Schema.minLength(1),
   Schema.maxLength(128),
@@ -34,16 +69,33 @@ export const ClientId = Schema.String.pipe(
     message: () => "client_id may contain only A-Z a-z 0-9 _ - : ."
   })
 )
+/**
+ * A client id that passed the `ClientId` Schema.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type ClientId = typeof ClientId.Type
 
-/** The scope a mutation without `scope` goes to. */
+/**
+ * The scope a mutation without `scope` goes to: `_default`.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
 export const DEFAULT_SCOPE: Scope = "_default"
 
 /** A JSON-safe integer in `[min, MAX_SAFE_INTEGER]`. */
 const IntFrom = (min: number) =>
   Schema.Number.pipe(Schema.int(), Schema.greaterThanOrEqualTo(min), Schema.lessThanOrEqualTo(Number.MAX_SAFE_INTEGER))
 
-/** A cursor: 0 means "nothing yet"; changes have cursors >= 1. */
+/**
+ * A cursor, an integer in `[0, MAX_SAFE_INTEGER]`: a scope's changes have the
+ * cursors 1, 2, 3, … in commit order with no gaps; `0` means "nothing yet".
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
 export const Cursor = IntFrom(0)
 
 /**
@@ -52,10 +104,19 @@ export const Cursor = IntFrom(0)
  * error (`JSON.stringify` and error formatting overflow the stack at a few
  * thousand levels), so it is refused at the door: `invalid_request` /
  * `invalid_message`.
+ *
+ * @since 0.1.0
+ * @category constants
  */
 export const MAX_JSON_DEPTH = 64
 
-/** Whether a parsed JSON value nests arrays and objects deeper than `max` (iterative, so the check itself is safe at every depth). */
+/**
+ * Whether a parsed JSON value nests arrays and objects deeper than `max`
+ * (iterative, so the check itself is safe at every depth).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const jsonDepthExceeds = (value: unknown, max: number = MAX_JSON_DEPTH): boolean => {
   const values: Array<unknown> = [value]
   const depths: Array<number> = [0]
@@ -79,29 +140,77 @@ export const jsonDepthExceeds = (value: unknown, max: number = MAX_JSON_DEPTH): 
  * prototype). Throws as `JSON.parse` does. Not for responses that carry
  * `SnapshotData`: there `"__proto__"` may be an entity id, so parse them with
  * `JSON.parse` (own keys, never prototypes) and decode with the Schema.
+ *
+ * @since 0.1.0
+ * @category conversions
  */
 export const parseJson = (text: string): unknown =>
   JSON.parse(text, (key, value: unknown) => (key === "__proto__" ? undefined : value))
 
-/** Any JSON value (bodies are JSON-parsed before decoding, so this is already JSON). */
+/**
+ * Any JSON value: `args`, `data`, `details`. Bodies are JSON-parsed before
+ * decoding, so whatever reaches it is already JSON; it checks nothing more.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
 export const Json: Schema.Schema<unknown> = Schema.Unknown
 
-/** An optional `protocol` field every request body may carry. */
+/**
+ * The optional `protocol` field every request body may carry. The server
+ * checks its value against `SUPPORTED_VERSIONS` before the Schema runs.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
 export const ProtocolField = Schema.optional(Schema.Number)
 
-/** A mutation as pushed by a client. */
+/**
+ * A mutation as pushed: `name` (1..128 chars) picks the server's mutator,
+ * `args` is its JSON input, `scope` defaults to `_default`. `id` (>= 1) is the
+ * client's sequence number, required with `client_id` and only echoed without.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
 export const Mutation = Schema.Struct({
   id: Schema.optional(IntFrom(1)),
   name: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(128)),
   scope: Schema.optional(Scope),
   args: Schema.optional(Json)
 })
+/**
+ * A decoded `Mutation`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type Mutation = typeof Mutation.Type
 
+/**
+ * What a change did to one entity: `create` (the id was absent), `update`
+ * (it existed; `data` is its whole new value, not a diff) or `delete`.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
 export const ChangeOp = Schema.Literal("create", "update", "delete")
+/**
+ * `"create" | "update" | "delete"`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type ChangeOp = typeof ChangeOp.Type
 
-/** One committed change in a scope's log. `data` is absent on `delete`. */
+/**
+ * One committed change in a scope's log, at `cursor` (>= 1, no gaps). `data`
+ * is the entity's whole value, absent on `delete`; `ts` is the server's
+ * ISO-8601 commit time.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
 export const Change = Schema.Struct({
   cursor: IntFrom(1),
   scope: Scope,
@@ -111,24 +220,62 @@ export const Change = Schema.Struct({
   data: Schema.optional(Json),
   ts: Schema.String
 })
+/**
+ * A decoded `Change`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type Change = typeof Change.Type
 
+/**
+ * Why a mutation failed. `out_of_order`: its id skipped the next expected one
+ * (nothing applied, the id is not used up). The others use up the id and are
+ * final, never retried: `unknown_mutation`, `invalid_args`, `rejected`.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
 export const MutationErrorCode = Schema.Literal("out_of_order", "unknown_mutation", "invalid_args", "rejected")
+/**
+ * One of the `MutationErrorCode` literals.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type MutationErrorCode = typeof MutationErrorCode.Type
 
+/**
+ * The `error` of a failed mutation's result. `expected`, on `out_of_order`
+ * only, is the id the server expects next (`last + 1`); one below the
+ * client's first pending id means the server lost the client's state.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
 export const MutationError = Schema.Struct({
   code: MutationErrorCode,
   message: Schema.String,
   expected: Schema.optional(Schema.Number)
 })
+/**
+ * A decoded `MutationError`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type MutationError = typeof MutationError.Type
 
 /**
- * The outcome of one mutation of a push. `duplicate: true`: the id was
- * processed before; `ok: true` when it succeeded then (or the server no
- * longer remembers how it went), `ok: false` with the `error` it failed with
- * then (the server remembers each client's last failed mutations), so a
- * retry whose first reply was lost still learns of its rejection.
+ * The outcome of one mutation of a push; `cursor` is the scope's head once it
+ * is counted. `duplicate: true`: the id was processed before; `ok: true` when
+ * it succeeded then (or the server no longer remembers how it went),
+ * `ok: false` with the `error` it failed with then (the server remembers each
+ * client's last failed mutations), so a retry whose first reply was lost
+ * still learns of its rejection.
+ *
+ * @since 0.1.0
+ * @category schemas
  */
 export const MutationResult = Schema.Struct({
   id: Schema.optional(Schema.Number),
@@ -137,25 +284,85 @@ export const MutationResult = Schema.Struct({
   duplicate: Schema.optional(Schema.Literal(true)),
   error: Schema.optional(MutationError)
 })
+/**
+ * A decoded `MutationResult`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type MutationResult = typeof MutationResult.Type
 
+/**
+ * The most mutations one push may carry (1000); more is `400 invalid_request`.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
 export const MAX_MUTATIONS_PER_PUSH = 1000
 
+/**
+ * The body of `POST {prefix}/push`: 1..1000 mutations, processed in order.
+ * With `client_id` each is applied exactly once however often it is retried;
+ * without it each is applied as it comes, with no dedupe.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
 export const PushRequest = Schema.Struct({
   protocol: ProtocolField,
   client_id: Schema.optional(ClientId),
   mutations: Schema.Array(Mutation).pipe(Schema.minItems(1), Schema.maxItems(MAX_MUTATIONS_PER_PUSH))
 })
+/**
+ * A decoded `PushRequest`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type PushRequest = typeof PushRequest.Type
 
+/**
+ * The `200` answer to a push: one result per mutation, in request order.
+ * A storage failure answers `503 unavailable` instead (with `client_id`,
+ * nothing of the request was applied).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
 export const PushResponse = Schema.Struct({
   results: Schema.Array(MutationResult)
 })
+/**
+ * A decoded `PushResponse`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type PushResponse = typeof PushResponse.Type
 
+/**
+ * The page size of a pull that gives no `limit` (100 changes).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
 export const DEFAULT_PULL_LIMIT = 100
+/**
+ * The largest `limit` a pull may ask for (1000); more is `400 invalid_request`.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
 export const MAX_PULL_LIMIT = 1000
 
+/**
+ * The body of `POST {prefix}/pull`: the changes of `scope` after `cursor`, at
+ * most `limit` (1..1000, default 100). `client_id` asks for
+ * `last_mutation_id` in the response.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
 export const PullRequest = Schema.Struct({
   protocol: ProtocolField,
   scope: Scope,
@@ -163,24 +370,64 @@ export const PullRequest = Schema.Struct({
   limit: Schema.optional(Schema.Number.pipe(Schema.int(), Schema.between(1, MAX_PULL_LIMIT))),
   client_id: Schema.optional(ClientId)
 })
+/**
+ * A decoded `PullRequest`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type PullRequest = typeof PullRequest.Type
 
+/**
+ * One page of a pull: `changes` ascending after the request's cursor;
+ * `cursor` is the last one's (or the request's when none); `has_more` says
+ * another page follows. `last_mutation_id` (with `client_id`) is the client's
+ * highest processed id in this scope, read in the same snapshot as the page.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
 export const PullResponse = Schema.Struct({
   changes: Schema.Array(Change),
   cursor: Schema.Number,
   has_more: Schema.Boolean,
   last_mutation_id: Schema.optional(Schema.Number)
 })
+/**
+ * A decoded `PullResponse`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type PullResponse = typeof PullResponse.Type
 
+/**
+ * The body of `POST {prefix}/snapshot`: the whole of `scope`; `client_id`
+ * asks for `last_mutation_id` in the response.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
 export const SnapshotRequest = Schema.Struct({
   protocol: ProtocolField,
   scope: Scope,
   client_id: Schema.optional(ClientId)
 })
+/**
+ * A decoded `SnapshotRequest`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type SnapshotRequest = typeof SnapshotRequest.Type
 
-/** `{ [entity]: { [id]: JSON } }`: every key is an own property, `"__proto__"` included (see `SnapshotData`). */
+/**
+ * `{ [entity]: { [id]: JSON } }`: every key is an own property, `"__proto__"`
+ * included (see `SnapshotData`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type SnapshotData = { readonly [entity: string]: { readonly [id: string]: unknown } }
 
 const isJsonObject = (u: unknown): u is { readonly [key: string]: unknown } =>
@@ -194,13 +441,22 @@ const isJsonObject = (u: unknown): u is { readonly [key: string]: unknown } =>
  * as it is: decode it from `JSON.parse`'s output (own keys, never
  * prototypes), not from `parseJson`'s (which drops `"__proto__"` keys).
  * Write such objects with `setOwn`, read them with `getOwn`.
+ *
+ * @since 0.1.0
+ * @category schemas
  */
 export const SnapshotData: Schema.Schema<SnapshotData> = Schema.declare(
   (u: unknown): u is SnapshotData => isJsonObject(u) && Object.values(u).every(isJsonObject),
   { identifier: "SnapshotData", description: "an object of entity -> an object of id -> JSON" }
 )
 
-/** The own property `key` of a JSON object, never an inherited one (`constructor`, `toString`, `__proto__`). */
+/**
+ * The own property `key` of a JSON object, never an inherited one
+ * (`constructor`, `toString`, `__proto__`).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const getOwn = <A>(record: { readonly [key: string]: A }, key: string): A | undefined =>
   Object.prototype.hasOwnProperty.call(record, key) ? record[key] : undefined
 
@@ -208,19 +464,42 @@ export const getOwn = <A>(record: { readonly [key: string]: A }, key: string): A
  * Set `key` as an own, enumerable property of `record`, whatever the key:
  * an assignment `record["__proto__"] = value` would set the prototype
  * instead (and lose the key); `JSON.stringify` writes the property.
+ *
+ * @since 0.1.0
+ * @category utils
  */
 export const setOwn = <A>(record: { [key: string]: A }, key: string, value: A): void => {
   Object.defineProperty(record, key, { value, writable: true, enumerable: true, configurable: true })
 }
 
+/**
+ * The `200` answer to a snapshot: `data` is the whole scope as of `cursor`,
+ * read in one consistent snapshot (with `last_mutation_id` when `client_id`
+ * was given); continue by pulling from `cursor`.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
 export const SnapshotResponse = Schema.Struct({
   data: SnapshotData,
   cursor: Schema.Number,
   last_mutation_id: Schema.optional(Schema.Number)
 })
+/**
+ * A decoded `SnapshotResponse`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type SnapshotResponse = typeof SnapshotResponse.Type
 
-/** Every HTTP error code of the protocol, with its status. */
+/**
+ * Every HTTP error code of the protocol, with the status it is answered with
+ * (PROTOCOL.md's table). A 4xx request changed no state.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
 export const ErrorStatus = {
   invalid_request: 400,
   version_not_supported: 400,
@@ -236,11 +515,31 @@ export const ErrorStatus = {
   unavailable: 503
 } as const
 
+/**
+ * The `error.code` of a non-2xx response: one of the keys of `ErrorStatus`.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
 export const ErrorCode = Schema.Literal(
   ...(Object.keys(ErrorStatus) as Array<keyof typeof ErrorStatus>)
 )
+/**
+ * One of the `ErrorCode` literals.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type ErrorCode = typeof ErrorCode.Type
 
+/**
+ * The body of every non-2xx response. `code` is read as a plain string, so a
+ * client still decodes a code added later; `message` is for people and never
+ * leaks internals (`internal error` on a 500).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
 export const ErrorBody = Schema.Struct({
   error: Schema.Struct({
     code: Schema.String,
@@ -248,17 +547,31 @@ export const ErrorBody = Schema.Struct({
     details: Schema.optional(Json)
   })
 })
+/**
+ * A decoded `ErrorBody`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type ErrorBody = typeof ErrorBody.Type
 
-/** The protocol error as a typed value: what a handler fails with, mapped to a status in one place. */
+/**
+ * The protocol error as a typed value: what a handler fails with, mapped to a
+ * status (`ErrorStatus`) and an `ErrorBody` in one place.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
 export class ProtocolError extends Schema.TaggedError<ProtocolError>()("ProtocolError", {
   code: ErrorCode,
   message: Schema.String,
   details: Schema.optional(Json)
 }) {
+  /** The HTTP status of `code`. */
   get status(): number {
     return ErrorStatus[this.code]
   }
+  /** The error as the response body, `details` only when present. */
   toBody(): ErrorBody {
     return { error: { code: this.code, message: this.message, ...(this.details === undefined ? {} : { details: this.details }) } }
   }
@@ -268,6 +581,9 @@ export class ProtocolError extends Schema.TaggedError<ProtocolError>()("Protocol
  * A decode failure as one line per issue, `path: reason`, e.g.
  * `mutations.0.name: Expected string, actual 1`. What `invalid_request`,
  * `invalid_args` and `invalid_message` messages carry.
+ *
+ * @since 0.1.0
+ * @category conversions
  */
 export const formatParseError = (error: ParseResult.ParseError): string =>
   ParseResult.ArrayFormatter.formatErrorSync(error)

@@ -16,19 +16,38 @@ import type * as SyncEngine from "../sync/SyncEngine.js"
 import * as SyncStorage from "../sync/SyncStorage.js"
 import * as Server from "../Server.js"
 
-/** One recorded poke. */
+/**
+ * One poke the engine asked for: `scope` has committed changes up to `cursor`
+ * (its head after the commit).
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface RecordedPoke {
   readonly scope: string
   readonly cursor: number
 }
 
-/** Reads what the recording broker was told, in order. */
+/**
+ * Reads what the recording broker was told, in call order (the engine pokes
+ * each changed scope at most once per push, after its commit); `clear`
+ * forgets them.
+ *
+ * @since 0.1.0
+ * @category services
+ */
 export class PokeRecorder extends Context.Tag("@mizu/testing/PokeRecorder")<PokeRecorder, {
   readonly pokes: Effect.Effect<ReadonlyArray<RecordedPoke>>
   readonly clear: Effect.Effect<void>
 }>() {}
 
-/** A `PokeBroker` that records every poke, and the `PokeRecorder` to read them. */
+/**
+ * A `PokeBroker` that records every poke (and sends none), and the
+ * `PokeRecorder` to read them. Each build starts with an empty record.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layerRecordingPokeBroker: Layer.Layer<PokeBroker | PokeRecorder> = Layer.effectContext(Effect.sync(() => {
   // Appended in place (a poke is O(1), however long a test runs); readers get a copy.
   let recorded: Array<RecordedPoke> = []
@@ -41,7 +60,12 @@ export const layerRecordingPokeBroker: Layer.Layer<PokeBroker | PokeRecorder> = 
     })))
 }))
 
-/** Everything `layerMemoryEngine` provides. */
+/**
+ * Everything `layerEngine` and `layerMemoryEngine` provide.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type MemoryEngineServices =
   | SyncEngine.SyncEngine
   | Mutator.Mutator
@@ -53,6 +77,9 @@ export type MemoryEngineServices =
 /**
  * A complete engine over the given storage layers, with a recording poke
  * broker and an allow-all authorizer (or the one given).
+ *
+ * @since 0.1.0
+ * @category layers
  */
 export const layerEngine = <E, R>(
   registry: Mutation.Registry,
@@ -70,6 +97,9 @@ export const layerEngine = <E, R>(
 /**
  * A complete engine on fresh memory storage, with a recording poke broker and
  * an allow-all authorizer (or the one given). Each build is a new database.
+ *
+ * @since 0.1.0
+ * @category layers
  */
 export const layerMemoryEngine = (
   registry: Mutation.Registry,
