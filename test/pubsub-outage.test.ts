@@ -216,7 +216,7 @@ describeRedisServer("Redis frozen", () => {
 // ---------------------------------------------------------------------------
 
 /** The memory pub/sub, except that subscribing to a `stuck:` topic never completes. */
-const stuckPubSub = Layer.effect(
+const stuckPubSub = Layer.scoped(
   LivePubSub.LivePubSub,
   Effect.map(LivePubSub.makeMemory, (memory) =>
     LivePubSub.LivePubSub.of({
