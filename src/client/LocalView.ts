@@ -1,8 +1,9 @@
 /**
  * The data structures of a client's local view and the pure steps the rebase
- * is made of: rows of a scope, a `Transaction` over them (the same interface
- * the server's mutators run on), replaying a pending mutation, and diffing two
- * views into the changes a UI sees.
+ * is made of: rows of a scope, running a handler over them (through the
+ * `Transaction` the server's mutators run on, over the rows with the run's
+ * writes on top), replaying a pending mutation, and diffing two views into
+ * the changes a UI sees.
  *
  * Invariants (what `SyncClient` relies on):
  * - Rows hold JSON values exactly as the server's `Store` does
@@ -26,6 +27,7 @@ import * as Schema from "effect/Schema"
 import { type Change, type ChangeOp, setOwn, type SnapshotData } from "../protocol/Sync.js"
 import * as Entity from "../sync/Entity.js"
 import type * as Mutation from "../sync/Mutation.js"
+import * as Transaction from "../sync/Transaction.js"
 
 /** `entity → id → JSON`: one scope's data. */
 export type Rows = Map<string, Map<string, unknown>>
@@ -177,24 +179,11 @@ export const writesToChanges = (scope: string, before: Rows, writes: Writes): Ar
   return out
 }
 
-const unknownEntity = (entity: Entity.Entity<any, any>) =>
-  new Entity.EntityError({ reason: "unknown_entity", entity: entity.name, message: `unknown entity ${entity.name}` })
-
 /**
- * A `Transaction` over `base` that records its writes instead of applying
- * them. Same semantics as the server's: `put` creates or replaces, `delete` of
- * a missing id is a no-op, only registry entities are allowed.
+ * `base` with a run's writes on top, as a `Transaction` backend: writes go to
+ * `writes`, `base` is never changed, reads see the writes first.
  */
-export const makeTransaction = (
-  registry: Mutation.Registry | undefined,
-  scope: string,
-  base: Rows
-): { readonly tx: Mutation.Transaction; readonly writes: Writes } => {
-  const writes: Writes = new Map()
-  const check = (entity: Entity.Entity<any, any>) =>
-    registry === undefined || registry.entities.get(entity.name) === entity
-      ? Effect.void
-      : Effect.fail(unknownEntity(entity))
+const overlay = (base: Rows, writes: Writes): Transaction.Backend => {
   const read = (entity: string, id: string): Option.Option<unknown> => {
     const w = writes.get(entity)?.get(id)
     return w !== undefined ? w : getRow(base, entity, id)
@@ -207,39 +196,27 @@ export const makeTransaction = (
     }
     ids.set(id, value)
   }
-  const tx: Mutation.Transaction = {
-    scope,
-    get: (entity, id) =>
-      Effect.zipRight(
-        Effect.zipRight(check(entity), Entity.checkId(entity, id)),
-        Option.match(read(entity.name, id), {
-          onNone: () => Effect.succeedNone,
-          onSome: (json) => Effect.asSome(Entity.decode(entity, json))
-        })
-      ),
+  return {
+    get: (entity, id) => Effect.sync(() => read(entity, id)),
     list: (entity) =>
-      Effect.zipRight(
-        check(entity),
-        Effect.suspend(() => {
-          const ids = new Set<string>(base.get(entity.name)?.keys() ?? [])
-          for (const id of writes.get(entity.name)?.keys() ?? []) ids.add(id)
-          const rows: Array<readonly [string, unknown]> = []
-          for (const id of [...ids].sort(Entity.idOrder)) {
-            const v = read(entity.name, id)
-            if (Option.isSome(v)) rows.push([id, v.value])
-          }
-          return Effect.forEach(rows, ([id, json]) => Effect.map(Entity.decode(entity, json), (value) => [id, value] as const))
-        })
-      ),
-    put: (entity, id, value) =>
-      Effect.zipRight(
-        Effect.zipRight(check(entity), Entity.checkId(entity, id)),
-        Effect.map(Entity.encode(entity, value), (json) => write(entity.name, id, Option.some(json)))
-      ),
+      Effect.sync(() => {
+        const ids = new Set<string>(base.get(entity)?.keys() ?? [])
+        for (const id of writes.get(entity)?.keys() ?? []) ids.add(id)
+        const rows: Array<readonly [string, unknown]> = []
+        for (const id of [...ids].sort(Entity.idOrder)) {
+          const v = read(entity, id)
+          if (Option.isSome(v)) rows.push([id, v.value])
+        }
+        return rows
+      }),
+    put: (entity, id, data) => Effect.sync(() => write(entity, id, Option.some(data))),
     delete: (entity, id) =>
-      Effect.zipRight(Effect.zipRight(check(entity), Entity.checkId(entity, id)), Effect.sync(() => write(entity.name, id, Option.none())))
+      Effect.sync(() => {
+        const existed = Option.isSome(read(entity, id))
+        write(entity, id, Option.none())
+        return existed
+      })
   }
-  return { tx, writes }
 }
 
 /**
@@ -264,7 +241,8 @@ export const runHandler = <A, I>(
   args: A,
   base: Rows
 ): Effect.Effect<Either.Either<Writes, LocalRejection>> => {
-  const { tx, writes } = makeTransaction(registry, scope, base)
+  const writes: Writes = new Map()
+  const { tx } = Transaction.make(registry, scope, overlay(base, writes))
   return definition.handler(args, tx).pipe(
     Effect.as(Either.right(writes)),
     Effect.catchAll((e) =>

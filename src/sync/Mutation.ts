@@ -10,10 +10,10 @@
  */
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
-import type * as Option from "effect/Option"
 import type * as Schema from "effect/Schema"
 import type { Entity, EntityError } from "./Entity.js"
 import type { StorageError } from "./StorageError.js"
+import type * as Tx from "./Transaction.js"
 
 /** A business-rule rejection: the mutation is consumed with no changes and reported as `rejected`. */
 export class Rejected extends Data.TaggedError("Rejected")<{ readonly message: string }> {}
@@ -24,19 +24,15 @@ export const reject = (message: string): Effect.Effect<never, Rejected> => Effec
 /** What a handler may fail with. */
 export type HandlerError = Rejected | EntityError | StorageError
 
-/** A read/write view of one scope, the only thing a handler touches. */
-export interface Transaction {
-  /** The scope every read and write goes to. */
-  readonly scope: string
-  readonly get: <A, I>(entity: Entity<A, I>, id: string) => Effect.Effect<Option.Option<A>, EntityError | StorageError>
-  readonly list: <A, I>(
-    entity: Entity<A, I>
-  ) => Effect.Effect<ReadonlyArray<readonly [id: string, value: A]>, EntityError | StorageError>
-  /** Create or replace; recorded as `create` when the id is new, `update` otherwise. */
-  readonly put: <A, I>(entity: Entity<A, I>, id: string, value: A) => Effect.Effect<void, EntityError | StorageError>
-  /** Delete; a no-op (no change recorded) when the id does not exist. */
-  readonly delete: <A, I>(entity: Entity<A, I>, id: string) => Effect.Effect<void, EntityError | StorageError>
-}
+/**
+ * The view of one scope a handler reads and writes through (see the
+ * `Transaction` module): the same interface, and the same implementation, on
+ * the server and in the client's optimistic run.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Transaction = Tx.Transaction
 
 /** A named mutation with a Schema for its args and a handler. */
 export interface Mutation<Name extends string = string, A = any, I = any> {

@@ -12,15 +12,14 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { formatParseError } from "../protocol/Sync.js"
 import type { ChangeInput } from "./ChangeLog.js"
-import * as Entity from "./Entity.js"
 import type * as Mutation from "./Mutation.js"
 import type { StorageError } from "./StorageError.js"
 import { Store } from "./Store.js"
+import * as Transaction from "./Transaction.js"
 
 /** Why a mutation produced no changes; each reason is a protocol error code. */
 export class MutationFailed extends Data.TaggedError("MutationFailed")<{
@@ -46,74 +45,13 @@ export class Mutator extends Context.Tag("@mizu/sync/Mutator")<Mutator, {
   readonly names: ReadonlyArray<string>
 }>() {}
 
-const entityOf = (registry: Mutation.Registry, entity: Entity.Entity<any, any>) =>
-  registry.entities.get(entity.name) === entity
-    ? Effect.void
-    : Effect.fail(
-      new Entity.EntityError({ reason: "unknown_entity", entity: entity.name, message: `unknown entity ${entity.name}` })
-    )
-
-/**
- * A `Transaction` over the `Store` for one scope that records every write as a
- * change. Exported for other server-side writers (live pages) that need the
- * same semantics.
- */
-export const makeTransaction = (
-  store: Store["Type"],
-  registry: Mutation.Registry,
-  scope: string
-): { readonly tx: Mutation.Transaction; readonly changes: Array<ChangeInput> } => {
-  const changes: Array<ChangeInput> = []
-  // What this transaction already knows about existence, to spare a read on put.
-  const known = new Map<string, boolean>()
-  const key = (entity: string, id: string) => `${entity}\u0000${id}`
-  const exists = (entity: string, id: string) => {
-    const k = key(entity, id)
-    const cached = known.get(k)
-    return cached !== undefined
-      ? Effect.succeed(cached)
-      : Effect.map(store.get(scope, entity, id), Option.isSome)
-  }
-  const tx: Mutation.Transaction = {
-    scope,
-    get: (entity, id) =>
-      entityOf(registry, entity).pipe(
-        Effect.zipRight(Entity.checkId(entity, id)),
-        Effect.zipRight(store.get(scope, entity.name, id)),
-        Effect.tap((row) => known.set(key(entity.name, id), Option.isSome(row))),
-        Effect.flatMap(Option.match({
-          onNone: () => Effect.succeedNone,
-          onSome: (json) => Effect.asSome(Entity.decode(entity, json))
-        }))
-      ),
-    list: (entity) =>
-      entityOf(registry, entity).pipe(
-        Effect.zipRight(store.list(scope, entity.name)),
-        Effect.flatMap((rows) =>
-          Effect.forEach(rows, ([id, json]) => Effect.map(Entity.decode(entity, json), (value) => [id, value] as const))
-        )
-      ),
-    put: (entity, id, value) =>
-      Effect.gen(function*() {
-        yield* entityOf(registry, entity)
-        yield* Entity.checkId(entity, id)
-        const data = yield* Entity.encode(entity, value)
-        const existed = yield* exists(entity.name, id)
-        yield* store.put(scope, entity.name, id, data)
-        known.set(key(entity.name, id), true)
-        changes.push({ entity: entity.name, id, op: existed ? "update" : "create", data })
-      }),
-    delete: (entity, id) =>
-      Effect.gen(function*() {
-        yield* entityOf(registry, entity)
-        yield* Entity.checkId(entity, id)
-        const existed = yield* store.delete(scope, entity.name, id)
-        known.set(key(entity.name, id), false)
-        if (existed) changes.push({ entity: entity.name, id, op: "delete" })
-      })
-  }
-  return { tx, changes }
-}
+/** The `Store`, for one scope, as what a `Transaction` reads and writes through. */
+const storeBackend = (store: Store["Type"], scope: string): Transaction.Backend => ({
+  get: (entity, id) => store.get(scope, entity, id),
+  list: (entity) => store.list(scope, entity),
+  put: (entity, id, data) => store.put(scope, entity, id, data),
+  delete: (entity, id) => store.delete(scope, entity, id)
+})
 
 /** Build a `Mutator` from a registry of mutation definitions. */
 export const make = (registry: Mutation.Registry): Effect.Effect<Mutator["Type"], never, Store> =>
@@ -145,9 +83,9 @@ export const make = (registry: Mutation.Registry): Effect.Effect<Mutator["Type"]
             new MutationFailed({ reason: "invalid_args", message: formatParseError(e), wrote: false })
           ),
           Effect.flatMap((args) => {
-            const { changes, tx } = makeTransaction(store, registry, input.scope)
+            const { changes, tx } = Transaction.make(registry, input.scope, storeBackend(store, input.scope))
             return def.handler(args, tx).pipe(
-              Effect.as(changes as ReadonlyArray<ChangeInput>),
+              Effect.as(changes),
               Effect.catchTags({
                 // every write of the handler records a change, so no change means no write
                 Rejected: (e) =>
