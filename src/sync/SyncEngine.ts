@@ -1,479 +1,117 @@
 /**
  * push / pull / snapshot: the logic of PROTOCOL.md section 1.
  *
- * Invariants (why the code is shaped as it is):
- * - A push with `client_id` is one `SyncStorage.transaction` holding the
- *   mutators' writes, the log appends and the client's new last ids, so they
- *   take effect together or not at all. The changes are appended once per
- *   scope after the last mutation (cursors in mutation order, as if appended
- *   one by one) and the processed ids recorded once: statements, not rows,
- *   are what a push pays for.
- * - A mutation that fails (unknown, invalid args, rejected) only consumes its
- *   id, and its failure is remembered (`Clients`: the client's last 100 by
- *   default, recorded with the ids, in the same statement on Postgres) so a
- *   retry of it, whose first reply may have been lost, is answered
- *   `{ok: false, duplicate: true, error}` with the same code and message; a
- *   duplicate of a successful or forgotten one is `{ok: true, duplicate:
- *   true}`. A push without duplicates reads nothing more for it, and one
- *   whose mutations all succeed writes nothing more. Most failures happen
- *   before writing anything, so the transaction runs without savepoints;
- *   when one fails after writing, that attempt is rolled back whole and the
- *   push runs again with a savepoint (a nested transaction) around each
- *   mutator, which rolls back only its writes (its failure is remembered
- *   all the same). A `StorageError`
- *   anywhere rolls the whole request back and surfaces as `503 unavailable`
- *   — except one with reason `invalid` (the database refused a value, which
- *   no retry cures): inside a mutator `Mutator` makes it that mutation's
- *   `invalid_args` (a failure after writing, so it reruns with savepoints);
- *   elsewhere it is `400 invalid_request`.
- * - A `client_id` belongs to the principal whose push first used it
- *   (`Clients.claim`). Every scope of a request is authorized first, and all
- *   must yield the same principal (else `forbidden`). The claim is the first
- *   step of the push transaction: it records the owner of a fresh id and
- *   reads the client's last id, and a push naming an id another principal
- *   owns fails there with `forbidden`, rolled back whole, before any
- *   `duplicate` / `out_of_order` answer could reveal that client's ids. Pull
- *   and snapshot check the owner (`Clients.ownerOf`) first in their read,
- *   before `last_mutation_id`. The anonymous principal (allow-all) never
- *   owns an id, so open servers behave as before: anyone may use any id
- *   nobody named owns.
- * - The claim also locks the client's row (SQL layers), so concurrent
- *   retries of one client are serialized and a mutation is applied exactly
- *   once; of two principals racing for a fresh id, one commits as its owner
- *   and the other then finds it owned. Then the heads of all
- *   the push's scopes are locked in scope order (`ChangeLog.lockScopes`),
- *   before any row is written, so concurrent pushes queue instead of
- *   deadlocking on Postgres.
- * - Results are returned, and scopes poked, only after the commit.
- * - Pull reads the head, floor, page and `last_mutation_id` in one consistent
- *   read, so `last_mutation_id` never claims a mutation whose changes the page
- *   does not yet reach.
+ * Invariants:
+ * - **Exactly once.** A push with `client_id` is one `SyncStorage.transaction`
+ *   holding the claim of the client id, the mutators' writes, the log
+ *   appends and the client's new last ids: all take effect or none. The
+ *   claim locks the client's row (SQL layers), so concurrent retries of one
+ *   client are serialized and a mutation id is processed once; an id at or
+ *   below the client's last is a duplicate (answered `ok`, or with its
+ *   remembered failure), an id past `last + 1` ends the request with
+ *   `out_of_order` for it and every later one.
+ * - **A failed mutation only consumes its id.** Its writes are rolled back
+ *   and its failure remembered (`Clients`), so a retry whose first reply was
+ *   lost gets the same code and message. An attempt runs without savepoints;
+ *   a mutation that fails after writing rolls that attempt back whole and
+ *   the push runs again with a savepoint around each mutation.
+ * - **Gap-free cursors in mutation order.** Every scope of the push is
+ *   locked first, in one global order (writers queue instead of
+ *   deadlocking); the changes are appended once per scope after the last
+ *   mutation, and each result's cursor is the scope's head once the changes
+ *   up to it are counted.
+ * - **Results and pokes only after the commit.** Without `client_id` each
+ *   mutation commits on its own and the scopes are poked when the request
+ *   ends, with what committed.
+ * - **Ownership.** A `client_id` belongs to the principal whose push first
+ *   used it; every scope of a request is authorized first and must yield one
+ *   principal, and another principal's id fails with `forbidden` before any
+ *   answer could reveal that client's ids (pull and snapshot check the
+ *   owner first in their read).
+ * - **Consistent reads.** Pull reads head, floor, changes and
+ *   `last_mutation_id` in one `readConsistent`, so `last_mutation_id` never
+ *   claims a mutation whose changes the page does not yet reach.
+ * - **Errors.** Every failure is a `ProtocolError`: a `StorageError`
+ *   (`StorageError.toProtocolError`: `503 unavailable`, or
+ *   `400 invalid_request` for `invalid`), a denial
+ *   (`Authorizer.toProtocolError`). A lost lock conflict is retried a few
+ *   times first (the transaction was rolled back whole).
  *
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
-import * as Data from "effect/Data"
-import * as Duration from "effect/Duration"
-import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
+import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
-import * as Schedule from "effect/Schedule"
-import * as Metrics from "../Metrics.js"
-import * as Protocol from "../protocol/Sync.js"
-import { ProtocolError } from "../protocol/Sync.js"
-import * as Authorizer from "./Authorizer.js"
-import { ChangeLog, type ChangeInput } from "./ChangeLog.js"
-import * as Clients from "./Clients.js"
-import { type MutationFailed, Mutator } from "./Mutator.js"
-import { PokeBroker } from "./PokeBroker.js"
-import * as StorageErrors from "./StorageError.js"
-import type { StorageError } from "./StorageError.js"
-import { Store } from "./Store.js"
-import { SyncStorage } from "./SyncStorage.js"
+import type * as Protocol from "../protocol/Sync.js"
+import type { ProtocolError } from "../protocol/Sync.js"
+import type * as Authorizer from "./Authorizer.js"
+import type { ChangeLog } from "./ChangeLog.js"
+import type * as Clients from "./Clients.js"
+import * as internal from "./internal/syncEngine.js"
+import type { Mutator } from "./Mutator.js"
+import type { PokeBroker } from "./PokeBroker.js"
+import type { Store } from "./Store.js"
+import type { SyncStorage } from "./SyncStorage.js"
 
-/** Who is asking: what the `Authorizer` sees besides the action and scope. */
+/**
+ * Who is asking: what the `Authorizer` sees besides the action and scope.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface Caller {
   readonly token: string | undefined
   readonly headers: Readonly<Record<string, string | undefined>>
 }
 
-/** A caller with no credentials (tests, trusted in-process callers behind an allow-all authorizer). */
+/**
+ * A caller with no credentials (tests, trusted in-process callers behind an
+ * allow-all authorizer); any other authorizer decides what it may do.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const anonymous: Caller = { token: undefined, headers: {} }
 
+/**
+ * The sync endpoints' logic (PROTOCOL.md section 1), independent of the
+ * transport. Every method fails only with a `ProtocolError`; a push's
+ * results and pokes come only after its commit.
+ *
+ * @since 0.1.0
+ * @category services
+ */
 export class SyncEngine extends Context.Tag("@mizu/sync/SyncEngine")<SyncEngine, {
+  /** Apply mutations exactly once per `(client_id, id)`, in id order; answers one result per mutation. */
   readonly push: (request: Protocol.PushRequest, caller: Caller) => Effect.Effect<Protocol.PushResponse, ProtocolError>
+  /** The changes after a cursor, in one consistent read with the client's `last_mutation_id`. */
   readonly pull: (request: Protocol.PullRequest, caller: Caller) => Effect.Effect<Protocol.PullResponse, ProtocolError>
+  /** The scope's data at its head, in one consistent read. */
   readonly snapshot: (
     request: Protocol.SnapshotRequest,
     caller: Caller
   ) => Effect.Effect<Protocol.SnapshotResponse, ProtocolError>
 }>() {}
 
-/** Map the engine's internal failures to protocol errors (each kind has one mapping, in its own module). */
-const toProtocolError = (e: StorageError | Authorizer.Denied | ProtocolError): ProtocolError =>
-  e._tag === "ProtocolError" ? e : e._tag === "Denied" ? Authorizer.toProtocolError(e) : StorageErrors.toProtocolError(e)
-
-const logStorageError = <A, R>(self: Effect.Effect<A, StorageError | Authorizer.Denied | ProtocolError, R>) =>
-  self.pipe(
-    Effect.tapError((e) =>
-      e._tag === "StorageError"
-        ? Effect.zipRight(Effect.logWarning("storage failure", e.cause ?? e.message), Metric.increment(Metrics.storageErrors))
-        : Effect.void
-    ),
-    Effect.mapError(toProtocolError)
-  )
-
-const isConflict = (e: unknown): boolean =>
-  typeof e === "object" && e !== null && "_tag" in e && e._tag === "StorageError" && (e as StorageError).reason === "conflict"
-
-/** After a first lost conflict: up to 4 more attempts, ~10, 20, 40 ms apart, jittered. */
-const conflictRetries = Schedule.exponential("10 millis").pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(3)))
+/**
+ * Build the engine over the storage, mutator, broker and authorizer
+ * services in context.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: Effect.Effect<
+  SyncEngine["Type"],
+  never,
+  SyncStorage | ChangeLog | Store | Clients.Clients | Mutator | PokeBroker | Authorizer.Authorizer
+> = internal.make
 
 /**
- * A transaction that lost a lock conflict (a Postgres deadlock or
- * serialization failure, SQLITE_BUSY) was rolled back whole, so it is safe
- * to run again; a few jittered retries spare the client a 503. The retry
- * machinery is only set up once a conflict happened.
+ * The engine over the storage, mutator, broker and authorizer services.
+ *
+ * @since 0.1.0
+ * @category layers
  */
-const retryConflicts = <A, E>(self: Effect.Effect<A, E | StorageError>): Effect.Effect<A, E | StorageError> =>
-  Effect.catchIf(self, isConflict, () =>
-    Effect.retry(Effect.delay(self, Duration.millis(5 + Math.random() * 10)), { schedule: conflictRetries, while: isConflict }))
-
-/** Internal: an attempt without savepoints met a mutation that failed after writing; it runs again with them. */
-class NeedsSavepoints extends Data.TaggedError("NeedsSavepoints") {}
-
-export const make = Effect.gen(function*() {
-  const storage = yield* SyncStorage
-  const log = yield* ChangeLog
-  const store = yield* Store
-  const clients = yield* Clients.Clients
-  const mutator = yield* Mutator
-  const broker = yield* PokeBroker
-  const authorizer = yield* Authorizer.Authorizer
-
-  /**
-   * Authorize every scope of a request; all must yield the same principal.
-   * Returns the principal as an owner of client ids: `undefined` for the
-   * anonymous principal, which owns none.
-   */
-  const authorize = (
-    action: Authorizer.Action,
-    scopes: Iterable<string>,
-    caller: Caller,
-    clientId: string | undefined
-  ): Effect.Effect<string | undefined, Authorizer.Denied> =>
-    Effect.flatMap(
-      Effect.forEach(
-        new Set(scopes),
-        (scope) => authorizer.authorize({ action, scope, token: caller.token, headers: caller.headers, clientId })
-      ),
-      (principals) => {
-        const id = principals[0]?.id
-        if (principals.some((p) => p.id !== id)) {
-          return Authorizer.forbidden("the scopes of this request were authorized as different principals")
-        }
-        return Effect.succeed(id === undefined || id === Authorizer.anonymous.id ? undefined : id)
-      }
-    )
-
-  /** `forbidden`: the client id belongs to another principal (whose ids are never revealed). */
-  const notOwner = (clientId: string) =>
-    Authorizer.forbidden(`client_id ${clientId} belongs to another principal`)
-
-  /** Fail with `forbidden` when another principal owns the client id (pull, snapshot: reads only). */
-  const checkOwner = (clientId: string | undefined, owner: string | undefined) =>
-    clientId === undefined
-      ? Effect.void
-      : Effect.flatMap(clients.ownerOf(clientId), (found) => found === undefined || found === owner ? Effect.void : notOwner(clientId))
-
-  const pokeAll = (heads: ReadonlyMap<string, number>) =>
-    Effect.forEach(heads, ([scope, cursor]) => broker.poke(scope, cursor), { discard: true })
-
-  /** Run the mutator; a failed mutation (unknown, invalid args, rejected) yields Left. */
-  const applyMutation = (
-    mutation: Protocol.Mutation,
-    scope: string
-  ): Effect.Effect<Either.Either<ReadonlyArray<ChangeInput>, MutationFailed>, StorageError> =>
-    mutator.apply({ name: mutation.name, scope, args: mutation.args }).pipe(
-      Effect.map(Either.right),
-      Effect.catchTag("MutationFailed", (e) => Effect.succeed(Either.left(e)))
-    )
-
-  /** A result whose cursor is the scope's head once the changes of the push up to it are counted. */
-  interface Slot {
-    readonly scope: string
-    /** How many of the push's changes to `scope` come before this result (included). */
-    readonly upTo: number
-    readonly result: (cursor: number) => Protocol.MutationResult
-  }
-
-  /**
-   * One attempt at a push with `client_id`, as one transaction. Each mutation
-   * goes through `apply`; the changes are appended to the log once per scope
-   * after the last mutation (one head bump and one insert per scope, cursors
-   * in mutation order), and the processed ids are recorded once, all in the
-   * same transaction as the mutators' writes.
-   */
-  const attempt = <E>(
-    clientId: string,
-    owner: string | undefined,
-    mutations: ReadonlyArray<Protocol.Mutation>,
-    scopes: ReadonlyArray<string>,
-    apply: (
-      mutation: Protocol.Mutation,
-      scope: string
-    ) => Effect.Effect<Either.Either<ReadonlyArray<ChangeInput>, MutationFailed>, E | StorageError>
-  ) =>
-    storage.transaction(Effect.gen(function*() {
-      // First: claim the id (or find it is another's, then nothing is revealed and all rolls back).
-      const claim = yield* clients.claim(clientId, owner)
-      if (claim.owner !== owner) return yield* notOwner(clientId)
-      let last = claim.last
-      // The remembered failures among the duplicates (one read, only when there are duplicates), and
-      // those of this request, for a mutation repeated in it.
-      const dupes: Array<number> = []
-      for (const m of mutations) if (m.id !== undefined && m.id <= last) dupes.push(m.id)
-      const failed = new Map(dupes.length === 0 ? [] : yield* clients.failures(clientId, dupes))
-      // Lock every scope's head first, in one global order: writers of the same scopes then queue
-      // instead of deadlocking (a mutation's row writes followed by another request's head lock).
-      yield* log.lockScopes(scopes)
-      const pending = new Map<string, Array<ChangeInput>>()
-      const countOf = (scope: string) => pending.get(scope)?.length ?? 0
-      const processed: Array<Clients.Processed> = []
-      const slots: Array<Slot> = []
-      for (let i = 0; i < mutations.length; i++) {
-        const mutation = mutations[i]
-        const id = mutation.id ?? 0
-        const scope = mutation.scope ?? Protocol.DEFAULT_SCOPE
-        if (id <= last) {
-          const remembered = failed.get(id)
-          slots.push({
-            scope,
-            upTo: countOf(scope),
-            result: remembered === undefined
-              ? (cursor) => ({ id, ok: true, duplicate: true, cursor })
-              : (cursor) => ({ id, ok: false, duplicate: true, cursor, error: { code: remembered.code, message: remembered.message } })
-          })
-          continue
-        }
-        if (id > last + 1) {
-          const expected = last + 1
-          for (const rest of mutations.slice(i)) {
-            const restScope = rest.scope ?? Protocol.DEFAULT_SCOPE
-            slots.push({
-              scope: restScope,
-              upTo: countOf(restScope),
-              result: (cursor) => ({
-                ...(rest.id === undefined ? {} : { id: rest.id }),
-                ok: false,
-                cursor,
-                error: { code: "out_of_order", message: `expected mutation id ${expected}`, expected }
-              })
-            })
-          }
-          break
-        }
-        const outcome = yield* apply(mutation, scope).pipe(
-          Effect.withSpan("SyncEngine.mutation", { attributes: { name: mutation.name, id, scope }, captureStackTrace: false })
-        )
-        // A failed mutation rolled back its writes; its id is consumed all the same, and its failure remembered.
-        last = id
-        if (Either.isLeft(outcome)) {
-          const error = { code: outcome.left.reason, message: outcome.left.message }
-          const failure = Clients.failure(error.code, error.message)
-          processed.push({ id, scope, failure })
-          failed.set(id, failure)
-          slots.push({ scope, upTo: countOf(scope), result: (cursor) => ({ id, ok: false, cursor, error }) })
-        } else {
-          processed.push({ id, scope })
-          if (outcome.right.length > 0) {
-            const list = pending.get(scope)
-            if (list === undefined) pending.set(scope, [...outcome.right])
-            else list.push(...outcome.right)
-          }
-          slots.push({ scope, upTo: countOf(scope), result: (cursor) => ({ id, ok: true, cursor }) })
-        }
-      }
-      /** Per scope, its head before this push's changes. */
-      const base = new Map<string, number>()
-      const heads = new Map<string, number>()
-      for (const [scope, changes] of pending) {
-        const appended = yield* log.append(scope, changes)
-        base.set(scope, appended[0].cursor - 1)
-        heads.set(scope, appended[appended.length - 1].cursor)
-      }
-      yield* clients.recordAll(clientId, processed)
-      const results: Array<Protocol.MutationResult> = []
-      for (const slot of slots) {
-        let head = base.get(slot.scope)
-        if (head === undefined) {
-          head = yield* log.head(slot.scope)
-          base.set(slot.scope, head)
-        }
-        results.push(slot.result(head + slot.upTo))
-      }
-      return { results, heads }
-    }))
-
-  const pushWithClient = (clientId: string, owner: string | undefined, mutations: ReadonlyArray<Protocol.Mutation>) => {
-    const scopes = [...new Set(mutations.map((m) => m.scope ?? Protocol.DEFAULT_SCOPE))].sort()
-    // First without savepoints: a mutation that fails before writing anything has nothing to roll
-    // back, and most do. One that fails after writing aborts this attempt (rolled back whole) and
-    // the push runs again with a savepoint around each mutation.
-    const optimistic = attempt(clientId, owner, mutations, scopes, (mutation, scope) =>
-      Effect.flatMap(applyMutation(mutation, scope), (outcome) =>
-        Either.isLeft(outcome) && outcome.left.wrote !== false ? Effect.fail(new NeedsSavepoints()) : Effect.succeed(outcome)))
-    const withSavepoints = attempt(clientId, owner, mutations, scopes, (mutation, scope) =>
-      storage.transaction(Effect.flatMap(applyMutation(mutation, scope), (outcome) =>
-        // fail inside the savepoint so that it rolls back; caught outside it
-        Either.isLeft(outcome) ? Effect.fail(outcome.left) : Effect.succeed(outcome))).pipe(
-          Effect.catchTag("MutationFailed", (e) => Effect.succeed(Either.left(e)))
-        ))
-    return retryConflicts(Effect.catchTag(optimistic, "NeedsSavepoints", () => withSavepoints))
-  }
-
-  /**
-   * Each mutation commits on its own; the scopes are poked once each, with
-   * their last head, when the request ends (also when a later mutation's
-   * storage failed: what committed is poked).
-   */
-  const pushPlain = (mutations: ReadonlyArray<Protocol.Mutation>) => {
-    const heads = new Map<string, number>()
-    return Effect.gen(function*() {
-      const results: Array<Protocol.MutationResult> = []
-      for (const mutation of mutations) {
-        const scope = mutation.scope ?? Protocol.DEFAULT_SCOPE
-        // The mutation's own transaction: its writes and its append, or (failed) nothing.
-        const outcome = yield* retryConflicts(storage.transaction(
-          log.lockScopes([scope]).pipe(
-            Effect.zipRight(mutator.apply({ name: mutation.name, scope, args: mutation.args })),
-            Effect.flatMap((changes) => log.append(scope, changes))
-          )
-        ).pipe(
-          Effect.map(Either.right),
-          Effect.catchTag("MutationFailed", (e) => Effect.succeed(Either.left(e)))
-        )).pipe(
-          Effect.withSpan("SyncEngine.mutation", { attributes: { name: mutation.name, scope }, captureStackTrace: false })
-        )
-        const id = mutation.id === undefined ? {} : { id: mutation.id }
-        if (Either.isLeft(outcome)) {
-          // read after the failed transaction rolled back
-          const cursor = yield* log.head(scope)
-          results.push({ ...id, ok: false, cursor, error: { code: outcome.left.reason, message: outcome.left.message } })
-          continue
-        }
-        const lastChange = outcome.right[outcome.right.length - 1]
-        if (lastChange === undefined) {
-          results.push({ ...id, ok: true, cursor: yield* log.head(scope) })
-          continue
-        }
-        results.push({ ...id, ok: true, cursor: lastChange.cursor })
-        heads.set(scope, lastChange.cursor)
-      }
-      return results
-    }).pipe(Effect.ensuring(Effect.suspend(() => pokeAll(heads))))
-  }
-
-  /** The counter of each result code, made once (a tagged metric is looked up by key each time it is made). */
-  const resultCounters = new Map<string, Effect.Effect<void>>()
-  const countResults = (results: ReadonlyArray<Protocol.MutationResult>) => {
-    const counts = new Map<string, number>()
-    for (const r of results) {
-      // a duplicate (also of a remembered failure) was counted when first processed
-      const code = r.duplicate === true ? "duplicate" : r.error?.code ?? "ok"
-      counts.set(code, (counts.get(code) ?? 0) + 1)
-    }
-    return Effect.zipRight(
-      Metric.increment(Metrics.pushRequests),
-      Effect.forEach(counts, ([code, n]) => {
-        let counter = resultCounters.get(code)
-        if (counter === undefined) {
-          counter = Metrics.mutationResult(code)
-          resultCounters.set(code, counter)
-        }
-        return n === 1 ? counter : Effect.repeatN(counter, n - 1)
-      }, { discard: true })
-    )
-  }
-
-  const push = (request: Protocol.PushRequest, caller: Caller) => {
-    const clientId = request.client_id
-    const scopes = request.mutations.map((m) => m.scope ?? Protocol.DEFAULT_SCOPE)
-    return Effect.gen(function*() {
-      if (clientId !== undefined) {
-        const missing = request.mutations.findIndex((m) => m.id === undefined)
-        if (missing >= 0) {
-          return yield* new ProtocolError({
-            code: "invalid_request",
-            message: `mutations[${missing}].id is required when client_id is given`
-          })
-        }
-      }
-      const owner = yield* authorize("push", scopes, caller, clientId)
-      if (clientId === undefined) {
-        const plain = yield* pushPlain(request.mutations)
-        yield* countResults(plain)
-        return { results: plain }
-      }
-      const { heads, results } = yield* pushWithClient(clientId, owner, request.mutations)
-      yield* countResults(results)
-      yield* pokeAll(heads)
-      return { results }
-    }).pipe(
-      logStorageError,
-      Effect.withSpan("SyncEngine.push", {
-        attributes: { client_id: clientId, mutations: request.mutations.length },
-        captureStackTrace: false
-      }),
-      Effect.annotateLogs({ client_id: clientId ?? "" })
-    )
-  }
-
-  const pull = (request: Protocol.PullRequest, caller: Caller) =>
-    Effect.gen(function*() {
-      const owner = yield* authorize("pull", [request.scope], caller, request.client_id)
-      const limit = request.limit ?? Protocol.DEFAULT_PULL_LIMIT
-      return yield* storage.readConsistent(Effect.gen(function*() {
-        yield* checkOwner(request.client_id, owner)
-        const head = yield* log.head(request.scope)
-        if (request.cursor > head) {
-          return yield* new ProtocolError({
-            code: "cursor_ahead",
-            message: `cursor ${request.cursor} is beyond the scope's head ${head}`,
-            details: { head }
-          })
-        }
-        const floor = yield* log.floor(request.scope)
-        if (request.cursor < floor) {
-          return yield* new ProtocolError({
-            code: "cursor_too_old",
-            message: `cursor ${request.cursor} is older than the log keeps (floor ${floor})`,
-            details: { floor }
-          })
-        }
-        const page = yield* log.since(request.scope, request.cursor, limit)
-        yield* Metric.increment(Metrics.pullPages)
-        const lastChange = page.changes[page.changes.length - 1]
-        const response: Protocol.PullResponse = {
-          changes: page.changes,
-          cursor: lastChange === undefined ? request.cursor : lastChange.cursor,
-          has_more: page.hasMore
-        }
-        if (request.client_id === undefined) return response
-        return { ...response, last_mutation_id: yield* clients.lastIdForScope(request.client_id, request.scope) }
-      }))
-    }).pipe(
-      logStorageError,
-      Effect.withSpan("SyncEngine.pull", {
-        attributes: { scope: request.scope, cursor: request.cursor },
-        captureStackTrace: false
-      }),
-      Effect.annotateLogs({ scope: request.scope, client_id: request.client_id ?? "" })
-    )
-
-  const snapshot = (request: Protocol.SnapshotRequest, caller: Caller) =>
-    Effect.gen(function*() {
-      const owner = yield* authorize("snapshot", [request.scope], caller, request.client_id)
-      return yield* storage.readConsistent(Effect.gen(function*() {
-        yield* checkOwner(request.client_id, owner)
-        const cursor = yield* log.head(request.scope)
-        const data = yield* store.snapshot(request.scope)
-        yield* Metric.increment(Metrics.snapshots)
-        const response: Protocol.SnapshotResponse = { data, cursor }
-        if (request.client_id === undefined) return response
-        return { ...response, last_mutation_id: yield* clients.lastIdForScope(request.client_id, request.scope) }
-      }))
-    }).pipe(
-      logStorageError,
-      Effect.withSpan("SyncEngine.snapshot", { attributes: { scope: request.scope }, captureStackTrace: false }),
-      Effect.annotateLogs({ scope: request.scope, client_id: request.client_id ?? "" })
-    )
-
-  return SyncEngine.of({ push, pull, snapshot })
-})
-
-/** The engine over the storage, mutator, broker and authorizer services. */
 export const layer: Layer.Layer<
   SyncEngine,
   never,
