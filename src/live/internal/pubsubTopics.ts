@@ -57,7 +57,10 @@ export const make = (
     return {
       subscribe: (topic) => Effect.flatMap(RcMap.get(topics, topic), PubSub.subscribe),
       deliver: (topic, message) => {
-        live.get(topic)?.unsafeOffer(message)
+        const pubsub = live.get(topic)
+        // `unsafeOffer` drops the NEW message when a subscriber is full; `publish` slides (drops
+        // the oldest) and, on a sliding PubSub, is synchronous: taken only on that rare path
+        if (pubsub !== undefined && !pubsub.unsafeOffer(message) && pubsub.isActive()) Effect.runSync(PubSub.publish(pubsub, message))
       }
     }
   })
