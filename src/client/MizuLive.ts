@@ -1,7 +1,9 @@
 /**
  * The live client for front ends without Effect: the seed's `MizuLive`
  * (`connect`, `subscribe`, `unsubscribe`, `on('poke')`), with presence and
- * ephemeral events. A thin shell over `LiveClient` on a `ManagedRuntime`.
+ * ephemeral events. A thin shell over `LiveClient` on a `ManagedRuntime`:
+ * the guarantees are `LiveClient`'s, listeners get its events in order, and
+ * every Promise rejects with a `MizuError` only.
  *
  * @since 0.1.0
  */
@@ -10,13 +12,16 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
-import * as Queue from "effect/Queue"
-import * as Stream from "effect/Stream"
 import * as LiveClient from "./LiveClient.js"
-import { Listeners } from "./Listeners.js"
-import * as PromiseErrors from "./PromiseErrors.js"
+import { dispatch, Emitter } from "./internal/listeners.js"
+import * as PromiseErrors from "./internal/promiseErrors.js"
 
-/** Event names of `on`, with what the listener receives. */
+/**
+ * Event names of `on`, with what the listener receives.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface MizuLiveEvents {
   /** A scope has new changes up to `cursor`: pull it. */
   readonly poke: { readonly scope: string; readonly cursor: number }
@@ -36,7 +41,13 @@ export interface MizuLiveEvents {
   readonly page: Extract<LiveClient.LiveEvent, { _tag: "Page" }>
 }
 
-/** Options of `MizuLive`. */
+/**
+ * Options of `MizuLive`: `LiveClient`'s, with the endpoint found from the
+ * page's origin by default.
+ *
+ * @since 0.1.0
+ * @category options
+ */
 export interface MizuLiveOptions extends Omit<LiveClient.Options, "url"> {
   /** The WebSocket URL; by default `/_live/websocket` on `baseUrl` or on the page's origin. */
   readonly endpoint?: string
@@ -47,8 +58,6 @@ export interface MizuLiveOptions extends Omit<LiveClient.Options, "url"> {
   /** The WebSocket constructor; the global `WebSocket` by default (pass the `ws` package's in Node). */
   readonly WebSocket?: new(url: string, protocols?: string | Array<string>) => unknown
 }
-
-type Listener<K extends keyof MizuLiveEvents> = (event: MizuLiveEvents[K]) => void
 
 const eventName = (event: LiveClient.LiveEvent): keyof MizuLiveEvents => {
   switch (event._tag) {
@@ -76,7 +85,7 @@ const eventName = (event: LiveClient.LiveEvent): keyof MizuLiveEvents => {
 }
 
 /** Resolve the WebSocket URL of the options, in a browser from `location`. */
-export const endpointOf = (options: { readonly endpoint?: string; readonly baseUrl?: string }): string => {
+const endpointOf = (options: { readonly endpoint?: string; readonly baseUrl?: string }): string => {
   if (options.endpoint !== undefined) return options.endpoint
   if (options.baseUrl !== undefined) return LiveClient.websocketUrl(options.baseUrl)
   const origin = (globalThis as { readonly location?: { readonly origin?: string } }).location?.origin
@@ -84,7 +93,13 @@ export const endpointOf = (options: { readonly endpoint?: string; readonly baseU
   return LiveClient.websocketUrl(origin)
 }
 
-/** The `LiveClient` layer of the options (with the WebSocket constructor they name). */
+/**
+ * The `LiveClient` layer of the options (with the WebSocket constructor
+ * they name); `MizuSync` runs it in its own runtime.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layerOf = (options: MizuLiveOptions): Layer.Layer<LiveClient.LiveClient> => {
   const ctor: Layer.Layer<Socket.WebSocketConstructor> = options.WebSocket !== undefined
     ? LiveClient.layerWebSocketConstructor(options.WebSocket)
@@ -99,9 +114,11 @@ export const layerOf = (options: MizuLiveOptions): Layer.Layer<LiveClient.LiveCl
  * `subscribe`) opens it; it then stays up, reconnecting with backoff, until
  * `close()`. Its Promises reject with a `MizuError` (a `LiveError` for a
  * request that failed; see `PromiseErrors`), never with an Effect `FiberFailure`.
+ *
+ * @since 0.1.0
+ * @category constructors
  */
-export class MizuLive {
-  private readonly listeners = new Listeners<MizuLiveEvents>()
+export class MizuLive extends Emitter<MizuLiveEvents> {
   private runtime: ManagedRuntime.ManagedRuntime<LiveClient.LiveClient, PromiseErrors.Failure> | undefined
   private readonly owned: boolean
   private dispatcher: Fiber.RuntimeFiber<unknown, unknown> | undefined
@@ -111,6 +128,7 @@ export class MizuLive {
     private readonly options: MizuLiveOptions,
     runtime?: ManagedRuntime.ManagedRuntime<LiveClient.LiveClient, PromiseErrors.Failure>
   ) {
+    super()
     this.owned = runtime === undefined
     if (runtime !== undefined) {
       this.runtime = runtime
@@ -133,6 +151,7 @@ export class MizuLive {
     return this.run(Effect.flatMap(LiveClient.LiveClient, (c) => c.subscribe(list)))
   }
 
+  /** Stop receiving pokes for scopes; resolves once the server confirmed, or at once when offline. */
   unsubscribe(scopes: string | ReadonlyArray<string>): Promise<void> {
     const list = typeof scopes === "string" ? [scopes] : scopes
     return this.run(Effect.flatMap(LiveClient.LiveClient, (c) => c.unsubscribe(list)))
@@ -156,15 +175,6 @@ export class MizuLive {
   /** The connection status as last seen. */
   get status(): LiveClient.LiveStatus {
     return this.lastStatus
-  }
-
-  /** Listen for an event; returns a function that stops listening. */
-  on<K extends keyof MizuLiveEvents>(name: K, listener: Listener<K>): () => void {
-    return this.listeners.on(name, listener)
-  }
-
-  off<K extends keyof MizuLiveEvents>(name: K, listener: Listener<K>): void {
-    this.listeners.off(name, listener)
   }
 
   /** Close the connection for good (a `MizuLive` owned by a `MizuSync` closes with it). */
@@ -194,17 +204,15 @@ export class MizuLive {
   private startDispatcher(runtime: ManagedRuntime.ManagedRuntime<LiveClient.LiveClient, PromiseErrors.Failure>) {
     if (this.dispatcher !== undefined) return
     // a listener's bug must not stop the others; it goes to Effect's logger (routable by the app)
-    const emit = (event: LiveClient.LiveEvent) =>
-      this.listeners.emit(eventName(event), event as never, (error) =>
-        runtime.runFork(Effect.logError("MizuLive listener failed", error)))
-    this.dispatcher = runtime.runFork(Effect.scoped(Effect.gen(this, function*() {
-      const client = yield* LiveClient.LiveClient
-      const events = yield* client.subscribeEvents
-      yield* Effect.forkScoped(Stream.runForEach(client.statusChanges, (status) =>
-        Effect.sync(() => {
+    const onError = (error: unknown) => runtime.runFork(Effect.logError("MizuLive listener failed", error))
+    this.dispatcher = runtime.runFork(Effect.flatMap(LiveClient.LiveClient, (client) =>
+      dispatch({
+        events: client.subscribeEvents,
+        statusChanges: client.statusChanges,
+        onEvent: (event) => this.notify(eventName(event), event as never, onError),
+        onStatus: (status) => {
           if (this.lastStatus !== "closed") this.lastStatus = status
-        })))
-      while (true) emit(yield* Queue.take(events))
-    })))
+        }
+      })))
   }
 }

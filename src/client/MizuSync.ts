@@ -2,7 +2,9 @@
  * The sync client for front ends without Effect: the seed's `MizuSync`
  * (`push`, `pull(scope, cursor?)`, `on('changes')`) plus optimistic
  * `mutate`, queries and a sync status. A thin shell over `SyncClient` (and,
- * with `live`, a `LiveClient` in the same runtime) on a `ManagedRuntime`.
+ * with `live`, a `LiveClient` in the same runtime) on a `ManagedRuntime`:
+ * the guarantees are `SyncClient`'s, listeners get its events in order, and
+ * every Promise rejects with a `MizuError` only.
  *
  * @since 0.1.0
  */
@@ -12,7 +14,6 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
 import * as Stream from "effect/Stream"
 import type { SnapshotData } from "../protocol/Sync.js"
 import * as Entity from "../sync/Entity.js"
@@ -20,15 +21,20 @@ import type * as Mutation from "../sync/Mutation.js"
 import * as ClientStorage from "./ClientStorage.js"
 import * as IndexedDbStorage from "./IndexedDbStorage.js"
 import * as LiveClient from "./LiveClient.js"
-import { Listeners } from "./Listeners.js"
+import { dispatch, Emitter } from "./internal/listeners.js"
 import * as LocalView from "./LocalView.js"
 import { layerOf as liveLayerOf, MizuLive, type MizuLiveOptions } from "./MizuLive.js"
-import * as PromiseErrors from "./PromiseErrors.js"
+import * as PromiseErrors from "./internal/promiseErrors.js"
 import * as Query from "./Query.js"
 import * as SyncClient from "./SyncClient.js"
 import * as SyncTransport from "./SyncTransport.js"
 
-/** Event names of `on`, with what the listener receives. */
+/**
+ * Event names of `on`, with what the listener receives.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface MizuSyncEvents {
   /** The local view changed: every row that changed in one committed batch (the seed's `changes`). */
   readonly changes: ReadonlyArray<SyncClient.LocalChange>
@@ -43,7 +49,13 @@ export interface MizuSyncEvents {
   readonly status: SyncClient.SyncStatus
 }
 
-/** Options of `MizuSync.open`, typed by the mutations `M` of the registry. */
+/**
+ * Options of `MizuSync.open`, typed by the mutations `M` of the registry;
+ * every one has a default that runs in a browser.
+ *
+ * @since 0.1.0
+ * @category options
+ */
 export interface MizuSyncOptions<M extends Mutation.Mutation = Mutation.Mutation>
   extends SyncClient.Options<M>, Omit<Partial<SyncTransport.FetchOptions>, "baseUrl">
 {
@@ -63,9 +75,22 @@ export interface MizuSyncOptions<M extends Mutation.Mutation = Mutation.Mutation
   readonly transport?: Layer.Layer<SyncTransport.SyncTransport>
 }
 
-type Listener<K extends keyof MizuSyncEvents> = (event: MizuSyncEvents[K]) => void
+/** The listener name of each event of the Effect API but `Changes` (whose listeners get its rows). */
+const eventNames = {
+  Rejected: "rejected",
+  Reset: "reset",
+  Renumbered: "renumbered",
+  Error: "error",
+  Stuck: "stuck"
+} as const satisfies Record<Exclude<SyncClient.SyncEvent["_tag"], "Changes">, keyof MizuSyncEvents>
 
-/** One mutation for `push`: a name of the registry with its args (any name and args without a registry). */
+/**
+ * One mutation for `push`: a name of the registry with its args (any name
+ * and args without a registry).
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type MutationInput<M extends Mutation.Mutation = Mutation.Mutation> = string extends M["name"]
   ? { readonly name: string; readonly scope?: string; readonly args?: unknown }
   : {
@@ -95,9 +120,11 @@ type Services = SyncClient.SyncClient | LiveClient.LiveClient
  * `close()` stops its background work (the stored state stays). Its Promises
  * reject with a `MizuError` (`MutateError`, `SyncError`, `ClientStorageError`,
  * …; see `PromiseErrors`), never with an Effect `FiberFailure`.
+ *
+ * @since 0.1.0
+ * @category constructors
  */
-export class MizuSync<M extends Mutation.Mutation = Mutation.Mutation> {
-  private readonly listeners = new Listeners<MizuSyncEvents>()
+export class MizuSync<M extends Mutation.Mutation = Mutation.Mutation> extends Emitter<MizuSyncEvents> {
   private readonly dispatcher: Fiber.RuntimeFiber<unknown, unknown>
   private closed = false
   private lastStatus: SyncClient.SyncStatus
@@ -108,38 +135,20 @@ export class MizuSync<M extends Mutation.Mutation = Mutation.Mutation> {
     /** The live connection, when `live` was given. */
     readonly live: MizuLive | undefined
   ) {
+    super()
     this.lastStatus = runtime.runSync(client.status)
-    this.dispatcher = runtime.runFork(Effect.scoped(Effect.gen(this, function*() {
-      const events = yield* client.subscribeEvents
-      yield* Effect.forkScoped(Stream.runForEach(client.statusChanges, (status) =>
-        Effect.sync(() => {
-          this.lastStatus = status
-          this.emit("status", status)
-        })))
-      while (true) {
-        const event = yield* Queue.take(events)
-        switch (event._tag) {
-          case "Changes":
-            this.emit("changes", event.changes)
-            break
-          case "Rejected":
-            this.emit("rejected", event)
-            break
-          case "Reset":
-            this.emit("reset", event)
-            break
-          case "Renumbered":
-            this.emit("renumbered", event)
-            break
-          case "Error":
-            this.emit("error", event)
-            break
-          case "Stuck":
-            this.emit("stuck", event)
-            break
-        }
+    this.dispatcher = runtime.runFork(dispatch({
+      events: client.subscribeEvents,
+      statusChanges: client.statusChanges,
+      onEvent: (event) => {
+        if (event._tag === "Changes") this.emit("changes", event.changes)
+        else this.emit(eventNames[event._tag], event as never)
+      },
+      onStatus: (status) => {
+        this.lastStatus = status
+        this.emit("status", status)
       }
-    })))
+    }))
   }
 
   /**
@@ -242,7 +251,7 @@ export class MizuSync<M extends Mutation.Mutation = Mutation.Mutation> {
         try {
           listener(rows)
         } catch (error) {
-          this.runtime.runFork(Effect.logError("MizuSync listener failed", error))
+          this.listenerFailed(error)
         }
       })))
     return () => {
@@ -268,13 +277,13 @@ export class MizuSync<M extends Mutation.Mutation = Mutation.Mutation> {
     const toError = (e: Entity.EntityError) => PromiseErrors.fromFailure(e)
     const run = (tx: Query.ReadTransaction) =>
       stopped ? Effect.never : Effect.either(Effect.tryPromise({ try: () => Promise.resolve(query(Query.plain(tx, toError))), catch: (e) => e }))
-    // a listener's bug must not stop the watch; it goes to Effect's logger (routable by the app)
+    // a listener's bug must not stop the watch
     const safely = (f: () => void) => {
       if (stopped) return
       try {
         f()
       } catch (error) {
-        this.runtime.runFork(Effect.logError("MizuSync listener failed", error))
+        this.listenerFailed(error)
       }
     }
     const onError = options?.onError ?? ((error: unknown) => this.runtime.runFork(Effect.logError("MizuSync query failed", error)))
@@ -310,15 +319,6 @@ export class MizuSync<M extends Mutation.Mutation = Mutation.Mutation> {
     return this.lastStatus
   }
 
-  /** Listen for an event; returns a function that stops listening. */
-  on<K extends keyof MizuSyncEvents>(name: K, listener: Listener<K>): () => void {
-    return this.listeners.on(name, listener)
-  }
-
-  off<K extends keyof MizuSyncEvents>(name: K, listener: Listener<K>): void {
-    this.listeners.off(name, listener)
-  }
-
   /** Stop syncing (and the live connection, when owned); the stored state stays for the next `open`. */
   async close(): Promise<void> {
     if (this.closed) return
@@ -329,8 +329,12 @@ export class MizuSync<M extends Mutation.Mutation = Mutation.Mutation> {
   }
 
   private emit<K extends keyof MizuSyncEvents>(name: K, event: MizuSyncEvents[K]) {
-    // a listener's bug must not stop the others; it goes to Effect's logger (routable by the app)
-    this.listeners.emit(name, event, (error) => this.runtime.runFork(Effect.logError("MizuSync listener failed", error)))
+    this.notify(name, event, this.listenerFailed)
+  }
+
+  /** A listener's bug must not stop the others: it goes to Effect's logger (routable by the app). */
+  private readonly listenerFailed = (error: unknown): void => {
+    this.runtime.runFork(Effect.logError("MizuSync listener failed", error))
   }
 
   private run<A, E extends PromiseErrors.Failure>(effect: Effect.Effect<A, E, Services>): Promise<A> {
