@@ -1,0 +1,259 @@
+/**
+ * The push of the engine (the invariants are stated in `SyncEngine.ts`):
+ * with `client_id`, one transaction per attempt made of named steps over a
+ * `PushBatch`; without, one transaction per mutation.
+ *
+ * @internal
+ */
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Metric from "effect/Metric"
+import * as Metrics from "../../Metrics.js"
+import type * as Protocol from "../../protocol/Sync.js"
+import { ProtocolError } from "../../protocol/Sync.js"
+import type * as Authorizer from "../Authorizer.js"
+import type { ChangeInput } from "../ChangeLog.js"
+import type * as Clients from "../Clients.js"
+import type { MutationFailed } from "../Mutator.js"
+import type { StorageError } from "../StorageError.js"
+import type { Caller, SyncEngine } from "../SyncEngine.js"
+import type { Access } from "./access.js"
+import { logStorageError, retryConflicts } from "./errors.js"
+import * as PushBatch from "./pushBatch.js"
+import type { Deps } from "./syncEngine.js"
+
+/** Internal: an attempt without savepoints met a mutation that failed after writing; it runs again with them. */
+class NeedsSavepoints extends Data.TaggedError("NeedsSavepoints") {}
+
+/** How a push applies one mutation: its changes (Right), or how it failed (Left). */
+type Apply<E> = (
+  mutation: Protocol.Mutation,
+  scope: string
+) => Effect.Effect<Either.Either<ReadonlyArray<ChangeInput>, MutationFailed>, E | StorageError>
+
+/** The counter of each result code, made once (a tagged metric is looked up by key each time it is made). */
+const resultCounters = new Map<string, Effect.Effect<void>>()
+
+const counterOf = (code: string): Effect.Effect<void> => {
+  let counter = resultCounters.get(code)
+  if (counter === undefined) {
+    counter = Metrics.mutationResult(code)
+    resultCounters.set(code, counter)
+  }
+  return counter
+}
+
+/** Count a push and its results by code; a duplicate (also of a remembered failure) was counted when first processed. */
+const countResults = (results: ReadonlyArray<Protocol.MutationResult>) => {
+  const counts = new Map<string, number>()
+  for (const r of results) {
+    const code = r.duplicate === true ? "duplicate" : r.error?.code ?? "ok"
+    counts.set(code, (counts.get(code) ?? 0) + 1)
+  }
+  return Effect.zipRight(
+    Metric.increment(Metrics.pushRequests),
+    Effect.forEach(counts, ([code, n]) => n === 1 ? counterOf(code) : Effect.repeatN(counterOf(code), n - 1), { discard: true })
+  )
+}
+
+/** The engine's `push` over its services. */
+export const make = (
+  { broker, clients, log, mutator, storage }: Deps,
+  { authorize, notOwner }: Access
+): SyncEngine["Type"]["push"] => {
+  const pokeAll = (heads: ReadonlyMap<string, number>) =>
+    Effect.forEach(heads, ([scope, cursor]) => broker.poke(scope, cursor), { discard: true })
+
+  /** Run the mutator; a failed mutation (unknown, invalid args, rejected) yields Left. */
+  const applyMutation = (
+    mutation: Protocol.Mutation,
+    scope: string
+  ): Effect.Effect<Either.Either<ReadonlyArray<ChangeInput>, MutationFailed>, StorageError> =>
+    mutator.apply({ name: mutation.name, scope, args: mutation.args }).pipe(
+      Effect.map(Either.right),
+      Effect.catchTag("MutationFailed", (e) => Effect.succeed(Either.left(e)))
+    )
+
+  /** Claim the client id for `owner` (or find it is another's: then nothing is revealed and all rolls back); its last id. */
+  const claimClient = (clientId: string, owner: string | undefined): Effect.Effect<number, StorageError | Authorizer.Denied> =>
+    Effect.flatMap(clients.claim(clientId, owner), (claim) => claim.owner === owner ? Effect.succeed(claim.last) : notOwner(clientId))
+
+  /** The remembered failures among the duplicates: one read, only when there are duplicates. */
+  const rememberedFailures = (clientId: string, dupes: ReadonlyArray<number>) =>
+    dupes.length === 0 ? Effect.succeed(new Map<number, Clients.Failure>()) : clients.failures(clientId, dupes)
+
+  /**
+   * Process the mutations in order into the batch: a duplicate is answered
+   * from the ledger, a gap ends the request with `out_of_order`, the next id
+   * goes through `apply` (in a span of its own).
+   */
+  const processAll = <E>(batch: PushBatch.Batch, mutations: ReadonlyArray<Protocol.Mutation>, apply: Apply<E>) =>
+    Effect.gen(function*() {
+      for (let i = 0; i < mutations.length; i++) {
+        const mutation = mutations[i]
+        const id = mutation.id ?? 0
+        const scope = PushBatch.scopeOf(mutation)
+        if (id <= batch.last) {
+          PushBatch.addDuplicate(batch, id, scope)
+          continue
+        }
+        if (id > batch.last + 1) {
+          PushBatch.addOutOfOrder(batch, mutations.slice(i))
+          return
+        }
+        const outcome = yield* apply(mutation, scope).pipe(
+          Effect.withSpan("SyncEngine.mutation", { attributes: { name: mutation.name, id, scope }, captureStackTrace: false })
+        )
+        PushBatch.addOutcome(batch, id, scope, outcome)
+      }
+    })
+
+  /** Append each scope's pending changes (one append per scope); per scope, its head before and after them. */
+  const appendPending = (pending: ReadonlyMap<string, ReadonlyArray<ChangeInput>>) =>
+    Effect.gen(function*() {
+      const base = new Map<string, number>()
+      const heads = new Map<string, number>()
+      for (const [scope, changes] of pending) {
+        const appended = yield* log.append(scope, changes)
+        base.set(scope, appended[0].cursor - 1)
+        heads.set(scope, appended[appended.length - 1].cursor)
+      }
+      return { base, heads }
+    })
+
+  /** Each slot's result at its cursor; a scope the push did not write is read once, for its head. */
+  const resolveResults = (slots: ReadonlyArray<PushBatch.Slot>, base: Map<string, number>) =>
+    Effect.gen(function*() {
+      const results: Array<Protocol.MutationResult> = []
+      for (const slot of slots) {
+        let head = base.get(slot.scope)
+        if (head === undefined) {
+          head = yield* log.head(slot.scope)
+          base.set(slot.scope, head)
+        }
+        results.push(slot.result(head + slot.upTo))
+      }
+      return results
+    })
+
+  /**
+   * One attempt at a push with `client_id`, as one transaction: claim, read
+   * the remembered failures among the duplicates, lock every scope's head in
+   * one global order (writers of the same scopes then queue instead of
+   * deadlocking), process the mutations, append once per scope (cursors in
+   * mutation order), record the processed ids once, then resolve the cursors.
+   */
+  const attempt = <E>(
+    clientId: string,
+    owner: string | undefined,
+    mutations: ReadonlyArray<Protocol.Mutation>,
+    scopes: ReadonlyArray<string>,
+    apply: Apply<E>
+  ) =>
+    storage.transaction(Effect.gen(function*() {
+      const last = yield* claimClient(clientId, owner)
+      const failed = yield* rememberedFailures(clientId, PushBatch.duplicateIds(mutations, last))
+      yield* log.lockScopes(scopes)
+      const batch = PushBatch.make(last, failed)
+      yield* processAll(batch, mutations, apply)
+      const { base, heads } = yield* appendPending(batch.pending)
+      yield* clients.recordAll(clientId, batch.processed)
+      const results = yield* resolveResults(batch.slots, base)
+      return { results, heads }
+    }))
+
+  const pushWithClient = (clientId: string, owner: string | undefined, mutations: ReadonlyArray<Protocol.Mutation>) => {
+    const scopes = [...new Set(mutations.map((m) => PushBatch.scopeOf(m)))].sort()
+    // First without savepoints: a mutation that fails before writing anything has nothing to roll
+    // back, and most do. One that fails after writing aborts this attempt (rolled back whole) and
+    // the push runs again with a savepoint around each mutation.
+    const optimistic = attempt(clientId, owner, mutations, scopes, (mutation, scope) =>
+      Effect.flatMap(applyMutation(mutation, scope), (outcome) =>
+        Either.isLeft(outcome) && outcome.left.wrote !== false ? Effect.fail(new NeedsSavepoints()) : Effect.succeed(outcome)))
+    const withSavepoints = attempt(clientId, owner, mutations, scopes, (mutation, scope) =>
+      storage.transaction(Effect.flatMap(applyMutation(mutation, scope), (outcome) =>
+        // fail inside the savepoint so that it rolls back; caught outside it
+        Either.isLeft(outcome) ? Effect.fail(outcome.left) : Effect.succeed(outcome))).pipe(
+          Effect.catchTag("MutationFailed", (e) => Effect.succeed(Either.left(e)))
+        ))
+    return retryConflicts(Effect.catchTag(optimistic, "NeedsSavepoints", () => withSavepoints))
+  }
+
+  /**
+   * Each mutation commits on its own; the scopes are poked once each, with
+   * their last head, when the request ends (also when a later mutation's
+   * storage failed: what committed is poked).
+   */
+  const pushPlain = (mutations: ReadonlyArray<Protocol.Mutation>) => {
+    const heads = new Map<string, number>()
+    return Effect.gen(function*() {
+      const results: Array<Protocol.MutationResult> = []
+      for (const mutation of mutations) {
+        const scope = PushBatch.scopeOf(mutation)
+        // The mutation's own transaction: its writes and its append, or (failed) nothing.
+        const outcome = yield* retryConflicts(storage.transaction(
+          log.lockScopes([scope]).pipe(
+            Effect.zipRight(mutator.apply({ name: mutation.name, scope, args: mutation.args })),
+            Effect.flatMap((changes) => log.append(scope, changes))
+          )
+        ).pipe(
+          Effect.map(Either.right),
+          Effect.catchTag("MutationFailed", (e) => Effect.succeed(Either.left(e)))
+        )).pipe(
+          Effect.withSpan("SyncEngine.mutation", { attributes: { name: mutation.name, scope }, captureStackTrace: false })
+        )
+        const id = mutation.id === undefined ? {} : { id: mutation.id }
+        if (Either.isLeft(outcome)) {
+          // read after the failed transaction rolled back
+          const cursor = yield* log.head(scope)
+          results.push({ ...id, ok: false, cursor, error: { code: outcome.left.reason, message: outcome.left.message } })
+          continue
+        }
+        const lastChange = outcome.right[outcome.right.length - 1]
+        if (lastChange === undefined) {
+          results.push({ ...id, ok: true, cursor: yield* log.head(scope) })
+          continue
+        }
+        results.push({ ...id, ok: true, cursor: lastChange.cursor })
+        heads.set(scope, lastChange.cursor)
+      }
+      return results
+    }).pipe(Effect.ensuring(Effect.suspend(() => pokeAll(heads))))
+  }
+
+  const push = (request: Protocol.PushRequest, caller: Caller) => {
+    const clientId = request.client_id
+    const scopes = request.mutations.map((m) => PushBatch.scopeOf(m))
+    return Effect.gen(function*() {
+      if (clientId !== undefined) {
+        const missing = request.mutations.findIndex((m) => m.id === undefined)
+        if (missing >= 0) {
+          return yield* new ProtocolError({
+            code: "invalid_request",
+            message: `mutations[${missing}].id is required when client_id is given`
+          })
+        }
+      }
+      const owner = yield* authorize("push", scopes, caller, clientId)
+      if (clientId === undefined) {
+        const plain = yield* pushPlain(request.mutations)
+        yield* countResults(plain)
+        return { results: plain }
+      }
+      const { heads, results } = yield* pushWithClient(clientId, owner, request.mutations)
+      yield* countResults(results)
+      yield* pokeAll(heads)
+      return { results }
+    }).pipe(
+      logStorageError,
+      Effect.withSpan("SyncEngine.push", {
+        attributes: { client_id: clientId, mutations: request.mutations.length },
+        captureStackTrace: false
+      }),
+      Effect.annotateLogs({ client_id: clientId ?? "" })
+    )
+  }
+
+  return push
+}

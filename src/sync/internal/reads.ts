@@ -1,0 +1,83 @@
+/**
+ * The reads of the engine: pull and snapshot, each one `readConsistent`
+ * unit that checks the client id's owner before anything else is read.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
+import * as Metrics from "../../Metrics.js"
+import * as Protocol from "../../protocol/Sync.js"
+import { ProtocolError } from "../../protocol/Sync.js"
+import type { Caller, SyncEngine } from "../SyncEngine.js"
+import type { Access } from "./access.js"
+import { logStorageError } from "./errors.js"
+import type { Deps } from "./syncEngine.js"
+
+/** The engine's `pull` and `snapshot` over its services. */
+export const make = (
+  { clients, log, storage, store }: Deps,
+  { authorize, checkOwner }: Access
+): Pick<SyncEngine["Type"], "pull" | "snapshot"> => {
+  const pull = (request: Protocol.PullRequest, caller: Caller) =>
+    Effect.gen(function*() {
+      const owner = yield* authorize("pull", [request.scope], caller, request.client_id)
+      const limit = request.limit ?? Protocol.DEFAULT_PULL_LIMIT
+      return yield* storage.readConsistent(Effect.gen(function*() {
+        yield* checkOwner(request.client_id, owner)
+        const head = yield* log.head(request.scope)
+        if (request.cursor > head) {
+          return yield* new ProtocolError({
+            code: "cursor_ahead",
+            message: `cursor ${request.cursor} is beyond the scope's head ${head}`,
+            details: { head }
+          })
+        }
+        const floor = yield* log.floor(request.scope)
+        if (request.cursor < floor) {
+          return yield* new ProtocolError({
+            code: "cursor_too_old",
+            message: `cursor ${request.cursor} is older than the log keeps (floor ${floor})`,
+            details: { floor }
+          })
+        }
+        const page = yield* log.since(request.scope, request.cursor, limit)
+        yield* Metric.increment(Metrics.pullPages)
+        const lastChange = page.changes[page.changes.length - 1]
+        const response: Protocol.PullResponse = {
+          changes: page.changes,
+          cursor: lastChange === undefined ? request.cursor : lastChange.cursor,
+          has_more: page.hasMore
+        }
+        if (request.client_id === undefined) return response
+        return { ...response, last_mutation_id: yield* clients.lastIdForScope(request.client_id, request.scope) }
+      }))
+    }).pipe(
+      logStorageError,
+      Effect.withSpan("SyncEngine.pull", {
+        attributes: { scope: request.scope, cursor: request.cursor },
+        captureStackTrace: false
+      }),
+      Effect.annotateLogs({ scope: request.scope, client_id: request.client_id ?? "" })
+    )
+
+  const snapshot = (request: Protocol.SnapshotRequest, caller: Caller) =>
+    Effect.gen(function*() {
+      const owner = yield* authorize("snapshot", [request.scope], caller, request.client_id)
+      return yield* storage.readConsistent(Effect.gen(function*() {
+        yield* checkOwner(request.client_id, owner)
+        const cursor = yield* log.head(request.scope)
+        const data = yield* store.snapshot(request.scope)
+        yield* Metric.increment(Metrics.snapshots)
+        const response: Protocol.SnapshotResponse = { data, cursor }
+        if (request.client_id === undefined) return response
+        return { ...response, last_mutation_id: yield* clients.lastIdForScope(request.client_id, request.scope) }
+      }))
+    }).pipe(
+      logStorageError,
+      Effect.withSpan("SyncEngine.snapshot", { attributes: { scope: request.scope }, captureStackTrace: false }),
+      Effect.annotateLogs({ scope: request.scope, client_id: request.client_id ?? "" })
+    )
+
+  return { pull, snapshot }
+}
