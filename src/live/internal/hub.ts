@@ -114,6 +114,51 @@ const lease = (topics: RcMap.RcMap<string, Topic.Topic>, name: string, sink: Sin
     )
   )
 
+/** `add` / `remove`: an open topic takes a sink in one synchronous step; the first sink leases the topic, the last releases it. */
+const registry = (hub: Hub, topics: RcMap.RcMap<string, Topic.Topic>): Pick<LiveHub["Type"], "add" | "remove"> => ({
+  add: (name, sink) =>
+    Effect.suspend(() => {
+      const topic = hub.open.get(name)
+      if (topic === undefined || topic.lease === undefined) return lease(topics, name, sink)
+      Topic.attach(topic, sink)
+      return Effect.void
+    }),
+  remove: (name, sink) =>
+    Effect.suspend(() => {
+      const topic = hub.open.get(name)
+      if (topic === undefined || !topic.sinks.delete(sink) || topic.sinks.size > 0 || topic.lease === undefined) {
+        return Effect.void
+      }
+      const held = topic.lease
+      topic.lease = undefined
+      return Scope.close(held, Exit.void)
+    })
+})
+
+/** What the hub sends to every process: pokes, broadcasts, this process's presence. */
+const outgoing = (hub: Hub): Pick<LiveHub["Type"], "poke" | "broadcast" | "trackUnscoped" | "untrack"> => ({
+  poke: (scope, cursor) => hub.publish(scope, { _tag: "poke", scope, cursor }),
+  broadcast: (topic, event, payload, from, origin) =>
+    hub.publish(topic, {
+      _tag: "broadcast",
+      topic,
+      event,
+      ...(payload === undefined ? {} : { payload }),
+      from,
+      ...(origin === undefined || origin === from ? {} : { origin })
+    }),
+  trackUnscoped: (topic, key, meta) =>
+    Effect.suspend(() => {
+      const join = hub.presence.track(topic, hub.open.get(topic), key, meta)
+      return join === undefined ? Effect.succeed(false) : Effect.as(hub.publish(topic, join), true)
+    }),
+  untrack: (topic, key) =>
+    Effect.suspend(() => {
+      const leave = hub.presence.untrack(topic, hub.open.get(topic), key)
+      return leave === undefined ? Effect.void : hub.publish(topic, leave)
+    })
+})
+
 /** Expire other processes' stale entries, then re-announce this process's own. */
 const renewRound = (hub: Hub) =>
   Effect.suspend(() => {
@@ -146,43 +191,8 @@ export const make = (options: Options = {}): Effect.Effect<LiveHub["Type"], neve
 
     const service: LiveHub["Type"] = {
       node: hub.presence.node,
-      add: (name, sink) =>
-        Effect.suspend(() => {
-          const topic = hub.open.get(name)
-          if (topic === undefined || topic.lease === undefined) return lease(topics, name, sink)
-          Topic.attach(topic, sink)
-          return Effect.void
-        }),
-      remove: (name, sink) =>
-        Effect.suspend(() => {
-          const topic = hub.open.get(name)
-          if (topic === undefined || !topic.sinks.delete(sink) || topic.sinks.size > 0 || topic.lease === undefined) {
-            return Effect.void
-          }
-          const held = topic.lease
-          topic.lease = undefined
-          return Scope.close(held, Exit.void)
-        }),
-      poke: (scope, cursor) => hub.publish(scope, { _tag: "poke", scope, cursor }),
-      broadcast: (topic, event, payload, from, origin) =>
-        hub.publish(topic, {
-          _tag: "broadcast",
-          topic,
-          event,
-          ...(payload === undefined ? {} : { payload }),
-          from,
-          ...(origin === undefined || origin === from ? {} : { origin })
-        }),
-      trackUnscoped: (topic, key, meta) =>
-        Effect.suspend(() => {
-          const join = hub.presence.track(topic, hub.open.get(topic), key, meta)
-          return join === undefined ? Effect.succeed(false) : Effect.as(hub.publish(topic, join), true)
-        }),
-      untrack: (topic, key) =>
-        Effect.suspend(() => {
-          const leave = hub.presence.untrack(topic, hub.open.get(topic), key)
-          return leave === undefined ? Effect.void : hub.publish(topic, leave)
-        }),
+      ...registry(hub, topics),
+      ...outgoing(hub),
       presenceState: (name) => {
         const topic = hub.open.get(name)
         return topic === undefined || topic.presence.size === 0 ? undefined : Topic.stateFrame(topic)
