@@ -53,8 +53,14 @@ interface ReasonOptions<Reason> {
   readonly cause?: unknown
 }
 
+/** A `MizuError` of one `code` that says why with a `reason`. */
+type ReasonError<Code extends MizuErrorCode, Reason> = MizuError & { readonly code: Code; readonly reason: Reason }
+
 /** The base class of the errors of one `code` that say why with a `reason` (the tagged error of the Effect API as `cause`). */
-const withReason = <const Code extends MizuErrorCode, Reason>(code: Code, name: string) =>
+const withReason = <const Code extends MizuErrorCode, Reason>(
+  code: Code,
+  name: string
+): new(options: ReasonOptions<Reason>) => ReasonError<Code, Reason> =>
   class extends MizuError {
     override readonly name: string = name
     declare readonly code: Code
