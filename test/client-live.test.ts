@@ -13,7 +13,7 @@ import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Scope from "effect/Scope"
 import { Authorizer, LivePubSub, SyncStorage } from "mizu-sync-live"
-import { LiveClient, LiveProtocol as Live, MizuLive, MizuSync, SyncTransport } from "mizu-sync-live/client"
+import { LiveClient, LiveProtocol as Live, MizuLive, MizuSync, type MizuSyncOptions, SyncTransport } from "mizu-sync-live/client"
 import { WebSocketServer } from "ws"
 import { createTodo, registry, TodoEntity, toggleTodo } from "../examples/todo/mutations.js"
 import { layerLiveClient, nodeLiveOptions } from "mizu-sync-live/client/node"
@@ -25,6 +25,13 @@ const startLive = (options: LiveClient.Options) =>
   Effect.map(Layer.build(layerLiveClient(options)), Context.get(LiveClient.LiveClient))
 
 const fastLive = { reconnectInitial: "10 millis", reconnectMax: "100 millis" } as const
+
+/** A `MizuSync` (memory storage, the todo registry) closed with the test's scope. */
+const openSync = (options: Omit<MizuSyncOptions, "registry" | "storage">) =>
+  Effect.acquireRelease(
+    Effect.promise(() => MizuSync.open({ ...options, registry, storage: "memory" })),
+    (client) => Effect.promise(() => client.close())
+  )
 
 const takeUntil = <A, B extends A>(queue: Queue.Dequeue<A>, pred: (a: A) => a is B) =>
   Effect.gen(function*() {
@@ -159,13 +166,7 @@ describe("LiveClient", () => {
       Effect.gen(function*() {
         const base = yield* BaseUrl
         const scope = freshScope("todos")
-        const open = () =>
-          Effect.acquireRelease(
-            Effect.promise(() =>
-              MizuSync.open({ baseUrl: base, registry, storage: "memory", scopes: [scope], live: nodeLiveOptions({ baseUrl: base, ...fastLive }) })
-            ),
-            (client) => Effect.promise(() => client.close())
-          )
+        const open = () => openSync({ baseUrl: base, scopes: [scope], live: nodeLiveOptions({ baseUrl: base, ...fastLive }) })
         const alice = yield* open()
         const bob = yield* open()
         const changes: Array<ReadonlyArray<unknown>> = []
@@ -228,21 +229,14 @@ describe("MizuSync live options", () => {
         const base = yield* BaseUrl
         const scope = freshScope("todos")
         // baseUrl and token only at the top; the live options name neither
-        const sync = yield* Effect.acquireRelease(
-          Effect.promise(() =>
-            MizuSync.open({
-              baseUrl: base,
-              token: "token-live",
-              registry,
-              storage: "memory",
-              scopes: [scope],
-              retryInitial: "5 millis",
-              retryMax: "50 millis",
-              live: nodeLiveOptions(fastLive)
-            })
-          ),
-          (client) => Effect.promise(() => client.close())
-        )
+        const sync = yield* openSync({
+          baseUrl: base,
+          token: "token-live",
+          scopes: [scope],
+          retryInitial: "5 millis",
+          retryMax: "50 millis",
+          live: nodeLiveOptions(fastLive)
+        })
         yield* eventuallyTrue("subscribed with the token", Effect.sync(() => liveRequests.some((r) => r.scope === scope && r.token === "token-live")))
         assert.isFalse(liveRequests.some((r) => r.scope === scope && r.token !== "token-live"))
         // another client's push reaches this one only through the live subscription (the failsafe pull is 30 s away)
@@ -257,19 +251,7 @@ describe("MizuSync live options", () => {
       Effect.gen(function*() {
         const base = yield* BaseUrl
         const scope = freshScope("todos")
-        const sync = yield* Effect.acquireRelease(
-          Effect.promise(() =>
-            MizuSync.open({
-              baseUrl: base,
-              token: "token-live",
-              registry,
-              storage: "memory",
-              scopes: [scope],
-              live: nodeLiveOptions({ ...fastLive, token: "token-other" })
-            })
-          ),
-          (client) => Effect.promise(() => client.close())
-        )
+        const sync = yield* openSync({ baseUrl: base, token: "token-live", scopes: [scope], live: nodeLiveOptions({ ...fastLive, token: "token-other" }) })
         yield* eventuallyTrue("asked with the live token", Effect.sync(() => liveRequests.some((r) => r.scope === scope && r.token === "token-other")))
         assert.isFalse(liveRequests.some((r) => r.scope === scope && r.token === "token-live"))
         // (HTTP still uses the sync options' token)
