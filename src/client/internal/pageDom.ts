@@ -1,18 +1,8 @@
 /**
  * The DOM side of the live-page runtime: regions applied with idiomorph
  * (focus and input state survive a morph), COMMAND and REDIRECT frames run,
- * and the `mizu-*` attributes bound by delegation on `document`.
- *
- * Attributes (on any element inside the page):
- * - `mizu-click="name"`: click → EVENT {name, values}; values are the
- *   element's `mizu-value-*` attributes.
- * - `mizu-submit="name"` on a form: submit (prevented) → EVENT with the
- *   form's fields as values.
- * - `mizu-change="name"`, `mizu-input="name"` on a field: → EVENT with
- *   `{value, name}` of the field (and its `mizu-value-*`); `mizu-debounce="ms"`
- *   delays it until typing pauses.
- * - `mizu-keydown="name"` (optionally `mizu-key="Enter"`): → EVENT with
- *   `{key, value}`.
+ * and the `mizu-*` attributes (listed in `PageRuntime`) bound by delegation
+ * on `document`.
  *
  * @since 0.1.0
  * @internal
