@@ -15,10 +15,7 @@
  */
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import type { Change, ChangeOp } from "../protocol/Sync.js"
-import * as internal from "./memory/internal/changeLog.js"
-import type { MemoryDatabase } from "./memory/MemoryDatabase.js"
 import type { StorageError } from "./StorageError.js"
 
 /**
@@ -84,12 +81,3 @@ export class ChangeLog extends Context.Tag("@mizu/sync/ChangeLog")<ChangeLog, {
  */
 export const retentionTrimPoint = (maxChanges: number, head: number, floor: number): number | undefined =>
   head - floor <= maxChanges ? undefined : head - Math.max(1, maxChanges - Math.floor(maxChanges / 10))
-
-/**
- * The memory log over the `MemoryDatabase` it shares with the other memory
- * layers: appends and trims roll back with the unit that made them.
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerMemory: Layer.Layer<ChangeLog, never, MemoryDatabase> = Layer.effect(ChangeLog, internal.make)

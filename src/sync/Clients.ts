@@ -29,10 +29,7 @@
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import type { MutationErrorCode } from "../protocol/Sync.js"
-import * as internal from "./memory/internal/clients.js"
-import type { MemoryDatabase } from "./memory/MemoryDatabase.js"
 import type { StorageError } from "./StorageError.js"
 
 /** How many failed mutations per client are remembered by default (see the module header). */
@@ -143,22 +140,3 @@ export interface Processed {
   readonly scope: string
   readonly failure?: Failure | undefined
 }
-
-/**
- * `Clients` over the `MemoryDatabase` in context, with the given options;
- * writes roll back with the unit that made them.
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerMemoryWith = (options: Options): Layer.Layer<Clients, never, MemoryDatabase> =>
-  Layer.effect(Clients, internal.make(options))
-
-/**
- * `Clients` over the `MemoryDatabase` in context, remembering
- * `DEFAULT_REMEMBERED_FAILURES` failures per client.
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerMemory: Layer.Layer<Clients, never, MemoryDatabase> = layerMemoryWith({})

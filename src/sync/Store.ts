@@ -9,11 +9,8 @@
  */
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import type { SnapshotData } from "../protocol/Sync.js"
-import * as internal from "./memory/internal/store.js"
-import type { MemoryDatabase } from "./memory/MemoryDatabase.js"
 import type { StorageError } from "./StorageError.js"
 
 /**
@@ -35,12 +32,3 @@ export class Store extends Context.Tag("@mizu/sync/Store")<Store, {
   /** The whole scope; ids ordered as `list` orders them. */
   readonly snapshot: (scope: string) => Effect.Effect<SnapshotData, StorageError>
 }>() {}
-
-/**
- * The memory store over the `MemoryDatabase` it shares with the other memory
- * layers: writes roll back with the unit that made them.
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerMemory: Layer.Layer<Store, never, MemoryDatabase> = Layer.effect(Store, internal.make)

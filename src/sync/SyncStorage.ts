@@ -9,47 +9,52 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
-import * as Effect from "effect/Effect"
+import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as ChangeLog from "./ChangeLog.js"
-import * as Clients from "./Clients.js"
-import * as MemoryDatabase from "./memory/MemoryDatabase.js"
+import type * as ChangeLog from "./ChangeLog.js"
+import type * as Clients from "./Clients.js"
+import * as internal from "./memory/internal/storage.js"
 import type { StorageError } from "./StorageError.js"
-import * as Store from "./Store.js"
+import type * as Store from "./Store.js"
 
+/**
+ * The units of work of a storage family (see the module header); fails
+ * with a `StorageError` when the unit could not commit, nothing applied.
+ *
+ * @since 0.1.0
+ * @category services
+ */
 export class SyncStorage extends Context.Tag("@mizu/sync/SyncStorage")<SyncStorage, {
+  /** All or nothing; nested, a savepoint that rolls back only its own writes. */
   readonly transaction: <A, E, R>(unit: Effect.Effect<A, E, R>) => Effect.Effect<A, E | StorageError, R>
+  /** Every read of the unit sees one snapshot; nested in a transaction, it joins it. */
   readonly readConsistent: <A, E, R>(unit: Effect.Effect<A, E, R>) => Effect.Effect<A, E | StorageError, R>
 }>() {}
 
-/** All four storage services, as every storage family provides them. */
+/**
+ * All four storage services, as every storage family provides them over
+ * one database (so a `transaction` covers the writes of all of them).
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type Services = SyncStorage | ChangeLog.ChangeLog | Store.Store | Clients.Clients
-
-const layerMemoryUnits: Layer.Layer<SyncStorage, never, MemoryDatabase.MemoryDatabase> = Layer.effect(
-  SyncStorage,
-  Effect.map(MemoryDatabase.MemoryDatabase, (db) => SyncStorage.of({ transaction: db.transaction, readConsistent: db.transaction }))
-)
 
 /**
  * The memory family with the given `Clients` options (how many failed
- * mutations per client are remembered): `SyncStorage`, `ChangeLog`, `Store`
- * and `Clients` over one fresh `MemoryDatabase` per build.
+ * mutations per client are remembered): the four services over one fresh
+ * in-memory database per build, with rollback. Nothing survives the process.
+ *
+ * @since 0.1.0
+ * @category layers
  */
-export const layerMemoryWith = (options: Clients.Options): Layer.Layer<Services> =>
-  Layer.mergeAll(
-    layerMemoryUnits,
-    ChangeLog.layerMemory,
-    Store.layerMemory,
-    Clients.layerMemoryWith(options)
-  ).pipe(Layer.provide(MemoryDatabase.layer))
+export const layerMemoryWith = (options: Clients.Options): Layer.Layer<Services> => Layer.effectContext(internal.make(options))
 
 /**
- * The memory family: `SyncStorage`, `ChangeLog`, `Store` and `Clients` over one
- * fresh `MemoryDatabase` per build. A real implementation, with rollback.
+ * The memory family: the four services over one fresh in-memory database
+ * per build. A real implementation, with rollback, for tests and demos.
+ *
+ * @since 0.1.0
+ * @category layers
  */
-export const layerMemory: Layer.Layer<Services> = Layer.mergeAll(
-  layerMemoryUnits,
-  ChangeLog.layerMemory,
-  Store.layerMemory,
-  Clients.layerMemory
-).pipe(Layer.provide(MemoryDatabase.layer))
+export const layerMemory: Layer.Layer<Services> = layerMemoryWith({})

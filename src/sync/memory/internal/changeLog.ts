@@ -8,13 +8,12 @@
 import * as Effect from "effect/Effect"
 import type { Change } from "../../../protocol/Sync.js"
 import type { ChangeLog } from "../../ChangeLog.js"
-import { type LogState, MemoryDatabase } from "../MemoryDatabase.js"
+import type { LogState, MemoryDatabase } from "./memoryDatabase.js"
 
 const empty = (): LogState => ({ head: 0, floor: 0, changes: [] })
 
-/** The memory implementation over the `MemoryDatabase` in context. */
-export const make: Effect.Effect<ChangeLog["Type"], never, MemoryDatabase> = Effect.gen(function*() {
-  const db = yield* MemoryDatabase
+/** The memory implementation over one `MemoryDatabase`. */
+export const make = (db: MemoryDatabase): ChangeLog["Type"] => {
   const service: ChangeLog["Type"] = {
     append: (scope, inputs) =>
       inputs.length === 0 ? Effect.succeed([]) : db.write((state, undo) => {
@@ -75,5 +74,5 @@ export const make: Effect.Effect<ChangeLog["Type"], never, MemoryDatabase> = Eff
       })
   }
   return service
-})
+}
 

@@ -5,96 +5,92 @@
  *
  * @internal
  */
-import * as Effect from "effect/Effect"
 import * as Clients from "../../Clients.js"
-import { type ClientState, MemoryDatabase, type State } from "../MemoryDatabase.js"
+import type { ClientState, MemoryDatabase, State } from "./memoryDatabase.js"
 
 type Undo = (step: () => void) => void
 
-/** The memory implementation over the `MemoryDatabase` in context, with the given options. */
-export const make = (options: Clients.Options): Effect.Effect<Clients.Clients["Type"], never, MemoryDatabase> =>
-  Effect.gen(function*() {
-    const db = yield* MemoryDatabase
-    const window = yield* Clients.rememberedFailuresOf(options)
-    const clientIn = (state: State, undo: Undo, clientId: string): ClientState => {
-      const client = state.clients.get(clientId)
-      if (client !== undefined) return client
-      const created: ClientState = { last: 0, owner: undefined, scopes: new Map(), failures: new Map() }
-      state.clients.set(clientId, created)
-      undo(() => state.clients.delete(clientId))
-      return created
+/** The memory implementation over one `MemoryDatabase`, remembering `window` failures per client. */
+export const make = (db: MemoryDatabase, window: number): Clients.Clients["Type"] => {
+  const clientIn = (state: State, undo: Undo, clientId: string): ClientState => {
+    const client = state.clients.get(clientId)
+    if (client !== undefined) return client
+    const created: ClientState = { last: 0, owner: undefined, scopes: new Map(), failures: new Map() }
+    state.clients.set(clientId, created)
+    undo(() => state.clients.delete(clientId))
+    return created
+  }
+  /** One processed id, written with its undo steps. */
+  const recordIn = (state: State, undo: Undo, clientId: string, id: number, scope: string) => {
+    const target = clientIn(state, undo, clientId)
+    const prevLast = target.last
+    const hadScope = target.scopes.has(scope)
+    const prevScope = target.scopes.get(scope)
+    target.last = Math.max(target.last, id)
+    target.scopes.set(scope, Math.max(prevScope ?? 0, id))
+    undo(() => {
+      target.last = prevLast
+      if (hadScope && prevScope !== undefined) target.scopes.set(scope, prevScope)
+      else target.scopes.delete(scope)
+    })
+  }
+  /** Remember a failure, then forget the oldest beyond the window (undoably). */
+  const rememberIn = (state: State, undo: Undo, clientId: string, id: number, failed: Clients.Failure) => {
+    const failures = clientIn(state, undo, clientId).failures
+    const previous = failures.get(id)
+    failures.set(id, failed)
+    undo(() => {
+      if (previous === undefined) failures.delete(id)
+      else failures.set(id, previous)
+    })
+    if (failures.size <= window) return
+    const forgotten = [...failures.keys()].sort((a, b) => a - b).slice(0, failures.size - window)
+    for (const old of forgotten) {
+      const kept = failures.get(old)
+      failures.delete(old)
+      if (kept !== undefined) undo(() => failures.set(old, kept))
     }
-    /** One processed id, written with its undo steps. */
-    const recordIn = (state: State, undo: Undo, clientId: string, id: number, scope: string) => {
-      const target = clientIn(state, undo, clientId)
-      const prevLast = target.last
-      const hadScope = target.scopes.has(scope)
-      const prevScope = target.scopes.get(scope)
-      target.last = Math.max(target.last, id)
-      target.scopes.set(scope, Math.max(prevScope ?? 0, id))
-      undo(() => {
-        target.last = prevLast
-        if (hadScope && prevScope !== undefined) target.scopes.set(scope, prevScope)
-        else target.scopes.delete(scope)
+  }
+  const service: Clients.Clients["Type"] = {
+    lastId: (clientId) => db.read((state) => state.clients.get(clientId)?.last ?? 0),
+    claim: (clientId, owner) =>
+      db.write((state, undo): Clients.Claim => {
+        const client = state.clients.get(clientId)
+        if (client === undefined) {
+          if (owner !== undefined) {
+            state.clients.set(clientId, { last: 0, owner, scopes: new Map(), failures: new Map() })
+            undo(() => state.clients.delete(clientId))
+          }
+          return { owner, last: 0 }
+        }
+        if (client.owner === undefined && owner !== undefined) {
+          client.owner = owner
+          undo(() => {
+            client.owner = undefined
+          })
+        }
+        return { owner: client.owner, last: client.last }
+      }),
+    ownerOf: (clientId) => db.read((state) => state.clients.get(clientId)?.owner),
+    lastIdForScope: (clientId, scope) => db.read((state) => state.clients.get(clientId)?.scopes.get(scope) ?? 0),
+    recordAll: (clientId, processed) =>
+      db.write((state, undo) => {
+        for (const { failure: failed, id, scope } of processed) {
+          recordIn(state, undo, clientId, id, scope)
+          if (failed !== undefined && window > 0) rememberIn(state, undo, clientId, id, failed)
+        }
+      }),
+    failures: (clientId, ids) =>
+      db.read((state) => {
+        const found = new Map<number, Clients.Failure>()
+        const failures = state.clients.get(clientId)?.failures
+        if (failures === undefined || failures.size === 0) return found
+        for (const id of ids) {
+          const failed = failures.get(id)
+          if (failed !== undefined) found.set(id, failed)
+        }
+        return found
       })
-    }
-    /** Remember a failure, then forget the oldest beyond the window (undoably). */
-    const rememberIn = (state: State, undo: Undo, clientId: string, id: number, failed: Clients.Failure) => {
-      const failures = clientIn(state, undo, clientId).failures
-      const previous = failures.get(id)
-      failures.set(id, failed)
-      undo(() => {
-        if (previous === undefined) failures.delete(id)
-        else failures.set(id, previous)
-      })
-      if (failures.size <= window) return
-      const forgotten = [...failures.keys()].sort((a, b) => a - b).slice(0, failures.size - window)
-      for (const old of forgotten) {
-        const kept = failures.get(old)
-        failures.delete(old)
-        if (kept !== undefined) undo(() => failures.set(old, kept))
-      }
-    }
-    const service: Clients.Clients["Type"] = {
-      lastId: (clientId) => db.read((state) => state.clients.get(clientId)?.last ?? 0),
-      claim: (clientId, owner) =>
-        db.write((state, undo): Clients.Claim => {
-          const client = state.clients.get(clientId)
-          if (client === undefined) {
-            if (owner !== undefined) {
-              state.clients.set(clientId, { last: 0, owner, scopes: new Map(), failures: new Map() })
-              undo(() => state.clients.delete(clientId))
-            }
-            return { owner, last: 0 }
-          }
-          if (client.owner === undefined && owner !== undefined) {
-            client.owner = owner
-            undo(() => {
-              client.owner = undefined
-            })
-          }
-          return { owner: client.owner, last: client.last }
-        }),
-      ownerOf: (clientId) => db.read((state) => state.clients.get(clientId)?.owner),
-      lastIdForScope: (clientId, scope) => db.read((state) => state.clients.get(clientId)?.scopes.get(scope) ?? 0),
-      recordAll: (clientId, processed) =>
-        db.write((state, undo) => {
-          for (const { failure: failed, id, scope } of processed) {
-            recordIn(state, undo, clientId, id, scope)
-            if (failed !== undefined && window > 0) rememberIn(state, undo, clientId, id, failed)
-          }
-        }),
-      failures: (clientId, ids) =>
-        db.read((state) => {
-          const found = new Map<number, Clients.Failure>()
-          const failures = state.clients.get(clientId)?.failures
-          if (failures === undefined || failures.size === 0) return found
-          for (const id of ids) {
-            const failed = failures.get(id)
-            if (failed !== undefined) found.set(id, failed)
-          }
-          return found
-        })
-    }
-    return service
-  })
+  }
+  return service
+}

@@ -5,16 +5,14 @@
  *
  * @internal
  */
-import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { setOwn } from "../../../protocol/Sync.js"
 import * as Entity from "../../Entity.js"
 import type { Store } from "../../Store.js"
-import { MemoryDatabase } from "../MemoryDatabase.js"
+import type { MemoryDatabase } from "./memoryDatabase.js"
 
-/** The memory implementation over the `MemoryDatabase` in context. */
-export const make: Effect.Effect<Store["Type"], never, MemoryDatabase> = Effect.gen(function*() {
-  const db = yield* MemoryDatabase
+/** The memory implementation over one `MemoryDatabase`. */
+export const make = (db: MemoryDatabase): Store["Type"] => {
   const service: Store["Type"] = {
     get: (scope, entity, id) =>
       db.read((state) => {
@@ -72,4 +70,4 @@ export const make: Effect.Effect<Store["Type"], never, MemoryDatabase> = Effect.
       })
   }
   return service
-})
+}

@@ -10,16 +10,14 @@
  *   all-or-nothing as SQL. A nested `transaction` is a savepoint: it rolls
  *   back only its own writes.
  *
- * @since 0.1.0
+ * @internal
  */
-import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import type { Change } from "../../protocol/Sync.js"
-import type { Failure } from "../Clients.js"
+import type { Change } from "../../../protocol/Sync.js"
+import type { Failure } from "../../Clients.js"
 
 /** One scope's log. `changes[i]` has cursor `floor + i + 1`. */
 export interface LogState {
@@ -28,6 +26,7 @@ export interface LogState {
   changes: Array<Change>
 }
 
+/** One client's ledger. */
 export interface ClientState {
   last: number
   /** The principal id that owns the client id; `undefined` until a named principal claims it. */
@@ -37,6 +36,7 @@ export interface ClientState {
   readonly failures: Map<number, Failure>
 }
 
+/** Everything the memory layers keep. */
 export interface State {
   readonly logs: Map<string, LogState>
   /** scope -> entity -> id -> JSON */
@@ -46,17 +46,18 @@ export interface State {
 
 type Undo = Array<() => void>
 
-export class MemoryDatabase extends Context.Tag("@mizu/sync/MemoryDatabase")<MemoryDatabase, {
+/** The state and its lock, shared by the memory layers of one family. */
+export interface MemoryDatabase {
   /** Run a synchronous write; `undo` registers how to reverse each step. */
   readonly write: <A>(f: (state: State, undo: (step: () => void) => void) => A) => Effect.Effect<A>
   /** Run a synchronous read of committed state (or the current transaction's state). */
   readonly read: <A>(f: (state: State) => A) => Effect.Effect<A>
   /** All-or-nothing; nested calls are savepoints. */
   readonly transaction: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
-}>() {}
+}
 
 /** Build a fresh, empty memory database. */
-export const make: Effect.Effect<MemoryDatabase["Type"]> = Effect.gen(function*() {
+export const make: Effect.Effect<MemoryDatabase> = Effect.gen(function*() {
   const state: State = { logs: new Map(), store: new Map(), clients: new Map() }
   const lock = yield* Effect.makeSemaphore(1)
   const current = FiberRef.unsafeMake<Option.Option<Undo>>(Option.none())
@@ -90,7 +91,7 @@ export const make: Effect.Effect<MemoryDatabase["Type"]> = Effect.gen(function*(
     })
 
   const noUndo = () => {}
-  return MemoryDatabase.of({
+  const db: MemoryDatabase = {
     write: (f) =>
       Effect.flatMap(FiberRef.get(current), (tx) =>
         Option.isSome(tx)
@@ -98,8 +99,6 @@ export const make: Effect.Effect<MemoryDatabase["Type"]> = Effect.gen(function*(
           : lock.withPermits(1)(Effect.sync(() => f(state, noUndo)))),
     read: (f) => locked(Effect.sync(() => f(state))),
     transaction
-  })
+  }
+  return db
 })
-
-/** A fresh memory database per layer build. */
-export const layer: Layer.Layer<MemoryDatabase> = Layer.effect(MemoryDatabase, make)
