@@ -8,7 +8,13 @@
 
 const HtmlTypeId: unique symbol = Symbol.for("@mizu/live/Html")
 
-/** A fragment of markup that is safe to insert as is. */
+/**
+ * A fragment of markup that is safe to insert as is: made only by `html`
+ * (which escapes what it interpolates) or, explicitly, by `raw`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface Html {
   readonly [HtmlTypeId]: typeof HtmlTypeId
   readonly value: string
@@ -17,11 +23,17 @@ export interface Html {
 
 const make = (value: string): Html => ({ [HtmlTypeId]: HtmlTypeId, value, toString: () => value })
 
-export const isHtml = (u: unknown): u is Html => typeof u === "object" && u !== null && HtmlTypeId in u
+const isHtml = (u: unknown): u is Html => typeof u === "object" && u !== null && HtmlTypeId in u
 
 const ESCAPES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;", "'": "&#39;", "`": "&#96;" }
 
-/** Escape text for use in element content and quoted attribute values. */
+/**
+ * Escape text for use in element content and quoted attribute values
+ * (`&`, `<`, `>`, `"`, `'` and the backtick become entities).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const escape = (text: string): string => text.replace(/[&<>"'`]/g, (c) => ESCAPES[c] ?? c)
 
 const interpolate = (value: unknown): string => {
@@ -35,6 +47,9 @@ const interpolate = (value: unknown): string => {
  * The template tag. `null`, `undefined` and `false` render nothing, arrays
  * render each item, `Html` values are inserted as markup, everything else is
  * escaped text.
+ *
+ * @since 0.1.0
+ * @category constructors
  */
 export const html = (strings: TemplateStringsArray, ...values: ReadonlyArray<unknown>): Html => {
   let out = strings[0]
@@ -42,8 +57,18 @@ export const html = (strings: TemplateStringsArray, ...values: ReadonlyArray<unk
   return make(out)
 }
 
-/** Trusted markup, inserted without escaping. Never pass user input. */
+/**
+ * Trusted markup, inserted without escaping. Never pass user input.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const raw = (markup: string): Html => make(markup)
 
-/** The empty fragment. */
+/**
+ * The empty fragment.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
 export const empty: Html = make("")

@@ -24,36 +24,68 @@ import * as Data from "effect/Data"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Schema from "effect/Schema"
-import type * as Live from "../protocol/Live.js"
+import type * as Schema from "effect/Schema"
 import type * as Protocol from "../protocol/Sync.js"
-import { escape, type Html, html, raw } from "./Html.js"
+import type { Html } from "./Html.js"
 
-/** A handler's failure: answered with `REPLY {status: "error", message}`; the session stays. */
+/**
+ * A handler's failure: the EVENT is answered `REPLY {status: "error", message}`,
+ * the page keeps its previous state and the session stays.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
 export class PageError extends Data.TaggedError("PageError")<{ readonly message: string }> {}
 
-/** An event from the browser: `EVENT {name, values}`. */
+/**
+ * An event from the browser: `EVENT {name, values}`, handled in arrival order.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface PageEvent {
   readonly name: string
   readonly values: Readonly<Record<string, unknown>>
 }
 
-/** A message for `info`: a poke of a scope the page subscribed, a broadcast, or its own timer message. */
+/**
+ * A message for `info`: a poke of a scope the page subscribed, a broadcast,
+ * or its own timer message; handled in order with the page's events.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type Info<M = unknown> =
   | { readonly _tag: "Poke"; readonly scope: string; readonly cursor: number }
   | { readonly _tag: "Broadcast"; readonly topic: string; readonly event: string; readonly payload: unknown; readonly from: string }
   | { readonly _tag: "Message"; readonly message: M }
 
-/** One region of a render, with how the browser applies it (`morph` by default). */
+/**
+ * One region of a render, with how the browser applies it (`morph` by default).
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface Region {
   readonly html: Html
   readonly action?: "morph" | "replace" | "append" | "prepend" | "remove"
 }
 
-/** What `render` returns: region id → HTML (or a `Region` with an action). */
+/**
+ * What `render` returns: region id → HTML (or a `Region` with an action).
+ * Only regions whose markup changed since the last render are sent.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type Regions = Readonly<Record<string, Html | Region>>
 
-/** What a page handler may do besides changing its state. */
+/**
+ * What a page handler may do besides changing its state.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface PageContext<M = unknown> {
   /** The live session's id (told to its own client only; `"http"` for the HTTP render). */
   readonly sessionId: string
@@ -88,14 +120,25 @@ export interface PageContext<M = unknown> {
   readonly redirect: (to: string, replace?: boolean) => Effect.Effect<void>
 }
 
-/** A browser command. */
+/**
+ * A browser command, sent in a COMMAND frame after the PATCH of the same step.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type Command =
   | { readonly op: "focus"; readonly selector: string }
   | { readonly op: "scroll_into_view"; readonly selector: string }
   | { readonly op: "dispatch"; readonly selector: string; readonly event: string; readonly detail?: unknown }
   | { readonly op: "set_title"; readonly title: string }
 
-/** A page definition. `R` is what its effects need (Store, SyncEngine, …), provided by `LivePages.layer`. */
+/**
+ * A page definition. `R` is what its effects need (Store, SyncEngine, …),
+ * provided by `Page.layer`. Every state a handler returns is checked against `state`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface Page<S, I = S, M = unknown, R = never> {
   readonly path: `/${string}`
   readonly state: Schema.Schema<S, I>
@@ -112,44 +155,28 @@ export interface Page<S, I = S, M = unknown, R = never> {
   readonly topic?: string
 }
 
-/** Define a page. */
+/**
+ * Define a page (the identity, for its types).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const make = <S, I, M = unknown, R = never>(page: Page<S, I, M, R>): Page<S, I, M, R> => page
 
-/** A page of any type, as the registry holds them. */
+/**
+ * A page of any type, as the registry holds them.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type Any = Page<any, any, any, any>
 
-/** The HTML of a region value. */
-export const regionHtml = (r: Html | Region): Html => ("html" in r && !("value" in r) ? r.html : r as Html)
-/** The action of a region value. */
-export const regionAction = (r: Html | Region): Region["action"] => ("html" in r && !("value" in r) ? r.action : undefined)
-
-/** Wrap a region for the document: the element the browser patches. */
-export const regionElement = (id: string, content: Html): Html =>
-  html`<div id="${id}" data-mizu-region="${id}">${content}</div>`
-
-/** The whole document of a page, as `GET path` serves it. */
-export const document = (page: Any, state: unknown, options: { readonly runtimeUrl: string; readonly url: string }): string => {
-  const regions = page.render(state)
-  const rendered: Record<string, Html> = {}
-  for (const [id, region] of Object.entries(regions)) rendered[id] = regionElement(id, regionHtml(region))
-  const body = page.layout ? page.layout(rendered, state) : raw(Object.values(rendered).map((h) => h.value).join("\n"))
-  const title = page.title ? page.title(state) : ""
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escape(title)}</title>
-${page.head?.value ?? ""}
-</head>
-<body data-mizu-page="${escape(options.url)}">
-${body.value}
-<script type="module">import { connectPage } from ${JSON.stringify(options.runtimeUrl)}; connectPage();</script>
-</body>
-</html>`
-}
-
-/** The registered pages, with the context their effects need. */
+/**
+ * The registered pages, with the context their effects need.
+ *
+ * @since 0.1.0
+ * @category services
+ */
 export class LivePages extends Context.Tag("@mizu/live/LivePages")<LivePages, {
   /** The page registered for a URL's path, if any. */
   readonly find: (url: string) => Any | undefined
@@ -166,7 +193,13 @@ const pathOf = (url: string) => {
   }
 }
 
-/** Register pages; their requirements `R` are taken from the layer's context. */
+/**
+ * Register pages by path (one page per path); their requirements `R` are
+ * taken from the layer's context, once, when it is built.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layer = <R>(pages: ReadonlyArray<Page<any, any, any, R>>): Layer.Layer<LivePages, never, R> =>
   Layer.effect(
     LivePages,
@@ -183,34 +216,11 @@ export const layer = <R>(pages: ReadonlyArray<Page<any, any, any, R>>): Layer.La
     })
   )
 
-/** No pages (a sync-only server). */
+/**
+ * No pages (a sync-only server).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layerEmpty: Layer.Layer<LivePages> = layer([])
 
-/** Check a state against the page's Schema (a handler bug surfaces as a PageError, not a broken session). */
-export const checkState = <S, I>(page: Page<S, I, any, any>, state: unknown): Effect.Effect<S, PageError> =>
-  Schema.is(page.state)(state)
-    ? Effect.succeed(state as S)
-    : Effect.fail(new PageError({ message: `page ${page.path} produced a state that does not match its Schema` }))
-
-/**
- * The PATCH regions of a render against the previous one: only regions whose
- * markup changed, whatever their action (so an `append` region is appended
- * once per new markup, not on every render).
- */
-export const diff = (
-  previous: Map<string, string>,
-  regions: Regions
-): Array<{ readonly id: string; readonly html: string; readonly action?: NonNullable<Region["action"]> }> => {
-  const out: Array<{ id: string; html: string; action?: NonNullable<Region["action"]> }> = []
-  for (const [id, region] of Object.entries(regions)) {
-    const markup = regionHtml(region).value
-    const action = regionAction(region)
-    if (previous.get(id) === markup) continue
-    previous.set(id, markup)
-    out.push(action === undefined ? { id, html: markup } : { id, html: markup, action })
-  }
-  return out
-}
-
-/** Typed frames a page session sends. */
-export type PatchPayload = typeof Live.PatchPayload.Type

@@ -21,7 +21,14 @@ import * as RedisPubSub from "./redis/RedisPubSub.js"
 
 const isPg = (url: string) => url.startsWith("postgres://") || url.startsWith("postgresql://")
 
-/** The layer for a `PUBSUB_URL` value (`databaseUrl` resolves `postgres`). */
+/**
+ * The layer for a `PUBSUB_URL` value (`databaseUrl` resolves `postgres`);
+ * an unknown or unparsable value fails with a `ConfigError` that never
+ * echoes a password.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const fromUrl = (
   url: string,
   databaseUrl: string | undefined
@@ -45,7 +52,13 @@ export const fromUrl = (
   )
 }
 
-/** `LivePubSub` from `PUBSUB_URL` (and `DATABASE_URL`). */
+/**
+ * `LivePubSub` from `PUBSUB_URL` (and `DATABASE_URL`); memory when unset.
+ * A bad value fails the layer at start, naming the variable.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layerConfig: Layer.Layer<LivePubSub.LivePubSub, unknown> = Layer.unwrapEffect(
   Effect.gen(function*() {
     const url = yield* Config.string("PUBSUB_URL").pipe(Config.withDefault("memory"))

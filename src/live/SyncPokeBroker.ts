@@ -17,6 +17,10 @@ import { LiveHub } from "./LiveHub.js"
  * The bridge as a value, for a broker of the app's own that adds to it (for
  * example one that also writes each commit to a queue):
  * `Layer.effect(PokeBroker, Effect.map(SyncPokeBroker.make, (live) => PokeBroker.of({ poke: (s, c) => Effect.zipRight(live.poke(s, c), enqueue(s, c)) })))`.
+ * A poke never fails and never waits on the network.
+ *
+ * @since 0.1.0
+ * @category constructors
  */
 export const make: Effect.Effect<PokeBroker["Type"], never, LiveHub> = Effect.map(LiveHub, (hub) =>
   PokeBroker.of({
@@ -24,5 +28,10 @@ export const make: Effect.Effect<PokeBroker["Type"], never, LiveHub> = Effect.ma
       hub.poke(scope, cursor).pipe(Effect.withSpan("PokeBroker.poke", { attributes: { scope, cursor }, captureStackTrace: false }))
   }))
 
-/** The bridge as the `PokeBroker` layer (what `Server.layerServices` uses by default). */
+/**
+ * The bridge as the `PokeBroker` layer (what `Server.layerServices` uses by default).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layer: Layer.Layer<PokeBroker, never, LiveHub> = Layer.effect(PokeBroker, make)

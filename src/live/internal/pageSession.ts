@@ -26,6 +26,7 @@ import * as Authorizer from "../../sync/Authorizer.js"
 import * as StorageErrors from "../../sync/StorageError.js"
 import type { Sink } from "../LiveHub.js"
 import * as Page from "../Page.js"
+import * as PageRender from "./pageRender.js"
 import type { SessionProtocol } from "./sessionProtocol.js"
 
 const { FrameType } = Live
@@ -77,7 +78,7 @@ export class PageSession implements Sink {
     return Effect.gen(function*() {
       yield* page.subscribe(pageTopic(def))
       const state = yield* session.env.pages.provide(def.mount(page.ctx)).pipe(
-        Effect.flatMap((s) => Page.checkState(def, s)),
+        Effect.flatMap((s) => PageRender.checkState(def, s)),
         Effect.either,
         Effect.catchAllCause(internalError("live page mount failed"))
       )
@@ -89,7 +90,7 @@ export class PageSession implements Sink {
       page.state = state.right
       page.title = def.title?.(page.state)
       const regions = Object.entries(def.render(page.state)).map(([rid, region]) => {
-        const markup = Page.regionHtml(region).value
+        const markup = PageRender.regionHtml(region).value
         page.rendered.set(rid, markup)
         return { id: rid, html: markup }
       })
@@ -154,7 +155,7 @@ export class PageSession implements Sink {
   /** Run a page step; on success keep the new state and send what changed (PATCH, COMMAND, REDIRECT). */
   run(step: PageStep, before?: () => void): Effect.Effect<Either.Either<void, string>> {
     return this.session.env.pages.provide(step as Effect.Effect<unknown, Page.PageError>).pipe(
-      Effect.flatMap((next) => Page.checkState(this.def, next)),
+      Effect.flatMap((next) => PageRender.checkState(this.def, next)),
       Effect.either,
       Effect.catchAllCause(internalError("live page handler failed")),
       Effect.map((result): Either.Either<void, string> => {
@@ -169,7 +170,7 @@ export class PageSession implements Sink {
 
   render(): void {
     const session = this.session
-    const regions = Page.diff(this.rendered, this.def.render(this.state))
+    const regions = PageRender.diff(this.rendered, this.def.render(this.state))
     const title = this.def.title?.(this.state)
     const titleChanged = title !== undefined && title !== this.title
     this.title = title
