@@ -2,37 +2,27 @@
  * The session protocol: a function of ONE `Stream` of inputs — the client's
  * decoded messages (a decode failure is a value, `Invalid`) merged with what
  * the hub delivers (pokes, broadcast and presence frames, page messages) and
- * the session's own signals (flush, re-authorize, shutdown, end) — that
- * writes the frames they produce through a `Connection`. It knows no socket:
- * a test hands it `Stream.merge(clientMessages, hubDeliveries)` and an
- * in-memory `Connection`, and reads the frames written.
- *
- * The session is its own hub `Sink`: what the hub calls becomes a
- * `HubDelivery` handed to the session's `Feed`, the hub half of the merge. In
- * production the feed and the socket's reader put their inputs into ONE inbox
- * (`sessionInbox.ts`), which is the merge (`Stream.merge` of two streams costs
- * two more fibers per idle session).
+ * the session's own signals — that writes the frames they produce through a
+ * `Connection`. It knows no socket: a test hands it
+ * `Stream.merge(clientMessages, hubDeliveries)` and an in-memory `Connection`.
+ * The session is its own hub `Sink`: each hub call becomes a `HubDelivery`
+ * given to its `Feed`, the hub half of the merge (in production the one
+ * inbox of `sessionInbox.ts`).
  *
  * Invariants:
  * - Inputs are handled one at a time, in the order of the stream.
- * - Pokes are conflated per scope: a poke of a scope that is already on its
- *   way (waiting in the stream, or held while the socket pushes back) only
- *   raises that one's cursor; its cursor is the newest seen when written.
- * - A subscription is made before the scope's head is read for the reply, so
- *   no commit falls between the `cursors` a client gets and its first poke.
- *   A scope the session already holds is not read again: its cursor is the
- *   newest the session knows.
- * - Identity: the session id is told only to its own client (JOIN's REPLY).
- *   BROADCAST `from` and PRESENCE keys are per-topic handles, an HMAC of
- *   (session id, topic) under a random key of this process: stable for one
- *   session on one topic, unlinkable across topics and sessions.
- * - Broadcast and presence need the `Authorizer`'s `broadcast` action on the
- *   topic, asked once per topic per session (kept until the topic is
- *   unsubscribed); their payload sizes and rate are bounded.
- * - Re-authorization (at the principal's `expiresAt`, and every
- *   `reauthorizeInterval`) is an input, handled in order; a refusal closes
- *   with `unauthorized` (4001). The JOIN deadline (1008) and idle timeout are
- *   enforced by `tick`, outside the stream, so no backlog delays them.
+ * - Pokes are conflated per scope: a poke of a scope already on its way
+ *   only raises its cursor; the cursor written is the newest seen.
+ * - A subscription is made before the scope's head is read for the reply
+ *   (no commit falls between the `cursors` and the first poke); a scope
+ *   already held is not read again.
+ * - BROADCAST `from` and PRESENCE keys are per-topic handles (an HMAC of
+ *   session id and topic under a process key); the session id is told only
+ *   to its own client. Broadcast and presence need the `broadcast` action,
+ *   asked once per topic; their sizes and rate are bounded.
+ * - Re-authorization is an input, handled in order; a refusal closes with
+ *   `unauthorized` (4001). The JOIN deadline and idle timeout are enforced
+ *   by `tick`, outside the stream.
  *
  * @internal
  */
