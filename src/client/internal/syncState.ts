@@ -1,0 +1,182 @@
+/**
+ * The one owner of a sync client's mutable state: the rebase state (replaced
+ * only by `commit`, under `locked`), the coordination of the workers (the
+ * generation, the tracked scopes, the scopes to reset or pull), the status
+ * and the event hub.
+ *
+ * Invariant 7 of `SyncClient` lives here: `commit(step)` writes the step's
+ * batch to `ClientStorage` before the state changes and before anyone is
+ * told, and its callers hold `locked`, so listeners see each committed
+ * batch once, in order.
+ *
+ * @internal
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as FiberSet from "effect/FiberSet"
+import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import * as SubscriptionRef from "effect/SubscriptionRef"
+import * as Protocol from "../../protocol/Sync.js"
+import type * as Mutation from "../../sync/Mutation.js"
+import * as Backoff from "../Backoff.js"
+import type { ClientStorage, ClientStorageError } from "../ClientStorage.js"
+import type { LiveClient } from "../LiveClient.js"
+import * as PushPolicy from "../PushPolicy.js"
+import type { Options, ResetReason, SyncEvent, SyncStatus } from "../SyncClient.js"
+import { isOffline, type SyncTransport, type SyncTransportError } from "../SyncTransport.js"
+import * as Rebase from "./syncRebase.js"
+
+/** The options, with their defaults and bounds applied. */
+export interface Config {
+  readonly registry: Mutation.Registry | undefined
+  readonly defaultScope: string
+  readonly pullLimit: number
+  readonly maxPullPages: number
+  readonly batchSize: number
+  readonly maxPushBytes: number
+  readonly stuckAfter: number
+  readonly retry: Backoff.Options
+  readonly pullInterval: Duration.Duration
+}
+
+/** `Options` with defaults, bounded by the protocol's limits. */
+export const config = (options: Options<any>): Config => ({
+  registry: options.registry,
+  defaultScope: options.defaultScope ?? Protocol.DEFAULT_SCOPE,
+  pullLimit: Math.max(1, Math.min(Protocol.MAX_PULL_LIMIT, options.pullLimit ?? 500)),
+  maxPullPages: Math.max(1, options.maxPullPages ?? 20),
+  batchSize: Math.max(1, Math.min(Protocol.MAX_MUTATIONS_PER_PUSH, options.pushBatchSize ?? 100)),
+  maxPushBytes: Math.max(1, options.maxPushBytes ?? PushPolicy.DEFAULT_MAX_PUSH_BYTES),
+  stuckAfter: Math.max(1, options.stuckAfter ?? 5),
+  retry: { initial: options.retryInitial ?? Duration.millis(500), max: options.retryMax ?? Duration.seconds(30) },
+  pullInterval: Duration.decode(options.pullInterval ?? Duration.seconds(30))
+})
+
+/** How the workers coordinate, beside the rebase state. */
+export interface Coordination {
+  /** Bumped when the queue is renumbered: answers to requests sent before speak of other ids. */
+  generation: number
+  /** The scopes this client syncs. */
+  readonly tracked: Set<string>
+  /** Scopes to reset from a snapshot before they are pulled again, and why. */
+  readonly needsReset: Map<string, ResetReason>
+  /** Scopes the pull worker has yet to pull. */
+  readonly dirty: Set<string>
+}
+
+/** The state of one client and what changes it; built once per client by `make`. */
+export interface SyncState {
+  readonly config: Config
+  readonly clientId: string
+  readonly transport: SyncTransport["Type"]
+  readonly storage: ClientStorage["Type"]
+  readonly live: Option.Option<LiveClient["Type"]>
+  /** The rebase state now; views are replaced, never changed, so a caller may keep what it read. */
+  readonly current: () => Rebase.State
+  readonly coordination: Coordination
+  /** Run under the one lock every change of state takes. */
+  readonly locked: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** Commit a step (its batch first), adopt its state, update the pending count, publish its events. */
+  readonly commit: (step: Rebase.Step) => Effect.Effect<void, ClientStorageError>
+  readonly publish: (event: SyncEvent) => Effect.Effect<void>
+  readonly events: PubSub.PubSub<SyncEvent>
+  readonly status: SubscriptionRef.SubscriptionRef<SyncStatus>
+  readonly setStatus: (f: (s: SyncStatus) => SyncStatus) => Effect.Effect<void>
+  /** A request reached the server: online, no error, the time of `field`. */
+  readonly reportSuccess: (field: "lastPullAt" | "lastPushAt") => Effect.Effect<void>
+  /** A request failed: the status says so, an `Error` event is published. */
+  readonly reportFailure: (during: "push" | "pull" | "snapshot") => (error: SyncTransportError) => Effect.Effect<void>
+  /** Ask the pull worker to pull `scope`. */
+  readonly requestPull: (scope: string) => Effect.Effect<void>
+  /** Work for the push worker. */
+  readonly pushWake: Queue.Queue<void>
+  /** Work for the pull worker. */
+  readonly pullWake: Queue.Queue<void>
+  /** Cut the push worker's backoff short (the live socket is back, a discard). */
+  readonly onlinePush: Queue.Queue<void>
+  /** Cut the pull worker's backoff short. */
+  readonly onlinePull: Queue.Queue<void>
+  /** The client's background fibers, interrupted with its scope. */
+  readonly fibers: FiberSet.FiberSet
+}
+
+/**
+ * The shared client retry policy (`Backoff.schedule`) for `Effect.retry`,
+ * every wait of which a signal on `wake` ends early (the delays keep
+ * growing: only a success starts them over, with the next retry).
+ */
+export const retrySchedule = (options: Backoff.Options, wake: Queue.Dequeue<void>): Schedule.Schedule<Duration.Duration> =>
+  Backoff.schedule(options).pipe(
+    Schedule.modifyDelayEffect((_, delay) => Effect.as(Effect.raceFirst(Effect.sleep(delay), Queue.take(wake)), Duration.zero))
+  )
+
+/** Signal a worker (at most one signal waits). */
+export const wake = (q: Queue.Queue<void>): Effect.Effect<void> => Effect.asVoid(Queue.offer(q, undefined))
+
+/** The state of a client that `load` gave as `initial`. */
+export const make = (
+  config: Config,
+  initial: Rebase.State,
+  services: {
+    readonly transport: SyncTransport["Type"]
+    readonly storage: ClientStorage["Type"]
+    readonly live: Option.Option<LiveClient["Type"]>
+  }
+): Effect.Effect<SyncState, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    let state = initial
+    const lock = yield* Effect.makeSemaphore(1)
+    const events = yield* Effect.acquireRelease(PubSub.unbounded<SyncEvent>(), PubSub.shutdown)
+    const status = yield* SubscriptionRef.make<SyncStatus>({
+      online: false,
+      live: Option.isSome(services.live) ? "connecting" : "none",
+      pending: Rebase.visible(state.pending).length,
+      lastPullAt: undefined,
+      lastPushAt: undefined,
+      lastError: undefined,
+      stuck: undefined
+    })
+    const pullWake = yield* Queue.sliding<void>(1)
+    const coordination: Coordination = { generation: 0, tracked: new Set(state.scopes.keys()), needsReset: new Map(), dirty: new Set() }
+    const publish = (event: SyncEvent) => Effect.asVoid(PubSub.publish(events, event))
+    const setStatus = (f: (s: SyncStatus) => SyncStatus) => SubscriptionRef.update(status, f)
+    const commit = (step: Rebase.Step) =>
+      Effect.gen(function*() {
+        if (step.write !== undefined) yield* services.storage.commit(step.write)
+        state = step.state
+        const n = Rebase.visible(state.pending).length
+        yield* setStatus((s) => s.pending === n ? s : { ...s, pending: n })
+        for (const event of step.events) yield* publish(event)
+      })
+    return {
+      config,
+      clientId: initial.clientId,
+      ...services,
+      current: () => state,
+      coordination,
+      locked: lock.withPermits(1),
+      commit,
+      publish,
+      events,
+      status,
+      setStatus,
+      reportSuccess: (field) =>
+        Effect.flatMap(Effect.clockWith((c) => c.currentTimeMillis), (now) =>
+          setStatus((s) => ({ ...s, online: true, lastError: undefined, [field]: now }))),
+      reportFailure: (during) => (error) =>
+        Effect.zipRight(
+          setStatus((s) => ({ ...s, online: isOffline(error) ? false : s.online, lastError: error.message })),
+          publish({ _tag: "Error", during, error })
+        ),
+      requestPull: (scope) => Effect.zipRight(Effect.sync(() => coordination.dirty.add(scope)), wake(pullWake)),
+      pushWake: yield* Queue.sliding<void>(1),
+      pullWake,
+      onlinePush: yield* Queue.sliding<void>(1),
+      onlinePull: yield* Queue.sliding<void>(1),
+      fibers: yield* FiberSet.make()
+    }
+  })
