@@ -14,7 +14,7 @@ import * as Queue from "effect/Queue"
 import * as Scope from "effect/Scope"
 import { Authorizer, LivePubSub, SyncStorage } from "mizu-sync-live"
 import { LiveClient, LiveProtocol as Live, MizuLive, MizuSync, type MizuSyncOptions, SyncTransport } from "mizu-sync-live/client"
-import { WebSocketServer } from "ws"
+import { type WebSocket, WebSocketServer } from "ws"
 import { createTodo, registry, TodoEntity, toggleTodo } from "../examples/todo/mutations.js"
 import { layerLiveClient, nodeLiveOptions } from "mizu-sync-live/client/node"
 import { freshScope } from "./suites/util.js"
@@ -292,39 +292,73 @@ describe("LiveClient reconnects", () => {
     }))
 })
 
+/**
+ * A bare `ws` server speaking just enough of the protocol: it answers every
+ * JOIN ok (session `s<n>` on its n-th connection), then hands the socket to
+ * `afterJoin`.
+ */
+const fakeServer = (afterJoin: (ws: WebSocket) => void = () => {}) =>
+  Effect.gen(function*() {
+    let connections = 0
+    const wss = yield* Effect.acquireRelease(
+      Effect.async<WebSocketServer>((resume) => {
+        const server: WebSocketServer = new WebSocketServer({ port: 0, host: "127.0.0.1" }, (): void => resume(Effect.succeed(server)))
+      }),
+      (server) => Effect.async<void>((resume) => {
+        for (const c of server.clients) c.terminate()
+        server.close(() => resume(Effect.void))
+      })
+    )
+    wss.on("connection", (ws) => {
+      const n = ++connections
+      ws.on("message", (data) => {
+        const frame = Live.decodeClientFrame(String(data))
+        if (frame._tag === "Right" && frame.right.type === Live.FrameType.JOIN) {
+          ws.send(Live.encodeServerFrame({ type: Live.FrameType.REPLY, ref: frame.right.ref, payload: { status: "ok", session_id: `s${n}`, cursors: {} } }))
+          afterJoin(ws)
+        }
+      })
+    })
+    const address = wss.address()
+    const port = typeof address === "object" && address !== null ? address.port : 0
+    return { url: `ws://127.0.0.1:${port}`, connections: () => connections }
+  })
+
 describe("LiveClient against a server that stops answering", () => {
   it.scopedLive("no incoming frame for the idle timeout: the client drops the connection and reconnects", () =>
     Effect.gen(function*() {
       // answers JOIN, then never says anything again (no heartbeat replies)
-      let connections = 0
-      const wss = yield* Effect.acquireRelease(
-        Effect.async<WebSocketServer>((resume) => {
-          const server: WebSocketServer = new WebSocketServer({ port: 0, host: "127.0.0.1" }, (): void => resume(Effect.succeed(server)))
-        }),
-        (server) => Effect.async<void>((resume) => {
-          for (const c of server.clients) c.terminate()
-          server.close(() => resume(Effect.void))
-        })
-      )
-      wss.on("connection", (ws) => {
-        connections++
-        ws.on("message", (data) => {
-          const frame = Live.decodeClientFrame(String(data))
-          if (frame._tag === "Right" && frame.right.type === Live.FrameType.JOIN) {
-            ws.send(Live.encodeServerFrame({ type: Live.FrameType.REPLY, ref: frame.right.ref, payload: { status: "ok", session_id: `s${connections}`, cursors: {} } }))
-          }
-        })
-      })
-      const address = wss.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      const live = yield* startLive({ ...fastLive, url: `ws://127.0.0.1:${port}`, heartbeatInterval: "50 millis", idleTimeout: "200 millis" })
+      const server = yield* fakeServer()
+      const live = yield* startLive({ ...fastLive, url: server.url, heartbeatInterval: "50 millis", idleTimeout: "200 millis" })
       const events = yield* live.subscribeEvents
       const first = yield* takeUntil(events, is("Online"))
       assert.strictEqual(first.sessionId, "s1")
       yield* takeUntil(events, is("Offline"))
       const again = yield* takeUntil(events, is("Online"))
       assert.isTrue(again.reconnect)
-      assert.isAtLeast(connections, 2)
+      assert.isAtLeast(server.connections(), 2)
+    }))
+
+  it.scopedLive("after CLOSE rate_limited the reconnect delays keep growing; after a plain close they start over", () =>
+    Effect.gen(function*() {
+      /** How many connections a client makes in 2 s to a server that closes each one shortly after its JOIN. */
+      const connectionsIn2s = (reason: string | undefined) =>
+        Effect.scoped(Effect.gen(function*() {
+          const server = yield* fakeServer((ws) =>
+            setTimeout(() => {
+              if (reason !== undefined) ws.send(Live.encodeServerFrame({ type: Live.FrameType.CLOSE, payload: { reason } }))
+              ws.close(reason === undefined ? 1000 : 1008)
+            }, 10)
+          )
+          yield* startLive({ url: server.url, reconnectInitial: "20 millis", reconnectMax: "5 seconds" })
+          yield* Effect.sleep("2 seconds")
+          return server.connections()
+        }))
+      const limited = yield* connectionsIn2s("rate_limited")
+      const plain = yield* connectionsIn2s(undefined)
+      // growing caps (20, 40, 80, … ms) allow ~8 connections in 2 s; caps that start over (20 ms) several times more
+      assert.isBelow(limited, 15)
+      assert.isAbove(plain, limited * 2)
     }))
 
   it.scopedLive("without a WebSocket constructor (Node 20, no `ws` given) the plain client reports it instead of crashing", () =>
