@@ -86,7 +86,7 @@ export const connectPage = (options: PageOptions = {}): PageConnection => {
   const fiber = runtime.runFork(Effect.scoped(
     Effect.zipRight(
       Effect.forkScoped(Stream.runForEach(status.changes, (s) => Effect.sync(() => show(s)))),
-      Connection.keepConnected(settings, session(join, current), status).pipe(Effect.ensuring(stopped))
+      Connection.keepConnected(settings, session(join, current), status).pipe(Effect.ignore, Effect.ensuring(stopped))
     )
   ))
 
