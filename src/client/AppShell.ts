@@ -33,7 +33,12 @@
  */
 import * as Effect from "effect/Effect"
 
-/** Options of `script`. */
+/**
+ * Options of `script`.
+ *
+ * @since 0.1.0
+ * @category options
+ */
 export interface ScriptOptions {
   /**
    * This deploy's shell, e.g. a hash of its files. Part of the cache name: a
@@ -56,6 +61,9 @@ const NEVER_CACHED: ReadonlyArray<string> = ["/_sync/", "/_live/websocket"]
  * with `content-type: text/javascript` and `cache-control: no-cache` at the
  * root of the origin (`/sw.js`). Throws on a shell path under `/_sync/` or
  * the live socket's path, which must never be cached.
+ *
+ * @since 0.1.0
+ * @category utils
  */
 export const script = (options: ScriptOptions): string => {
   for (const path of options.shell) {
@@ -120,7 +128,12 @@ self.addEventListener("fetch", (event) => {
 `
 }
 
-/** Options of `register`. */
+/**
+ * Options of `register`.
+ *
+ * @since 0.1.0
+ * @category options
+ */
 export interface RegisterOptions {
   /** The worker's URL, served with `script`'s source; `/sw.js` by default. */
   readonly url?: string
@@ -137,6 +150,9 @@ export interface RegisterOptions {
  * warning through Effect's logger): the page works online either way, so this never rejects.
  * The worker checks for a new version on every navigation (`updateViaCache:
  * "none"`); `navigator.serviceWorker.ready` resolves once the shell is cached.
+ *
+ * @since 0.1.0
+ * @category utils
  */
 export const register = async (options: RegisterOptions = {}): Promise<ServiceWorkerRegistration | undefined> => {
   const container = options.serviceWorker ??

@@ -59,13 +59,23 @@ export const unavailable = (message: string, cause?: unknown): ClientStorageErro
 export const corrupt = (message: string, cause?: unknown): ClientStorageError =>
   new ClientStorageError({ reason: "corrupt", message, cause })
 
-/** One scope as stored: its cursor and confirmed rows (`entity → id → JSON`). */
+/**
+ * One scope as stored: its cursor and confirmed rows (`entity → id → JSON`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface StoredScope {
   readonly cursor: number
   readonly rows: { readonly [entity: string]: { readonly [id: string]: unknown } }
 }
 
-/** Everything a client keeps. */
+/**
+ * Everything a client keeps.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface StoredState {
   readonly clientId: string | undefined
   /** The id the next new mutation gets (1 for a new client). */
@@ -75,10 +85,20 @@ export interface StoredState {
   readonly pending: ReadonlyArray<PendingMutation>
 }
 
-/** The state of a client that never committed anything. */
+/**
+ * The state of a client that never committed anything.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const emptyState: StoredState = { clientId: undefined, nextId: 1, scopes: {}, pending: [] }
 
-/** A write to one scope: optionally clear it first, then put and delete rows, then set the cursor. */
+/**
+ * A write to one scope: optionally clear it first, then put and delete rows, then set the cursor.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface ScopeWrite {
   readonly scope: string
   readonly cursor: number
@@ -90,6 +110,9 @@ export interface ScopeWrite {
 /**
  * One atomic unit of writes, applied in this order: `meta`, `scopes`,
  * `pendingReplace`, `pendingDelete`, `pendingPut`.
+ *
+ * @since 0.1.0
+ * @category models
  */
 export interface Batch {
   readonly meta?: { readonly clientId: string; readonly nextId: number }
@@ -101,13 +124,23 @@ export interface Batch {
   readonly pendingPut?: ReadonlyArray<PendingMutation>
 }
 
-/** A client's durable state: `load` at start, one atomic `commit` per change. */
+/**
+ * A client's durable state: `load` at start, one atomic `commit` per change.
+ *
+ * @since 0.1.0
+ * @category services
+ */
 export class ClientStorage extends Context.Tag("@mizu/client/ClientStorage")<ClientStorage, {
   readonly load: Effect.Effect<StoredState, ClientStorageError>
   readonly commit: (batch: Batch) => Effect.Effect<void, ClientStorageError>
 }>() {}
 
-/** Apply a batch to a stored state, returning the new state (the input is not changed). */
+/**
+ * Apply a batch to a stored state, returning the new state (the input is not changed).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const applyBatch = (state: StoredState, batch: Batch): StoredState => {
   let scopes = state.scopes
   if (batch.scopes !== undefined && batch.scopes.length > 0) {
@@ -158,6 +191,9 @@ export const applyBatch = (state: StoredState, batch: Batch): StoredState => {
  * A memory store over a `Ref` the caller owns: building two clients over the
  * same `Ref` one after the other is a restart (what a test of persistence
  * without a disk uses).
+ *
+ * @since 0.1.0
+ * @category constructors
  */
 export const makeMemory = (ref: Ref.Ref<StoredState>): ClientStorage["Type"] =>
   ClientStorage.of({
@@ -165,12 +201,22 @@ export const makeMemory = (ref: Ref.Ref<StoredState>): ClientStorage["Type"] =>
     commit: (batch) => Ref.update(ref, (s) => applyBatch(s, batch))
   })
 
-/** A fresh memory store per build: nothing survives the layer. */
+/**
+ * A fresh memory store per build: nothing survives the layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layerMemory: Layer.Layer<ClientStorage> = Layer.effect(
   ClientStorage,
   Effect.map(Ref.make(emptyState), makeMemory)
 )
 
-/** A memory store over the given `Ref`, which outlives the layer (a restartable client in tests). */
+/**
+ * A memory store over the given `Ref`, which outlives the layer (a restartable client in tests).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layerMemoryRef = (ref: Ref.Ref<StoredState>): Layer.Layer<ClientStorage> =>
   Layer.succeed(ClientStorage, makeMemory(ref))

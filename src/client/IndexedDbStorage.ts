@@ -30,7 +30,12 @@ import { getOwn, setOwn } from "../protocol/Sync.js"
 import { type Batch, ClientStorage, type ClientStorageError, type StoredScope, type StoredState, unavailable } from "./ClientStorage.js"
 import type { PendingMutation } from "./LocalView.js"
 
-/** Options of the IndexedDB storage. */
+/**
+ * Options of the IndexedDB storage.
+ *
+ * @since 0.1.0
+ * @category options
+ */
 export interface Options {
   /** The database name; `mizu-sync` by default. One client per database. */
   readonly name?: string
@@ -105,7 +110,12 @@ const open = (factory: IDBFactory, name: string): Promise<IDBDatabase> =>
     req.onblocked = () => reject(new Error(`IndexedDB ${name} is blocked by another connection`))
   })
 
-/** Open the database; it is closed with the scope. */
+/**
+ * Open the database; it is closed with the scope.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const make = (options: Options = {}) =>
   Effect.gen(function*() {
     const factory = options.indexedDB ?? globalThis.indexedDB
@@ -210,6 +220,11 @@ export const make = (options: Options = {}) =>
     return ClientStorage.of({ load, commit })
   })
 
-/** The IndexedDB storage as a layer. */
+/**
+ * The IndexedDB storage as a layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layer = (options: Options = {}): Layer.Layer<ClientStorage, ClientStorageError> =>
   Layer.scoped(ClientStorage, make(options))

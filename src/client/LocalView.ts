@@ -29,10 +29,20 @@ import * as Entity from "../sync/Entity.js"
 import type * as Mutation from "../sync/Mutation.js"
 import * as Transaction from "../sync/Transaction.js"
 
-/** `entity → id → JSON`: one scope's data. */
+/**
+ * `entity → id → JSON`: one scope's data.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type Rows = Map<string, Map<string, unknown>>
 
-/** A mutation waiting for the server, as the queue stores it: `args` in their encoded (wire) form. */
+/**
+ * A mutation waiting for the server, as the queue stores it: `args` in their encoded (wire) form.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface PendingMutation {
   /** The client's sequence number: 1, 2, 3, … across all scopes. */
   readonly id: number
@@ -41,7 +51,12 @@ export interface PendingMutation {
   readonly args: unknown
 }
 
-/** One change of the local view, as a UI sees it. `data` is absent on `delete`. */
+/**
+ * One change of the local view, as a UI sees it. `data` is absent on `delete`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface LocalChange {
   readonly scope: string
   readonly entity: string
@@ -50,17 +65,32 @@ export interface LocalChange {
   readonly data?: unknown
 }
 
-/** A fresh empty scope. */
+/**
+ * A fresh empty scope.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const emptyRows = (): Rows => new Map()
 
-/** Copy the maps of a scope (values are shared: they are never mutated). */
+/**
+ * Copy the maps of a scope (values are shared: they are never mutated).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const copyRows = (rows: Rows): Rows => {
   const out: Rows = new Map()
   for (const [entity, ids] of rows) out.set(entity, new Map(ids))
   return out
 }
 
-/** Rows from a snapshot's `data`. */
+/**
+ * Rows from a snapshot's `data`.
+ *
+ * @since 0.1.0
+ * @category conversions
+ */
 export const fromSnapshot = (data: SnapshotData): Rows => {
   const out: Rows = new Map()
   for (const [entity, ids] of Object.entries(data)) {
@@ -70,7 +100,12 @@ export const fromSnapshot = (data: SnapshotData): Rows => {
   return out
 }
 
-/** The rows as a snapshot's `data`: entities without rows are left out, ids sorted, as the server's `Store` does. */
+/**
+ * The rows as a snapshot's `data`: entities without rows are left out, ids sorted, as the server's `Store` does.
+ *
+ * @since 0.1.0
+ * @category conversions
+ */
 export const toSnapshot = (rows: Rows): SnapshotData => {
   const out: Record<string, Record<string, unknown>> = {}
   for (const [entity, ids] of [...rows].sort(([a], [b]) => Order.string(a, b))) {
@@ -81,7 +116,12 @@ export const toSnapshot = (rows: Rows): SnapshotData => {
   return out
 }
 
-/** Put or delete one row. */
+/**
+ * Put or delete one row.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const setRow = (rows: Rows, entity: string, id: string, value: Option.Option<unknown>): void => {
   if (Option.isSome(value)) {
     let ids = rows.get(entity)
@@ -98,20 +138,35 @@ export const setRow = (rows: Rows, entity: string, id: string, value: Option.Opt
   }
 }
 
-/** Read one row. */
+/**
+ * Read one row.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const getRow = (rows: Rows, entity: string, id: string): Option.Option<unknown> => {
   const ids = rows.get(entity)
   return ids !== undefined && ids.has(id) ? Option.some(ids.get(id)) : Option.none()
 }
 
-/** Apply pulled changes in order (mutates `rows`). */
+/**
+ * Apply pulled changes in order (mutates `rows`).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const applyChanges = (rows: Rows, changes: ReadonlyArray<Change>): void => {
   for (const c of changes) {
     setRow(rows, c.entity, c.id, c.op === "delete" ? Option.none() : Option.some(c.data ?? null))
   }
 }
 
-/** Structural equality of JSON values (key order does not matter). */
+/**
+ * Structural equality of JSON values (key order does not matter).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const jsonEqual = (a: unknown, b: unknown): boolean => {
   if (a === b) return true
   if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false
@@ -132,7 +187,12 @@ export const jsonEqual = (a: unknown, b: unknown): boolean => {
   return true
 }
 
-/** What changed from `before` to `after`, as local changes of `scope`. */
+/**
+ * What changed from `before` to `after`, as local changes of `scope`.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const diff = (scope: string, before: Rows, after: Rows): Array<LocalChange> => {
   const out: Array<LocalChange> = []
   for (const [entity, ids] of after) {
@@ -151,17 +211,32 @@ export const diff = (scope: string, before: Rows, after: Rows): Array<LocalChang
   return out
 }
 
-/** The writes of one handler run: `entity → id → Some(JSON) | None (deleted)`. */
+/**
+ * The writes of one handler run: `entity → id → Some(JSON) | None (deleted)`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type Writes = Map<string, Map<string, Option.Option<unknown>>>
 
-/** Apply writes to rows (mutates `rows`). */
+/**
+ * Apply writes to rows (mutates `rows`).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const applyWrites = (rows: Rows, writes: Writes): void => {
   for (const [entity, ids] of writes) {
     for (const [id, value] of ids) setRow(rows, entity, id, value)
   }
 }
 
-/** The writes as local changes, relative to the rows they were made over (before applying them). */
+/**
+ * The writes as local changes, relative to the rows they were made over (before applying them).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const writesToChanges = (scope: string, before: Rows, writes: Writes): Array<LocalChange> => {
   const out: Array<LocalChange> = []
   for (const [entity, ids] of writes) {
@@ -223,6 +298,9 @@ const overlay = (base: Rows, writes: Writes): Transaction.Backend => {
  * Why a mutation has no local effect: the handler rejected it (or touched an
  * entity outside the registry), or (`invalid_args`) it used an id storage
  * cannot keep (`Entity.invalidId`), which the server refuses as `invalid_args`.
+ *
+ * @since 0.1.0
+ * @category models
  */
 export interface LocalRejection {
   readonly reason: "rejected" | "invalid_args"
@@ -233,6 +311,9 @@ export interface LocalRejection {
  * Run a mutation's handler over `base` with already-decoded args: the writes
  * on success, the rejection otherwise. Never fails, never dies: a handler
  * that dies is an app bug, and locally it only means "no optimistic effect".
+ *
+ * @since 0.1.0
+ * @category utils
  */
 export const runHandler = <A, I>(
   registry: Mutation.Registry | undefined,
@@ -258,6 +339,9 @@ export const runHandler = <A, I>(
 /**
  * Replay a pending mutation over `base` (mutates `base` when the handler
  * succeeds). Unknown names and args that no longer decode have no effect.
+ *
+ * @since 0.1.0
+ * @category utils
  */
 export const replay = (
   registry: Mutation.Registry | undefined,
@@ -274,7 +358,12 @@ export const replay = (
   )
 }
 
-/** The view of a scope: its confirmed rows with its pending mutations replayed on top, in id order. */
+/**
+ * The view of a scope: its confirmed rows with its pending mutations replayed on top, in id order.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const rebuild = (
   registry: Mutation.Registry | undefined,
   scope: string,

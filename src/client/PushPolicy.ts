@@ -34,41 +34,96 @@ import * as Protocol from "../protocol/Sync.js"
 import type { PendingMutation } from "./LocalView.js"
 import type { SyncTransportError } from "./SyncTransport.js"
 
-/** The reserved mutation name of placeholders; a registry must not define it. */
+/**
+ * The reserved mutation name of placeholders; a registry must not define it.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
 export const DISCARDED = "$mizu/discarded"
 
-/** The reserved mutation name of probes; a registry must not define it. */
+/**
+ * The reserved mutation name of probes; a registry must not define it.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
 export const PROBE = "$mizu/probe"
 
-/** Whether a name is one of the client's own (never an app mutation). */
+/**
+ * Whether a name is one of the client's own (never an app mutation).
+ *
+ * @since 0.1.0
+ * @category guards
+ */
 export const isReservedName = (name: string): boolean => name === DISCARDED || name === PROBE
 
-/** Whether a queued mutation is a placeholder for a dropped one. */
+/**
+ * Whether a queued mutation is a placeholder for a dropped one.
+ *
+ * @since 0.1.0
+ * @category guards
+ */
 export const isPlaceholder = (m: PendingMutation): boolean => m.name === DISCARDED
 
-/** Whether a queued mutation is a probe for the answer to one the server processed. */
+/**
+ * Whether a queued mutation is a probe for the answer to one the server processed.
+ *
+ * @since 0.1.0
+ * @category guards
+ */
 export const isProbe = (m: PendingMutation): boolean => m.name === PROBE
 
-/** Whether a queued mutation is the client's own (a placeholder or a probe): no local effect, not pending for the app. */
+/**
+ * Whether a queued mutation is the client's own (a placeholder or a probe): no local effect, not pending for the app.
+ *
+ * @since 0.1.0
+ * @category guards
+ */
 export const isReserved = (m: PendingMutation): boolean => isReservedName(m.name)
 
-/** The placeholder that takes `m`'s id (and keeps its scope, for the record). */
+/**
+ * The placeholder that takes `m`'s id (and keeps its scope, for the record).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const placeholder = (m: PendingMutation): PendingMutation => ({ id: m.id, name: DISCARDED, scope: m.scope, args: undefined })
 
-/** The probe for `m`'s answer. */
+/**
+ * The probe for `m`'s answer.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const probe = (m: PendingMutation): PendingMutation => ({ id: m.id, name: PROBE, scope: m.scope, args: { name: m.name, args: m.args } })
 
-/** The mutation a probe asks about. */
+/**
+ * The mutation a probe asks about.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const probed = (m: PendingMutation): PendingMutation => {
   const args = m.args
   const name = typeof args === "object" && args !== null && "name" in args && typeof args.name === "string" ? args.name : m.name
   return { id: m.id, name, scope: m.scope, args: typeof args === "object" && args !== null && "args" in args ? args.args : undefined }
 }
 
-/** The default `maxPushBytes`: the server's default body limit (1 MiB) minus 16 KiB of headroom. */
+/**
+ * The default `maxPushBytes`: the server's default body limit (1 MiB) minus 16 KiB of headroom.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
 export const DEFAULT_MAX_PUSH_BYTES = 1024 * 1024 - 16 * 1024
 
-/** UTF-8 length of a string, without encoding it. */
+/**
+ * UTF-8 length of a string, without encoding it.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const utf8Length = (s: string): number => {
   let n = 0
   for (let i = 0; i < s.length; i++) {
@@ -83,7 +138,12 @@ export const utf8Length = (s: string): number => {
   return n
 }
 
-/** A mutation as it goes on the wire. */
+/**
+ * A mutation as it goes on the wire.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const wireOf = (m: PendingMutation, scope: string = m.scope): Protocol.Mutation =>
   isReserved(m) ? { id: m.id, name: m.name, scope } : { id: m.id, name: m.name, scope, args: m.args }
 
@@ -99,21 +159,41 @@ const bytesOf = (m: PendingMutation, wire: Protocol.Mutation): number => {
   return n
 }
 
-/** Bytes of a push body around its mutations: `{"protocol":1,"client_id":…,"mutations":[]}`. */
+/**
+ * Bytes of a push body around its mutations: `{"protocol":1,"client_id":…,"mutations":[]}`.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const envelopeBytes = (clientId: string): number =>
   utf8Length(JSON.stringify({ protocol: Protocol.PROTOCOL_VERSION, client_id: clientId, mutations: [] }))
 
-/** Bytes of a push body of one mutation: what `maxPushBytes` bounds for a single mutation. */
+/**
+ * Bytes of a push body of one mutation: what `maxPushBytes` bounds for a single mutation.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const singleRequestBytes = (clientId: string, wire: Protocol.Mutation): number =>
   envelopeBytes(clientId) + utf8Length(JSON.stringify(wire))
 
-/** One mutation of a request: as queued, and as sent. */
+/**
+ * One mutation of a request: as queued, and as sent.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface Sent {
   readonly mutation: PendingMutation
   readonly wire: Protocol.Mutation
 }
 
-/** The next request: its mutations and the size of its body. */
+/**
+ * The next request: its mutations and the size of its body.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface Batch {
   readonly sent: ReadonlyArray<Sent>
   readonly bytes: number
@@ -123,6 +203,9 @@ export interface Batch {
  * The longest prefix of `queue` (unanswered mutations, in id order) within
  * the limits, placeholders in their carrier's scope; at least the head
  * whatever its size, unless it is a placeholder with no real mutation after it.
+ *
+ * @since 0.1.0
+ * @category utils
  */
 export const nextBatch = (
   queue: ReadonlyArray<PendingMutation>,
@@ -157,11 +240,21 @@ const carrierScopes = (queue: ReadonlyArray<PendingMutation>): Array<string | un
   return out
 }
 
-/** The app mutation a placeholder travels with: the first after it (itself, for any other entry). */
+/**
+ * The app mutation a placeholder travels with: the first after it (itself, for any other entry).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const carrierOf = (queue: ReadonlyArray<PendingMutation>, m: PendingMutation): PendingMutation | undefined =>
   isPlaceholder(m) ? queue.find((p) => p.id > m.id && !isReserved(p)) : m
 
-/** Why the client drops a mutation the server never consumed. */
+/**
+ * Why the client drops a mutation the server never consumed.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type RefusalCode = "too_large" | "invalid_request" | "unauthorized" | "forbidden" | "not_found"
 
 /**
@@ -172,6 +265,9 @@ export type RefusalCode = "too_large" | "invalid_request" | "unauthorized" | "fo
  *   request, drop that one;
  * - `Retry`: anything else (5xx, 408, 429, no answer, an unknown answer,
  *   `version_not_supported`): nothing was refused for good; send again later.
+ *
+ * @since 0.1.0
+ * @category models
  */
 export type RequestFailure =
   | { readonly _tag: "TooLarge"; readonly message: string }
@@ -180,6 +276,12 @@ export type RequestFailure =
 
 const refusals: Readonly<Record<number, RefusalCode>> = { 400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found" }
 
+/**
+ * What a failed request means (`RequestFailure`): by its HTTP status, whatever the error's kind; `version_not_supported` is retried.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const classify = (error: SyncTransportError): RequestFailure => {
   if (error._tag === "ProtocolError" && error.code === "version_not_supported") return { _tag: "Retry" }
   const status = error._tag === "ProtocolError" ? error.status : error.reason === "http" ? error.status : undefined

@@ -27,20 +27,35 @@ import * as Entity from "../sync/Entity.js"
 import type * as Mutation from "../sync/Mutation.js"
 import type { LocalChange, Rows } from "./LocalView.js"
 
-/** Which rows a scan reads: every scope and id by default, or those starting with these prefixes. */
+/**
+ * Which rows a scan reads: every scope and id by default, or those starting with these prefixes.
+ *
+ * @since 0.1.0
+ * @category options
+ */
 export interface ScanOptions {
   readonly scopePrefix?: string
   readonly idPrefix?: string
 }
 
-/** A row found by a scan. */
+/**
+ * A row found by a scan.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface ScanRow<A> {
   readonly scope: string
   readonly id: string
   readonly value: A
 }
 
-/** What a query reads the local view with; every read is recorded. */
+/**
+ * What a query reads the local view with; every read is recorded.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface ReadTransaction {
   /** One row. */
   readonly get: <A, I>(scope: string, entity: Entity.Entity<A, I>, id: string) => Effect.Effect<Option.Option<A>, Entity.EntityError>
@@ -50,19 +65,34 @@ export interface ReadTransaction {
   readonly scan: <A, I>(entity: Entity.Entity<A, I>, options?: ScanOptions) => Effect.Effect<ReadonlyArray<ScanRow<A>>, Entity.EntityError>
 }
 
-/** The same reads, synchronous, for the Promise API: a decode failure throws what `onError` makes of it. */
+/**
+ * The same reads, synchronous, for the Promise API: a decode failure throws what `onError` makes of it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface PlainReadTransaction {
   readonly get: <A, I>(scope: string, entity: Entity.Entity<A, I>, id: string) => A | undefined
   readonly list: <A, I>(scope: string, entity: Entity.Entity<A, I>) => ReadonlyArray<readonly [string, A]>
   readonly scan: <A, I>(entity: Entity.Entity<A, I>, options?: ScanOptions) => ReadonlyArray<ScanRow<A>>
 }
 
-/** The rows a run read: a change concerns the query when `touches` says so. */
+/**
+ * The rows a run read: a change concerns the query when `touches` says so.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface ReadSet {
   readonly touches: (change: LocalChange) => boolean
 }
 
-/** A query that read nothing (yet). */
+/**
+ * A query that read nothing (yet).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
 export const readNothing: ReadSet = { touches: () => false }
 
 const key = (scope: string, entity: string, id: string) => `${scope}\u0000${entity}\u0000${id}`
@@ -78,6 +108,9 @@ interface Range {
 /**
  * A read transaction over `views` (scope → rows; taken at the start of a
  * run, never mutated) and the set of what it read so far.
+ *
+ * @since 0.1.0
+ * @category constructors
  */
 export const makeReadTransaction = (
   registry: Mutation.Registry | undefined,
@@ -140,7 +173,12 @@ export const makeReadTransaction = (
   return { tx, reads }
 }
 
-/** The synchronous reads of the Promise API over a read transaction; failures are thrown as `onError` maps them. */
+/**
+ * The synchronous reads of the Promise API over a read transaction; failures are thrown as `onError` maps them.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const plain = (tx: ReadTransaction, onError: (error: Entity.EntityError) => unknown): PlainReadTransaction => {
   const run = <A>(effect: Effect.Effect<A, Entity.EntityError>): A =>
     Either.getOrThrowWith(Effect.runSync(Effect.either(effect)), onError)
@@ -151,5 +189,10 @@ export const plain = (tx: ReadTransaction, onError: (error: Entity.EntityError) 
   }
 }
 
-/** Whether two results are the same (structurally): an unchanged result is not reported again. */
+/**
+ * Whether two results are the same (structurally): an unchanged result is not reported again.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const equivalent = <A>(a: A, b: A): boolean => Utils.structuralRegion(() => Equal.equals(a, b))

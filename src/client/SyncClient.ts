@@ -83,7 +83,12 @@ import type { SyncTransport, SyncTransportError } from "./SyncTransport.js"
 
 export type { LocalChange, PendingMutation } from "./LocalView.js"
 
-/** Options of a sync client, typed by the mutations `M` of its registry. */
+/**
+ * Options of a sync client, typed by the mutations `M` of its registry.
+ *
+ * @since 0.1.0
+ * @category options
+ */
 export interface Options<M extends Mutation.Mutation = Mutation.Mutation> {
   /**
    * The app's entities and mutations: `mutate` then takes only these names
@@ -120,7 +125,12 @@ export interface Options<M extends Mutation.Mutation = Mutation.Mutation> {
   readonly retryMax?: Duration.DurationInput
 }
 
-/** A push that keeps failing at one mutation (still retried, with backoff): the app may show it and offer `discard`. */
+/**
+ * A push that keeps failing at one mutation (still retried, with backoff): the app may show it and offer `discard`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface Stuck {
   /** The mutation the failing requests were about (sent alone). */
   readonly mutation: PendingMutation
@@ -130,7 +140,12 @@ export interface Stuck {
   readonly attempts: number
 }
 
-/** What a UI shows about syncing. */
+/**
+ * What a UI shows about syncing.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface SyncStatus {
   /** The last request reached the server (or the live socket is joined). */
   readonly online: boolean
@@ -148,7 +163,12 @@ export interface SyncStatus {
   readonly stuck: Stuck | undefined
 }
 
-/** Why a scope was reset from a snapshot. */
+/**
+ * Why a scope was reset from a snapshot.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type ResetReason = "cursor_too_old" | "cursor_ahead" | "server_lost_state" | "backlog"
 
 /**
@@ -156,10 +176,18 @@ export type ResetReason = "cursor_too_old" | "cursor_ahead" | "server_lost_state
  * `unknown_mutation`, `invalid_args`), or the client's verdict on a request
  * the server refused as a whole (`too_large` for a 413 or over
  * `maxPushBytes`, then the error code of a 400, 401, 403 or 404).
+ *
+ * @since 0.1.0
+ * @category models
  */
 export type RejectionCode = Exclude<Protocol.MutationErrorCode, "out_of_order"> | PushPolicy.RefusalCode
 
-/** What a sync client reports. */
+/**
+ * What a sync client reports.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type SyncEvent =
   /** The local view changed: one event per committed batch, with every row that changed. */
   | { readonly _tag: "Changes"; readonly changes: ReadonlyArray<LocalChange>; readonly source: "mutate" | "pull" | "reset" | "rollback" }
@@ -174,29 +202,54 @@ export type SyncEvent =
   /** A request failed (it is retried with backoff). */
   | { readonly _tag: "Error"; readonly during: "push" | "pull" | "snapshot"; readonly error: SyncTransportError }
 
-/** A mutation refused before it was queued. */
+/**
+ * A mutation refused before it was queued.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
 export class MutateError extends Data.TaggedError("MutateError")<{
   /** `too_large`: the mutation alone would not fit in a push (`maxPushBytes`). */
   readonly reason: "unknown_mutation" | "invalid_args" | "invalid_scope" | "rejected" | "too_large"
   readonly message: string
 }> {}
 
-/** `discard` found nothing to drop: no such pending mutation, or the server already applied it. */
+/**
+ * `discard` found nothing to drop: no such pending mutation, or the server already applied it.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
 export class DiscardError extends Data.TaggedError("DiscardError")<{
   readonly reason: "not_pending" | "accepted"
   readonly message: string
 }> {}
 
-/** `sync` could not bring the queue to empty. */
+/**
+ * `sync` could not bring the queue to empty.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
 export class SyncError extends Data.TaggedError("SyncError")<{
   readonly reason: "not_settled" | "bad_response"
   readonly message: string
 }> {}
 
-/** What `push`, `pull` and `sync` may fail with. */
+/**
+ * What `push`, `pull` and `sync` may fail with.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type SyncFailure = SyncTransportError | ClientStorageError | SyncError
 
-/** Options of one `mutate`. */
+/**
+ * Options of one `mutate`.
+ *
+ * @since 0.1.0
+ * @category options
+ */
 export interface MutateOptions {
   readonly scope?: string
 }
@@ -205,6 +258,9 @@ export interface MutateOptions {
  * The args of the mutation named `N` among `M`. When `M` names no mutation in
  * particular (a client without a registry), any args: they are checked at
  * run time only, by the server.
+ *
+ * @since 0.1.0
+ * @category models
  */
 export type MutationArgs<M extends Mutation.Mutation, N extends string> = string extends M["name"] ? unknown
   : Mutation.ArgsOf<Extract<M, { readonly name: N }>>
@@ -213,6 +269,9 @@ export type MutationArgs<M extends Mutation.Mutation, N extends string> = string
  * The sync client, typed by the mutations `M` of its registry (any mutation
  * without one). Queries read the local view synchronously (no lock, no I/O);
  * every write goes through the rebase of the header comment.
+ *
+ * @since 0.1.0
+ * @category models
  */
 export interface Client<M extends Mutation.Mutation = Mutation.Mutation> {
   /** This client's id, stable across restarts. */
@@ -286,6 +345,9 @@ export interface Client<M extends Mutation.Mutation = Mutation.Mutation> {
 /**
  * The sync client service, as a layer provides it: `mutate` takes any
  * mutation (see `typed` for the client typed by its registry).
+ *
+ * @since 0.1.0
+ * @category services
  */
 export class SyncClient extends Context.Tag("@mizu/client/SyncClient")<SyncClient, Client>() {}
 
@@ -301,7 +363,12 @@ export const make: <M extends Mutation.Mutation = Mutation.Mutation>(
   options?: Options<M>
 ) => Effect.Effect<Client<M>, ClientStorageError, SyncTransport | ClientStorage | Scope.Scope> = internal.make
 
-/** A sync client for the layer's lifetime. Uses the `LiveClient` in context, if any, for pokes. */
+/**
+ * A sync client for the layer's lifetime. Uses the `LiveClient` in context, if any, for pokes.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layer = (options: Options = {}): Layer.Layer<SyncClient, ClientStorageError, SyncTransport | ClientStorage> =>
   Layer.scoped(SyncClient, make(options))
 
@@ -309,6 +376,9 @@ export const layer = (options: Options = {}): Layer.Layer<SyncClient, ClientStor
  * The client in context, typed by `registry`: the one it was built with
  * (`layer({ registry })`). Dies if the client was built with another
  * registry (or none), since its types would then be a lie.
+ *
+ * @since 0.1.0
+ * @category utils
  */
 export const typed = <M extends Mutation.Mutation>(registry: Mutation.Registry<M>): Effect.Effect<Client<M>, never, SyncClient> =>
   Effect.flatMap(SyncClient, (client) =>

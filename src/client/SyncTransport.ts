@@ -27,7 +27,12 @@ import * as Protocol from "../protocol/Sync.js"
 import { ProtocolError } from "../protocol/Sync.js"
 import * as Token from "./Token.js"
 
-/** A failure below the protocol: no answer, or an answer that is not the protocol. */
+/**
+ * A failure below the protocol: no answer, or an answer that is not the protocol.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
 export class TransportError extends Data.TaggedError("TransportError")<{
   /** `token`: the app's token source (or `refreshToken`) failed, so nothing was sent. */
   readonly reason: "network" | "timeout" | "http" | "decode" | "token"
@@ -36,21 +41,41 @@ export class TransportError extends Data.TaggedError("TransportError")<{
   readonly cause?: unknown
 }> {}
 
-/** What a transport call may fail with. */
+/**
+ * What a transport call may fail with.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type SyncTransportError = TransportError | ProtocolError
 
-/** The three sync endpoints as typed calls: decoded responses or typed errors, never a defect. */
+/**
+ * The three sync endpoints as typed calls: decoded responses or typed errors, never a defect.
+ *
+ * @since 0.1.0
+ * @category services
+ */
 export class SyncTransport extends Context.Tag("@mizu/client/SyncTransport")<SyncTransport, {
   readonly push: (request: Protocol.PushRequest) => Effect.Effect<Protocol.PushResponse, SyncTransportError>
   readonly pull: (request: Protocol.PullRequest) => Effect.Effect<Protocol.PullResponse, SyncTransportError>
   readonly snapshot: (request: Protocol.SnapshotRequest) => Effect.Effect<Protocol.SnapshotResponse, SyncTransportError>
 }>() {}
 
-/** Whether the error means "the server could not be reached" (as opposed to "the server said no"). */
+/**
+ * Whether the error means "the server could not be reached" (as opposed to "the server said no").
+ *
+ * @since 0.1.0
+ * @category guards
+ */
 export const isOffline = (error: SyncTransportError): boolean =>
   error._tag === "TransportError" && (error.reason === "network" || error.reason === "timeout")
 
-/** Options of the `fetch` transport. */
+/**
+ * Options of the `fetch` transport.
+ *
+ * @since 0.1.0
+ * @category options
+ */
 export interface FetchOptions {
   /** The server's origin, e.g. `https://app.example.com`; `""` for same-origin in a browser. */
   readonly baseUrl: string
@@ -107,7 +132,12 @@ const makeTokens = (options: FetchOptions) => {
   return { current, refresh, canRefresh: options.refreshToken !== undefined }
 }
 
-/** Build the `fetch` transport. */
+/**
+ * Build the `fetch` transport.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const makeFetch = (options: FetchOptions): SyncTransport["Type"] => {
   const prefix = options.prefix ?? "/_sync"
   const timeout = Duration.decode(options.timeout ?? Duration.seconds(30))
@@ -191,6 +221,11 @@ export const makeFetch = (options: FetchOptions): SyncTransport["Type"] => {
   })
 }
 
-/** The `fetch` transport as a layer. */
+/**
+ * The `fetch` transport as a layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layerFetch = (options: FetchOptions): Layer.Layer<SyncTransport> =>
   Layer.succeed(SyncTransport, makeFetch(options))

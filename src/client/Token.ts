@@ -10,22 +10,42 @@
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 
-/** A bearer token, or how to get the current one. `undefined` means "send none". */
+/**
+ * A bearer token, or how to get the current one. `undefined` means "send none".
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type Source =
   | string
   | (() => string | undefined | PromiseLike<string | undefined>)
   | Effect.Effect<string | undefined, unknown>
 
-/** The app's token source threw, rejected or failed. */
+/**
+ * The app's token source threw, rejected or failed.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
 export class TokenError extends Data.TaggedError("TokenError")<{
   readonly message: string
   readonly cause?: unknown
 }> {}
 
-/** Whether the source gives a different token over time (a function or an Effect), as opposed to a fixed string. */
+/**
+ * Whether the source gives a different token over time (a function or an Effect), as opposed to a fixed string.
+ *
+ * @since 0.1.0
+ * @category guards
+ */
 export const isDynamic = (source: Source | undefined): boolean => source !== undefined && typeof source !== "string"
 
-/** The current token of a source. */
+/**
+ * The current token of a source.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const resolve = (source: Source | undefined): Effect.Effect<string | undefined, TokenError> => {
   if (source === undefined || typeof source === "string") return Effect.succeed(source)
   if (Effect.isEffect(source)) {

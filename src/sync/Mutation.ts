@@ -15,13 +15,28 @@ import type { Entity, EntityError } from "./Entity.js"
 import type { StorageError } from "./StorageError.js"
 import type * as Tx from "./Transaction.js"
 
-/** A business-rule rejection: the mutation is consumed with no changes and reported as `rejected`. */
+/**
+ * A business-rule rejection: the mutation is consumed with no changes and reported as `rejected`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
 export class Rejected extends Data.TaggedError("Rejected")<{ readonly message: string }> {}
 
-/** Fail the current mutation with a business-rule rejection. */
+/**
+ * Fail the current mutation with a business-rule rejection.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const reject = (message: string): Effect.Effect<never, Rejected> => Effect.fail(new Rejected({ message }))
 
-/** What a handler may fail with. */
+/**
+ * What a handler may fail with.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type HandlerError = Rejected | EntityError | StorageError
 
 /**
@@ -34,14 +49,24 @@ export type HandlerError = Rejected | EntityError | StorageError
  */
 export type Transaction = Tx.Transaction
 
-/** A named mutation with a Schema for its args and a handler. */
+/**
+ * A named mutation with a Schema for its args and a handler.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface Mutation<Name extends string = string, A = any, I = any> {
   readonly name: Name
   readonly args: Schema.Schema<A, I>
   readonly handler: (args: A, tx: Transaction) => Effect.Effect<void, HandlerError>
 }
 
-/** Define a mutation. */
+/**
+ * Define a mutation.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const make = <const Name extends string, A, I>(
   name: Name,
   options: {
@@ -50,16 +75,32 @@ export const make = <const Name extends string, A, I>(
   }
 ): Mutation<Name, A, I> => ({ name, args: options.args, handler: options.handler })
 
-/** A set of entities and mutations: what both the server `Mutator` and a client are built from. */
+/**
+ * A set of entities and mutations: what both the server `Mutator` and a client are built from.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface Registry<M extends Mutation = Mutation> {
   readonly entities: ReadonlyMap<string, Entity<any, any>>
   readonly mutations: ReadonlyMap<string, M>
 }
 
-/** Build a registry. Duplicate names are a programming error and throw at definition time. */
-/** Mutation names the client uses for itself (placeholders of discarded ids, probes); no registry may define them. */
+/**
+ * Mutation names the client uses for itself (placeholders of discarded ids, probes); no registry may define them.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
 export const RESERVED_PREFIX = "$mizu/"
 
+/**
+ * Build a registry. Duplicate names, and mutation names under
+ * `RESERVED_PREFIX`, are programming errors and throw at definition time.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const registry = <const Ms extends ReadonlyArray<Mutation>>(options: {
   readonly entities: ReadonlyArray<Entity<any, any>>
   readonly mutations: Ms
@@ -79,5 +120,10 @@ export const registry = <const Ms extends ReadonlyArray<Mutation>>(options: {
   return { entities, mutations }
 }
 
-/** The args type of a mutation. */
+/**
+ * The args type of a mutation.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type ArgsOf<M> = M extends Mutation<string, infer A, any> ? A : never

@@ -21,7 +21,12 @@ import type { StorageError } from "./StorageError.js"
 import { Store } from "./Store.js"
 import * as Transaction from "./Transaction.js"
 
-/** Why a mutation produced no changes; each reason is a protocol error code. */
+/**
+ * Why a mutation produced no changes; each reason is a protocol error code.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
 export class MutationFailed extends Data.TaggedError("MutationFailed")<{
   readonly reason: "unknown_mutation" | "invalid_args" | "rejected"
   readonly message: string
@@ -32,13 +37,26 @@ export class MutationFailed extends Data.TaggedError("MutationFailed")<{
   readonly wrote?: boolean
 }> {}
 
-/** What `apply` receives. */
+/**
+ * What `apply` receives.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface Input {
   readonly name: string
   readonly scope: string
   readonly args: unknown
 }
 
+/**
+ * Runs a mutation by name: `apply` decodes its args and runs its handler
+ * over the `Store` for the mutation's scope, returning the changes in write
+ * order; it opens no transaction and appends nothing (the caller does both).
+ *
+ * @since 0.1.0
+ * @category services
+ */
 export class Mutator extends Context.Tag("@mizu/sync/Mutator")<Mutator, {
   readonly apply: (input: Input) => Effect.Effect<ReadonlyArray<ChangeInput>, MutationFailed | StorageError>
   /** The names this mutator knows. */
@@ -53,7 +71,12 @@ const storeBackend = (store: Store["Type"], scope: string): Transaction.Backend 
   delete: (entity, id) => store.delete(scope, entity, id)
 })
 
-/** Build a `Mutator` from a registry of mutation definitions. */
+/**
+ * Build a `Mutator` from a registry of mutation definitions.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const make = (registry: Mutation.Registry): Effect.Effect<Mutator["Type"], never, Store> =>
   Effect.gen(function*() {
     const store = yield* Store
@@ -118,6 +141,11 @@ export const make = (registry: Mutation.Registry): Effect.Effect<Mutator["Type"]
     })
   })
 
-/** The `Mutator` layer for a registry. */
+/**
+ * The `Mutator` layer for a registry.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layer = (registry: Mutation.Registry): Layer.Layer<Mutator, never, Store> =>
   Layer.effect(Mutator, make(registry))

@@ -25,7 +25,12 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { applyBatch, ClientStorage, type ClientStorageError, corrupt, emptyState, type StoredState, unavailable } from "../ClientStorage.js"
 
-/** Options of the file storage. */
+/**
+ * Options of the file storage.
+ *
+ * @since 0.1.0
+ * @category options
+ */
 export interface Options {
   /** The directory (created if missing). */
   readonly directory: string
@@ -92,7 +97,12 @@ const decodeLine = (line: string) => Option.getRight(Schema.decodeUnknownEither(
 
 const io = <A>(message: string, f: () => A) => Effect.try({ try: f, catch: (cause) => unavailable(message, cause) })
 
-/** Open the store in `options.directory`; the journal is closed with the scope. */
+/**
+ * Open the store in `options.directory`; the journal is closed with the scope.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const make = (options: Options) =>
   Effect.gen(function*() {
     const fsync = options.fsync ?? true
@@ -184,6 +194,11 @@ export const make = (options: Options) =>
     })
   })
 
-/** The file storage as a layer (the directory is opened when the layer is built). */
+/**
+ * The file storage as a layer (the directory is opened when the layer is built).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layer = (options: Options): Layer.Layer<ClientStorage, ClientStorageError> =>
   Layer.scoped(ClientStorage, make(options))
