@@ -32,17 +32,30 @@ import * as Effect from "effect/Effect"
 import type { MutationErrorCode } from "../protocol/Sync.js"
 import type { StorageError } from "./StorageError.js"
 
-/** How many failed mutations per client are remembered by default (see the module header). */
+/**
+ * How many failed mutations per client are remembered by default (see the module header).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
 export const DEFAULT_REMEMBERED_FAILURES = 100
 
 /**
  * The longest message a remembered failure keeps, in UTF-16 code units: a
  * longer one is cut (at a code point boundary) and ends with `…`, so a
  * client's remembered failures stay small whatever an app's messages are.
+ *
+ * @since 0.1.0
+ * @category constants
  */
 export const MAX_REMEMBERED_MESSAGE = 1000
 
-/** Options of the `Clients` layers. */
+/**
+ * Options of the `Clients` layers.
+ *
+ * @since 0.1.0
+ * @category options
+ */
 export interface Options {
   /**
    * How many failed mutations to remember per client (an integer >= 0; 0
@@ -52,14 +65,29 @@ export interface Options {
   readonly rememberedFailures?: number | undefined
 }
 
-/** The error codes of a mutation that was processed and failed (its id consumed). */
+/**
+ * The error codes of a mutation that was processed and failed (its id consumed).
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type FailureCode = Extract<MutationErrorCode, "unknown_mutation" | "invalid_args" | "rejected">
 
-/** Whether a stored code is one of `FailureCode`. */
+/**
+ * Whether a stored code is one of `FailureCode`.
+ *
+ * @since 0.1.0
+ * @category guards
+ */
 export const isFailureCode = (code: string): code is FailureCode =>
   code === "rejected" || code === "invalid_args" || code === "unknown_mutation"
 
-/** How a processed mutation failed, as its result said and a duplicate of it says again. */
+/**
+ * How a processed mutation failed, as its result said and a duplicate of it says again.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface Failure {
   readonly code: FailureCode
   readonly message: string
@@ -69,6 +97,9 @@ export interface Failure {
  * A failure as it is remembered: the message without U+0000 (which Postgres
  * text cannot hold; replaced by U+FFFD) and at most `MAX_REMEMBERED_MESSAGE`
  * long. Every layer stores what this returns, so all answer alike.
+ *
+ * @since 0.1.0
+ * @category constructors
  */
 export const failure = (code: FailureCode, message: string): Failure => {
   let text = message.includes("\u0000") ? message.replace(/\u0000/g, "\uFFFD") : message
@@ -81,7 +112,12 @@ export const failure = (code: FailureCode, message: string): Failure => {
   return { code, message: text }
 }
 
-/** The number of failures the options remember; dies (a configuration bug) unless it is an integer >= 0. */
+/**
+ * The number of failures the options remember; dies (a configuration bug) unless it is an integer >= 0.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const rememberedFailuresOf = (options: Options): Effect.Effect<number> => {
   const n = options.rememberedFailures ?? DEFAULT_REMEMBERED_FAILURES
   return Number.isSafeInteger(n) && n >= 0
@@ -89,6 +125,14 @@ export const rememberedFailuresOf = (options: Options): Effect.Effect<number> =>
     : Effect.dieMessage(`rememberedFailures must be an integer >= 0, got ${n}`)
 }
 
+/**
+ * The dedupe ledger (see the module header): ids only move up, and inside
+ * a `SyncStorage` transaction a client's row is locked until it ends, so one
+ * client's pushes are processed one after the other.
+ *
+ * @since 0.1.0
+ * @category services
+ */
 export class Clients extends Context.Tag("@mizu/sync/Clients")<Clients, {
   /**
    * The client's last processed id (0 if unknown). Inside a `SyncStorage`
@@ -128,13 +172,23 @@ export class Clients extends Context.Tag("@mizu/sync/Clients")<Clients, {
   readonly failures: (clientId: string, ids: ReadonlyArray<number>) => Effect.Effect<ReadonlyMap<number, Failure>, StorageError>
 }>() {}
 
-/** What `Clients.claim` finds: the client id's owner after the claim, and its last processed id. */
+/**
+ * What `Clients.claim` finds: the client id's owner after the claim, and its last processed id.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface Claim {
   readonly owner: string | undefined
   readonly last: number
 }
 
-/** A processed mutation, for `Clients.recordAll`: `failure` when it failed. */
+/**
+ * A processed mutation, for `Clients.recordAll`: `failure` when it failed.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface Processed {
   readonly id: number
   readonly scope: string

@@ -23,6 +23,9 @@ const redactQuery = (text: string): string =>
  * A user name before a `:` is kept; userinfo without a `:` is masked whole
  * (some schemes take a bare token there: `redis://secret@host`). Never
  * throws; text without credentials is returned as it is.
+ *
+ * @since 0.1.0
+ * @category utils
  */
 export const redact = (url: string): string => {
   const text = url.trim()

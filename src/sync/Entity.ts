@@ -10,7 +10,12 @@ import * as Order from "effect/Order"
 import * as Schema from "effect/Schema"
 import { formatParseError } from "../protocol/Sync.js"
 
-/** An entity kind: its name on the wire (`Change.entity`) and the Schema of its value. */
+/**
+ * An entity kind: its name on the wire (`Change.entity`) and the Schema of its value.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface Entity<in out A, in out I = A> {
   readonly name: string
   readonly schema: Schema.Schema<A, I>
@@ -21,7 +26,12 @@ export interface Entity<in out A, in out I = A> {
  * With the scope (at most 256 ASCII characters) and the entity name (at most
  * 128) it keeps every key of every storage layer within what its index can
  * hold (Postgres B-tree rows: ~2,700 bytes).
+ *
+ * @since 0.1.0
+ * @category constants
  */
+export const MAX_ID_LENGTH = 256
+
 /**
  * The one order of entity ids, everywhere ids are listed (store listings,
  * snapshots, local queries): by UTF-16 code units, the order SQLite's and
@@ -33,9 +43,12 @@ export interface Entity<in out A, in out I = A> {
  */
 export const idOrder: Order.Order<string> = Order.string
 
-export const MAX_ID_LENGTH = 256
-
-/** The longest entity name, in UTF-16 code units: 128. */
+/**
+ * The longest entity name, in UTF-16 code units: 128.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
 export const MAX_NAME_LENGTH = 128
 
 /** U+0000 (Postgres text cannot hold it) or a lone surrogate (no UTF-8 form: stored, it would come back as U+FFFD). */
@@ -49,6 +62,9 @@ const unstorable = /\u0000|\p{Surrogate}/u
  * it in the same way (the mutation fails with `invalid_args`, here and in
  * the client's optimistic run). Any other string is fine, `"__proto__"` and
  * `"constructor"` included.
+ *
+ * @since 0.1.0
+ * @category guards
  */
 export const invalidId = (id: string): string | undefined =>
   id.length > MAX_ID_LENGTH
@@ -61,6 +77,9 @@ export const invalidId = (id: string): string | undefined =>
  * Declare an entity kind. The name is checked at once (a programming error
  * throws, as a duplicate name in a registry does): 1 to `MAX_NAME_LENGTH`
  * code units, no U+0000, no lone surrogate.
+ *
+ * @since 0.1.0
+ * @category constructors
  */
 export const make = <A, I>(name: string, schema: Schema.Schema<A, I>): Entity<A, I> => {
   if (name.length === 0 || name.length > MAX_NAME_LENGTH || unstorable.test(name)) {
@@ -72,6 +91,9 @@ export const make = <A, I>(name: string, schema: Schema.Schema<A, I>): Entity<A,
 /**
  * A stored value that does not decode with its entity's Schema, an entity no
  * registry knows, or an id storage cannot keep (`invalid_id`, see `invalidId`).
+ *
+ * @since 0.1.0
+ * @category errors
  */
 export class EntityError extends Data.TaggedError("EntityError")<{
   readonly reason: "unknown_entity" | "decode" | "encode" | "invalid_id"
@@ -79,13 +101,23 @@ export class EntityError extends Data.TaggedError("EntityError")<{
   readonly message: string
 }> {}
 
-/** Fail with `invalid_id` when `id` cannot be an id of `entity` (see `invalidId`). */
+/**
+ * Fail with `invalid_id` when `id` cannot be an id of `entity` (see `invalidId`).
+ *
+ * @since 0.1.0
+ * @category guards
+ */
 export const checkId = (entity: Entity<any, any>, id: string): Effect.Effect<void, EntityError> => {
   const problem = invalidId(id)
   return problem === undefined ? Effect.void : Effect.fail(new EntityError({ reason: "invalid_id", entity: entity.name, message: problem }))
 }
 
-/** Decode a stored JSON value as the entity's type. */
+/**
+ * Decode a stored JSON value as the entity's type.
+ *
+ * @since 0.1.0
+ * @category conversions
+ */
 export const decode = <A, I>(entity: Entity<A, I>, json: unknown): Effect.Effect<A, EntityError> =>
   Schema.decodeUnknown(entity.schema)(json).pipe(
     Effect.mapError((e) =>
@@ -93,7 +125,12 @@ export const decode = <A, I>(entity: Entity<A, I>, json: unknown): Effect.Effect
     )
   )
 
-/** Encode a value of the entity's type to the JSON the store keeps. */
+/**
+ * Encode a value of the entity's type to the JSON the store keeps.
+ *
+ * @since 0.1.0
+ * @category conversions
+ */
 export const encode = <A, I>(entity: Entity<A, I>, value: A): Effect.Effect<I, EntityError> =>
   Schema.encode(entity.schema)(value).pipe(
     Effect.mapError((e) =>

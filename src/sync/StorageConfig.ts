@@ -31,9 +31,14 @@ import type { StorageError } from "./StorageError.js"
 import * as SyncStorage from "./SyncStorage.js"
 
 /** Where the data goes when `DATABASE_URL` is unset. */
-export const defaultDatabaseUrl = "./data/mizu.db"
+const defaultDatabaseUrl = "./data/mizu.db"
 
-/** A parsed `DATABASE_URL`. */
+/**
+ * A parsed `DATABASE_URL`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type Target =
   | { readonly _tag: "Memory" }
   | { readonly _tag: "Sqlite"; readonly filename: string }
@@ -42,6 +47,9 @@ export type Target =
 /**
  * Parse a `DATABASE_URL` (see the module header); `Left` carries why it is
  * not one. Pure: touches neither the file system nor the network.
+ *
+ * @since 0.1.0
+ * @category conversions
  */
 export const parseDatabaseUrl = (input: string): Either.Either<Target, string> => {
   const value = input.trim()
@@ -61,7 +69,13 @@ export const parseDatabaseUrl = (input: string): Either.Either<Target, string> =
   return Either.right({ _tag: "Sqlite", filename: value })
 }
 
-/** The `DATABASE_URL` config, parsed; defaults to `./data/mizu.db`. */
+/**
+ * The `DATABASE_URL` config, parsed (see the module header); defaults to
+ * `./data/mizu.db`. An invalid value fails naming the variable.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const databaseTarget: Config.Config<Target> = Config.redacted("DATABASE_URL").pipe(
   Config.withDefault(Redacted.make(defaultDatabaseUrl)),
   Config.mapOrFail((url) =>
@@ -70,7 +84,7 @@ export const databaseTarget: Config.Config<Target> = Config.redacted("DATABASE_U
 )
 
 /** `RETENTION_CHANGES`: the most changes kept per scope, if set. */
-export const retention: Config.Config<Option.Option<number>> = Config.option(
+const retention: Config.Config<Option.Option<number>> = Config.option(
   Config.integer("RETENTION_CHANGES").pipe(
     Config.validate({ message: "RETENTION_CHANGES must be a positive integer", validation: (n) => n >= 1 })
   )
@@ -81,6 +95,9 @@ export const retention: Config.Config<Option.Option<number>> = Config.option(
  * rule of `RETENTION_CHANGES` (one extra `floor` read per append). The SQL
  * layers do this natively (`SqlStorage.Options.maxChangesPerScope`) without
  * the extra read; this is for the others, such as memory.
+ *
+ * @since 0.1.0
+ * @category layers
  */
 export const withRetention = (maxChanges: number) =>
 <E, R>(storage: Layer.Layer<SyncStorage.Services, E, R>): Layer.Layer<SyncStorage.Services, E, R> =>
@@ -123,7 +140,7 @@ const describe = (target: Target): string => {
 }
 
 /** The storage layer of a target. */
-export const layerTarget = (
+const layerTarget = (
   target: Target,
   options: SqlStorage.Options = {}
 ): Layer.Layer<SyncStorage.Services, StorageError> => {
@@ -144,6 +161,9 @@ export const layerTarget = (
  * applied. Fails at start with a `ConfigError` naming the variable when a
  * value is invalid, or a `StorageError` when the database cannot be opened,
  * reached or migrated.
+ *
+ * @since 0.1.0
+ * @category layers
  */
 export const layerConfig: Layer.Layer<SyncStorage.Services, ConfigError.ConfigError | StorageError> = Layer.unwrapEffect(
   Effect.gen(function*() {

@@ -11,13 +11,26 @@
 import * as Data from "effect/Data"
 import { ProtocolError } from "../protocol/Sync.js"
 
+/**
+ * What a storage layer fails with: nothing of the unit was applied.
+ * `conflict` may succeed on a retry of the whole transaction, `invalid` never
+ * (the database refused a value), `corrupt` is stored data that does not read.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
 export class StorageError extends Data.TaggedError("StorageError")<{
   readonly reason: "unavailable" | "conflict" | "corrupt" | "invalid"
   readonly message: string
   readonly cause?: unknown
 }> {}
 
-/** Wrap any failure (a driver exception, an `SqlError`) as a `StorageError`. */
+/**
+ * Wrap any failure (a driver exception, an `SqlError`) as a `StorageError`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const fromCause = (message: string) => (cause: unknown): StorageError =>
   new StorageError({ reason: "unavailable", message, cause })
 

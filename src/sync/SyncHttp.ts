@@ -23,7 +23,12 @@ import * as Protocol from "../protocol/Sync.js"
 import { ProtocolError } from "../protocol/Sync.js"
 import { type Caller, SyncEngine } from "./SyncEngine.js"
 
-/** Options of the sync router. */
+/**
+ * Options of the sync router.
+ *
+ * @since 0.1.0
+ * @category options
+ */
 export interface Options {
   /** Mount prefix, `/_sync` by default. */
   readonly prefix?: `/${string}`
@@ -34,7 +39,12 @@ export interface Options {
 const DEFAULT_PREFIX: `/${string}` = "/_sync"
 const DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
-/** The `ErrorBody` response of a protocol error. */
+/**
+ * The `ErrorBody` response of a protocol error.
+ *
+ * @since 0.1.0
+ * @category conversions
+ */
 export const errorResponse = (error: ProtocolError): HttpServerResponse.HttpServerResponse =>
   HttpServerResponse.unsafeJson(error.toBody(), { status: error.status })
 
@@ -86,6 +96,9 @@ const isJsonContentType = (value: string | undefined) => {
 /**
  * Decode a request body with a protocol Schema, after the content type, size,
  * JSON and version checks. Exported so other transports reuse the exact rules.
+ *
+ * @since 0.1.0
+ * @category conversions
  */
 export const decodeBody = <A, I>(schema: Schema.Schema<A, I>) => {
   const decode = Schema.decodeUnknownEither(schema, { errors: "first", onExcessProperty: "ignore" })
@@ -123,7 +136,12 @@ export const decodeBody = <A, I>(schema: Schema.Schema<A, I>) => {
   }
 }
 
-/** The caller of an HTTP request: its `Authorization: Bearer …` token and its headers. */
+/**
+ * The caller of an HTTP request: its `Authorization: Bearer …` token and its headers.
+ *
+ * @since 0.1.0
+ * @category conversions
+ */
 export const callerOf = (request: HttpServerRequest.HttpServerRequest): Caller => {
   const auth = request.headers["authorization"]
   const token = auth !== undefined && /^bearer /i.test(auth) ? auth.slice(7).trim() : undefined
@@ -192,7 +210,12 @@ export const router = (options: Options = {}): HttpRouter.HttpRouter<never, Sync
   )
 }
 
-/** The `404 not_found` response for unknown routes. */
+/**
+ * The `404 not_found` response for unknown routes.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
 export const notFound: HttpServerResponse.HttpServerResponse = errorResponse(
   new ProtocolError({ code: "not_found", message: "no such route" })
 )

@@ -33,7 +33,12 @@ import * as Schema from "effect/Schema"
 import * as NodeCrypto from "node:crypto"
 import * as Authorizer from "./Authorizer.js"
 
-/** What a token may do: may it use `scope` for `action`? */
+/**
+ * What a token may do: may it use `scope` for `action`?
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type Grant = (scope: string, action: Authorizer.Action) => boolean
 
 /**
@@ -42,6 +47,9 @@ export type Grant = (scope: string, action: Authorizer.Action) => boolean
  * the same client ids); without it the principal is the token itself (a
  * digest of it). `expiresAt` (epoch ms): after it the token is refused, and
  * live sessions opened with it are closed.
+ *
+ * @since 0.1.0
+ * @category models
  */
 export interface Access {
   readonly allows: Grant
@@ -49,15 +57,30 @@ export interface Access {
   readonly expiresAt?: number | undefined
 }
 
-/** The grant (or access) of a bearer token; `None` for a token that is not known (→ `unauthorized`). */
+/**
+ * The grant (or access) of a bearer token; `None` for a token that is not known (→ `unauthorized`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type Resolve = (token: string) => Effect.Effect<Option.Option<Grant | Access>>
 
-/** One token of the static table: its scope patterns, or the patterns with a subject and an expiry. */
+/**
+ * One token of the static table: its scope patterns, or the patterns with a subject and an expiry.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type TokenEntry =
   | ReadonlyArray<string>
   | { readonly scopes: ReadonlyArray<string>; readonly subject?: string | undefined; readonly expiresAt?: number | undefined }
 
-/** Options of `layer`. */
+/**
+ * Options of `layer`.
+ *
+ * @since 0.1.0
+ * @category options
+ */
 export interface Options {
   /** Token → the scope patterns it may use (for every action). An empty token never matches. */
   readonly tokens: Readonly<Record<string, TokenEntry>>
@@ -78,6 +101,9 @@ const tokenPrincipal = (token: string): string => `token:${NodeCrypto.createHash
  * O(scope length × pattern length) character comparisons and never
  * backtracks: four "*" "/" pairs then "x" against 255 slashes (1.5 s per
  * check with the RegExp this replaced) costs no more than other checks.
+ *
+ * @since 0.1.0
+ * @category utils
  */
 export const matches = (pattern: string): (scope: string) => boolean => {
   const pieces = pattern.split("*")
@@ -100,12 +126,17 @@ export const matches = (pattern: string): (scope: string) => boolean => {
 }
 
 /** The grant of a list of patterns: every action on every scope one of them matches. */
-export const grantOf = (patterns: ReadonlyArray<string>): Grant => {
+const grantOf = (patterns: ReadonlyArray<string>): Grant => {
   const tests = patterns.map(matches)
   return (scope) => tests.some((test) => test(scope))
 }
 
-/** An authorizer from a token resolver. */
+/**
+ * An authorizer from a token resolver.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const make = (resolve: Resolve): Authorizer.Authorizer["Type"] =>
   Authorizer.Authorizer.of({
     authorize: (request) => {
@@ -121,11 +152,21 @@ export const make = (resolve: Resolve): Authorizer.Authorizer["Type"] =>
     }
   })
 
-/** The authorizer of a token resolver (signed tokens, a token store). */
+/**
+ * The authorizer of a token resolver (signed tokens, a token store).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layerResolve = (resolve: Resolve): Layer.Layer<Authorizer.Authorizer> =>
   Layer.succeed(Authorizer.Authorizer, make(resolve))
 
-/** The authorizer of a static table of tokens and their scope patterns. */
+/**
+ * The authorizer of a static table of tokens and their scope patterns.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layer = (options: Options): Layer.Layer<Authorizer.Authorizer> => {
   // a Map of the table's own entries: a token like "constructor" or "__proto__" finds nothing inherited
   const table = new Map<string, Access>(
@@ -154,6 +195,9 @@ const decodeTable = Schema.decodeUnknownEither(TokenTable)
  * e.g. `{"token-ann": ["user:ann:*", "team:1"]}` or, with a subject and an
  * expiry, `{"token-ann": {"scopes": ["user:ann:*"], "subject": "ann", "expiresAt": 1767225600000}}`.
  * A malformed value fails at start.
+ *
+ * @since 0.1.0
+ * @category layers
  */
 export const layerConfig = (name = "AUTH_TOKENS"): Layer.Layer<Authorizer.Authorizer, ConfigError.ConfigError> =>
   Layer.unwrapEffect(

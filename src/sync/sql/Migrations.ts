@@ -49,14 +49,19 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as StorageError from "../StorageError.js"
 
-/** The name of the table where `@effect/sql` records applied migrations. */
+/**
+ * The name of the table where `@effect/sql` records applied migrations.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
 export const table = "effect_sql_migrations"
 
 /**
  * The key of the advisory lock `runPg` holds while migrating (an arbitrary
  * constant: "mizu" in ASCII). Other tools should not use it.
  */
-export const advisoryLockKey = 0x6d697a75
+const advisoryLockKey = 0x6d697a75
 
 /**
  * How the tables are spelled in each dialect: Postgres keys are `COLLATE "C"`
@@ -152,14 +157,24 @@ const clientFailures: Effect.Effect<void, SqlError, SqlClient.SqlClient> = Effec
   )${suffix}`
   ]))
 
-/** Every migration of the storage family, in order. New ones are appended, never edited. */
+/**
+ * Every migration of the storage family, in order. New ones are appended, never edited.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
 export const migrations = {
   "0001_init": init,
   "0002_client_owner": clientOwner,
   "0003_client_failures": clientFailures
 } as const
 
-/** The migrations as `@effect/sql`'s migrators load them. */
+/**
+ * The migrations as `@effect/sql`'s migrators load them.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
 export const loader: Migrator.Loader = Migrator.fromRecord(migrations)
 
 const toStorageError = (e: Migrator.MigrationError | SqlError): StorageError.StorageError =>
@@ -180,6 +195,9 @@ const guard = <A, R>(self: Effect.Effect<A, Migrator.MigrationError | SqlError, 
 /**
  * Bring a SQLite database up to date. Idempotent; a run that finds the
  * database current does nothing.
+ *
+ * @since 0.1.0
+ * @category constructors
  */
 export const runSqlite: Effect.Effect<void, StorageError.StorageError, SqliteClient.SqliteClient | SqlClient.SqlClient> =
   SqliteMigrator.run({ loader, table }).pipe(
@@ -193,6 +211,9 @@ export const runSqlite: Effect.Effect<void, StorageError.StorageError, SqliteCli
  * Bring a Postgres database up to date. Idempotent, and safe to run from any
  * number of processes at once, even on an empty database: the whole run holds
  * a session-level advisory lock (`advisoryLockKey`) on a reserved connection.
+ *
+ * @since 0.1.0
+ * @category constructors
  */
 export const runPg: Effect.Effect<void, StorageError.StorageError, PgClient.PgClient | SqlClient.SqlClient> = Effect.gen(
   function*() {
@@ -208,10 +229,20 @@ export const runPg: Effect.Effect<void, StorageError.StorageError, PgClient.PgCl
   Effect.withSpan("Migrations.runPg")
 )
 
-/** Runs `runSqlite` when built. */
+/**
+ * Runs `runSqlite` when built.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layerSqlite: Layer.Layer<never, StorageError.StorageError, SqliteClient.SqliteClient | SqlClient.SqlClient> =
   Layer.effectDiscard(runSqlite)
 
-/** Runs `runPg` when built (safe from several processes at once). */
+/**
+ * Runs `runPg` when built (safe from several processes at once).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layerPg: Layer.Layer<never, StorageError.StorageError, PgClient.PgClient | SqlClient.SqlClient> = Layer
   .effectDiscard(runPg)
