@@ -27,7 +27,7 @@ export class Store extends Context.Tag("@mizu/sync/Store")<Store, {
   readonly put: (scope: string, entity: string, id: string, data: unknown) => Effect.Effect<void, StorageError>
   /** Returns whether the id existed. */
   readonly delete: (scope: string, entity: string, id: string) => Effect.Effect<boolean, StorageError>
-  /** Every value of one entity in a scope, ordered by id. */
+  /** Every value of one entity in a scope, ordered by `Entity.idOrder`. */
   readonly list: (scope: string, entity: string) => Effect.Effect<ReadonlyArray<readonly [string, unknown]>, StorageError>
   /** The whole scope; ids ordered as `list` orders them. */
   readonly snapshot: (scope: string) => Effect.Effect<SnapshotData, StorageError>

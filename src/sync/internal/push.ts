@@ -57,13 +57,113 @@ const countResults = (results: ReadonlyArray<Protocol.MutationResult>) => {
   )
 }
 
-/** The engine's `push` over its services. */
-export const make = (
-  { broker, clients, log, mutator, storage }: Deps,
-  { authorize, notOwner }: Access
-): SyncEngine["Type"]["push"] => {
-  const pokeAll = (heads: ReadonlyMap<string, number>) =>
-    Effect.forEach(heads, ([scope, cursor]) => broker.poke(scope, cursor), { discard: true })
+/** Poke each scope once, with its head. */
+const pokeAll = (broker: Deps["broker"], heads: ReadonlyMap<string, number>) =>
+  Effect.forEach(heads, ([scope, cursor]) => broker.poke(scope, cursor), { discard: true })
+
+/**
+ * Process the mutations in order into the batch: a duplicate is answered
+ * from the ledger, a gap ends the request with `out_of_order`, the next id
+ * goes through `apply` (in a span of its own).
+ */
+const processAll = <E>(batch: PushBatch.Batch, mutations: ReadonlyArray<Protocol.Mutation>, apply: Apply<E>) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < mutations.length; i++) {
+      const mutation = mutations[i]
+      const id = mutation.id ?? 0
+      const scope = PushBatch.scopeOf(mutation)
+      if (id <= batch.last) {
+        PushBatch.addDuplicate(batch, id, scope)
+        continue
+      }
+      if (id > batch.last + 1) {
+        PushBatch.addOutOfOrder(batch, mutations.slice(i))
+        return
+      }
+      const outcome = yield* apply(mutation, scope).pipe(
+        Effect.withSpan("SyncEngine.mutation", { attributes: { name: mutation.name, id, scope }, captureStackTrace: false })
+      )
+      PushBatch.addOutcome(batch, id, scope, outcome)
+    }
+  })
+
+/** Append each scope's pending changes (one append per scope); per scope, its head before and after them. */
+const appendPending = (log: Deps["log"], pending: ReadonlyMap<string, ReadonlyArray<ChangeInput>>) =>
+  Effect.gen(function*() {
+    const base = new Map<string, number>()
+    const heads = new Map<string, number>()
+    for (const [scope, changes] of pending) {
+      const appended = yield* log.append(scope, changes)
+      base.set(scope, appended[0].cursor - 1)
+      heads.set(scope, appended[appended.length - 1].cursor)
+    }
+    return { base, heads }
+  })
+
+/** Each slot's result at its cursor; a scope the push did not write is read once, for its head. */
+const resolveResults = (log: Deps["log"], slots: ReadonlyArray<PushBatch.Slot>, base: Map<string, number>) =>
+  Effect.gen(function*() {
+    const results: Array<Protocol.MutationResult> = []
+    for (const slot of slots) {
+      let head = base.get(slot.scope)
+      if (head === undefined) {
+        head = yield* log.head(slot.scope)
+        base.set(slot.scope, head)
+      }
+      results.push(slot.result(head + slot.upTo))
+    }
+    return results
+  })
+
+/**
+ * Each mutation commits on its own; the scopes are poked once each, with
+ * their last head, when the request ends (also when a later mutation's
+ * storage failed: what committed is poked).
+ */
+const pushPlain = ({ broker, log, mutator, storage }: Deps, mutations: ReadonlyArray<Protocol.Mutation>) => {
+  const heads = new Map<string, number>()
+  return Effect.gen(function*() {
+    const results: Array<Protocol.MutationResult> = []
+    for (const mutation of mutations) {
+      const scope = PushBatch.scopeOf(mutation)
+      // The mutation's own transaction: its writes and its append, or (failed) nothing.
+      const outcome = yield* retryConflicts(storage.transaction(
+        log.lockScopes([scope]).pipe(
+          Effect.zipRight(mutator.apply({ name: mutation.name, scope, args: mutation.args })),
+          Effect.flatMap((changes) => log.append(scope, changes))
+        )
+      ).pipe(
+        Effect.map(Either.right),
+        Effect.catchTag("MutationFailed", (e) => Effect.succeed(Either.left(e)))
+      )).pipe(
+        Effect.withSpan("SyncEngine.mutation", { attributes: { name: mutation.name, scope }, captureStackTrace: false })
+      )
+      const id = mutation.id === undefined ? {} : { id: mutation.id }
+      if (Either.isLeft(outcome)) {
+        // read after the failed transaction rolled back
+        const cursor = yield* log.head(scope)
+        results.push({ ...id, ok: false, cursor, error: { code: outcome.left.reason, message: outcome.left.message } })
+        continue
+      }
+      const lastChange = outcome.right[outcome.right.length - 1]
+      if (lastChange === undefined) {
+        results.push({ ...id, ok: true, cursor: yield* log.head(scope) })
+        continue
+      }
+      results.push({ ...id, ok: true, cursor: lastChange.cursor })
+      heads.set(scope, lastChange.cursor)
+    }
+    return results
+  }).pipe(Effect.ensuring(Effect.suspend(() => pokeAll(broker, heads))))
+}
+
+/**
+ * The engine's `push` over its services. A builder: its body is the named
+ * steps of a push with `client_id` that close over the services (each a
+ * few lines), and `push` itself.
+ */
+export const make = (deps: Deps, { authorize, notOwner }: Access): SyncEngine["Type"]["push"] => {
+  const { broker, clients, log, mutator, storage } = deps
 
   /** Run the mutator; a failed mutation (unknown, invalid args, rejected) yields Left. */
   const applyMutation = (
@@ -82,60 +182,6 @@ export const make = (
   /** The remembered failures among the duplicates: one read, only when there are duplicates. */
   const rememberedFailures = (clientId: string, dupes: ReadonlyArray<number>) =>
     dupes.length === 0 ? Effect.succeed(new Map<number, Clients.Failure>()) : clients.failures(clientId, dupes)
-
-  /**
-   * Process the mutations in order into the batch: a duplicate is answered
-   * from the ledger, a gap ends the request with `out_of_order`, the next id
-   * goes through `apply` (in a span of its own).
-   */
-  const processAll = <E>(batch: PushBatch.Batch, mutations: ReadonlyArray<Protocol.Mutation>, apply: Apply<E>) =>
-    Effect.gen(function*() {
-      for (let i = 0; i < mutations.length; i++) {
-        const mutation = mutations[i]
-        const id = mutation.id ?? 0
-        const scope = PushBatch.scopeOf(mutation)
-        if (id <= batch.last) {
-          PushBatch.addDuplicate(batch, id, scope)
-          continue
-        }
-        if (id > batch.last + 1) {
-          PushBatch.addOutOfOrder(batch, mutations.slice(i))
-          return
-        }
-        const outcome = yield* apply(mutation, scope).pipe(
-          Effect.withSpan("SyncEngine.mutation", { attributes: { name: mutation.name, id, scope }, captureStackTrace: false })
-        )
-        PushBatch.addOutcome(batch, id, scope, outcome)
-      }
-    })
-
-  /** Append each scope's pending changes (one append per scope); per scope, its head before and after them. */
-  const appendPending = (pending: ReadonlyMap<string, ReadonlyArray<ChangeInput>>) =>
-    Effect.gen(function*() {
-      const base = new Map<string, number>()
-      const heads = new Map<string, number>()
-      for (const [scope, changes] of pending) {
-        const appended = yield* log.append(scope, changes)
-        base.set(scope, appended[0].cursor - 1)
-        heads.set(scope, appended[appended.length - 1].cursor)
-      }
-      return { base, heads }
-    })
-
-  /** Each slot's result at its cursor; a scope the push did not write is read once, for its head. */
-  const resolveResults = (slots: ReadonlyArray<PushBatch.Slot>, base: Map<string, number>) =>
-    Effect.gen(function*() {
-      const results: Array<Protocol.MutationResult> = []
-      for (const slot of slots) {
-        let head = base.get(slot.scope)
-        if (head === undefined) {
-          head = yield* log.head(slot.scope)
-          base.set(slot.scope, head)
-        }
-        results.push(slot.result(head + slot.upTo))
-      }
-      return results
-    })
 
   /**
    * One attempt at a push with `client_id`, as one transaction: claim, read
@@ -157,9 +203,9 @@ export const make = (
       yield* log.lockScopes(scopes)
       const batch = PushBatch.make(last, failed)
       yield* processAll(batch, mutations, apply)
-      const { base, heads } = yield* appendPending(batch.pending)
+      const { base, heads } = yield* appendPending(log, batch.pending)
       yield* clients.recordAll(clientId, batch.processed)
-      const results = yield* resolveResults(batch.slots, base)
+      const results = yield* resolveResults(log, batch.slots, base)
       return { results, heads }
     }))
 
@@ -180,48 +226,6 @@ export const make = (
     return retryConflicts(Effect.catchTag(optimistic, "NeedsSavepoints", () => withSavepoints))
   }
 
-  /**
-   * Each mutation commits on its own; the scopes are poked once each, with
-   * their last head, when the request ends (also when a later mutation's
-   * storage failed: what committed is poked).
-   */
-  const pushPlain = (mutations: ReadonlyArray<Protocol.Mutation>) => {
-    const heads = new Map<string, number>()
-    return Effect.gen(function*() {
-      const results: Array<Protocol.MutationResult> = []
-      for (const mutation of mutations) {
-        const scope = PushBatch.scopeOf(mutation)
-        // The mutation's own transaction: its writes and its append, or (failed) nothing.
-        const outcome = yield* retryConflicts(storage.transaction(
-          log.lockScopes([scope]).pipe(
-            Effect.zipRight(mutator.apply({ name: mutation.name, scope, args: mutation.args })),
-            Effect.flatMap((changes) => log.append(scope, changes))
-          )
-        ).pipe(
-          Effect.map(Either.right),
-          Effect.catchTag("MutationFailed", (e) => Effect.succeed(Either.left(e)))
-        )).pipe(
-          Effect.withSpan("SyncEngine.mutation", { attributes: { name: mutation.name, scope }, captureStackTrace: false })
-        )
-        const id = mutation.id === undefined ? {} : { id: mutation.id }
-        if (Either.isLeft(outcome)) {
-          // read after the failed transaction rolled back
-          const cursor = yield* log.head(scope)
-          results.push({ ...id, ok: false, cursor, error: { code: outcome.left.reason, message: outcome.left.message } })
-          continue
-        }
-        const lastChange = outcome.right[outcome.right.length - 1]
-        if (lastChange === undefined) {
-          results.push({ ...id, ok: true, cursor: yield* log.head(scope) })
-          continue
-        }
-        results.push({ ...id, ok: true, cursor: lastChange.cursor })
-        heads.set(scope, lastChange.cursor)
-      }
-      return results
-    }).pipe(Effect.ensuring(Effect.suspend(() => pokeAll(heads))))
-  }
-
   const push = (request: Protocol.PushRequest, caller: Caller) => {
     const clientId = request.client_id
     const scopes = request.mutations.map((m) => PushBatch.scopeOf(m))
@@ -237,13 +241,13 @@ export const make = (
       }
       const owner = yield* authorize("push", scopes, caller, clientId)
       if (clientId === undefined) {
-        const plain = yield* pushPlain(request.mutations)
+        const plain = yield* pushPlain(deps, request.mutations)
         yield* countResults(plain)
         return { results: plain }
       }
       const { heads, results } = yield* pushWithClient(clientId, owner, request.mutations)
       yield* countResults(results)
-      yield* pokeAll(heads)
+      yield* pokeAll(broker, heads)
       return { results }
     }).pipe(
       logStorageError,

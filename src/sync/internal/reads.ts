@@ -14,7 +14,7 @@ import type { Access } from "./access.js"
 import { logStorageError } from "./errors.js"
 import type { Deps } from "./syncEngine.js"
 
-/** The engine's `pull` and `snapshot` over its services. */
+/** The engine's `pull` and `snapshot` over its services (a builder of the two, ~30 lines each). */
 export const make = (
   { clients, log, storage, store }: Deps,
   { authorize, checkOwner }: Access

@@ -12,7 +12,7 @@ import type { LogState, MemoryDatabase } from "./memoryDatabase.js"
 
 const empty = (): LogState => ({ head: 0, floor: 0, changes: [] })
 
-/** The memory implementation over one `MemoryDatabase`. */
+/** The memory implementation over one `MemoryDatabase` (a builder: one short method per operation). */
 export const make = (db: MemoryDatabase): ChangeLog["Type"] => {
   const service: ChangeLog["Type"] = {
     append: (scope, inputs) =>

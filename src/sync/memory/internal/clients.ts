@@ -10,7 +10,11 @@ import type { ClientState, MemoryDatabase, State } from "./memoryDatabase.js"
 
 type Undo = (step: () => void) => void
 
-/** The memory implementation over one `MemoryDatabase`, remembering `window` failures per client. */
+/**
+ * The memory implementation over one `MemoryDatabase`, remembering `window`
+ * failures per client. A builder: small named write steps (each with its
+ * undo) and one short method per operation.
+ */
 export const make = (db: MemoryDatabase, window: number): Clients.Clients["Type"] => {
   const clientIn = (state: State, undo: Undo, clientId: string): ClientState => {
     const client = state.clients.get(clientId)

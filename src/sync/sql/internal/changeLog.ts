@@ -87,7 +87,11 @@ const texts = (q: Statements["q"]) => ({
     ON CONFLICT (scope) DO UPDATE SET head = mizu_heads.head`)
 })
 
-/** The log over the family's statements and transactions; `maxChanges`: the retention, if any. */
+/**
+ * The log over the family's statements and transactions; `maxChanges`: the
+ * retention, if any. A builder: its body is one small named helper per
+ * operation over the statement texts made once.
+ */
 export const make = (
   { exec, isPg, q }: Statements,
   { atomic, inTransaction }: Transactions,

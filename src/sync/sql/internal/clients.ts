@@ -110,7 +110,11 @@ const ledgerOf = (processed: ReadonlyArray<Clients.Processed>, remembered: numbe
   return { last, scopes, failed: failed.length > remembered ? failed.slice(failed.length - remembered) : failed }
 }
 
-/** The ledger over the family's statements and transactions, remembering `remembered` failures per client. */
+/**
+ * The ledger over the family's statements and transactions, remembering
+ * `remembered` failures per client. A builder: its body is one small named
+ * helper per dialect and operation over the statement texts made once.
+ */
 export const make = (
   { exec, isPg, q }: Statements,
   { atomic, mayLock }: Transactions,
