@@ -118,11 +118,8 @@ export const toSnapshot = (rows: Rows): SnapshotData => {
 
 /**
  * Put or delete one row.
- *
- * @since 0.1.0
- * @category utils
  */
-export const setRow = (rows: Rows, entity: string, id: string, value: Option.Option<unknown>): void => {
+const setRow = (rows: Rows, entity: string, id: string, value: Option.Option<unknown>): void => {
   if (Option.isSome(value)) {
     let ids = rows.get(entity)
     if (ids === undefined) {
@@ -163,11 +160,8 @@ export const applyChanges = (rows: Rows, changes: ReadonlyArray<Change>): void =
 
 /**
  * Structural equality of JSON values (key order does not matter).
- *
- * @since 0.1.0
- * @category utils
  */
-export const jsonEqual = (a: unknown, b: unknown): boolean => {
+const jsonEqual = (a: unknown, b: unknown): boolean => {
   if (a === b) return true
   if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false
   if (Array.isArray(a)) {

@@ -120,11 +120,8 @@ export const DEFAULT_MAX_PUSH_BYTES = 1024 * 1024 - 16 * 1024
 
 /**
  * UTF-8 length of a string, without encoding it.
- *
- * @since 0.1.0
- * @category utils
  */
-export const utf8Length = (s: string): number => {
+const utf8Length = (s: string): number => {
   let n = 0
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i)
@@ -161,11 +158,8 @@ const bytesOf = (m: PendingMutation, wire: Protocol.Mutation): number => {
 
 /**
  * Bytes of a push body around its mutations: `{"protocol":1,"client_id":…,"mutations":[]}`.
- *
- * @since 0.1.0
- * @category utils
  */
-export const envelopeBytes = (clientId: string): number =>
+const envelopeBytes = (clientId: string): number =>
   utf8Length(JSON.stringify({ protocol: Protocol.PROTOCOL_VERSION, client_id: clientId, mutations: [] }))
 
 /**

@@ -25,6 +25,7 @@ import * as Order from "effect/Order"
 import * as Utils from "effect/Utils"
 import * as Entity from "../sync/Entity.js"
 import type * as Mutation from "../sync/Mutation.js"
+import * as Transaction from "../sync/Transaction.js"
 import type { LocalChange, Rows } from "./LocalView.js"
 
 /**
@@ -118,10 +119,7 @@ export const makeReadTransaction = (
 ): { readonly tx: ReadTransaction; readonly reads: ReadSet } => {
   const exact = new Set<string>()
   const ranges: Array<Range> = []
-  const known = <A, I>(entity: Entity.Entity<A, I>): Effect.Effect<void, Entity.EntityError> =>
-    registry === undefined || registry.entities.get(entity.name) === entity
-      ? Effect.void
-      : Effect.fail(new Entity.EntityError({ reason: "unknown_entity", entity: entity.name, message: `unknown entity ${entity.name}` }))
+  const known = <A, I>(entity: Entity.Entity<A, I>) => Transaction.checkEntity(registry, entity)
   const decodeRows = <A, I>(entity: Entity.Entity<A, I>, rows: ReadonlyArray<readonly [string, string, unknown]>) =>
     Effect.forEach(rows, ([scope, id, json]) => Effect.map(Entity.decode(entity, json), (value): ScanRow<A> => ({ scope, id, value })))
 

@@ -62,14 +62,22 @@ export interface Backend {
   readonly delete: (entity: string, id: string) => Effect.Effect<boolean, StorageError>
 }
 
-const knownEntity = (registry: Mutation.Registry | undefined, entity: Entity.Entity<any, any>) =>
+/**
+ * Fails with `EntityError` `unknown_entity` unless `entity` is the registry's
+ * entity of that name (any entity without a registry): the check of every
+ * read and write, here and in the client's queries.
+ *
+ * @since 0.1.0
+ * @category guards
+ */
+export const checkEntity = (registry: Mutation.Registry | undefined, entity: Entity.Entity<any, any>): Effect.Effect<void, Entity.EntityError> =>
   registry === undefined || registry.entities.get(entity.name) === entity
     ? Effect.void
     : Effect.fail(new Entity.EntityError({ reason: "unknown_entity", entity: entity.name, message: `unknown entity ${entity.name}` }))
 
 /** The entity is in the registry and the id can be stored: what every access by id checks first. */
 const checked = (registry: Mutation.Registry | undefined, entity: Entity.Entity<any, any>, id: string) =>
-  Effect.zipRight(knownEntity(registry, entity), Entity.checkId(entity, id))
+  Effect.zipRight(checkEntity(registry, entity), Entity.checkId(entity, id))
 
 /**
  * A transaction over `backend` for `scope`, and the changes its writes make,
@@ -104,7 +112,7 @@ export const make = (
         }))
       ),
     list: (entity) =>
-      knownEntity(registry, entity).pipe(
+      checkEntity(registry, entity).pipe(
         Effect.zipRight(backend.list(entity.name)),
         Effect.flatMap((rows) =>
           Effect.forEach(rows, ([id, json]) => Effect.map(Entity.decode(entity, json), (value) => [id, value] as const))

@@ -66,25 +66,7 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
     const live = Live.make(s)
     const { mutate, track } = makeWrites(s, live)
     yield* start(s, { push, pull, live }, options.scopes ?? [])
-    const visible = () => Rebase.visible(s.current().pending)
-
-    const sync: Effect.Effect<void, SyncFailure> = Effect.gen(function*() {
-      for (let round = 0; round < 20; round++) {
-        yield* push.push
-        for (const scope of new Set([...s.coordination.tracked, ...visible().map((m) => m.scope)])) yield* pull.pullScope(scope)
-        if (visible().length === 0) return
-      }
-      return yield* new SyncError({ reason: "not_settled", message: `${visible().length} mutations still pending` })
-    })
-
-    const pullNow = (scope: string, cursor?: number) =>
-      Effect.gen(function*() {
-        yield* track(scope)
-        const local = s.current().scopes.get(scope)?.cursor ?? 0
-        if (cursor !== undefined && cursor <= local && !s.coordination.needsReset.has(scope)) return
-        yield* pull.pullScope(scope)
-      })
-
+    const { pullNow, sync } = makeSync(s, push, pull, track)
     const reads = makeReads(s)
     const client: Client<M> = {
       clientId: s.clientId,
@@ -100,7 +82,7 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
       view: (scope) => Effect.sync(() => LocalView.toSnapshot(reads.viewOf(scope))),
       cursor: (scope) => Effect.sync(() => s.current().scopes.get(scope)?.cursor ?? 0),
       scopes: Effect.sync(() => [...s.coordination.tracked]),
-      pending: Effect.sync(visible),
+      pending: Effect.sync(() => Rebase.visible(s.current().pending)),
       discard: push.discard,
       watch: reads.watch as Client<M>["watch"],
       status: SubscriptionRef.get(s.status),
@@ -110,6 +92,35 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
     }
     return client
   })
+
+/** `sync` (push and pull until the queue is empty) and `pull` (one scope, now). */
+const makeSync = (
+  s: SyncState.SyncState,
+  push: Push.Push,
+  pull: Pull.Pull,
+  track: (scope: string) => Effect.Effect<void, MutateError | ClientStorageError>
+) => {
+  const visible = () => Rebase.visible(s.current().pending)
+
+  const sync: Effect.Effect<void, SyncFailure> = Effect.gen(function*() {
+    for (let round = 0; round < 20; round++) {
+      yield* push.push
+      for (const scope of new Set([...s.coordination.tracked, ...visible().map((m) => m.scope)])) yield* pull.pullScope(scope)
+      if (visible().length === 0) return
+    }
+    return yield* new SyncError({ reason: "not_settled", message: `${visible().length} mutations still pending` })
+  })
+
+  const pullNow = (scope: string, cursor?: number) =>
+    Effect.gen(function*() {
+      yield* track(scope)
+      const local = s.current().scopes.get(scope)?.cursor ?? 0
+      if (cursor !== undefined && cursor <= local && !s.coordination.needsReset.has(scope)) return
+      yield* pull.pullScope(scope)
+    })
+
+  return { sync, pullNow }
+}
 
 /** The background work: both workers, the failsafe pull, the scopes of `options`, the live wiring. */
 const start = (

@@ -108,35 +108,37 @@ export const make = (s: SyncState): Effect.Effect<Push> =>
       Effect.flatMap((outcome) => outcome === "idle" ? Queue.take(s.pushWake) : Effect.void)
     ))
 
-    const discard = (id: number): Effect.Effect<PendingMutation, DiscardError | ClientStorageError> =>
-      Effect.gen(function*() {
-        const m = yield* s.locked(Effect.gen(function*() {
-          const state = s.current()
-          const current = state.pending.find((p) => p.id === id)
-          if (current === undefined || PushPolicy.isPlaceholder(current)) {
-            return yield* new DiscardError({ reason: "not_pending", message: `no pending mutation ${id}` })
-          }
-          if (PushPolicy.isProbe(current)) {
-            // processed by the server, answer unknown: stop asking (its rows stand)
-            yield* s.commit(Rebase.removeQuietly(state, [id]))
-            if (learned.failing?.id === id) yield* failures.clearStuck
-            return PushPolicy.probed(current)
-          }
-          if (state.accepted.has(id)) {
-            return yield* new DiscardError({ reason: "accepted", message: `mutation ${id} was applied by the server; the next pull confirms it` })
-          }
-          yield* s.commit(yield* Rebase.toPlaceholders(config.registry, state, [current]))
-          if (learned.failing?.id === id) yield* failures.clearStuck
-          return current
-        }))
-        // cut a backoff short: what was stuck behind it may go now
-        yield* wake(s.onlinePush)
-        yield* wake(s.pushWake)
-        return m
-      }).pipe(Effect.withSpan("SyncClient.discard", { attributes: { id } }))
-
-    return { pushOnce, push, worker, discard }
+    return { pushOnce, push, worker, discard: makeDiscard(s, learned, failures.clearStuck) }
   })
+
+/** `Client.discard`: a placeholder takes the mutation's id (a probe is just dropped); a backoff in progress is cut short. */
+const makeDiscard = (s: SyncState, learned: Learned, clearStuck: Effect.Effect<void>) =>
+  (id: number): Effect.Effect<PendingMutation, DiscardError | ClientStorageError> =>
+    Effect.gen(function*() {
+      const m = yield* s.locked(Effect.gen(function*() {
+        const state = s.current()
+        const current = state.pending.find((p) => p.id === id)
+        if (current === undefined || PushPolicy.isPlaceholder(current)) {
+          return yield* new DiscardError({ reason: "not_pending", message: `no pending mutation ${id}` })
+        }
+        if (PushPolicy.isProbe(current)) {
+          // processed by the server, answer unknown: stop asking (its rows stand)
+          yield* s.commit(Rebase.removeQuietly(state, [id]))
+          if (learned.failing?.id === id) yield* clearStuck
+          return PushPolicy.probed(current)
+        }
+        if (state.accepted.has(id)) {
+          return yield* new DiscardError({ reason: "accepted", message: `mutation ${id} was applied by the server; the next pull confirms it` })
+        }
+        yield* s.commit(yield* Rebase.toPlaceholders(s.config.registry, state, [current]))
+        if (learned.failing?.id === id) yield* clearStuck
+        return current
+      }))
+      // cut a backoff short: what was stuck behind it may go now
+      yield* wake(s.onlinePush)
+      yield* wake(s.pushWake)
+      return m
+    }).pipe(Effect.withSpan("SyncClient.discard", { attributes: { id } }))
 
 type Refuse = (gen0: number, sent: PendingMutation, code: PushPolicy.RefusalCode, message: string) => Effect.Effect<PushOutcome, ClientStorageError>
 
