@@ -116,7 +116,7 @@ const open = (factory: IDBFactory, name: string): Promise<IDBDatabase> =>
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: Options = {}) =>
+export const make = (options: Options = {}): Effect.Effect<ClientStorage["Type"], ClientStorageError, Scope.Scope> =>
   Effect.gen(function*() {
     const factory = options.indexedDB ?? globalThis.indexedDB
     const keyRange = options.IDBKeyRange ?? globalThis.IDBKeyRange

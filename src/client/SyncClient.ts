@@ -183,7 +183,9 @@ export type ResetReason = "cursor_too_old" | "cursor_ahead" | "server_lost_state
 export type RejectionCode = Exclude<Protocol.MutationErrorCode, "out_of_order"> | PushPolicy.RefusalCode
 
 /**
- * What a sync client reports.
+ * What a sync client reports, in commit order: the events of a committed
+ * batch are published once, after the commit and never for a batch that
+ * failed to commit.
  *
  * @since 0.1.0
  * @category models

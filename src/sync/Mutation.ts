@@ -62,7 +62,9 @@ export interface Mutation<Name extends string = string, A = any, I = any> {
 }
 
 /**
- * Define a mutation.
+ * Define a mutation. Its handler runs in a client's optimistic run (again
+ * on every rebase) and once on the server, over the same `Transaction`: it
+ * must be deterministic given its args.
  *
  * @since 0.1.0
  * @category constructors

@@ -21,6 +21,7 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { applyBatch, ClientStorage, type ClientStorageError, corrupt, emptyState, type StoredState, unavailable } from "../ClientStorage.js"
@@ -103,7 +104,7 @@ const io = <A>(message: string, f: () => A) => Effect.try({ try: f, catch: (caus
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: Options) =>
+export const make = (options: Options): Effect.Effect<ClientStorage["Type"], ClientStorageError, Scope.Scope> =>
   Effect.gen(function*() {
     const fsync = options.fsync ?? true
     const compactAfter = Math.max(1, options.compactAfter ?? 500)
