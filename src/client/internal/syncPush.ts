@@ -192,9 +192,40 @@ const makeFailures = (s: SyncState, learned: Learned) => {
   return { clearStuck, onRequestFailure }
 }
 
+/** The server's `out_of_order`: what the queue becomes, and which scopes are reset. */
+const makeRecover = (s: SyncState) => {
+  const resetLater = (scope: string) =>
+    Effect.zipRight(Effect.sync(() => s.coordination.needsReset.set(scope, "server_lost_state")), s.requestPull(scope))
+
+  /** `out_of_order` with `expected`: renumber (the server lost this client's state) or resend from `expected` (invariant 5). */
+  const recover = (expected: number) =>
+    Effect.gen(function*() {
+      const state = s.current()
+      const first = state.pending[0]
+      if (first === undefined) return
+      if (expected < first.id) {
+        const step = Rebase.renumber(state, expected)
+        yield* s.commit({ ...step, events: [] })
+        s.coordination.generation++
+        yield* Effect.forEach(state.scopes.keys(), resetLater, { discard: true })
+        yield* Effect.forEach(step.events, s.publish, { discard: true })
+        yield* Effect.logWarning("the server lost this client's state; pending mutations renumbered", {
+          expected,
+          count: step.state.pending.length
+        })
+      } else {
+        const { lost, step } = Rebase.resendFrom(state, expected)
+        yield* s.commit(step)
+        yield* Effect.forEach(lost, resetLater, { discard: true })
+      }
+    })
+  return recover
+}
+
 /** Answers: results folded into the state, refusals, and the server's `out_of_order`. */
 const makeAnswers = (s: SyncState) => {
   const registry = s.config.registry
+  const recover = makeRecover(s)
 
   /**
    * The client drops a mutation the server refuses as a request (found
@@ -226,32 +257,6 @@ const makeAnswers = (s: SyncState) => {
       })
       return "progress" as const
     }))
-
-  const resetLater = (scope: string) =>
-    Effect.zipRight(Effect.sync(() => s.coordination.needsReset.set(scope, "server_lost_state")), s.requestPull(scope))
-
-  /** `out_of_order` with `expected`: renumber (the server lost this client's state) or resend from `expected` (invariant 5). */
-  const recover = (expected: number) =>
-    Effect.gen(function*() {
-      const state = s.current()
-      const first = state.pending[0]
-      if (first === undefined) return
-      if (expected < first.id) {
-        const step = Rebase.renumber(state, expected)
-        yield* s.commit({ ...step, events: [] })
-        s.coordination.generation++
-        yield* Effect.forEach(state.scopes.keys(), resetLater, { discard: true })
-        yield* Effect.forEach(step.events, s.publish, { discard: true })
-        yield* Effect.logWarning("the server lost this client's state; pending mutations renumbered", {
-          expected,
-          count: step.state.pending.length
-        })
-      } else {
-        const { lost, step } = Rebase.resendFrom(state, expected)
-        yield* s.commit(step)
-        yield* Effect.forEach(lost, resetLater, { discard: true })
-      }
-    })
 
   const handleResults = (gen0: number, sent: ReadonlyArray<PushPolicy.Sent>, results: ReadonlyArray<Protocol.MutationResult>) =>
     s.locked(Effect.gen(function*() {
