@@ -17,21 +17,14 @@
  *
  * @since 0.1.0
  */
-import * as Config from "effect/Config"
-import * as ConfigError from "effect/ConfigError"
-import * as Context from "effect/Context"
-import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
-import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
-import * as ChangeLog from "./ChangeLog.js"
-import * as SqlStorage from "./sql/SqlStorage.js"
+import type * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import type * as Either from "effect/Either"
+import type * as Layer from "effect/Layer"
+import type * as Redacted from "effect/Redacted"
+import * as internal from "./internal/storageConfig.js"
 import type { StorageError } from "./StorageError.js"
-import * as SyncStorage from "./SyncStorage.js"
-
-/** Where the data goes when `DATABASE_URL` is unset. */
-const defaultDatabaseUrl = "./data/mizu.db"
+import type * as SyncStorage from "./SyncStorage.js"
 
 /**
  * A parsed `DATABASE_URL`.
@@ -51,23 +44,7 @@ export type Target =
  * @since 0.1.0
  * @category conversions
  */
-export const parseDatabaseUrl = (input: string): Either.Either<Target, string> => {
-  const value = input.trim()
-  if (value === "") return Either.left("DATABASE_URL is empty")
-  if (value === "memory") return Either.right({ _tag: "Memory" })
-  if (/^postgres(ql)?:\/\//i.test(value)) return Either.right({ _tag: "Postgres", url: Redacted.make(value) })
-  if (/^sqlite:/i.test(value)) {
-    // sqlite:./x.db, sqlite:/abs/x.db, sqlite::memory:, sqlite://./x.db, sqlite:///abs/x.db
-    const rest = value.slice("sqlite:".length).replace(/^\/\//, "")
-    if (rest === "") return Either.left("a sqlite: URL needs a file name (or :memory:)")
-    return Either.right({ _tag: "Sqlite", filename: rest })
-  }
-  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(value)
-  if (scheme !== null) {
-    return Either.left(`unsupported database scheme "${scheme[1]}" (use memory, sqlite:<path>, a file path or postgres://)`)
-  }
-  return Either.right({ _tag: "Sqlite", filename: value })
-}
+export const parseDatabaseUrl: (input: string) => Either.Either<Target, string> = internal.parseDatabaseUrl
 
 /**
  * The `DATABASE_URL` config, parsed (see the module header); defaults to
@@ -76,19 +53,7 @@ export const parseDatabaseUrl = (input: string): Either.Either<Target, string> =
  * @since 0.1.0
  * @category constructors
  */
-export const databaseTarget: Config.Config<Target> = Config.redacted("DATABASE_URL").pipe(
-  Config.withDefault(Redacted.make(defaultDatabaseUrl)),
-  Config.mapOrFail((url) =>
-    Either.mapLeft(parseDatabaseUrl(Redacted.value(url)), (message) => ConfigError.InvalidData(["DATABASE_URL"], message))
-  )
-)
-
-/** `RETENTION_CHANGES`: the most changes kept per scope, if set. */
-const retention: Config.Config<Option.Option<number>> = Config.option(
-  Config.integer("RETENTION_CHANGES").pipe(
-    Config.validate({ message: "RETENTION_CHANGES must be a positive integer", validation: (n) => n >= 1 })
-  )
-)
+export const databaseTarget: Config.Config<Target> = internal.databaseTarget
 
 /**
  * Wrap a storage family so that its `ChangeLog.append` applies the retention
@@ -99,62 +64,9 @@ const retention: Config.Config<Option.Option<number>> = Config.option(
  * @since 0.1.0
  * @category layers
  */
-export const withRetention = (maxChanges: number) =>
-<E, R>(storage: Layer.Layer<SyncStorage.Services, E, R>): Layer.Layer<SyncStorage.Services, E, R> =>
-  Layer.map(storage, (context) => {
-    const log = Context.get(context, ChangeLog.ChangeLog)
-    return Context.add(
-      context,
-      ChangeLog.ChangeLog,
-      ChangeLog.ChangeLog.of({
-        ...log,
-        append: (scope, inputs) =>
-          Effect.tap(log.append(scope, inputs), (changes) => {
-            const last = changes[changes.length - 1]
-            if (last === undefined) return Effect.void
-            return Effect.flatMap(log.floor(scope), (floor) => {
-              const upTo = ChangeLog.retentionTrimPoint(maxChanges, last.cursor, floor)
-              return upTo === undefined ? Effect.void : log.trim(scope, upTo)
-            })
-          })
-      })
-    )
-  })
-
-/** A short description of a target for logs (never the Postgres credentials). */
-const describe = (target: Target): string => {
-  switch (target._tag) {
-    case "Memory":
-      return "memory"
-    case "Sqlite":
-      return `sqlite ${target.filename}`
-    case "Postgres": {
-      try {
-        const url = new URL(Redacted.value(target.url))
-        return `postgres ${url.hostname}${url.port === "" ? "" : `:${url.port}`}${url.pathname}`
-      } catch {
-        return "postgres"
-      }
-    }
-  }
-}
-
-/** The storage layer of a target. */
-const layerTarget = (
-  target: Target,
-  options: SqlStorage.Options = {}
-): Layer.Layer<SyncStorage.Services, StorageError> => {
-  switch (target._tag) {
-    case "Memory": {
-      const memory = options.rememberedFailures === undefined ? SyncStorage.layerMemory : SyncStorage.layerMemoryWith(options)
-      return options.maxChangesPerScope === undefined ? memory : withRetention(options.maxChangesPerScope)(memory)
-    }
-    case "Sqlite":
-      return SqlStorage.layerSqlite({ ...options, filename: target.filename })
-    case "Postgres":
-      return SqlStorage.layerPg({ ...options, url: target.url })
-  }
-}
+export const withRetention: (maxChanges: number) => <E, R>(
+  storage: Layer.Layer<SyncStorage.Services, E, R>
+) => Layer.Layer<SyncStorage.Services, E, R> = internal.withRetention
 
 /**
  * The storage family chosen by `DATABASE_URL`, with `RETENTION_CHANGES`
@@ -165,13 +77,4 @@ const layerTarget = (
  * @since 0.1.0
  * @category layers
  */
-export const layerConfig: Layer.Layer<SyncStorage.Services, ConfigError.ConfigError | StorageError> = Layer.unwrapEffect(
-  Effect.gen(function*() {
-    const target = yield* databaseTarget
-    const maxChanges = yield* retention
-    yield* Effect.logInfo(
-      `storage: ${describe(target)}${Option.isSome(maxChanges) ? `, keeping at most ${maxChanges.value} changes per scope` : ""}`
-    )
-    return layerTarget(target, { maxChangesPerScope: Option.getOrUndefined(maxChanges) })
-  })
-)
+export const layerConfig: Layer.Layer<SyncStorage.Services, ConfigError.ConfigError | StorageError> = internal.layerConfig
