@@ -11,6 +11,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as Protocol from "../src/live/internal/sessionProtocol.js"
 import * as LiveHub from "../src/live/LiveHub.js"
@@ -185,8 +186,11 @@ describe("session protocol over plain Streams", () => {
         for (const cursor of [1, 2, 3]) yield* hub.poke(a, cursor)
         yield* hub.poke(b, 1)
         yield* hub.poke(a, 4)
-        // the hub has dispatched all five (a HEARTBEAT behind them is answered only when blocked frames are not written)
-        yield* Effect.sleep("50 millis")
+        // wait until the hub has dispatched all five: held back, one cursor per scope, the newest
+        yield* Effect.sync(() => [s.session.pendingPokes.get(a), s.session.pendingPokes.get(b)]).pipe(
+          Effect.repeat({ until: ([ca, cb]) => ca === 4 && cb === 1, schedule: Schedule.spaced("5 millis") }),
+          Effect.timeout("5 seconds")
+        )
         assert.strictEqual(yield* s.pending, 0)
         s.connection.drain()
         assert.deepStrictEqual(yield* s.next, { type: T.POKE, payload: { scope: a, cursor: 4 } })

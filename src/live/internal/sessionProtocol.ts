@@ -70,8 +70,8 @@ export type Signal =
 export type Input = ClientInput | HubDelivery | Signal
 
 export const FLUSH: Signal = { _tag: "Flush" }
-export const REAUTHORIZE: Signal = { _tag: "Reauthorize" }
-export const SHUTDOWN: Signal = { _tag: "Shutdown" }
+const REAUTHORIZE: Signal = { _tag: "Reauthorize" }
+const SHUTDOWN: Signal = { _tag: "Shutdown" }
 export const END: Signal = { _tag: "End" }
 /** A binary frame: the protocol is JSON text. */
 export const BINARY: ClientInput = { _tag: "Invalid", message: "frames must be JSON text" }
