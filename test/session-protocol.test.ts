@@ -216,6 +216,22 @@ describe("session protocol over plain Streams", () => {
         assert.deepStrictEqual(yield* sender.next, { type: T.HEARTBEAT, ref: 6, payload: {} })
       }))
 
+    it.scoped("presence: a subscriber that comes later gets the topic's whole presence (a State delivery) after its REPLY", () =>
+      Effect.gen(function*() {
+        const topic = freshScope()
+        const present = yield* open
+        yield* joined(present, [topic])
+        yield* present.send({ type: T.EVENT, ref: 5, topic, payload: { name: "presence", values: { name: "ann" } } })
+        let ack = yield* present.next
+        while (ack.type !== T.REPLY) ack = yield* present.next
+        assert.strictEqual(ack.payload.status, "ok")
+        const key = ack.payload.result.key as string
+        const later = yield* open
+        const reply = yield* joined(later, [topic])
+        assert.deepStrictEqual(reply.payload.cursors, { [topic]: 0 })
+        assert.deepStrictEqual(yield* later.next, { type: T.PRESENCE, payload: { topic, state: { [key]: { name: "ann" } } } })
+      }))
+
     it.scoped("after UNSUBSCRIBE no poke of the scope is written; LEAVE writes CLOSE normal and ends the run", () =>
       Effect.gen(function*() {
         const hub = yield* LiveHub.LiveHub
