@@ -27,6 +27,7 @@ import * as StorageErrors from "../../sync/StorageError.js"
 import type { Sink } from "../LiveHub.js"
 import * as Page from "../Page.js"
 import * as PageRender from "./pageRender.js"
+import { castGrant } from "./sessionCast.js"
 import type { SessionProtocol } from "./sessionProtocol.js"
 
 const { FrameType } = Live
@@ -229,7 +230,7 @@ export class PageSession implements Sink {
       params,
       pushMutation: (mutation) => this.push(mutation),
       broadcast: (event, payload, topic = pageTopic(this.def)) =>
-        Effect.flatMap(session.castGrant(topic), (key) =>
+        Effect.flatMap(castGrant(session, topic), (key) =>
           key === false
             ? Effect.logWarning("live page broadcast refused: the token may not broadcast on this topic", { topic })
             : hub.broadcast(topic, event, payload, key, session.id)),

@@ -16,10 +16,9 @@
  * - A subscription is made before the scope's head is read for the reply
  *   (no commit falls between the `cursors` and the first poke); a scope
  *   already held is not read again.
- * - BROADCAST `from` and PRESENCE keys are per-topic handles (an HMAC of
- *   session id and topic under a process key); the session id is told only
- *   to its own client. Broadcast and presence need the `broadcast` action,
- *   asked once per topic; their sizes and rate are bounded.
+ * - The session id is told only to its own client (JOIN's REPLY); BROADCAST
+ *   `from` and PRESENCE keys are opaque per-topic handles, and broadcast and
+ *   presence are authorized and bounded (`sessionCast.ts`).
  * - Re-authorization is an input, handled in order; a refusal closes with
  *   `unauthorized` (4001). The JOIN deadline and idle timeout are enforced
  *   by `tick`, outside the stream.
@@ -31,7 +30,6 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import * as NodeCrypto from "node:crypto"
 import * as Metrics from "../../Metrics.js"
 import * as Live from "../../protocol/Live.js"
 import * as Authorizer from "../../sync/Authorizer.js"
@@ -41,7 +39,8 @@ import { LiveHub, type Sink } from "../LiveHub.js"
 import * as Page from "../Page.js"
 import type { Handle, Options, Requirements } from "../Session.js"
 import { PageSession } from "./pageSession.js"
-import { type Limits, limitsOf, refill } from "./sessionLimits.js"
+import * as Cast from "./sessionCast.js"
+import { type Limits, limitsOf } from "./sessionLimits.js"
 
 const { FrameType } = Live
 
@@ -155,22 +154,11 @@ const pokeFrame = (scope: string, cursor: number): string => {
   return lastPoke.frame
 }
 
-/** The key of this process's handles: random, never leaves the process. */
-const handleKey = NodeCrypto.randomBytes(32)
-
-/** A session's handle on a topic: 128 bits of an HMAC of (session id, topic). */
-const handleOf = (sessionId: string, topic: string): string =>
-  NodeCrypto.createHmac("sha256", handleKey).update(sessionId).update("\0").update(topic).digest("base64url").slice(0, 22)
-
 /** When the next periodic re-authorization is due: `interval` from now, ±10% so sessions opened together spread out. */
 const nextReauth = (now: number, interval: number): number => now + interval * (0.9 + 0.2 * Math.random())
 
-const jsonBytes = (value: unknown): number => value === undefined ? 0 : Buffer.byteLength(JSON.stringify(value), "utf8")
-
 const CONTINUE = Effect.succeed(true)
 const STOP = Effect.succeed(false)
-
-type EventFrame = Extract<Live.ClientFrame, { type: typeof FrameType.EVENT }>
 
 // -- the session ------------------------------------------------------------------------------
 
@@ -378,25 +366,6 @@ export class SessionProtocol implements Sink, Handle {
       }
     )
   }
-  /** The session's handle on `topic` if it may broadcast there, else false; asked once per topic. */
-  castGrant(topic: string): Effect.Effect<string | false> {
-    const known = this.casts?.get(topic)
-    if (known !== undefined) return Effect.succeed(known)
-    return Effect.map(Effect.either(this.authorize("broadcast", topic)), (result) => {
-      const answer = Either.isRight(result) ? handleOf(this.id, topic) : false
-      ;(this.casts ??= new Map()).set(topic, answer)
-      return answer
-    })
-  }
-  /** One token of the broadcast bucket, if there is one. */
-  takeCast(): boolean {
-    const now = Date.now()
-    const { castBurst, castRate } = this.env.limits
-    const tokens = refill(this.castTokens, this.castAt, now, castRate, castBurst)
-    this.castAt = now
-    this.castTokens = tokens < 1 ? tokens : tokens - 1
-    return tokens >= 1
-  }
   /**
    * Authorize the session's token again for everything it holds (its
    * scopes, the topics it broadcasts on, its page's scopes); a refusal, or a
@@ -567,51 +536,12 @@ export class SessionProtocol implements Sink, Handle {
     })
   }
 
-  /** EVENT: to the page (no topic), or presence / a broadcast on a subscribed topic. */
-  event(frame: EventFrame): Effect.Effect<void> {
+  /** EVENT: to the page (no topic), or presence / a broadcast on a subscribed topic (`sessionCast.ts`). */
+  event(frame: Cast.EventFrame): Effect.Effect<void> {
     const topic = frame.topic ?? (typeof frame.payload["topic"] === "string" ? frame.payload["topic"] : undefined)
     if (topic === undefined && this.page !== undefined) return this.page.event(frame)
     if (topic === undefined) return Effect.sync(() => this.replyError(frame.ref, "no_handler", "EVENT needs a topic"))
-    if (!this.subscriptions.has(topic)) {
-      return Effect.sync(() => this.replyError(frame.ref, "not_subscribed", `not subscribed to ${topic}`))
-    }
-    return Effect.flatMap(this.castGrant(topic), (key) => this.relay(frame, topic, key))
-  }
-
-  /** An EVENT on a topic: presence (tracked) or a broadcast (relayed), within the session's limits. */
-  relay(frame: EventFrame, topic: string, key: string | false): Effect.Effect<void> {
-    const ref = frame.ref
-    if (key === false) {
-      this.replyError(ref, "forbidden", `may not broadcast on ${topic}`)
-      return Effect.void
-    }
-    const { castRate, maxBroadcast, maxPresence } = this.env.limits
-    const presence = frame.payload.name === "presence"
-    const body = presence ? (frame.payload.values ?? {}) : (frame.payload.values ?? frame.payload["payload"])
-    const limit = presence ? maxPresence : maxBroadcast
-    if (jsonBytes(body) > limit) {
-      this.replyError(ref, presence ? "presence_too_large" : "broadcast_too_large", `at most ${limit} bytes of JSON`)
-      return Effect.void
-    }
-    if (!this.takeCast()) {
-      this.replyError(ref, "rate_limited", `at most ${castRate} broadcasts and presence updates per second`)
-      return Effect.void
-    }
-    // the ack tells the client its own key on the topic (its PRESENCE key and BROADCAST `from` there)
-    const ok = () => {
-      if (ref !== undefined) this.reply(ref, { status: "ok", result: { key } })
-    }
-    const { hub } = this.env
-    if (!presence) return Effect.map(hub.broadcast(topic, frame.payload.name, body, key, this.id), ok)
-    const tracked = this.presence ??= new Map()
-    const existed = tracked.has(topic)
-    // noted before tracking yields, so the finalizer untracks it whatever happens next
-    tracked.set(topic, key)
-    return Effect.map(hub.trackUnscoped(topic, key, body as Readonly<Record<string, unknown>>), (ok_) => {
-      if (ok_) return ok()
-      if (!existed) tracked.delete(topic)
-      this.replyError(ref, "presence_full", `${topic} has as many presence entries as it may hold`)
-    })
+    return Cast.topicEvent(this, frame, topic)
   }
 }
 
