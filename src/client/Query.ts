@@ -17,15 +17,13 @@
  *
  * @since 0.1.0
  */
-import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
+import type * as Effect from "effect/Effect"
 import * as Equal from "effect/Equal"
-import * as Option from "effect/Option"
-import * as Order from "effect/Order"
+import type * as Option from "effect/Option"
 import * as Utils from "effect/Utils"
-import * as Entity from "../sync/Entity.js"
+import type * as Entity from "../sync/Entity.js"
 import type * as Mutation from "../sync/Mutation.js"
-import * as Transaction from "../sync/Transaction.js"
+import * as internal from "./internal/query.js"
 import type { LocalChange, Rows } from "./LocalView.js"
 
 /**
@@ -96,16 +94,6 @@ export interface ReadSet {
  */
 export const readNothing: ReadSet = { touches: () => false }
 
-const key = (scope: string, entity: string, id: string) => `${scope}\u0000${entity}\u0000${id}`
-
-/** A range read: an entity's rows in scopes equal to (or starting with) `scope`, with ids starting with `idPrefix`. */
-interface Range {
-  readonly entity: string
-  readonly scope: string
-  readonly exactScope: boolean
-  readonly idPrefix: string
-}
-
 /**
  * A read transaction over `views` (scope → rows; taken at the start of a
  * run, never mutated) and the set of what it read so far.
@@ -113,63 +101,10 @@ interface Range {
  * @since 0.1.0
  * @category constructors
  */
-export const makeReadTransaction = (
+export const makeReadTransaction: (
   registry: Mutation.Registry | undefined,
   views: ReadonlyMap<string, Rows>
-): { readonly tx: ReadTransaction; readonly reads: ReadSet } => {
-  const exact = new Set<string>()
-  const ranges: Array<Range> = []
-  const known = <A, I>(entity: Entity.Entity<A, I>) => Transaction.checkEntity(registry, entity)
-  const decodeRows = <A, I>(entity: Entity.Entity<A, I>, rows: ReadonlyArray<readonly [string, string, unknown]>) =>
-    Effect.forEach(rows, ([scope, id, json]) => Effect.map(Entity.decode(entity, json), (value): ScanRow<A> => ({ scope, id, value })))
-
-  const tx: ReadTransaction = {
-    get: (scope, entity, id) =>
-      Effect.zipRight(
-        known(entity),
-        Effect.suspend(() => {
-          exact.add(key(scope, entity.name, id))
-          const ids = views.get(scope)?.get(entity.name)
-          return ids !== undefined && ids.has(id) ? Effect.asSome(Entity.decode(entity, ids.get(id))) : Effect.succeedNone
-        })
-      ),
-    list: (scope, entity) =>
-      Effect.zipRight(
-        known(entity),
-        Effect.suspend(() => {
-          ranges.push({ entity: entity.name, scope, exactScope: true, idPrefix: "" })
-          const ids = views.get(scope)?.get(entity.name)
-          const rows = ids === undefined ? [] : [...ids].sort(([a], [b]) => Entity.idOrder(a, b)).map(([id, json]) => [scope, id, json] as const)
-          return Effect.map(decodeRows(entity, rows), (found) => found.map((r) => [r.id, r.value] as const))
-        })
-      ),
-    scan: (entity, options = {}) =>
-      Effect.zipRight(
-        known(entity),
-        Effect.suspend(() => {
-          const scopePrefix = options.scopePrefix ?? ""
-          const idPrefix = options.idPrefix ?? ""
-          ranges.push({ entity: entity.name, scope: scopePrefix, exactScope: false, idPrefix })
-          const rows: Array<readonly [string, string, unknown]> = []
-          for (const scope of [...views.keys()].filter((s) => s.startsWith(scopePrefix)).sort(Order.string)) {
-            const ids = views.get(scope)?.get(entity.name)
-            if (ids === undefined) continue
-            for (const [id, json] of [...ids].sort(([a], [b]) => Entity.idOrder(a, b))) if (id.startsWith(idPrefix)) rows.push([scope, id, json])
-          }
-          return decodeRows(entity, rows)
-        })
-      )
-  }
-
-  const reads: ReadSet = {
-    touches: (c) =>
-      exact.has(key(c.scope, c.entity, c.id)) ||
-      ranges.some((r) =>
-        r.entity === c.entity && (r.exactScope ? c.scope === r.scope : c.scope.startsWith(r.scope)) && c.id.startsWith(r.idPrefix)
-      )
-  }
-  return { tx, reads }
-}
+) => { readonly tx: ReadTransaction; readonly reads: ReadSet } = internal.makeReadTransaction
 
 /**
  * The synchronous reads of the Promise API over a read transaction; failures are thrown as `onError` maps them.
@@ -177,15 +112,7 @@ export const makeReadTransaction = (
  * @since 0.1.0
  * @category utils
  */
-export const plain = (tx: ReadTransaction, onError: (error: Entity.EntityError) => unknown): PlainReadTransaction => {
-  const run = <A>(effect: Effect.Effect<A, Entity.EntityError>): A =>
-    Either.getOrThrowWith(Effect.runSync(Effect.either(effect)), onError)
-  return {
-    get: (scope, entity, id) => Option.getOrUndefined(run(tx.get(scope, entity, id))),
-    list: (scope, entity) => run(tx.list(scope, entity)),
-    scan: (entity, options) => run(tx.scan(entity, options))
-  }
-}
+export const plain: (tx: ReadTransaction, onError: (error: Entity.EntityError) => unknown) => PlainReadTransaction = internal.plain
 
 /**
  * Whether two results are the same (structurally): an unchanged result is not reported again.
