@@ -15,7 +15,7 @@
  *   — until c18b7dd;
  * - stream-toPull: `Stream.toPull(Stream.fromQueue(inbox))` in a Scope, and a loop
  *   that pulls a chunk and handles its events in order until one says stop —
- *   src/live/Session.ts today (`forEachWhile`);
+ *   src/live/internal/sessionProtocol.ts today (`forEachWhile`);
  * - take-loop: a recursive `Queue.take` → `handle` loop (not a Stream).
  * Baseline: a hand-written callback sink — an object whose `offer(event)`
  * handles the event synchronously (what a plain `ws` server does).
