@@ -30,7 +30,8 @@
  *
  * @since 0.1.0
  */
-import * as Protocol from "../protocol/Sync.js"
+import type * as Protocol from "../protocol/Sync.js"
+import * as internal from "./internal/pushPolicy.js"
 import type { PendingMutation } from "./LocalView.js"
 import type { SyncTransportError } from "./SyncTransport.js"
 
@@ -51,66 +52,6 @@ export const DISCARDED = "$mizu/discarded"
 export const PROBE = "$mizu/probe"
 
 /**
- * Whether a name is one of the client's own (never an app mutation).
- *
- * @since 0.1.0
- * @category guards
- */
-export const isReservedName = (name: string): boolean => name === DISCARDED || name === PROBE
-
-/**
- * Whether a queued mutation is a placeholder for a dropped one.
- *
- * @since 0.1.0
- * @category guards
- */
-export const isPlaceholder = (m: PendingMutation): boolean => m.name === DISCARDED
-
-/**
- * Whether a queued mutation is a probe for the answer to one the server processed.
- *
- * @since 0.1.0
- * @category guards
- */
-export const isProbe = (m: PendingMutation): boolean => m.name === PROBE
-
-/**
- * Whether a queued mutation is the client's own (a placeholder or a probe): no local effect, not pending for the app.
- *
- * @since 0.1.0
- * @category guards
- */
-export const isReserved = (m: PendingMutation): boolean => isReservedName(m.name)
-
-/**
- * The placeholder that takes `m`'s id (and keeps its scope, for the record).
- *
- * @since 0.1.0
- * @category constructors
- */
-export const placeholder = (m: PendingMutation): PendingMutation => ({ id: m.id, name: DISCARDED, scope: m.scope, args: undefined })
-
-/**
- * The probe for `m`'s answer.
- *
- * @since 0.1.0
- * @category constructors
- */
-export const probe = (m: PendingMutation): PendingMutation => ({ id: m.id, name: PROBE, scope: m.scope, args: { name: m.name, args: m.args } })
-
-/**
- * The mutation a probe asks about.
- *
- * @since 0.1.0
- * @category constructors
- */
-export const probed = (m: PendingMutation): PendingMutation => {
-  const args = m.args
-  const name = typeof args === "object" && args !== null && "name" in args && typeof args.name === "string" ? args.name : m.name
-  return { id: m.id, name, scope: m.scope, args: typeof args === "object" && args !== null && "args" in args ? args.args : undefined }
-}
-
-/**
  * The default `maxPushBytes`: the server's default body limit (1 MiB) minus 16 KiB of headroom.
  *
  * @since 0.1.0
@@ -119,21 +60,60 @@ export const probed = (m: PendingMutation): PendingMutation => {
 export const DEFAULT_MAX_PUSH_BYTES = 1024 * 1024 - 16 * 1024
 
 /**
- * UTF-8 length of a string, without encoding it.
+ * Whether a name is one of the client's own (never an app mutation).
+ *
+ * @since 0.1.0
+ * @category guards
  */
-const utf8Length = (s: string): number => {
-  let n = 0
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i)
-    if (c < 0x80) n += 1
-    else if (c < 0x800) n += 2
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-      n += 4
-      i++
-    } else n += 3
-  }
-  return n
-}
+export const isReservedName: (name: string) => boolean = internal.isReservedName
+
+/**
+ * Whether a queued mutation is a placeholder for a dropped one.
+ *
+ * @since 0.1.0
+ * @category guards
+ */
+export const isPlaceholder: (m: PendingMutation) => boolean = internal.isPlaceholder
+
+/**
+ * Whether a queued mutation is a probe for the answer to one the server processed.
+ *
+ * @since 0.1.0
+ * @category guards
+ */
+export const isProbe: (m: PendingMutation) => boolean = internal.isProbe
+
+/**
+ * Whether a queued mutation is the client's own (a placeholder or a probe): no local effect, not pending for the app.
+ *
+ * @since 0.1.0
+ * @category guards
+ */
+export const isReserved: (m: PendingMutation) => boolean = internal.isReserved
+
+/**
+ * The placeholder that takes `m`'s id (and keeps its scope, for the record).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const placeholder: (m: PendingMutation) => PendingMutation = internal.placeholder
+
+/**
+ * The probe for `m`'s answer.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const probe: (m: PendingMutation) => PendingMutation = internal.probe
+
+/**
+ * The mutation a probe asks about.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const probed: (m: PendingMutation) => PendingMutation = internal.probed
 
 /**
  * A mutation as it goes on the wire.
@@ -141,26 +121,7 @@ const utf8Length = (s: string): number => {
  * @since 0.1.0
  * @category utils
  */
-export const wireOf = (m: PendingMutation, scope: string = m.scope): Protocol.Mutation =>
-  isReserved(m) ? { id: m.id, name: m.name, scope } : { id: m.id, name: m.name, scope, args: m.args }
-
-const sizes = new WeakMap<PendingMutation, number>()
-
-/** Bytes of a mutation's JSON (cached per queued value, which never changes). */
-const bytesOf = (m: PendingMutation, wire: Protocol.Mutation): number => {
-  if (isReserved(m)) return utf8Length(JSON.stringify(wire))
-  const known = sizes.get(m)
-  if (known !== undefined) return known
-  const n = utf8Length(JSON.stringify(wire))
-  sizes.set(m, n)
-  return n
-}
-
-/**
- * Bytes of a push body around its mutations: `{"protocol":1,"client_id":…,"mutations":[]}`.
- */
-const envelopeBytes = (clientId: string): number =>
-  utf8Length(JSON.stringify({ protocol: Protocol.PROTOCOL_VERSION, client_id: clientId, mutations: [] }))
+export const wireOf: (m: PendingMutation, scope?: string) => Protocol.Mutation = internal.wireOf
 
 /**
  * Bytes of a push body of one mutation: what `maxPushBytes` bounds for a single mutation.
@@ -168,8 +129,7 @@ const envelopeBytes = (clientId: string): number =>
  * @since 0.1.0
  * @category utils
  */
-export const singleRequestBytes = (clientId: string, wire: Protocol.Mutation): number =>
-  envelopeBytes(clientId) + utf8Length(JSON.stringify(wire))
+export const singleRequestBytes: (clientId: string, wire: Protocol.Mutation) => number = internal.singleRequestBytes
 
 /**
  * One mutation of a request: as queued, and as sent.
@@ -201,38 +161,11 @@ export interface Batch {
  * @since 0.1.0
  * @category utils
  */
-export const nextBatch = (
+export const nextBatch: (
   queue: ReadonlyArray<PendingMutation>,
   limits: { readonly count: number; readonly bytes: number },
   clientId: string
-): Batch => {
-  const carriers = carrierScopes(queue)
-  const sent: Array<Sent> = []
-  let bytes = envelopeBytes(clientId)
-  for (let i = 0; i < queue.length && sent.length < limits.count; i++) {
-    const m = queue[i]
-    const scope = isPlaceholder(m) ? carriers[i] : m.scope
-    if (scope === undefined) break
-    const wire = wireOf(m, scope)
-    const size = bytesOf(m, wire) + (sent.length > 0 ? 1 : 0)
-    if (sent.length > 0 && bytes + size > limits.bytes) break
-    sent.push({ mutation: m, wire })
-    bytes += size
-  }
-  return { sent, bytes }
-}
-
-/** For each position, the scope of the first app mutation at or after it (`undefined` past the last). */
-const carrierScopes = (queue: ReadonlyArray<PendingMutation>): Array<string | undefined> => {
-  const out = new Array<string | undefined>(queue.length)
-  let next: string | undefined
-  for (let i = queue.length - 1; i >= 0; i--) {
-    const m = queue[i]
-    if (!isReserved(m)) next = m.scope
-    out[i] = next
-  }
-  return out
-}
+) => Batch = internal.nextBatch
 
 /**
  * The app mutation a placeholder travels with: the first after it (itself, for any other entry).
@@ -240,8 +173,7 @@ const carrierScopes = (queue: ReadonlyArray<PendingMutation>): Array<string | un
  * @since 0.1.0
  * @category utils
  */
-export const carrierOf = (queue: ReadonlyArray<PendingMutation>, m: PendingMutation): PendingMutation | undefined =>
-  isPlaceholder(m) ? queue.find((p) => p.id > m.id && !isReserved(p)) : m
+export const carrierOf: (queue: ReadonlyArray<PendingMutation>, m: PendingMutation) => PendingMutation | undefined = internal.carrierOf
 
 /**
  * Why the client drops a mutation the server never consumed.
@@ -268,18 +200,10 @@ export type RequestFailure =
   | { readonly _tag: "Refused"; readonly code: RefusalCode; readonly message: string }
   | { readonly _tag: "Retry" }
 
-const refusals: Readonly<Record<number, RefusalCode>> = { 400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found" }
-
 /**
  * What a failed request means (`RequestFailure`): by its HTTP status, whatever the error's kind; `version_not_supported` is retried.
  *
  * @since 0.1.0
  * @category utils
  */
-export const classify = (error: SyncTransportError): RequestFailure => {
-  if (error._tag === "ProtocolError" && error.code === "version_not_supported") return { _tag: "Retry" }
-  const status = error._tag === "ProtocolError" ? error.status : error.reason === "http" ? error.status : undefined
-  if (status === 413) return { _tag: "TooLarge", message: error.message }
-  const code = status === undefined ? undefined : refusals[status]
-  return code === undefined ? { _tag: "Retry" } : { _tag: "Refused", code, message: error.message }
-}
+export const classify: (error: SyncTransportError) => RequestFailure = internal.classify
