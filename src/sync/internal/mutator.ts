@@ -1,0 +1,90 @@
+/**
+ * The `Mutator` over the `Store`: args decoded synchronously first (through
+ * the Effect decoder only on failure or for an asynchronous Schema, whose
+ * error is the one reported), the handler run over the shared `Transaction`
+ * bound to the mutation's scope, and each failure mapped to its reason.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import type * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import { formatParseError } from "../../protocol/Sync.js"
+import type * as Mutation from "../Mutation.js"
+import { MutationFailed, Mutator } from "../Mutator.js"
+import { Store } from "../Store.js"
+import * as Transaction from "../Transaction.js"
+
+/** The `Store`, for one scope, as what a `Transaction` reads and writes through. */
+const storeBackend = (store: Store["Type"], scope: string): Transaction.Backend => ({
+  get: (entity, id) => store.get(scope, entity, id),
+  list: (entity) => store.list(scope, entity),
+  put: (entity, id, data) => store.put(scope, entity, id, data),
+  delete: (entity, id) => store.delete(scope, entity, id)
+})
+
+/** See `Mutator.make`. */
+export const make = (registry: Mutation.Registry): Effect.Effect<Mutator["Type"], never, Store> =>
+  Effect.gen(function*() {
+    const store = yield* Store
+    const decoders = new Map([...registry.mutations.values()].map((m) => {
+      const decodeSync = Schema.decodeUnknownEither(m.args, { errors: "all" })
+      const decode = Schema.decodeUnknown(m.args, { errors: "all" })
+      // Synchronously first (no fiber steps); a failure, or a Schema that needs to run
+      // asynchronously, goes through the Effect decoder, whose error is the one reported.
+      const run = (args: unknown): Effect.Effect<unknown, ParseResult.ParseError> => {
+        const result = decodeSync(args)
+        return Either.isRight(result) ? Effect.succeed(result.right) : decode(args)
+      }
+      return [m.name, run] as const
+    }))
+    return Mutator.of({
+      names: [...registry.mutations.keys()],
+      apply: (input) => {
+        const def = registry.mutations.get(input.name)
+        const decode = decoders.get(input.name)
+        if (def === undefined || decode === undefined) {
+          return Effect.fail(
+            new MutationFailed({ reason: "unknown_mutation", message: `unknown mutation ${input.name}`, wrote: false })
+          )
+        }
+        return decode(input.args).pipe(
+          Effect.mapError((e) =>
+            new MutationFailed({ reason: "invalid_args", message: formatParseError(e), wrote: false })
+          ),
+          Effect.flatMap((args) => {
+            const { changes, tx } = Transaction.make(registry, input.scope, storeBackend(store, input.scope))
+            return def.handler(args, tx).pipe(
+              Effect.as(changes),
+              Effect.catchTags({
+                // every write of the handler records a change, so no change means no write
+                Rejected: (e) =>
+                  Effect.fail(new MutationFailed({ reason: "rejected", message: e.message, wrote: changes.length > 0 })),
+                // An id storage cannot keep (too long, U+0000) comes from the args: invalid_args,
+                // the same on every storage layer and in the client's optimistic run.
+                // A stored value that no longer decodes, or an entity outside the registry, is a
+                // bug of the app. It is deterministic, so retrying cannot help: the mutation is
+                // consumed as rejected (and logged), never left to block the client's queue.
+                EntityError: (e) =>
+                  e.reason === "invalid_id"
+                    ? Effect.fail(new MutationFailed({ reason: "invalid_args", message: e.message, wrote: changes.length > 0 }))
+                    : Effect.logError("mutation failed on an entity", e).pipe(
+                      Effect.zipRight(
+                        Effect.fail(new MutationFailed({ reason: "rejected", message: e.message, wrote: changes.length > 0 }))
+                      )
+                    ),
+                // A value the database refused as such (not an outage): retrying cannot help either.
+                // The statement may have failed half-way, so the mutation counts as having written
+                // (its savepoint is rolled back).
+                StorageError: (e) =>
+                  e.reason === "invalid"
+                    ? Effect.fail(new MutationFailed({ reason: "invalid_args", message: e.message, wrote: true }))
+                    : Effect.fail(e)
+              })
+            )
+          })
+        )
+      }
+    })
+  })
