@@ -93,6 +93,9 @@ const record = (ledger: Ledger, request: Protocol.PushRequest, response: Protoco
     // a duplicate (also one answering a remembered failure) was processed before
     if (result.duplicate === true) {
       ledger.duplicate.add(id)
+      // a remembered failure: it was refused when first processed, and that answer may have died
+      // with a killed process, so this duplicate is the only refusal the client sees
+      if (!result.ok && result.error !== undefined && result.error.code !== "out_of_order") ledger.refused.add(id)
       return
     }
     if (!result.ok && result.error?.code === "out_of_order") return
