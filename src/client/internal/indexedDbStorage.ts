@@ -75,7 +75,10 @@ const open = (factory: IDBFactory, name: string): Promise<IDBDatabase> =>
     req.onblocked = () => reject(new Error(`IndexedDB ${name} is blocked by another connection`))
   })
 
-/** See `IndexedDbStorage.make`. */
+/**
+ * See `IndexedDbStorage.make`. A builder: it opens the database, then one
+ * short method per `ClientStorage` operation over it.
+ */
 export const make = (options: Options = {}): Effect.Effect<ClientStorage["Type"], ClientStorageError, Scope.Scope> =>
   Effect.gen(function*() {
     const factory = options.indexedDB ?? globalThis.indexedDB

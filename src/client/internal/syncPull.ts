@@ -38,7 +38,10 @@ type PullOutcome = "done" | "stale"
 const isResetCode = (e: SyncFailure): e is Protocol.ProtocolError =>
   e._tag === "ProtocolError" && (e.code === "cursor_too_old" || e.code === "cursor_ahead")
 
-/** The pull side of the client whose state is `s`. */
+/**
+ * The pull side of the client whose state is `s`. A builder: the paged pull of
+ * one scope, its retry and the snapshot path are named helpers over `s`.
+ */
 export const make = (s: SyncState): Effect.Effect<Pull> =>
   Effect.map(Effect.makeSemaphore(1), (pullMutex) => {
     const { clientId, config } = s

@@ -48,7 +48,11 @@ const makeTokens = (options: FetchOptions) => {
   return { current, refresh, canRefresh: options.refreshToken !== undefined }
 }
 
-/** See `SyncTransport.makeFetch`. */
+/**
+ * See `SyncTransport.makeFetch`. A builder: `send` (one fetch with its timeout
+ * and token) and `request` (encode, send, decode) named inside, and the three
+ * endpoints over them.
+ */
 export const makeFetch = (options: FetchOptions): SyncTransport["Type"] => {
   const prefix = options.prefix ?? "/_sync"
   const timeout = Duration.decode(options.timeout ?? Duration.seconds(30))

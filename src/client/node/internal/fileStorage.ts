@@ -73,7 +73,10 @@ const decodeLine = (line: string) => Option.getRight(Schema.decodeUnknownEither(
 
 const io = <A>(message: string, f: () => A) => Effect.try({ try: f, catch: (cause) => unavailable(message, cause) })
 
-/** See `FileStorage.make`. */
+/**
+ * See `FileStorage.make`. A builder: it takes the directory's lock and reads
+ * the state and journal, then one short method per `ClientStorage` operation.
+ */
 export const make = (options: Options): Effect.Effect<ClientStorage["Type"], ClientStorageError, Scope.Scope> =>
   Effect.gen(function*() {
     const fsync = options.fsync ?? true
