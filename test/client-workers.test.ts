@@ -1,6 +1,6 @@
 /**
  * The sync client's workers' retry policy (src/client/internal/syncState.ts,
- * `retrySchedule`): the shared `Backoff` schedule through `Effect.retry`,
+ * `Backoff.wakeable`): the shared `Backoff` schedule through `Effect.retry`,
  * each wait of which a signal (the live socket is back, a discard) ends
  * early. Runs on the TestClock: nothing here waits for real time.
  *
@@ -12,7 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Queue from "effect/Queue"
 import * as TestClock from "effect/TestClock"
-import { retrySchedule } from "../src/client/internal/syncState.js"
+import * as Backoff from "../src/client/Backoff.js"
 
 const settle = Effect.repeatN(Effect.yieldNow(), 20)
 
@@ -22,7 +22,7 @@ describe("client workers' retry", () => {
       const wake = yield* Queue.sliding<void>(1)
       let attempts = 0
       const attempt = Effect.suspend(() => ++attempts < 4 ? Effect.fail("down" as const) : Effect.succeed(attempts))
-      const fiber = yield* Effect.fork(Effect.retry(attempt, retrySchedule({ initial: "1 hour", max: "1 hour" }, wake)))
+      const fiber = yield* Effect.fork(Effect.retry(attempt, Backoff.wakeable({ initial: "1 hour", max: "1 hour" }, wake)))
       yield* settle
       assert.strictEqual(attempts, 1) // failed once, now waiting (up to an hour)
       yield* Queue.offer(wake, undefined)
@@ -41,7 +41,7 @@ describe("client workers' retry", () => {
       yield* Queue.offer(wake, undefined)
       let attempts = 0
       const attempt = Effect.suspend(() => ++attempts < 2 ? Effect.fail("down" as const) : Effect.succeed(attempts))
-      const fiber = yield* Effect.fork(Effect.retry(attempt, retrySchedule({ initial: "1 hour", max: "1 hour" }, wake)))
+      const fiber = yield* Effect.fork(Effect.retry(attempt, Backoff.wakeable({ initial: "1 hour", max: "1 hour" }, wake)))
       yield* settle
       assert.strictEqual(yield* Fiber.join(fiber), 2)
     }))

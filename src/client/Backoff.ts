@@ -4,10 +4,10 @@
  * (from 0) waits a uniform random time in `[0, min(max, initial * 2^n))`,
  * so many clients that failed together do not retry together.
  *
- * Every client retry uses `schedule` (through `Effect.retry`), `resetWhen`
- * (the same policy starting over after a success, e.g. a connection that
- * was accepted), or `make` (the same policy driven by hand, for a worker
- * whose wait a wake signal may cut short).
+ * Every client retry is `Effect.retry` / `Effect.repeat` over `schedule`,
+ * `resetWhen` (the same policy starting over after a success, e.g. a
+ * connection that was accepted), or `wakeable` (the same policy, each wait of
+ * which a wake signal may cut short: the socket is back, a scope is wanted).
  *
  * @since 0.1.0
  */
@@ -59,32 +59,14 @@ export const resetWhen = <In>(options: Options, reset: (input: In) => boolean): 
   )
 
 /**
- * `schedule` driven by hand, for a worker that decides per attempt whether
- * it failed.
- *
- * @since 0.1.0
- * @category models
- */
-export interface Backoff {
-  /** Sleep for the next delay, or until `wake` (if given) is signalled, whichever comes first. */
-  readonly wait: Effect.Effect<void>
-  /** The next `wait` is the first again (after a success). */
-  readonly reset: Effect.Effect<void>
-}
-
-/**
- * A `Backoff` over `schedule(options)`; a signal on `wake` ends a wait
- * early without resetting the delays.
+ * `schedule(options)` for `Effect.retry`, every wait of which a signal on
+ * `wake` ends early; the delays keep growing (only a success starts them
+ * over, with the next retry).
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: Options, wake?: Queue.Dequeue<void>): Effect.Effect<Backoff> =>
-  Effect.map(Schedule.driver(schedule(options)), (driver) => {
-    // the schedule never ends, so `next` never fails; `ignore` only satisfies the type
-    const sleep = Effect.ignore(driver.next(undefined))
-    return {
-      wait: wake === undefined ? sleep : Effect.raceFirst(sleep, Queue.take(wake)),
-      reset: driver.reset
-    }
-  })
+export const wakeable = (options: Options, wake: Queue.Dequeue<void>): Schedule.Schedule<Duration.Duration> =>
+  schedule(options).pipe(
+    Schedule.modifyDelayEffect((_, delay) => Effect.as(Effect.raceFirst(Effect.sleep(delay), Queue.take(wake)), Duration.zero))
+  )

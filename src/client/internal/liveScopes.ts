@@ -193,25 +193,29 @@ export const join = (state: State) => (conn: Connection): Effect.Effect<Joined, 
     return { link, sessionId: bare.session_id, cursors: result.cursors }
   })
 
+/** A retry round of `retryWanted` ended with some wanted scopes still refused. */
+const stillMissing = { _tag: "StillMissing" } as const
+
 /**
- * Ask again, with backoff, for the wanted scopes `link` does not have (and
- * no `subscribe` call is asking for); idle until woken when none is
- * missing. A wake cuts a wait short. Ends when the connection closes.
+ * Ask again, with backoff (`Backoff.wakeable`), for the wanted scopes `link`
+ * does not have (and no `subscribe` call is asking for), until none is
+ * missing; then idle until woken. A wake cuts a wait short; the delays start
+ * over after a round that got every scope. Ends when the connection closes.
  */
-export const retryWanted = (state: State, link: Link): Effect.Effect<void> =>
-  Effect.gen(function*() {
-    const backoff = yield* Backoff.make(state.backoff, state.retryWake)
-    const missing = () => [...state.desired].filter((s) => !link.subscribed.has(s) && !state.inflight.has(s))
-    const round = Effect.suspend(() => {
-      const scopes = missing()
-      if (scopes.length === 0) return Effect.zipRight(backoff.reset, Queue.take(state.retryWake))
-      return Effect.either(subscribeOn(state, link, scopes, true)).pipe(Effect.flatMap((result) => {
-        if (Either.isLeft(result) && result.left.reason === "disconnected") return Effect.fail(result.left)
-        return Either.isRight(result) && result.right.failed.length === 0 ? backoff.reset : backoff.wait
-      }))
-    })
-    return yield* Effect.forever(round)
-  }).pipe(Effect.ignore)
+export const retryWanted = (state: State, link: Link): Effect.Effect<void> => {
+  const missing = () => [...state.desired].filter((s) => !link.subscribed.has(s) && !state.inflight.has(s))
+  const round = Effect.suspend(() => {
+    const scopes = missing()
+    if (scopes.length === 0) return Effect.void
+    return Effect.flatMap(subscribeOn(state, link, scopes, true), (r) => r.failed.length === 0 ? Effect.void : Effect.fail(stillMissing))
+  })
+  const untilSubscribed = Effect.retry(round, {
+    schedule: Backoff.wakeable(state.backoff, state.retryWake),
+    while: (e) => e._tag === "StillMissing" || e.reason !== "disconnected"
+  })
+  const idle = Effect.suspend(() => (missing().length === 0 ? Queue.take(state.retryWake) : Effect.void))
+  return Effect.forever(Effect.zipRight(untilSubscribed, idle)).pipe(Effect.ignore)
+}
 
 /** The current link, once there is one. */
 export const awaitLink = (state: State): Effect.Effect<Link> =>

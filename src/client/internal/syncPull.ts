@@ -21,7 +21,8 @@ import * as Protocol from "../../protocol/Sync.js"
 import type { ClientStorageError } from "../ClientStorage.js"
 import { type ResetReason, SyncError, type SyncFailure } from "../SyncClient.js"
 import * as Rebase from "./syncRebase.js"
-import { retrySchedule, type SyncState } from "./syncState.js"
+import type { SyncState } from "./syncState.js"
+import * as Backoff from "../Backoff.js"
 
 /** The pull side, as `syncClient` uses it. */
 export interface Pull {
@@ -105,7 +106,7 @@ export const make = (s: SyncState): Effect.Effect<Pull> =>
     const worker = Effect.forever(
       Effect.suspend(() => s.coordination.dirty.size === 0 ? Queue.take(s.pullWake) : Effect.void).pipe(
         // the schedule never ends, so the retry never gives up: `orDie` only says so in the type
-        Effect.zipRight(Effect.orDie(Effect.retry(pullDirty, retrySchedule(config.retry, s.onlinePull))))
+        Effect.zipRight(Effect.orDie(Effect.retry(pullDirty, Backoff.wakeable(config.retry, s.onlinePull))))
       )
     )
 

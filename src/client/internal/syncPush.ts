@@ -22,7 +22,8 @@ import * as PushPolicy from "../PushPolicy.js"
 import { DiscardError, type Stuck, SyncError, type SyncFailure } from "../SyncClient.js"
 import { type SyncTransportError, TransportError } from "../SyncTransport.js"
 import * as Rebase from "./syncRebase.js"
-import { retrySchedule, type SyncState, wake } from "./syncState.js"
+import { type SyncState, wake } from "./syncState.js"
+import * as Backoff from "../Backoff.js"
 
 /** What one request achieved: nothing to send, answers that moved the queue, or nothing learned (send again later). */
 export type PushOutcome = "idle" | "progress" | "retry"
@@ -103,7 +104,7 @@ export const make = (s: SyncState): Effect.Effect<Push> =>
     // a "retry" outcome waits like a failure; each request that moved the queue starts the backoff over
     const worker = Effect.forever(pushOnce.pipe(
       Effect.filterOrFail((outcome) => outcome !== "retry", () => "retry" as const),
-      Effect.retry(retrySchedule(config.retry, s.onlinePush)),
+      Effect.retry(Backoff.wakeable(config.retry, s.onlinePush)),
       Effect.orDie, // the schedule never ends, so the retry never gives up
       Effect.flatMap((outcome) => outcome === "idle" ? Queue.take(s.pushWake) : Effect.void)
     ))

@@ -17,7 +17,6 @@ import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
-import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as Protocol from "../../protocol/Sync.js"
@@ -103,16 +102,6 @@ export interface SyncState {
   /** The client's background fibers, interrupted with its scope. */
   readonly fibers: FiberSet.FiberSet
 }
-
-/**
- * The shared client retry policy (`Backoff.schedule`) for `Effect.retry`,
- * every wait of which a signal on `wake` ends early (the delays keep
- * growing: only a success starts them over, with the next retry).
- */
-export const retrySchedule = (options: Backoff.Options, wake: Queue.Dequeue<void>): Schedule.Schedule<Duration.Duration> =>
-  Backoff.schedule(options).pipe(
-    Schedule.modifyDelayEffect((_, delay) => Effect.as(Effect.raceFirst(Effect.sleep(delay), Queue.take(wake)), Duration.zero))
-  )
 
 /** Signal a worker (at most one signal waits). */
 export const wake = (q: Queue.Queue<void>): Effect.Effect<void> => Effect.asVoid(Queue.offer(q, undefined))
