@@ -42,6 +42,7 @@
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import type * as Protocol from "../protocol/Sync.js"
 import type { ProtocolError } from "../protocol/Sync.js"
 import type * as Authorizer from "./Authorizer.js"
@@ -103,7 +104,7 @@ export class SyncEngine extends Context.Tag("@mizu/sync/SyncEngine")<SyncEngine,
 export const make: Effect.Effect<
   SyncEngine["Type"],
   never,
-  SyncStorage | ChangeLog | Store | Clients.Clients | Mutator | PokeBroker | Authorizer.Authorizer
+  Scope.Scope | SyncStorage | ChangeLog | Store | Clients.Clients | Mutator | PokeBroker | Authorizer.Authorizer
 > = internal.make
 
 /**
@@ -116,4 +117,4 @@ export const layer: Layer.Layer<
   SyncEngine,
   never,
   SyncStorage | ChangeLog | Store | Clients.Clients | Mutator | PokeBroker | Authorizer.Authorizer
-> = Layer.effect(SyncEngine, make)
+> = Layer.scoped(SyncEngine, make)

@@ -29,6 +29,14 @@ export class SyncStorage extends Context.Tag("@mizu/sync/SyncStorage")<SyncStora
   readonly transaction: <A, E, R>(unit: Effect.Effect<A, E, R>) => Effect.Effect<A, E | StorageError, R>
   /** Every read of the unit sees one snapshot; nested in a transaction, it joins it. */
   readonly readConsistent: <A, E, R>(unit: Effect.Effect<A, E, R>) => Effect.Effect<A, E | StorageError, R>
+  /**
+   * How many transactions can write at once: `"one"` (the default: memory,
+   * SQLite's single writer) or `"many"` (Postgres, row locks). The engine
+   * group-commits concurrent pushes into one transaction per writer: with
+   * `"one"` every waiting push joins the group; with `"many"` pushes are
+   * grouped per set of scopes, so unrelated scopes still commit in parallel.
+   */
+  readonly writers?: "one" | "many"
 }>() {}
 
 /**

@@ -8,6 +8,7 @@
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as FiberRef from "effect/FiberRef"
 import * as Metric from "effect/Metric"
 import * as Metrics from "../../Metrics.js"
 import type * as Protocol from "../../protocol/Sync.js"
@@ -20,6 +21,7 @@ import type { StorageError } from "../StorageError.js"
 import type { Caller, SyncEngine } from "../SyncEngine.js"
 import type { Access } from "./access.js"
 import { logStorageError, retryConflicts } from "./errors.js"
+import type * as GroupCommit from "./groupCommit.js"
 import * as PushBatch from "./pushBatch.js"
 import type { Deps } from "./syncEngine.js"
 
@@ -58,7 +60,7 @@ const countResults = (results: ReadonlyArray<Protocol.MutationResult>) => {
 }
 
 /** Poke each scope once, with its head. */
-const pokeAll = (broker: Deps["broker"], heads: ReadonlyMap<string, number>) =>
+export const pokeAll = (broker: Deps["broker"], heads: ReadonlyMap<string, number>) =>
   Effect.forEach(heads, ([scope, cursor]) => broker.poke(scope, cursor), { discard: true })
 
 /**
@@ -66,7 +68,7 @@ const pokeAll = (broker: Deps["broker"], heads: ReadonlyMap<string, number>) =>
  * from the ledger, a gap ends the request with `out_of_order`, the next id
  * goes through `apply` (in a span of its own).
  */
-const processAll = <E>(batch: PushBatch.Batch, mutations: ReadonlyArray<Protocol.Mutation>, apply: Apply<E>) =>
+const processAll = <E>(batch: PushBatch.Batch, mutations: ReadonlyArray<Protocol.Mutation>, apply: Apply<E>, traced: boolean) =>
   Effect.gen(function*() {
     for (let i = 0; i < mutations.length; i++) {
       const mutation = mutations[i]
@@ -80,9 +82,12 @@ const processAll = <E>(batch: PushBatch.Batch, mutations: ReadonlyArray<Protocol
         PushBatch.addOutOfOrder(batch, mutations.slice(i))
         return
       }
-      const outcome = yield* apply(mutation, scope).pipe(
-        Effect.withSpan("SyncEngine.mutation", { attributes: { name: mutation.name, id, scope }, captureStackTrace: false })
-      )
+      const outcome = yield* (traced
+        ? Effect.withSpan(apply(mutation, scope), "SyncEngine.mutation", {
+          attributes: { name: mutation.name, id, scope },
+          captureStackTrace: false
+        })
+        : apply(mutation, scope))
       PushBatch.addOutcome(batch, id, scope, outcome)
     }
   })
@@ -162,8 +167,8 @@ const pushPlain = ({ broker, log, mutator, storage }: Deps, mutations: ReadonlyA
  * steps of a push with `client_id` that close over the services (each a
  * few lines), and `push` itself.
  */
-export const make = (deps: Deps, { authorize, notOwner }: Access): SyncEngine["Type"]["push"] => {
-  const { broker, clients, log, mutator, storage } = deps
+export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCommit.GroupCommit): SyncEngine["Type"]["push"] => {
+  const { clients, log, mutator, storage } = deps
 
   /** Run the mutator; a failed mutation (unknown, invalid args, rejected) yields Left. */
   const applyMutation = (
@@ -184,46 +189,54 @@ export const make = (deps: Deps, { authorize, notOwner }: Access): SyncEngine["T
     dupes.length === 0 ? Effect.succeed(new Map<number, Clients.Failure>()) : clients.failures(clientId, dupes)
 
   /**
-   * One attempt at a push with `client_id`, as one transaction: claim, read
-   * the remembered failures among the duplicates, lock every scope's head in
-   * one global order (writers of the same scopes then queue instead of
-   * deadlocking), process the mutations, append once per scope (cursors in
-   * mutation order), record the processed ids once, then resolve the cursors.
+   * One attempt at a push with `client_id`, as one transaction (a savepoint
+   * inside a group's): lock every scope's head in one global order unless
+   * the group did (writers of the same scopes then queue instead of
+   * deadlocking), claim, read the remembered failures among the duplicates,
+   * process the mutations, append once per scope (cursors in mutation
+   * order), record the processed ids once, then resolve the cursors.
    */
   const attempt = <E>(
     clientId: string,
     owner: string | undefined,
     mutations: ReadonlyArray<Protocol.Mutation>,
     scopes: ReadonlyArray<string>,
+    locked: boolean,
     apply: Apply<E>
   ) =>
-    storage.transaction(Effect.gen(function*() {
-      const last = yield* claimClient(clientId, owner)
-      const failed = yield* rememberedFailures(clientId, PushBatch.duplicateIds(mutations, last))
-      yield* log.lockScopes(scopes)
-      const batch = PushBatch.make(last, failed)
-      yield* processAll(batch, mutations, apply)
-      const { base, heads } = yield* appendPending(log, batch.pending)
-      yield* clients.recordAll(clientId, batch.processed)
-      const results = yield* resolveResults(log, batch.slots, base)
-      return { results, heads }
-    }))
+    storage.transaction(Effect.flatMap(FiberRef.get(FiberRef.currentTracerEnabled), (traced) =>
+      Effect.gen(function*() {
+        if (!locked) yield* log.lockScopes(scopes)
+        const last = yield* claimClient(clientId, owner)
+        const failed = yield* rememberedFailures(clientId, PushBatch.duplicateIds(mutations, last))
+        const batch = PushBatch.make(last, failed)
+        yield* processAll(batch, mutations, apply, traced)
+        const { base, heads } = yield* appendPending(log, batch.pending)
+        yield* clients.recordAll(clientId, batch.processed)
+        const results = yield* resolveResults(log, batch.slots, base)
+        return { value: results, heads }
+      })))
 
-  const pushWithClient = (clientId: string, owner: string | undefined, mutations: ReadonlyArray<Protocol.Mutation>) => {
-    const scopes = [...new Set(mutations.map((m) => PushBatch.scopeOf(m)))].sort()
+  const pushWithClient = (
+    clientId: string,
+    owner: string | undefined,
+    mutations: ReadonlyArray<Protocol.Mutation>,
+    scopes: ReadonlyArray<string>,
+    locked: boolean
+  ) => {
     // First without savepoints: a mutation that fails before writing anything has nothing to roll
     // back, and most do. One that fails after writing aborts this attempt (rolled back whole) and
     // the push runs again with a savepoint around each mutation.
-    const optimistic = attempt(clientId, owner, mutations, scopes, (mutation, scope) =>
+    const optimistic = attempt(clientId, owner, mutations, scopes, locked, (mutation, scope) =>
       Effect.flatMap(applyMutation(mutation, scope), (outcome) =>
         Either.isLeft(outcome) && outcome.left.wrote !== false ? Effect.fail(new NeedsSavepoints()) : Effect.succeed(outcome)))
-    const withSavepoints = attempt(clientId, owner, mutations, scopes, (mutation, scope) =>
+    const withSavepoints = attempt(clientId, owner, mutations, scopes, locked, (mutation, scope) =>
       storage.transaction(Effect.flatMap(applyMutation(mutation, scope), (outcome) =>
         // fail inside the savepoint so that it rolls back; caught outside it
         Either.isLeft(outcome) ? Effect.fail(outcome.left) : Effect.succeed(outcome))).pipe(
           Effect.catchTag("MutationFailed", (e) => Effect.succeed(Either.left(e)))
         ))
-    return retryConflicts(Effect.catchTag(optimistic, "NeedsSavepoints", () => withSavepoints))
+    return Effect.catchTag(optimistic, "NeedsSavepoints", () => withSavepoints)
   }
 
   const push = (request: Protocol.PushRequest, caller: Caller) => {
@@ -245,9 +258,14 @@ export const make = (deps: Deps, { authorize, notOwner }: Access): SyncEngine["T
         yield* countResults(plain)
         return { results: plain }
       }
-      const { heads, results } = yield* pushWithClient(clientId, owner, request.mutations)
+      // committed with the pushes waiting beside it (their scopes poked once, after the commit)
+      const locking = PushBatch.scopesOf(request.mutations)
+      const results = yield* group.submit(
+        locking,
+        request.mutations.length,
+        (locked) => pushWithClient(clientId, owner, request.mutations, locking, locked)
+      )
       yield* countResults(results)
-      yield* pokeAll(broker, heads)
       return { results }
     }).pipe(
       logStorageError,

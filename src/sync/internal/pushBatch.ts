@@ -46,6 +46,12 @@ export const make = (last: number, failed: ReadonlyMap<number, Clients.Failure>)
 /** The scope a mutation targets. */
 export const scopeOf = (mutation: Protocol.Mutation): string => mutation.scope ?? Protocol.DEFAULT_SCOPE
 
+/** The scopes of a request's mutations, sorted and unique: the order every writer locks them in. */
+export const scopesOf = (mutations: ReadonlyArray<Protocol.Mutation>): ReadonlyArray<string> => {
+  if (mutations.length === 1) return [scopeOf(mutations[0])]
+  return [...new Set(mutations.map(scopeOf))].sort()
+}
+
 /** The ids of the request at or below the client's last id: the duplicates. */
 export const duplicateIds = (mutations: ReadonlyArray<Protocol.Mutation>, last: number): ReadonlyArray<number> => {
   const dupes: Array<number> = []

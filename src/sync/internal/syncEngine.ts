@@ -6,6 +6,7 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import * as Authorizer from "../Authorizer.js"
 import { ChangeLog } from "../ChangeLog.js"
 import * as Clients from "../Clients.js"
@@ -15,6 +16,7 @@ import { Store } from "../Store.js"
 import type { SyncEngine } from "../SyncEngine.js"
 import { SyncStorage } from "../SyncStorage.js"
 import * as Access from "./access.js"
+import * as GroupCommit from "./groupCommit.js"
 import * as Push from "./push.js"
 import * as Reads from "./reads.js"
 
@@ -32,7 +34,7 @@ export interface Deps {
 export const make: Effect.Effect<
   SyncEngine["Type"],
   never,
-  SyncStorage | ChangeLog | Store | Clients.Clients | Mutator | PokeBroker | Authorizer.Authorizer
+  Scope.Scope | SyncStorage | ChangeLog | Store | Clients.Clients | Mutator | PokeBroker | Authorizer.Authorizer
 > = Effect.gen(function*() {
   const deps: Deps = {
     storage: yield* SyncStorage,
@@ -44,6 +46,11 @@ export const make: Effect.Effect<
     authorizer: yield* Authorizer.Authorizer
   }
   const access = Access.make(deps.authorizer, deps.clients)
-  const engine: SyncEngine["Type"] = { push: Push.make(deps, access), ...Reads.make(deps, access) }
+  const group = yield* GroupCommit.make({
+    storage: deps.storage,
+    lockScopes: deps.log.lockScopes,
+    committed: (heads) => Push.pokeAll(deps.broker, heads)
+  })
+  const engine: SyncEngine["Type"] = { push: Push.make(deps, access, group), ...Reads.make(deps, access) }
   return engine
 })

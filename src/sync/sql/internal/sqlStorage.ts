@@ -47,7 +47,11 @@ export const make = (options: Options = {}): Effect.Effect<Context.Context<Servi
     const transactions = Transaction.make(statements)
     return Context.make(
       SyncStorage,
-      SyncStorage.of({ transaction: transactions.transaction, readConsistent: transactions.readConsistent })
+      SyncStorage.of({
+        transaction: transactions.transaction,
+        readConsistent: transactions.readConsistent,
+        writers: statements.isPg ? "many" : "one"
+      })
     ).pipe(
       Context.add(ChangeLog, ChangeLog.of(ChangeLogSql.make(statements, transactions, maxChanges))),
       Context.add(Store, Store.of(StoreSql.make(statements))),

@@ -1,0 +1,271 @@
+/**
+ * Group commit: concurrent pushes with `client_id` share one storage
+ * transaction, each in a savepoint of its own.
+ *
+ * Invariants:
+ * - **A lone push commits at once.** A writer takes every push waiting when
+ *   it is free (up to `maxPushes`, split so no group passes `maxMutations`)
+ *   and never waits for more: no timer, so latency at low load does not
+ *   grow; under load the pushes that arrive while a group commits form the
+ *   next one.
+ * - **Each push rolls back alone.** In a group of several, every push runs
+ *   its attempt nested in the group's transaction (a savepoint): a push that
+ *   fails (another principal's client id, a storage error inside it, a
+ *   defect in a mutator) leaves no write behind and fails by itself; the
+ *   others commit. A group of one is the push's own transaction, as before.
+ * - **Nothing is answered before the commit.** Results, then pokes (once per
+ *   scope per group, with the scope's head after the commit), come only
+ *   after the group's COMMIT; a failed COMMIT fails every push of the group
+ *   (nothing of any was applied) with the storage error.
+ * - **Lock order.** A group locks the union of its pushes' scopes first, in
+ *   one global order, then each push claims its client (`Clients.claim`):
+ *   writers of overlapping scopes queue instead of deadlocking. A lock
+ *   conflict that still happens (Postgres deadlock detection, SQLITE_BUSY)
+ *   rolls back only what it touched: a push that lost one inside its
+ *   savepoint runs again in a later group, once the group that won has
+ *   committed; a group whose COMMIT lost one runs again whole. Both a few
+ *   times, then `503`.
+ * - **Writers.** With `SyncStorage.writers` `"one"` (memory, SQLite) one
+ *   writer takes every push; with `"many"` (Postgres) there is one writer
+ *   per set of scopes (an `RcMap` entry held while a push of that set
+ *   waits), so a hot scope's pushes coalesce and other scopes commit in
+ *   parallel on other connections.
+ * - **The request's fiber waits; the writer works.** An interrupted
+ *   request (a client gone) does not interrupt its group: its push still
+ *   commits, and the client's retry finds it a duplicate. When the engine's
+ *   scope closes, the group in flight is rolled back and every push still
+ *   waiting fails with `unavailable` (nothing of it applied).
+ *
+ * @internal
+ */
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as RcMap from "effect/RcMap"
+import type * as Scope from "effect/Scope"
+import type * as Tracer from "effect/Tracer"
+import type * as Authorizer from "../Authorizer.js"
+import { StorageError } from "../StorageError.js"
+import type { SyncStorage } from "../SyncStorage.js"
+
+/** The at most pushes per group: a group of this many answers them all at one commit. */
+export const MAX_PUSHES = 128
+
+/** The at most mutations per group (one push of 1,000 mutations, the protocol's maximum, is a group of its own). */
+export const MAX_MUTATIONS = 2_000
+
+/** How many times a push (or a group) that lost a lock conflict runs again before it answers `503`. */
+const CONFLICT_RETRIES = 4
+
+/** Pushes per committed group, for `mizu_push_group_size`. */
+const groupSize = Metric.histogram(
+  "mizu_push_group_size",
+  MetricBoundaries.exponential({ start: 1, factor: 2, count: 8 }),
+  "pushes committed together in one transaction"
+)
+
+/** What a push's attempt fails with. */
+export type Failure = StorageError | Authorizer.Denied
+
+/** What a committed push yields: its results, and per scope it wrote the head after it. */
+export interface Committed<A> {
+  readonly value: A
+  readonly heads: ReadonlyMap<string, number>
+}
+
+/** One push waiting for a writer. */
+interface Job<A> {
+  /** The push's scopes, sorted and unique. */
+  readonly scopes: ReadonlyArray<string>
+  readonly mutations: number
+  /**
+   * The push's attempt as a unit of work: it opens its own `transaction`
+   * (a savepoint when run inside the group's). `locked`: the group has
+   * locked the push's scopes already.
+   */
+  readonly run: (locked: boolean) => Effect.Effect<Committed<A>, Failure>
+  readonly parent: Option.Option<Tracer.AnySpan>
+  readonly tracing: boolean
+  readonly done: Deferred.Deferred<A, Failure>
+  conflicts: number
+}
+
+/** Submit a push's attempt and wait for its group's commit. */
+export interface GroupCommit {
+  readonly submit: <A>(
+    scopes: ReadonlyArray<string>,
+    mutations: number,
+    run: (locked: boolean) => Effect.Effect<Committed<A>, Failure>
+  ) => Effect.Effect<A, Failure>
+}
+
+export interface Options {
+  readonly storage: SyncStorage["Type"]
+  /** Lock the heads of these scopes (sorted) for the rest of the transaction. */
+  readonly lockScopes: (scopes: ReadonlyArray<string>) => Effect.Effect<void, StorageError>
+  /** After a group's commit: each scope it wrote, once, with its head. */
+  readonly committed: (heads: ReadonlyMap<string, number>) => Effect.Effect<void>
+}
+
+const isConflict = (exit: Exit.Exit<unknown, Failure>): boolean =>
+  Exit.isFailure(exit) && exit.cause._tag === "Fail" && exit.cause.error._tag === "StorageError" &&
+  exit.cause.error.reason === "conflict"
+
+const shuttingDown = new StorageError({ reason: "unavailable", message: "the server is shutting down" })
+
+/** Split the pushes taken into groups of at most `MAX_MUTATIONS` (a bigger push is a group of its own). */
+const split = <A>(jobs: ReadonlyArray<Job<A>>): ReadonlyArray<ReadonlyArray<Job<A>>> => {
+  const groups: Array<Array<Job<A>>> = []
+  let current: Array<Job<A>> = []
+  let size = 0
+  for (const job of jobs) {
+    if (current.length > 0 && size + job.mutations > MAX_MUTATIONS) {
+      groups.push(current)
+      current = []
+      size = 0
+    }
+    current.push(job)
+    size += job.mutations
+  }
+  if (current.length > 0) groups.push(current)
+  return groups
+}
+
+/** The sorted union of the groups' scopes. */
+const unionOf = <A>(jobs: ReadonlyArray<Job<A>>): ReadonlyArray<string> => {
+  if (jobs.length === 1) return jobs[0].scopes
+  const all = new Set<string>()
+  for (const job of jobs) for (const scope of job.scopes) all.add(scope)
+  return [...all].sort()
+}
+
+/** Run a job's attempt under the request's parent span and tracing setting. */
+const runJob = <A>(job: Job<A>, locked: boolean): Effect.Effect<Committed<A>, Failure> => {
+  const run = job.run(locked)
+  const traced = job.tracing ? run : Effect.withTracerEnabled(run, false)
+  return Option.isSome(job.parent) ? Effect.withParentSpan(traced, job.parent.value) : traced
+}
+
+/** The group commit over `options` (see the module header), its writers in the caller's scope. */
+export const make = (options: Options): Effect.Effect<GroupCommit, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const { committed, lockScopes, storage } = options
+
+    /** After the commit: the scopes' heads (the last write of each wins), poked once, then every push answered. */
+    const settle = <A>(jobs: ReadonlyArray<Job<A>>, exits: ReadonlyArray<Exit.Exit<Committed<A>, Failure>>) => {
+      const heads = new Map<string, number>()
+      for (const exit of exits) {
+        if (Exit.isSuccess(exit)) for (const [scope, head] of exit.value.heads) heads.set(scope, Math.max(heads.get(scope) ?? 0, head))
+      }
+      return Effect.zipRight(
+        Effect.zipRight(Metric.update(groupSize, jobs.length), heads.size === 0 ? Effect.void : committed(heads)),
+        Effect.forEach(jobs, (job, i) => {
+          const exit = exits[i]
+          return Exit.isSuccess(exit) ? Deferred.succeed(job.done, exit.value.value) : Deferred.failCause(job.done, exit.cause)
+        }, { discard: true })
+      )
+    }
+
+    /** Conflicts lost: the pushes that may still run again, after a short jittered wait; the others fail. */
+    const retryLater = <A>(jobs: ReadonlyArray<Job<A>>, exits: ReadonlyArray<Exit.Exit<unknown, Failure>>) => {
+      const again: Array<Job<A>> = []
+      for (let i = 0; i < jobs.length; i++) {
+        const job = jobs[i]
+        if (isConflict(exits[i]) && job.conflicts < CONFLICT_RETRIES) {
+          job.conflicts++
+          again.push(job)
+        }
+      }
+      return again
+    }
+
+    /** One push alone: its own transaction; a lost conflict runs it again, a few times. */
+    const runOne = <A>(job: Job<A>): Effect.Effect<void> =>
+      Effect.flatMap(Effect.exit(runJob(job, false)), (exit) => {
+        if (retryLater([job], [exit]).length === 1) {
+          return Effect.zipRight(Effect.sleep(Duration.millis(5 + Math.random() * 10 * job.conflicts)), runOne(job))
+        }
+        return settle([job], [exit])
+      })
+
+    /** Several pushes in one transaction, a savepoint each (see the module header). */
+    const runGroup = <A>(jobs: ReadonlyArray<Job<A>>): Effect.Effect<void> => {
+      if (jobs.length === 1) return runOne(jobs[0])
+      const unit = Effect.zipRight(
+        lockScopes(unionOf(jobs)),
+        Effect.forEach(jobs, (job) => Effect.exit(runJob(job, true)))
+      )
+      return Effect.flatMap(Effect.exit(storage.transaction(unit)), (outer) => {
+        if (Exit.isFailure(outer)) {
+          // nothing of the group committed: run it again whole after a lost conflict, else every push fails
+          const again = retryLater(jobs, jobs.map(() => outer))
+          if (again.length === jobs.length) return Effect.zipRight(Effect.sleep(Duration.millis(5 + Math.random() * 10)), runGroup(jobs))
+          return Effect.forEach(jobs, (job) => Deferred.failCause(job.done, outer.cause), { discard: true })
+        }
+        const exits = outer.value
+        const again = retryLater(jobs, exits)
+        const settled = again.length === 0 ? jobs : jobs.filter((job) => !again.includes(job))
+        const settledExits = again.length === 0 ? exits : exits.filter((_, i) => !again.includes(jobs[i]))
+        return Effect.zipRight(settle(settled, settledExits), again.length === 0 ? Effect.void : runGroup(again))
+      })
+    }
+
+    const fail = <A>(jobs: Iterable<Job<A>>) =>
+      Effect.forEach(jobs, (job) => Deferred.fail(job.done, shuttingDown), { discard: true })
+
+    /** A writer: takes every waiting push (bounded), commits them in groups; jobs left at the end fail `unavailable`. */
+    const writer = (queue: Queue.Queue<Job<unknown>>) =>
+      Effect.forever(
+        Effect.flatMap(Queue.takeBetween(queue, 1, MAX_PUSHES), (taken) => {
+          const jobs = [...taken]
+          return Effect.onInterrupt(Effect.forEach(split(jobs), runGroup, { discard: true }), () => fail(jobs))
+        })
+      )
+
+    /** A queue and its writer, in `scope`; closing it fails what is still queued. */
+    const makeLane = Effect.gen(function*() {
+      const queue = yield* Effect.acquireRelease(
+        Queue.unbounded<Job<unknown>>(),
+        (queue) => Effect.flatMap(Queue.takeAll(queue), fail)
+      )
+      yield* Effect.forkScoped(writer(queue))
+      return queue
+    })
+
+    const submitTo = <A>(
+      queue: Queue.Queue<Job<unknown>>,
+      scopes: ReadonlyArray<string>,
+      mutations: number,
+      run: (locked: boolean) => Effect.Effect<Committed<A>, Failure>
+    ) =>
+      Effect.withFiberRuntime<A, Failure>((fiber) => {
+        const done = Deferred.unsafeMake<A, Failure>(fiber.id())
+        const job: Job<A> = {
+          scopes,
+          mutations,
+          run,
+          parent: fiber.currentSpan === undefined ? Option.none() : Option.some(fiber.currentSpan),
+          tracing: fiber.getFiberRef(FiberRef.currentTracerEnabled),
+          done,
+          conflicts: 0
+        }
+        return Effect.zipRight(Queue.offer(queue, job as Job<unknown>), Deferred.await(done))
+      })
+
+    if (storage.writers !== "many") {
+      const queue = yield* makeLane
+      return { submit: (scopes, mutations, run) => submitTo(queue, scopes, mutations, run) }
+    }
+    // one writer per set of scopes, kept while a push of that set waits and a moment after
+    const lanes = yield* RcMap.make({ lookup: (_key: string) => makeLane, idleTimeToLive: "5 seconds" })
+    return {
+      submit: (scopes, mutations, run) =>
+        Effect.scoped(Effect.flatMap(RcMap.get(lanes, scopes.join("\u0000")), (queue) => submitTo(queue, scopes, mutations, run)))
+    }
+  })
