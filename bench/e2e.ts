@@ -58,7 +58,7 @@ const config = {
   /** after starting the pushers, before the first sample */
   loadWarmupMs: 300,
   /** after stopping them, before the next chunk */
-  settleMs: 100,
+  settleMs: 250,
   sampleTimeoutMs: 5000,
   scope: "e2e"
 }
