@@ -3,9 +3,13 @@
  * WAL), the memory `LivePubSub`, allow-all, on `NodeHttpServer` at
  * 127.0.0.1 on a free port. Started by the benchmarks through `lib/child.ts`.
  *
- * Argument (JSON): { filename, tracing?, idleTimeout?, tickInterval?, variants? }; with
+ * Argument (JSON): { filename, databaseUrl?, tracing?, idleTimeout?, tickInterval?, variants? }; with
  * `variants`, the upgrade variants and instrumentation of
- * `upgrade-variants.ts` are mounted too (for bench/ws-open.ts).
+ * `upgrade-variants.ts` are mounted too (for bench/ws-open.ts). With a
+ * `databaseUrl` of the form `postgres://…` (or `postgresql://…`) the storage is
+ * `SqlStorage.layerPg({ url })` on that database instead (migrated by the
+ * layer, safe from several processes at once; `filename` is then unused and
+ * may be left out); any other `databaseUrl` is refused at start.
  * Commands: `heap` (after full GCs; needs --expose-gc), `sessions`,
  * `upgrade-stats` (with `variants`).
  */
@@ -17,6 +21,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
+import * as Redacted from "effect/Redacted"
 import { Authorizer, LiveHttp, LivePubSub, Server } from "mizu-sync-live"
 import { createServer } from "node:http"
 import { registry } from "../../examples/todo/mutations.js"
@@ -25,7 +30,10 @@ import * as Control from "../lib/control.js"
 import * as Variants from "./upgrade-variants.js"
 
 interface Arg {
-  readonly filename: string
+  /** The SQLite file (WAL); required unless `databaseUrl` is given. */
+  readonly filename?: string
+  /** A `postgres://` URL: Postgres storage on it instead of SQLite. */
+  readonly databaseUrl?: string
   readonly tracing?: boolean
   readonly idleTimeout?: string
   readonly tickInterval?: string
@@ -33,6 +41,15 @@ interface Arg {
 }
 
 const arg = Control.argument<Arg>()
+
+const storage = () => {
+  if (arg.databaseUrl !== undefined) {
+    if (!/^postgres(ql)?:\/\//.test(arg.databaseUrl)) throw new Error(`databaseUrl must be a postgres:// URL, got ${arg.databaseUrl.split(":")[0]}:…`)
+    return SqlStorage.layerPg({ url: Redacted.make(arg.databaseUrl), applicationName: "mizu-bench" })
+  }
+  if (arg.filename === undefined) throw new Error("servers/mizu.ts needs a filename (SQLite) or a databaseUrl (Postgres)")
+  return SqlStorage.layerSqlite({ filename: arg.filename })
+}
 
 const ServerLive = Server.layer({
   registry,
@@ -51,7 +68,7 @@ const ServerLive = Server.layer({
   ...(arg.variants === true ? { routes: Variants.router } : {})
 }).pipe(
   Layer.provideMerge(Layer.mergeAll(
-    SqlStorage.layerSqlite({ filename: arg.filename }),
+    storage(),
     LivePubSub.layerMemory,
     Authorizer.layerAllowAll
   )),
