@@ -5,9 +5,10 @@
  * or another upgrade path of servers/upgrade-variants.ts with `--path=`),
  * writes a second snapshot, and prints the per-session census (heap-census.ts).
  *
+ * `--tracing=off` runs the server with `tracing: false` (as bench/idle-sessions.ts does).
  * `--keep=dir` keeps the two snapshots there (for tools/retainers.ts).
  *
- * Usage: node --conditions=source --import tsx bench/tools/session-census.ts [--n=1000] [--path=/bench/own-wss] [--rows=30] [--keep=dir]
+ * Usage: node --conditions=source --import tsx bench/tools/session-census.ts [--n=1000] [--path=/bench/own-wss] [--rows=30] [--keep=dir] [--tracing=off]
  */
 import { execFileSync } from "node:child_process"
 import * as NodeFs from "node:fs"
@@ -22,11 +23,12 @@ const n = Number(option("n", "1000"))
 const path = option("path", "/_live/websocket")
 const rows = option("rows", "30")
 const keep = option("keep", "")
+const tracing = option("tracing", "on") !== "off"
 
 const tmp = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "mizu-census-"))
 const filename = NodePath.join(tmp, "census.sqlite")
 await Db.migrate(filename)
-const server = await Child.start("servers/mizu.ts", { filename, variants: true, tickInterval: "1 hour" }, { nodeFlags: ["--expose-gc"] })
+const server = await Child.start("servers/mizu.ts", { filename, variants: true, tickInterval: "1 hour", tracing }, { nodeFlags: ["--expose-gc"] })
 const clients = await Child.start("clients/ws-clients.ts", {})
 try {
   const scope = path === "/_live/websocket" ? "census" : undefined

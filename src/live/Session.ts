@@ -145,7 +145,9 @@ export const tickMillis: (options: Options) => number = limits.tickMillis
  * Run a session over an upgraded `ws` socket until it ends (LEAVE, a
  * deadline, a limit, a refused re-authorization, shutdown, the peer going
  * away, or interruption). It is in `registry` while it runs; `lease` is
- * released when it ends. It never fails: every end is a close.
+ * released when it ends. It never fails: every end is a close. It runs in
+ * a `Scope` of its own, closed when it ends for whatever cause (which
+ * releases what it holds); the caller's Scope is not used.
  *
  * @since 0.1.0
  * @category constructors
@@ -154,4 +156,4 @@ export const run: (
   ws: WebSocket,
   options: Options & { readonly registry: SessionRegistry },
   lease?: Lease
-) => Effect.Effect<void, never, Requirements> = internal.run
+) => Effect.Effect<void, never, Exclude<Requirements, Scope.Scope>> = internal.run

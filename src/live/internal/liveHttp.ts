@@ -20,10 +20,12 @@ import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import type * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
+import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
@@ -182,6 +184,10 @@ const tickAll = (sessions: ReadonlySet<Session.Handle>, options: Options): Effec
 
 type SessionServices = Exclude<Session.Requirements, Scope.Scope>
 
+/** A parent span by its ids only: a live session's span links to its request's without holding it (and its exit). */
+const detached = (span: Tracer.AnySpan): Tracer.AnySpan =>
+  span._tag === "ExternalSpan" ? span : Tracer.externalSpan({ spanId: span.spanId, traceId: span.traceId, sampled: span.sampled })
+
 const ended = (cause: Cause.Cause<unknown>) => Effect.logDebug("live session ended", cause)
 
 export const make = (options: Options = {}): Effect.Effect<LiveServer["Type"], never, Scope.Scope> =>
@@ -190,6 +196,9 @@ export const make = (options: Options = {}): Effect.Effect<LiveServer["Type"], n
     const wss = yield* makeWss(options)
     yield* tickAll(sessions, options)
     const fibers = yield* FiberSet.make()
+    // set before the FiberSet is closed (finalizers run in reverse): no session starts after that
+    let closing = false
+    yield* Effect.addFinalizer(() => Effect.sync(() => (closing = true)))
     const sessionOptions = { ...options, registry: sessions }
     const admission: Admission = {
       maxSessions: options.maxSessions ?? 50_000,
@@ -201,12 +210,38 @@ export const make = (options: Options = {}): Effect.Effect<LiveServer["Type"], n
     // Built here, not in the request handler: a closure made there would keep the request alive.
     // The session gives its slot back when it ends.
     const runSession = (ws: WebSocket, slot: Slot) =>
-      FiberSet.run(fibers, Session.run(ws, sessionOptions, slot).pipe(Effect.scoped, Effect.catchAllCause(ended))).pipe(
-        // the session's fiber starts with the services it uses (and the request's span as its
-        // parent), not the whole request context: it would keep the request alive with it
-        Effect.mapInputContext((context: Context.Context<SessionServices>) =>
-          Context.pick(LiveHub, ChangeLog, Authorizer.Authorizer, Page.LivePages, SyncEngine, Tracer.ParentSpan)(context)
-        )
+      Effect.suspend(() => {
+        if (closing) {
+          ws.terminate()
+          return Effect.sync(() => slot.release())
+        }
+        return Effect.flatMap(Effect.makeSpan("LiveSession", { captureStackTrace: false }), (span) =>
+          Effect.map(Effect.runtime<SessionServices>(), (runtime) => {
+            // A root fiber (no parent): a fiber forked from the request's keeps that fiber, its
+            // context and its exit alive as long as it runs. The session's span is its parent span
+            // from the start (no `withSpan` frame on the stack of a fiber held 10,000+ times).
+            const fiber = Runtime.runFork(
+              Runtime.make({
+                context: Context.add(runtime.context, Tracer.ParentSpan, span),
+                fiberRefs: runtime.fiberRefs,
+                runtimeFlags: runtime.runtimeFlags
+              }),
+              Session.run(ws, sessionOptions, slot).pipe(
+                Effect.catchAllCause(ended),
+                Effect.onExit((exit) => Effect.map(Clock.currentTimeNanos, (now) => span.end(now, exit)))
+              ),
+              { immediate: false }
+            )
+            FiberSet.unsafeAdd(fibers, fiber)
+          }))
+      }).pipe(
+        // the session's fiber starts with the services it uses, not the whole request context (it
+        // would keep the request alive with it), and its span's parent is the request's, by its ids
+        Effect.mapInputContext((context: Context.Context<SessionServices>) => {
+          const picked = Context.pick(LiveHub, ChangeLog, Authorizer.Authorizer, Page.LivePages, SyncEngine)(context)
+          const parent = Context.getOption(context, Tracer.ParentSpan)
+          return parent._tag === "None" ? picked : Context.add(picked, Tracer.ParentSpan, detached(parent.value))
+        })
       )
 
     const handle = Effect.gen(function*() {

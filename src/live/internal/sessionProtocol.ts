@@ -28,7 +28,7 @@
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Metrics from "../../Metrics.js"
 import * as Live from "../../protocol/Live.js"
@@ -553,30 +553,37 @@ export class SessionProtocol implements Sink, Handle {
  * current Scope (page timers are forked in it).
  */
 export const make = (options: Options, connection: Connection, feed: Feed): Effect.Effect<SessionProtocol, never, Requirements> =>
-  Effect.gen(function*() {
-    const env: Env = {
-      hub: yield* LiveHub,
-      log: yield* ChangeLog,
-      authorizer: yield* Authorizer.Authorizer,
-      pages: yield* Page.LivePages,
-      engine: yield* SyncEngine,
-      limits: limitsOf(options)
-    }
-    return new SessionProtocol(env, connection, feed, yield* Effect.scope)
-  })
+  Effect.flatMap(Effect.scope, (scope) => makeIn(options, connection, feed, scope))
+
+/** `make` with the session's Scope given, not read from context. */
+export const makeIn = (
+  options: Options,
+  connection: Connection,
+  feed: Feed,
+  scope: Scope.Scope
+): Effect.Effect<SessionProtocol, never, Exclude<Requirements, Scope.Scope>> =>
+  Effect.map(
+    Effect.all([LiveHub, ChangeLog, Authorizer.Authorizer, Page.LivePages, SyncEngine]),
+    ([hub, log, authorizer, pages, engine]): SessionProtocol =>
+      new SessionProtocol({ hub, log, authorizer, pages, engine, limits: limitsOf(options) }, connection, feed, scope)
+  )
 
 // --------------------------------------------------------------------------------
 
 /**
- * `Stream.runForEachWhile`, run by pulling the stream chunk by chunk in the
- * current Scope: the same order and the same end, but a consumer parked on an
- * empty inbox holds a fraction of the state (bench/session-shapes.ts).
+ * `Stream.runForEachWhile`, run by pulling the stream chunk by chunk (the
+ * stream's resources in `scope`): the same order and the same end, but a
+ * consumer parked on an empty inbox holds a fraction of the state
+ * (bench/session-shapes.ts). Only the pull is made with `scope` in context:
+ * the loop runs outside it, so the parked fiber's stack holds no
+ * context-providing frame.
  */
 const forEachWhile = <A>(
   stream: Stream.Stream<A>,
-  f: (a: A) => Effect.Effect<boolean>
-): Effect.Effect<void, never, Scope.Scope> =>
-  Effect.flatMap(Stream.toPull(stream), (pull) => {
+  f: (a: A) => Effect.Effect<boolean>,
+  scope: Scope.Scope
+): Effect.Effect<void> =>
+  Effect.flatMap(Scope.extend(Stream.toPull(stream), scope), (pull) => {
     const each = (chunk: Chunk.Chunk<A>, i: number): Effect.Effect<boolean> =>
       i >= chunk.length ? CONTINUE : Effect.flatMap(f(Chunk.unsafeGet(chunk, i)), (goOn) => (goOn ? each(chunk, i + 1) : STOP))
     const loop: Effect.Effect<void> = Effect.matchEffect(pull, {
@@ -589,7 +596,8 @@ const forEachWhile = <A>(
 /**
  * The session protocol over its input stream: each input handled in order
  * until the stream ends, a step says stop (LEAVE, a close, shutdown), or the
- * fiber is interrupted. Frames are written through `session.connection`.
+ * fiber is interrupted. Frames are written through `session.connection`; the
+ * stream's resources are released with the session's Scope.
  */
-export const run = (input: Stream.Stream<Input>, session: SessionProtocol): Effect.Effect<void, never, Scope.Scope> =>
-  forEachWhile(input, (i) => session.step(i))
+export const run = (input: Stream.Stream<Input>, session: SessionProtocol): Effect.Effect<void> =>
+  forEachWhile(input, (i) => session.step(i), session.scope)
