@@ -14,6 +14,13 @@
  *   for that cursor (or 5 s). Each receipt is timed against its t0 in this
  *   process. Reports the latency of every delivery and of each commit's last
  *   delivery, and the push response time.
+ * - `arm {scope, cursor}` then `collect {timeoutMs}`: for a commit sent by
+ *   another process (bench/idle-sessions.ts, its clients split over several
+ *   processes), the time each open session received a POKE of `scope` at
+ *   `cursor` or later, on CLOCK_MONOTONIC (`process.hrtime`, one clock for
+ *   every process of the machine), in ms; `collect` waits until every open
+ *   session has it (or `timeoutMs`) and reports the receipt times and how
+ *   many sessions did not get it.
  * - `close`: close every session.
  */
 import * as Http from "node:http"
@@ -26,6 +33,10 @@ let sockets: Array<WebSocket> = []
 let onPoke: ((session: number, cursor: number, at: number, bytes: number) => void) | undefined
 let frameBytes = 0
 let heads: Record<string, number> = {}
+/** performance.now() + this = CLOCK_MONOTONIC in ms (both are monotonic; the offset is fixed) */
+const monotonicOffset = Number(process.hrtime.bigint()) / 1e6 - performance.now()
+/** The armed poke (`arm`): its scope and cursor, and each session's receipt time (NaN until it came). */
+let armed: { readonly scope: string; readonly cursor: number; readonly at: Float64Array; received: number; done: () => void } | undefined
 
 const open = async (args: Record<string, unknown>) => {
   const port = args["port"] as number
@@ -68,7 +79,12 @@ const open = async (args: Record<string, unknown>) => {
         const at = performance.now()
         const frame = JSON.parse(data.toString()) as { type: number; ref?: number; payload: Record<string, unknown> }
         if (frame.type === 11) {
-          onPoke?.(index, frame.payload["cursor"] as number, at, (data as Buffer).length)
+          const cursor = frame.payload["cursor"] as number
+          if (armed !== undefined && frame.payload["scope"] === armed.scope && cursor >= armed.cursor && Number.isNaN(armed.at[index])) {
+            armed.at[index] = at + monotonicOffset
+            if (++armed.received === armed.at.length) armed.done()
+          }
+          onPoke?.(index, cursor, at, (data as Buffer).length)
         } else if (frame.type === 5 && frame.ref === 1) {
           if (frame.payload["status"] !== "ok") return fail(JSON.stringify(frame))
           heads = { ...heads, ...(frame.payload["cursors"] as Record<string, number>) }
@@ -176,6 +192,37 @@ const fanout = async (args: Record<string, unknown>) => {
   }
 }
 
+const arm = (args: Record<string, unknown>) => {
+  const at = new Float64Array(sockets.length).fill(Number.NaN)
+  // sessions not open do not count: they are reported as not open, not as missing
+  let open = 0
+  sockets.forEach((ws, i) => {
+    if (ws.readyState === WebSocket.OPEN) open++
+    else at[i] = Number.POSITIVE_INFINITY
+  })
+  armed = { scope: args["scope"] as string, cursor: args["cursor"] as number, at, received: sockets.length - open, done: () => {} }
+  return { open }
+}
+
+const collect = async (args: Record<string, unknown>) => {
+  const a = armed
+  if (a === undefined) throw new Error("collect without arm")
+  if (a.received < a.at.length) {
+    await Promise.race([
+      new Promise<void>((resolve) => (a.done = resolve)),
+      new Promise<void>((resolve) => setTimeout(resolve, (args["timeoutMs"] as number | undefined) ?? 10_000))
+    ])
+  }
+  armed = undefined
+  const times: Array<number> = []
+  let missing = 0
+  for (const t of a.at) {
+    if (Number.isNaN(t)) missing++
+    else if (Number.isFinite(t)) times.push(t)
+  }
+  return { times, missing }
+}
+
 const close = async () => {
   const closing = sockets.map((ws) =>
     new Promise<void>((resolve) => {
@@ -190,5 +237,5 @@ const close = async () => {
   return { closed: closing.length }
 }
 
-Control.serve({ open, fanout, close, count: () => sockets.filter((ws) => ws.readyState === WebSocket.OPEN).length })
+Control.serve({ open, fanout, arm, collect, close, count: () => sockets.filter((ws) => ws.readyState === WebSocket.OPEN).length })
 Control.ready({ pid: process.pid })
