@@ -26,6 +26,7 @@ const all: ReadonlyArray<Bench> = [
   { name: "poke-fanout", what: "poke latency at 1k and 5k subscribers, memory per idle session at 10k; vs a plain ws server", nodeFlags: [], timeoutMs: 11 * 60_000 },
   { name: "ws-open", what: "opening sessions (500, 50 at a time) and where the time goes; vs a plain ws server", nodeFlags: [], timeoutMs: 7 * 60_000 },
   { name: "session-shapes", what: "per-session inbox consumer shapes: heap and CPU per wake-up; vs a callback sink", nodeFlags: ["--expose-gc"], timeoutMs: 3 * 60_000 },
+  { name: "push-tail", what: "push p99 over HTTP, 32 in flight: before (--rev, default the tree before group commit) and after, and whether the slow requests were overtaken (unfair queueing) or the whole server stalled", nodeFlags: [], timeoutMs: 5 * 60_000 },
   { name: "e2e", what: "push → POKE → pull shows the change, idle and with 4 background pushers; vs a hand-written push/pull/poke server (node:http + better-sqlite3 + ws)", nodeFlags: [], timeoutMs: 6 * 60_000 },
   { name: "eventlog", what: "writes/s with 32 writers and delivery to another connected client; vs Effect's EventLogServer (@effect/experimental) on the same SQLite settings", nodeFlags: [], timeoutMs: 6 * 60_000 },
   { name: "pg-hot-scope", what: "Postgres, 4 server processes, one hot scope, 32 in flight: mutations/s, latency, cursors gap-free; vs this code at an earlier revision (--rev, default the commit before group commit)", nodeFlags: [], timeoutMs: 6 * 60_000 },

@@ -3,11 +3,12 @@
  * transaction, each in a savepoint of its own.
  *
  * Invariants:
- * - **A lone push commits at once.** A writer takes every push waiting when
- *   it is free (up to `maxPushes`, split so no group passes `maxMutations`)
- *   and never waits for more: no timer, so latency at low load does not
- *   grow; under load the pushes that arrive while a group commits form the
- *   next one.
+ * - **A lone push commits at once.** A writer woken by a push lets the
+ *   event loop finish its current turn (a `setImmediate`, so the requests
+ *   already read join), then takes every push waiting (up to `MAX_PUSHES`,
+ *   split so no group passes `MAX_MUTATIONS`) and never waits for more: no
+ *   timer, so latency at low load does not grow; under load the pushes
+ *   that arrive while a group commits form the next one.
  * - **Each push rolls back alone.** In a group of several, every push runs
  *   its attempt nested in the group's transaction (a savepoint): a push that
  *   fails (another principal's client id, a storage error inside it, a
@@ -119,6 +120,17 @@ const isConflict = (exit: Exit.Exit<unknown, Failure>): boolean =>
 
 const shuttingDown = new StorageError({ reason: "unavailable", message: "the server is shutting down" })
 
+/**
+ * Resume once the event loop has run the I/O callbacks already due (a
+ * `setImmediate`, not a timer: microseconds when idle). Without it a writer
+ * woken by the first request of a burst commits that request alone before
+ * the others of the same turn are read, and every group is one push.
+ */
+const endOfTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
+
 /** Split the pushes taken into groups of at most `MAX_MUTATIONS` (a bigger push is a group of its own). */
 const split = <A>(jobs: ReadonlyArray<Job<A>>): ReadonlyArray<ReadonlyArray<Job<A>>> => {
   const groups: Array<Array<Job<A>>> = []
@@ -219,13 +231,22 @@ export const make = (options: Options): Effect.Effect<GroupCommit, never, Scope.
     const fail = <A>(jobs: Iterable<Job<A>>) =>
       Effect.forEach(jobs, (job) => Deferred.fail(job.done, shuttingDown), { discard: true })
 
-    /** A writer: takes every waiting push (bounded), commits them in groups; jobs left at the end fail `unavailable`. */
+    /**
+     * A writer: woken by a push, it lets the event loop finish the turn it
+     * is in (the requests already read by the server reach the queue too),
+     * takes every waiting push (bounded) and commits them in groups; jobs
+     * left at the end fail `unavailable`.
+     */
     const writer = (queue: Queue.Queue<Job<unknown>>) =>
       Effect.forever(
-        Effect.flatMap(Queue.takeBetween(queue, 1, MAX_PUSHES), (taken) => {
-          const jobs = [...taken]
-          return Effect.onInterrupt(Effect.forEach(split(jobs), runGroup, { discard: true }), () => fail(jobs))
-        })
+        Effect.flatMap(Queue.take(queue), (first) =>
+          Effect.zipRight(
+            endOfTurn,
+            Effect.flatMap(Queue.takeUpTo(queue, MAX_PUSHES - 1), (rest) => {
+              const jobs = [first, ...rest]
+              return Effect.onInterrupt(Effect.forEach(split(jobs), runGroup, { discard: true }), () => fail(jobs))
+            })
+          ))
       )
 
     /** A queue and its writer, in `scope`; closing it fails what is still queued. */
