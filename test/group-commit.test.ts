@@ -471,11 +471,7 @@ const assertPokes = (pokes: ReadonlyArray<RecordedPoke>, sent: ReadonlyArray<Sen
 interface Checks {
   /** The engine's recorded pokes (in process). */
   readonly pokes?: Effect.Effect<ReadonlyArray<RecordedPoke>>
-  /**
-   * The run must have committed some group of more than one push, once `mizu_push_group_size` exists. In process
-   * only: over HTTP with the clients in this same process each request reaches the writer in its own turn of the
-   * event loop, and groups of one were all that formed there (384 of 384 on 2026-12-02).
-   */
+  /** The run must have committed some group of more than one push, once `mizu_push_group_size` exists. */
   readonly groups?: boolean
 }
 
@@ -540,7 +536,7 @@ describe(`group commit: concurrent pushes equal their serial replay (seed ${SEED
         Authorizer.layerAllowAll
       )
       const context = yield* Layer.build(layerServer({ registry }, deps))
-      yield* differential(httpApi(Context.get(context, BaseUrl)), "http")
+      yield* differential(httpApi(Context.get(context, BaseUrl)), "http", { groups: true })
     }).pipe(Effect.scoped), 120_000)
 })
 
