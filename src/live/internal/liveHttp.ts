@@ -24,6 +24,8 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
+import * as FiberRefs from "effect/FiberRefs"
 import * as FiberSet from "effect/FiberSet"
 import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
@@ -190,6 +192,18 @@ const detached = (span: Tracer.AnySpan): Tracer.AnySpan =>
 
 const ended = (cause: Cause.Cause<unknown>) => Effect.logDebug("live session ended", cause)
 
+/** A session that never fails (a defect is logged), its span ended with its exit; made here, its closures hold nothing of the request. */
+const sessionEffect = (
+  ws: WebSocket,
+  options: Session.Options & { readonly registry: Session.SessionRegistry },
+  slot: Slot,
+  span: Tracer.Span
+): Effect.Effect<void, never, SessionServices> =>
+  Session.run(ws, options, slot).pipe(
+    Effect.catchAllCause(ended),
+    Effect.onExit((exit) => Effect.map(Clock.currentTimeNanos, (now) => span.end(now, exit)))
+  )
+
 export const make = (options: Options = {}): Effect.Effect<LiveServer["Type"], never, Scope.Scope> =>
   Effect.gen(function*() {
     const sessions = new Set<Session.Handle>()
@@ -223,13 +237,11 @@ export const make = (options: Options = {}): Effect.Effect<LiveServer["Type"], n
             const fiber = Runtime.runFork(
               Runtime.make({
                 context: Context.add(runtime.context, Tracer.ParentSpan, span),
-                fiberRefs: runtime.fiberRefs,
+                // the request's context is not kept below the session's in the fiber's refs
+                fiberRefs: FiberRefs.delete(runtime.fiberRefs, FiberRef.currentContext),
                 runtimeFlags: runtime.runtimeFlags
               }),
-              Session.run(ws, sessionOptions, slot).pipe(
-                Effect.catchAllCause(ended),
-                Effect.onExit((exit) => Effect.map(Clock.currentTimeNanos, (now) => span.end(now, exit)))
-              ),
+              sessionEffect(ws, sessionOptions, slot, span),
               { immediate: false }
             )
             FiberSet.unsafeAdd(fibers, fiber)
