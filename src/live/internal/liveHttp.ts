@@ -5,12 +5,14 @@
  *
  * Invariants:
  * - A slot (process and remote address) is taken before the upgrade and
- *   given back exactly once: when the session ends, or when the upgrade
- *   fails.
- * - Sessions run in fibers of the server's `FiberSet`, not in their upgrade
- *   request's fiber (which ends once the socket is handed over), and with
- *   only the services they use in context: an idle session holds no HTTP
- *   request, response or handler stack.
+ *   given back exactly once: when the session ends, when the upgrade fails,
+ *   or when the server is closing as the socket comes out (it is cut off).
+ * - Sessions run in root fibers held by the server's `FiberSet` (interrupted
+ *   when the server's scope closes), not in or under their upgrade request's
+ *   fiber (which ends once the socket is handed over), with only the
+ *   services they use in context and the request's span known by its ids:
+ *   an idle session holds no HTTP request, response, request fiber or
+ *   handler stack.
  * - Every running session is in the registry, ticked by one fiber.
  *
  * @internal
