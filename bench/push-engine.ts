@@ -18,6 +18,8 @@
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as RuntimeFlags from "effect/RuntimeFlags"
+import * as Supervisor from "effect/Supervisor"
 import { Authorizer, PokeBroker, Server, SyncEngine } from "mizu-sync-live"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
@@ -92,6 +94,48 @@ const baseSlice = async (batch: number, ms: number) => {
   return ((performance.now() - start) * 1000) / mutations
 }
 
+// --- fiber steps per push ----------------------------------------------------------
+//
+// Every step of every fiber (the request's and the group-commit writer's),
+// counted by a supervisor with op supervision on, in a runtime of its own
+// (counting slows every step, so the timed slices above do not run under it).
+
+class StepCounter extends Supervisor.AbstractSupervisor<void> {
+  steps = 0
+  override get value() {
+    return Effect.void
+  }
+  override onEffect() {
+    this.steps++
+  }
+}
+
+const countSteps = async (batch: number, pushes: number) => {
+  const counter = new StepCounter()
+  const countedFile = NodePath.join(tmp, `steps-${batch}.sqlite`)
+  await Db.migrate(countedFile)
+  const counted = ManagedRuntime.make(
+    Server.layerEngine(registry).pipe(
+      Layer.provide(Layer.mergeAll(SqlStorage.layerSqlite({ filename: countedFile }), noPokes, Authorizer.layerAllowAll)),
+      Layer.provide(Layer.merge(Supervisor.addSupervisor(counter), RuntimeFlags.enableOpSupervision))
+    )
+  )
+  const countedEngine = await counted.runPromise(SyncEngine.SyncEngine)
+  const clientId = `steps-${batch}`
+  const push = (first: number) =>
+    counted.runPromise(countedEngine.push({ client_id: clientId, mutations: mutationsOf(clientId, first, batch) }, { token: undefined, headers: {} }))
+  for (let i = 0; i < 20; i++) await push(i * batch + 1) // warm-up: prepared statements, lazy state
+  counter.steps = 0
+  for (let i = 20; i < 20 + pushes; i++) await push(i * batch + 1)
+  const perPush = counter.steps / pushes
+  await counted.dispose()
+  return perPush
+}
+
+const steps: Record<string, number> = {}
+for (const batch of config.batches) steps[`batch-${batch}`] = round(await countSteps(batch, 200), 0)
+console.log(`fiber steps per push (every fiber, op supervision): ${config.batches.map((b) => `${b} mutation${b === 1 ? "" : "s"}: ${steps[`batch-${b}`]}`).join(", ")}`)
+
 const results: Record<string, unknown> = {}
 const rows: Array<Array<string>> = [["mutations per push", "ours µs/mutation", "baseline µs/mutation", "ours / baseline", "range over slices"]]
 for (const batch of config.batches) {
@@ -118,6 +162,6 @@ console.log("push-engine: SyncEngine.push vs the same better-sqlite3 transaction
 printTable(rows)
 await runtime.dispose()
 baseline.close()
-const file = writeResult("push-engine", { config, results })
+const file = writeResult("push-engine", { config, results, fiber_steps_per_push: steps })
 console.log(`\nwrote ${NodePath.relative(process.cwd(), file)}`)
 process.exit(0)

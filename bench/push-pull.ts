@@ -50,11 +50,12 @@ const config = {
   smallRows: 1_000
 }
 
-type Kind = "ours" | "ours-notrace" | "baseline"
-const kinds: ReadonlyArray<Kind> = ["ours", "ours-notrace", "baseline"]
+type Kind = "ours" | "ours-notrace" | "ours-full" | "baseline"
+const kinds: ReadonlyArray<Kind> = ["ours", "ours-notrace", "ours-full", "baseline"]
 const label: Record<Kind, string> = {
   ours: "ours (tracing on)",
   "ours-notrace": "ours (tracing: false)",
+  "ours-full": "ours (tracing: false, synchronous FULL)",
   baseline: "baseline node:http + better-sqlite3"
 }
 
@@ -69,7 +70,7 @@ setTimeout(() => {
 const startServer = (kind: Kind, filename: string) =>
   kind === "baseline"
     ? Child.start("servers/baseline-http.ts", { filename })
-    : Child.start("servers/mizu.ts", { filename, tracing: kind === "ours" })
+    : Child.start("servers/mizu.ts", { filename, tracing: kind === "ours", ...(kind === "ours-full" ? { synchronous: "FULL" } : {}) })
 
 let dbCounter = 0
 const freshDb = async (pullRows: number) => {
@@ -174,7 +175,7 @@ const throughput: Record<string, unknown> = {}
 const rows: Array<Array<string>> = [["workload", "server", "req/s", "mutations|changes/s", "p50 ms", "p99 ms", "ours/baseline", "range over slices"]]
 for (const w of workloads) {
   for (const kind of kinds) await runWorkload(w, portOf(kind), config.warmupMs)
-  const slices: Record<Kind, Array<Throughput>> = { ours: [], "ours-notrace": [], baseline: [] }
+  const slices: Record<Kind, Array<Throughput>> = { ours: [], "ours-notrace": [], "ours-full": [], baseline: [] }
   for (let i = 0; i < config.slices; i++) {
     const order = i % 2 === 0 ? kinds : [...kinds].reverse()
     for (const kind of order) slices[kind].push(toThroughput(await runWorkload(w, portOf(kind), config.sliceMs), perRequest[w]))
@@ -209,13 +210,20 @@ for (const w of workloads) {
     baseline: base,
     ratio_ours: ratio(med("ours").reqPerSec, base.reqPerSec),
     ratio_ours_notrace: ratio(med("ours-notrace").reqPerSec, base.reqPerSec),
-    slice_ratios: { ours: sliceRatios("ours"), ours_notrace: sliceRatios("ours-notrace") },
+    ours_full: med("ours-full"),
+    ratio_ours_full: ratio(med("ours-full").reqPerSec, base.reqPerSec),
+    full_over_normal: ratio(med("ours-full").reqPerSec, med("ours-notrace").reqPerSec),
+    slice_ratios: { ours: sliceRatios("ours"), ours_notrace: sliceRatios("ours-notrace"), ours_full: sliceRatios("ours-full") },
     slices
   }
 }
 for (const kind of kinds) await servers[kind].stop()
 console.log("\nThroughput (median slice):")
 printTable(rows)
+for (const w of workloads) {
+  const t = throughput[w] as { readonly full_over_normal: number }
+  console.log(`  ${w}: synchronous FULL / NORMAL (both tracing: false) = ${t.full_over_normal.toFixed(2)}`)
+}
 
 // --- pull latency at 1k vs 1M changes -----------------------------------------------
 //

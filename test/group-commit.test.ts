@@ -484,9 +484,9 @@ const differential = (api: Api, run: string, checks: Checks = {}) =>
     const groupsBefore = PushGroups.parse(yield* Metrics.prometheus)
     const { maxInFlight, sent } = yield* runConcurrently(api, plans)
     const groupsAfter = PushGroups.parse(yield* Metrics.prometheus)
-    if (checks.groups === true && groupsAfter !== undefined) {
-      // Conditional on the metric existing (it comes with group commit; before it there are no groups to see):
-      // with 16 pushes in flight a writer must have taken more than one waiting push at least once.
+    if (checks.groups === true) {
+      // with 16 pushes in flight a writer must have taken more than one waiting push at least once
+      assert.isDefined(groupsAfter, "mizu_push_group_size is recorded")
       const { extraPushes, groups } = PushGroups.delta(groupsBefore, groupsAfter)
       assert.isAbove(groups, 0, "groups were committed")
       assert.isAbove(extraPushes, 0, "some committed group held more than one push")

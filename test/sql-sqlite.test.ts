@@ -7,11 +7,13 @@ import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { afterAll, assert, describe, it } from "@effect/vitest"
+import * as SqlClient from "@effect/sql/SqlClient"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Redacted from "effect/Redacted"
 import { ChangeLog } from "../src/sync/ChangeLog.js"
 import * as SqlStorage from "../src/sync/sql/SqlStorage.js"
@@ -88,6 +90,28 @@ describe("StorageConfig", () => {
       const keepOne = { RETENTION_CHANGES: "1" }
       assert.deepStrictEqual(yield* withEnv({ ...keepOne, DATABASE_URL: "memory" }, appendTwice), [2, 1])
       assert.deepStrictEqual(yield* withEnv({ ...keepOne, DATABASE_URL: "sqlite::memory:" }, appendTwice), [2, 1])
+    }))
+
+  it.effect("durable mode: SqlStorage's synchronous option sets the connection's PRAGMA; NORMAL by default", () =>
+    Effect.gen(function*() {
+      const pragma = Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe<{ synchronous: number }>("PRAGMA synchronous"))
+      const full = yield* pragma.pipe(Effect.provide(SqlStorage.layerSqlite({ filename: ":memory:", synchronous: "FULL" })))
+      const normal = yield* pragma.pipe(Effect.provide(SqlStorage.layerSqlite({ filename: ":memory:" })))
+      // SQLite answers 2 for FULL and 1 for NORMAL
+      assert.deepStrictEqual([full[0].synchronous, normal[0].synchronous], [2, 1])
+    }))
+
+  it.effect("SQLITE_SYNCHRONOUS=FULL reaches the SQLite layer (its start log says so); a bad value fails naming it", () =>
+    Effect.gen(function*() {
+      const file = NodePath.join(directory, "durable.db")
+      const logged: Array<string> = []
+      const capture = Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => logged.push(String(message))))
+      const appended = yield* withEnv({ DATABASE_URL: file, SQLITE_SYNCHRONOUS: "FULL" }, appendTwice).pipe(Effect.provide(capture))
+      assert.deepStrictEqual(appended, [2, 0])
+      assert.isTrue(logged.some((m) => m.includes(`sqlite ${file} (synchronous = FULL)`)), logged.join("\n"))
+      const bad = yield* Effect.exit(withEnv({ DATABASE_URL: file, SQLITE_SYNCHRONOUS: "ALWAYS" }, appendTwice))
+      assert.isTrue(Exit.isFailure(bad))
+      assert.include(String(Exit.isFailure(bad) ? bad.cause : ""), "SQLITE_SYNCHRONOUS")
     }))
 
   it.effect("a bad DATABASE_URL or RETENTION_CHANGES fails at start with a ConfigError naming it", () =>

@@ -1,8 +1,8 @@
 /**
  * The hand-written baseline for push and pull: `node:http` + `better-sqlite3`,
  * the storage work of bench/lib/baseline-sql.ts (the same transaction as the
- * engine's, on the schema our migrations create) behind a plain request
- * handler.
+ * engine's, on the schema our migrations create) behind the plain request
+ * listener of bench/lib/baseline-handler.ts.
  *
  * Bodies are parsed with JSON.parse and checked by hand (no Schema): that is
  * part of what a hand-written server saves, and part of what we measure.
@@ -10,69 +10,14 @@
  * Argument (JSON): { filename }.
  */
 import * as Http from "node:http"
+import * as BaselineHandler from "../lib/baseline-handler.js"
 import * as BaselineSql from "../lib/baseline-sql.js"
 import * as Control from "../lib/control.js"
 
 const { filename } = Control.argument<{ filename: string }>()
-const { isStr } = BaselineSql
-const { close, pull, push } = BaselineSql.open(filename)
-type Mutation = BaselineSql.Mutation
+const storage = BaselineSql.open(filename)
 
-class BadRequest extends Error {}
-
-const handle = (url: string, json: unknown): { status: number; body: unknown } => {
-  if (typeof json !== "object" || json === null) throw new BadRequest("body must be an object")
-  const b = json as Record<string, unknown>
-  if (url === "/_sync/push") {
-    const clientId = b["client_id"]
-    const mutations = b["mutations"]
-    if (!isStr(clientId, 128) || !Array.isArray(mutations) || mutations.length < 1 || mutations.length > 1000) {
-      throw new BadRequest("bad push")
-    }
-    for (const m of mutations as Array<Mutation>) {
-      if (typeof m !== "object" || m === null || !Number.isSafeInteger(m.id) || m.id < 1 || !isStr(m.name, 128)) {
-        throw new BadRequest("bad mutation")
-      }
-      if (m.scope !== undefined && !isStr(m.scope, 256)) throw new BadRequest("bad scope")
-    }
-    return { status: 200, body: { results: push(clientId, mutations as Array<Mutation>) } }
-  }
-  if (url === "/_sync/pull") {
-    const scope = b["scope"]
-    const cursor = b["cursor"]
-    const limit = b["limit"] ?? 100
-    const clientId = b["client_id"]
-    if (!isStr(scope, 256) || !Number.isSafeInteger(cursor) || (cursor as number) < 0) throw new BadRequest("bad pull")
-    if (!Number.isSafeInteger(limit) || (limit as number) < 1 || (limit as number) > 1000) throw new BadRequest("bad limit")
-    if (clientId !== undefined && !isStr(clientId, 128)) throw new BadRequest("bad client_id")
-    return pull(scope, cursor as number, limit as number, clientId as string | undefined)
-  }
-  return { status: 404, body: { error: { code: "not_found", message: "no such route" } } }
-}
-
-const server = Http.createServer((req, res) => {
-  const chunks: Array<Buffer> = []
-  let size = 0
-  req.on("data", (c: Buffer) => {
-    size += c.length
-    chunks.push(c)
-  })
-  req.on("end", () => {
-    let out: { status: number; body: unknown }
-    try {
-      if (req.method !== "POST") out = { status: 405, body: { error: { code: "method_not_allowed", message: "use POST" } } }
-      else if (size > 1024 * 1024) out = { status: 413, body: { error: { code: "payload_too_large", message: "too large" } } }
-      else out = handle(req.url ?? "", JSON.parse(Buffer.concat(chunks, size).toString("utf8")))
-    } catch (e) {
-      out = e instanceof BadRequest || e instanceof SyntaxError
-        ? { status: 400, body: { error: { code: "invalid_request", message: e.message } } }
-        : { status: 503, body: { error: { code: "unavailable", message: "storage unavailable" } } }
-    }
-    const text = JSON.stringify(out.body)
-    res.writeHead(out.status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) })
-    res.end(text)
-  })
-})
+const server = Http.createServer(BaselineHandler.listener(storage))
 
 server.listen(0, "127.0.0.1", () => {
   const address = server.address()
@@ -81,6 +26,6 @@ server.listen(0, "127.0.0.1", () => {
 })
 process.on("SIGTERM", () => {
   server.close()
-  close()
+  storage.close()
   process.exit(0)
 })

@@ -2,9 +2,10 @@
  * The hand-written baseline for end to end (bench/e2e.ts): push, pull and
  * poke in one process, the honest naive version of our server.
  *
- * - `POST /_sync/push` and `POST /_sync/pull` on `node:http`: the body read
- *   whole, `JSON.parse`, the same hand checks as bench/servers/baseline-http.ts
- *   (no Schema), then the storage work of bench/lib/baseline-sql.ts
+ * - `POST /_sync/push` and `POST /_sync/pull` on `node:http`: the request
+ *   listener of bench/servers/baseline-http.ts (bench/lib/baseline-handler.ts:
+ *   body read whole, `JSON.parse`, hand checks, no Schema) over the storage
+ *   work of bench/lib/baseline-sql.ts
  *   (better-sqlite3, WAL, synchronous=NORMAL, one transaction per push with a
  *   savepoint per mutation, on the schema our migrations create);
  * - a plain `ws` server on the same port at `/_live/websocket` (subprotocol
@@ -27,13 +28,13 @@
 import Database from "better-sqlite3"
 import * as Http from "node:http"
 import { type WebSocket, WebSocketServer } from "ws"
+import * as BaselineHandler from "../lib/baseline-handler.js"
 import * as BaselineSql from "../lib/baseline-sql.js"
 import * as Control from "../lib/control.js"
 
 const { filename } = Control.argument<{ filename: string }>()
 const { isStr } = BaselineSql
 const storage = BaselineSql.open(filename)
-type Mutation = BaselineSql.Mutation
 
 // The scope heads for REPLY's cursors, read from the database (a second connection; WAL readers do not block the writer).
 const reader = new Database(filename, { readonly: true })
@@ -130,12 +131,9 @@ wss.on("connection", (ws) => {
 })
 
 // --- sync over HTTP ----------------------------------------------------------------
-// The checks of bench/servers/baseline-http.ts (which is a script and exports nothing to import).
-
-class BadRequest extends Error {}
 
 /** After the commit: one POKE per scope the push advanced, with the scope's head after it. */
-const pokeAfterPush = (mutations: ReadonlyArray<Mutation>, results: ReadonlyArray<Record<string, unknown>>): void => {
+const pokeAfterPush: BaselineHandler.OnPushed = (mutations, results) => {
   const heads = new Map<string, number>()
   for (let i = 0; i < results.length; i++) {
     const r = results[i]
@@ -147,61 +145,7 @@ const pokeAfterPush = (mutations: ReadonlyArray<Mutation>, results: ReadonlyArra
   for (const [scope, cursor] of heads) poke(scope, cursor)
 }
 
-const handle = (url: string, json: unknown): { status: number; body: unknown } => {
-  if (typeof json !== "object" || json === null) throw new BadRequest("body must be an object")
-  const b = json as Record<string, unknown>
-  if (url === "/_sync/push") {
-    const clientId = b["client_id"]
-    const mutations = b["mutations"]
-    if (!isStr(clientId, 128) || !Array.isArray(mutations) || mutations.length < 1 || mutations.length > 1000) {
-      throw new BadRequest("bad push")
-    }
-    for (const m of mutations as Array<Mutation>) {
-      if (typeof m !== "object" || m === null || !Number.isSafeInteger(m.id) || m.id < 1 || !isStr(m.name, 128)) {
-        throw new BadRequest("bad mutation")
-      }
-      if (m.scope !== undefined && !isStr(m.scope, 256)) throw new BadRequest("bad scope")
-    }
-    const results = storage.push(clientId, mutations as Array<Mutation>)
-    pokeAfterPush(mutations as Array<Mutation>, results)
-    return { status: 200, body: { results } }
-  }
-  if (url === "/_sync/pull") {
-    const scope = b["scope"]
-    const cursor = b["cursor"]
-    const limit = b["limit"] ?? 100
-    const clientId = b["client_id"]
-    if (!isStr(scope, 256) || !Number.isSafeInteger(cursor) || (cursor as number) < 0) throw new BadRequest("bad pull")
-    if (!Number.isSafeInteger(limit) || (limit as number) < 1 || (limit as number) > 1000) throw new BadRequest("bad limit")
-    if (clientId !== undefined && !isStr(clientId, 128)) throw new BadRequest("bad client_id")
-    return storage.pull(scope, cursor as number, limit as number, clientId as string | undefined)
-  }
-  return { status: 404, body: { error: { code: "not_found", message: "no such route" } } }
-}
-
-const server = Http.createServer((req, res) => {
-  const chunks: Array<Buffer> = []
-  let size = 0
-  req.on("data", (c: Buffer) => {
-    size += c.length
-    chunks.push(c)
-  })
-  req.on("end", () => {
-    let out: { status: number; body: unknown }
-    try {
-      if (req.method !== "POST") out = { status: 405, body: { error: { code: "method_not_allowed", message: "use POST" } } }
-      else if (size > 1024 * 1024) out = { status: 413, body: { error: { code: "payload_too_large", message: "too large" } } }
-      else out = handle(req.url ?? "", JSON.parse(Buffer.concat(chunks, size).toString("utf8")))
-    } catch (e) {
-      out = e instanceof BadRequest || e instanceof SyntaxError
-        ? { status: 400, body: { error: { code: "invalid_request", message: e.message } } }
-        : { status: 503, body: { error: { code: "unavailable", message: "storage unavailable" } } }
-    }
-    const text = JSON.stringify(out.body)
-    res.writeHead(out.status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) })
-    res.end(text)
-  })
-})
+const server = Http.createServer(BaselineHandler.listener(storage, pokeAfterPush))
 server.on("upgrade", (req, socket, head) => {
   if (req.url !== "/_live/websocket") {
     socket.destroy()

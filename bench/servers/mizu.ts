@@ -3,7 +3,7 @@
  * WAL), the memory `LivePubSub`, allow-all, on `NodeHttpServer` at
  * 127.0.0.1 on a free port. Started by the benchmarks through `lib/child.ts`.
  *
- * Argument (JSON): { filename, databaseUrl?, tracing?, idleTimeout?, tickInterval?, variants? }; with
+ * Argument (JSON): { filename, databaseUrl?, synchronous?, tracing?, idleTimeout?, tickInterval?, variants? }; with
  * `variants`, the upgrade variants and instrumentation of
  * `upgrade-variants.ts` are mounted too (for bench/ws-open.ts). With a
  * `databaseUrl` of the form `postgres://…` (or `postgresql://…`) the storage is
@@ -34,6 +34,8 @@ interface Arg {
   readonly filename?: string
   /** A `postgres://` URL: Postgres storage on it instead of SQLite. */
   readonly databaseUrl?: string
+  /** SQLite's `PRAGMA synchronous` (default `NORMAL`, as the library's). */
+  readonly synchronous?: "NORMAL" | "FULL"
   readonly tracing?: boolean
   readonly idleTimeout?: string
   readonly tickInterval?: string
@@ -48,7 +50,7 @@ const storage = () => {
     return SqlStorage.layerPg({ url: Redacted.make(arg.databaseUrl), applicationName: "mizu-bench" })
   }
   if (arg.filename === undefined) throw new Error("servers/mizu.ts needs a filename (SQLite) or a databaseUrl (Postgres)")
-  return SqlStorage.layerSqlite({ filename: arg.filename })
+  return SqlStorage.layerSqlite({ filename: arg.filename, ...(arg.synchronous === undefined ? {} : { synchronous: arg.synchronous }) })
 }
 
 const ServerLive = Server.layer({

@@ -14,6 +14,11 @@
  *   trimmed to 90% of it (in the append's transaction). Readers behind the
  *   trimmed part get `cursor_too_old` and reset from a snapshot. Unset: keep
  *   everything.
+ * - `SQLITE_SYNCHRONOUS` (`NORMAL`, the default, or `FULL`): on SQLite, what
+ *   an acknowledged push survives. `NORMAL`: a crash of the process (WAL);
+ *   `FULL`: also a crash of the machine or a power loss (the WAL is synced
+ *   at every commit; with group commit that is once per group of pushes).
+ *   SECURITY.md states what each promises.
  *
  * @since 0.1.0
  */

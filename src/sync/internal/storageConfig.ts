@@ -62,6 +62,11 @@ const retention: Config.Config<Option.Option<number>> = Config.option(
   )
 )
 
+/** `SQLITE_SYNCHRONOUS`: `NORMAL` (the default) or `FULL` (durable across power loss; see SECURITY.md). */
+const sqliteSynchronous: Config.Config<"NORMAL" | "FULL"> = Config.literal("NORMAL", "FULL")("SQLITE_SYNCHRONOUS").pipe(
+  Config.withDefault("NORMAL" as const)
+)
+
 /**
  * Wrap a storage family so that its `ChangeLog.append` applies the retention
  * rule of `RETENTION_CHANGES` (one extra `floor` read per append). The SQL
@@ -111,7 +116,7 @@ const describe = (target: Target): string => {
 /** The storage layer of a target. */
 const layerTarget = (
   target: Target,
-  options: SqlStorage.Options = {}
+  options: SqlStorage.Options & { readonly synchronous?: "NORMAL" | "FULL" } = {}
 ): Layer.Layer<SyncStorage.Services, StorageError> => {
   switch (target._tag) {
     case "Memory": {
@@ -120,8 +125,10 @@ const layerTarget = (
     }
     case "Sqlite":
       return SqlStorage.layerSqlite({ ...options, filename: target.filename })
-    case "Postgres":
-      return SqlStorage.layerPg({ ...options, url: target.url })
+    case "Postgres": {
+      const { synchronous: _, ...pg } = options
+      return SqlStorage.layerPg({ ...pg, url: target.url })
+    }
   }
 }
 
@@ -135,9 +142,12 @@ export const layerConfig: Layer.Layer<SyncStorage.Services, ConfigError.ConfigEr
   Effect.gen(function*() {
     const target = yield* databaseTarget
     const maxChanges = yield* retention
+    const synchronous = yield* sqliteSynchronous
     yield* Effect.logInfo(
-      `storage: ${describe(target)}${Option.isSome(maxChanges) ? `, keeping at most ${maxChanges.value} changes per scope` : ""}`
+      `storage: ${describe(target)}${target._tag === "Sqlite" ? ` (synchronous = ${synchronous})` : ""}${
+        Option.isSome(maxChanges) ? `, keeping at most ${maxChanges.value} changes per scope` : ""
+      }`
     )
-    return layerTarget(target, { maxChangesPerScope: Option.getOrUndefined(maxChanges) })
+    return layerTarget(target, { maxChangesPerScope: Option.getOrUndefined(maxChanges), synchronous })
   })
 )

@@ -88,7 +88,13 @@ export interface SqliteOptions extends Options {
   readonly filename: string
   /** How long a write waits for another process's lock before failing (default 5 seconds). */
   readonly busyTimeout?: Duration.DurationInput | undefined
-  /** `PRAGMA synchronous` (default `NORMAL`: durable across crashes of the process, WAL-safe). */
+  /**
+   * `PRAGMA synchronous`. `NORMAL` (the default): an acknowledged push
+   * survives a crash of the process, not necessarily of the machine (the
+   * WAL is synced at checkpoints). `FULL`: it also survives a power loss
+   * (the WAL is synced at every commit: once per group of pushes). See
+   * SECURITY.md.
+   */
   readonly synchronous?: "OFF" | "NORMAL" | "FULL" | "EXTRA" | undefined
 }
 
