@@ -29,6 +29,7 @@
  *
  * Usage: npm run bench -- idle-sessions [--quick] [--sessions=N]
  */
+import { execSync } from "node:child_process"
 import * as Http from "node:http"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
@@ -233,7 +234,7 @@ const runKind = async (kind: Kind): Promise<Run> => {
   }
 }
 
-const soft = await import("node:child_process").then((cp) => cp.execSync("ulimit -n; ulimit -Hn", { shell: "/bin/sh", encoding: "utf8" }).trim().split("\n"))
+const soft = execSync("ulimit -n; ulimit -Hn", { shell: "/bin/sh", encoding: "utf8" }).trim().split("\n")
 console.log(
   `idle-sessions: ${fmt(config.sessions)} sessions over ${config.clientProcesses} client processes; fd limit here ${soft[0]} (hard ${soft[1]}), children ask for ${config.fdLimit}`
 )
