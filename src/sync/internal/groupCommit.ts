@@ -160,8 +160,8 @@ const unionOf = <A>(jobs: ReadonlyArray<Job<A>>): ReadonlyArray<string> => {
 /** Run a job's attempt under the request's parent span and tracing setting. */
 const runJob = <A>(job: Job<A>, locked: boolean): Effect.Effect<Committed<A>, Failure> => {
   const run = job.run(locked)
-  const traced = job.tracing ? run : Effect.withTracerEnabled(run, false)
-  return Option.isSome(job.parent) ? Effect.withParentSpan(traced, job.parent.value) : traced
+  if (!job.tracing) return Effect.withTracerEnabled(run, false)
+  return Option.isSome(job.parent) ? Effect.withParentSpan(run, job.parent.value) : run
 }
 
 /** The group commit over `options` (see the module header), its writers in the caller's scope. */

@@ -34,30 +34,37 @@ type Apply<E> = (
   scope: string
 ) => Effect.Effect<Either.Either<ReadonlyArray<ChangeInput>, MutationFailed>, E | StorageError>
 
-/** The counter of each result code, made once (a tagged metric is looked up by key each time it is made). */
-const resultCounters = new Map<string, Effect.Effect<void>>()
+/** The counter of each result code, tagged once (a tagged metric is looked up by key each time it is made). */
+const resultCounters = new Map<string, Metric.Metric.Counter<number>>()
 
-const counterOf = (code: string): Effect.Effect<void> => {
+const counterOf = (code: string): Metric.Metric.Counter<number> => {
   let counter = resultCounters.get(code)
   if (counter === undefined) {
-    counter = Metrics.mutationResult(code)
+    counter = Metric.tagged(Metrics.mutations, "result", code)
     resultCounters.set(code, counter)
   }
   return counter
 }
 
-/** Count a push and its results by code; a duplicate (also of a remembered failure) was counted when first processed. */
-const countResults = (results: ReadonlyArray<Protocol.MutationResult>) => {
-  const counts = new Map<string, number>()
-  for (const r of results) {
-    const code = r.duplicate === true ? "duplicate" : r.error?.code ?? "ok"
-    counts.set(code, (counts.get(code) ?? 0) + 1)
-  }
-  return Effect.zipRight(
-    Metric.increment(Metrics.pushRequests),
-    Effect.forEach(counts, ([code, n]) => n === 1 ? counterOf(code) : Effect.repeatN(counterOf(code), n - 1), { discard: true })
-  )
-}
+/**
+ * Count a push and its results by code, in one step with no allocation per
+ * mutation; a duplicate (also of a remembered failure) was counted when
+ * first processed.
+ */
+const countResults = (results: ReadonlyArray<Protocol.MutationResult>) =>
+  Effect.sync(() => {
+    Metrics.pushRequests.unsafeUpdate(1, [])
+    let code = ""
+    let run = 0
+    for (const r of results) {
+      const next = r.duplicate === true ? "duplicate" : r.error?.code ?? "ok"
+      if (next !== code && run > 0) counterOf(code).unsafeUpdate(run, [])
+      if (next !== code) run = 0
+      code = next
+      run++
+    }
+    if (run > 0) counterOf(code).unsafeUpdate(run, [])
+  })
 
 /** Poke each scope once, with its head. */
 export const pokeAll = (broker: Deps["broker"], heads: ReadonlyMap<string, number>) =>
@@ -239,7 +246,17 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
     return Effect.catchTag(optimistic, "NeedsSavepoints", () => withSavepoints)
   }
 
-  const push = (request: Protocol.PushRequest, caller: Caller) => {
+  /** With tracing on, the push in its `SyncEngine.push` span; off, nothing around it (not even a no-op span). */
+  const push = (request: Protocol.PushRequest, caller: Caller) =>
+    Effect.flatMap(FiberRef.get(FiberRef.currentTracerEnabled), (traced) =>
+      traced
+        ? Effect.withSpan(pushUntraced(request, caller), "SyncEngine.push", {
+          attributes: { client_id: request.client_id, mutations: request.mutations.length },
+          captureStackTrace: false
+        })
+        : pushUntraced(request, caller))
+
+  const pushUntraced = (request: Protocol.PushRequest, caller: Caller) => {
     const clientId = request.client_id
     const scopes = request.mutations.map((m) => PushBatch.scopeOf(m))
     return Effect.gen(function*() {
@@ -269,10 +286,6 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
       return { results }
     }).pipe(
       logStorageError,
-      Effect.withSpan("SyncEngine.push", {
-        attributes: { client_id: clientId, mutations: request.mutations.length },
-        captureStackTrace: false
-      }),
       Effect.annotateLogs({ client_id: clientId ?? "" })
     )
   }
