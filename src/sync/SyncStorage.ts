@@ -11,6 +11,7 @@
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type { Change } from "../protocol/Sync.js"
 import type * as ChangeLog from "./ChangeLog.js"
 import type * as Clients from "./Clients.js"
 import * as internal from "./memory/internal/storage.js"
@@ -37,7 +38,38 @@ export class SyncStorage extends Context.Tag("@mizu/sync/SyncStorage")<SyncStora
    * grouped per set of scopes, so unrelated scopes still commit in parallel.
    */
   readonly writers?: "one" | "many"
+  /**
+   * Optional: everything a pull reads, in one consistent read (one
+   * statement on the SQL families): the scope's head and floor, up to
+   * `limit` changes after `cursor`, the client's owner and its last id in
+   * the scope. Without it the engine composes `ChangeLog` and `Clients`
+   * reads in a `readConsistent` unit.
+   */
+  readonly readPull?: (
+    scope: string,
+    cursor: number,
+    limit: number,
+    clientId: string | undefined
+  ) => Effect.Effect<PullRead, StorageError>
 }>() {}
+
+/**
+ * What a pull reads (`SyncStorage.readPull`), from one snapshot.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PullRead {
+  readonly head: number
+  readonly floor: number
+  /** The changes after the cursor, ascending, at most `limit`. */
+  readonly changes: ReadonlyArray<Change>
+  readonly hasMore: boolean
+  /** The principal owning the client id; `undefined` when none does (or there is no client id). */
+  readonly owner: string | undefined
+  /** The client's last processed id among its mutations to the scope (0 if none or no client id). */
+  readonly lastId: number
+}
 
 /**
  * All four storage services, as every storage family provides them over

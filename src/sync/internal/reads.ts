@@ -6,10 +6,12 @@
  */
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
+import type * as Authorizer from "../Authorizer.js"
 import * as Metrics from "../../Metrics.js"
 import * as Protocol from "../../protocol/Sync.js"
 import { ProtocolError } from "../../protocol/Sync.js"
 import type { Caller, SyncEngine } from "../SyncEngine.js"
+import type { PullRead } from "../SyncStorage.js"
 import type { Access } from "./access.js"
 import { logStorageError } from "./errors.js"
 import type { Deps } from "./syncEngine.js"
@@ -17,12 +19,63 @@ import type { Deps } from "./syncEngine.js"
 /** The engine's `pull` and `snapshot` over its services (a builder of the two, ~30 lines each). */
 export const make = (
   { clients, log, storage, store }: Deps,
-  { authorize, checkOwner }: Access
+  { authorize, checkOwner, notOwner }: Access
 ): Pick<SyncEngine["Type"], "pull" | "snapshot"> => {
+  /** The cursor checks, then the response of a page read from one snapshot. */
+  const answer = (request: Protocol.PullRequest, read: PullRead): Effect.Effect<Protocol.PullResponse, ProtocolError> => {
+    if (request.cursor > read.head) {
+      return Effect.fail(
+        new ProtocolError({
+          code: "cursor_ahead",
+          message: `cursor ${request.cursor} is beyond the scope's head ${read.head}`,
+          details: { head: read.head }
+        })
+      )
+    }
+    if (request.cursor < read.floor) {
+      return Effect.fail(
+        new ProtocolError({
+          code: "cursor_too_old",
+          message: `cursor ${request.cursor} is older than the log keeps (floor ${read.floor})`,
+          details: { floor: read.floor }
+        })
+      )
+    }
+    const lastChange = read.changes[read.changes.length - 1]
+    const response: Protocol.PullResponse = {
+      changes: read.changes,
+      cursor: lastChange === undefined ? request.cursor : lastChange.cursor,
+      has_more: read.hasMore
+    }
+    return Effect.as(
+      Metric.increment(Metrics.pullPages),
+      request.client_id === undefined ? response : { ...response, last_mutation_id: read.lastId }
+    )
+  }
+
+  /**
+   * A pull through the storage's one-statement read (`SyncStorage.readPull`):
+   * the owner is checked first, before anything read is answered.
+   */
+  const pullFused = (
+    readPull: NonNullable<Deps["storage"]["readPull"]>,
+    request: Protocol.PullRequest,
+    owner: string | undefined,
+    limit: number
+  ) =>
+    Effect.flatMap(
+      readPull(request.scope, request.cursor, limit, request.client_id),
+      (read): Effect.Effect<Protocol.PullResponse, ProtocolError | Authorizer.Denied> =>
+        request.client_id !== undefined && read.owner !== undefined && read.owner !== owner
+          ? notOwner(request.client_id)
+          : answer(request, read)
+    )
+
   const pull = (request: Protocol.PullRequest, caller: Caller) =>
     Effect.gen(function*() {
       const owner = yield* authorize("pull", [request.scope], caller, request.client_id)
       const limit = request.limit ?? Protocol.DEFAULT_PULL_LIMIT
+      if (storage.readPull !== undefined) return yield* pullFused(storage.readPull, request, owner, limit)
       return yield* storage.readConsistent(Effect.gen(function*() {
         yield* checkOwner(request.client_id, owner)
         const head = yield* log.head(request.scope)

@@ -35,7 +35,8 @@ interface HeadRow {
   readonly floor: number | string
 }
 
-interface ChangeRow {
+/** A row of `mizu_changes`. */
+export interface ChangeRow {
   readonly cursor: number | string
   readonly entity: string
   readonly id: string
@@ -46,7 +47,8 @@ interface ChangeRow {
 
 const isOp = (op: string): op is ChangeOp => op === "create" || op === "update" || op === "delete"
 
-const toChange = (scope: string, row: ChangeRow): Change => {
+/** A stored row as a `Change` (throws on an unknown op: corrupt data). */
+export const toChange = (scope: string, row: ChangeRow): Change => {
   if (!isOp(row.op)) throw new Error(`unknown op ${JSON.stringify(row.op)} at cursor ${row.cursor}`)
   const base = { cursor: Number(row.cursor), scope, entity: row.entity, id: row.id, op: row.op, ts: row.ts }
   return row.data === null ? base : { ...base, data: JSON.parse(row.data) }

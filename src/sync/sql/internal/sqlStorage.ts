@@ -26,6 +26,7 @@ import type { Options, PgOptions, SqliteOptions } from "../SqlStorage.js"
 import * as ClientsSql from "./clients.js"
 import * as ChangeLogSql from "./changeLog.js"
 import * as Migrations from "./migrations.js"
+import * as PullRead from "./pullRead.js"
 import * as SqliteDriver from "./sqliteDriver.js"
 import * as Statements from "./statements.js"
 import * as StoreSql from "./store.js"
@@ -50,7 +51,8 @@ export const make = (options: Options = {}): Effect.Effect<Context.Context<Servi
       SyncStorage.of({
         transaction: transactions.transaction,
         readConsistent: transactions.readConsistent,
-        writers: statements.isPg ? "many" : "one"
+        writers: statements.isPg ? "many" : "one",
+        readPull: PullRead.make(statements)
       })
     ).pipe(
       Context.add(ChangeLog, ChangeLog.of(ChangeLogSql.make(statements, transactions, maxChanges))),
