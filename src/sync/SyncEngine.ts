@@ -87,6 +87,12 @@ export class SyncEngine extends Context.Tag("@mizu/sync/SyncEngine")<SyncEngine,
   readonly push: (request: Protocol.PushRequest, caller: Caller) => Effect.Effect<Protocol.PushResponse, ProtocolError>
   /** The changes after a cursor, in one consistent read with the client's `last_mutation_id`. */
   readonly pull: (request: Protocol.PullRequest, caller: Caller) => Effect.Effect<Protocol.PullResponse, ProtocolError>
+  /**
+   * `pull`'s answer as its JSON response body, encoded once (on the SQL
+   * families the page is the database's JSON, spliced: no row is parsed or
+   * encoded). What the HTTP endpoint serves.
+   */
+  readonly pullBody: (request: Protocol.PullRequest, caller: Caller) => Effect.Effect<string, ProtocolError>
   /** The scope's data at its head, in one consistent read. */
   readonly snapshot: (
     request: Protocol.SnapshotRequest,

@@ -11,7 +11,6 @@
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import type { Change } from "../protocol/Sync.js"
 import type * as ChangeLog from "./ChangeLog.js"
 import type * as Clients from "./Clients.js"
 import * as internal from "./memory/internal/storage.js"
@@ -40,17 +39,10 @@ export class SyncStorage extends Context.Tag("@mizu/sync/SyncStorage")<SyncStora
   readonly writers?: "one" | "many"
   /**
    * Optional: everything a pull reads, in one consistent read (one
-   * statement on the SQL families): the scope's head and floor, up to
-   * `limit` changes after `cursor`, the client's owner and its last id in
-   * the scope. Without it the engine composes `ChangeLog` and `Clients`
-   * reads in a `readConsistent` unit.
+   * statement on the SQL families; see `PullRead`). Without it the engine
+   * composes `ChangeLog` and `Clients` reads in a `readConsistent` unit.
    */
-  readonly readPull?: (
-    scope: string,
-    cursor: number,
-    limit: number,
-    clientId: string | undefined
-  ) => Effect.Effect<PullRead, StorageError>
+  readonly readPull?: PullRead.Reader
 }>() {}
 
 /**
@@ -62,13 +54,38 @@ export class SyncStorage extends Context.Tag("@mizu/sync/SyncStorage")<SyncStora
 export interface PullRead {
   readonly head: number
   readonly floor: number
-  /** The changes after the cursor, ascending, at most `limit`. */
-  readonly changes: ReadonlyArray<Change>
+  /**
+   * The changes after the cursor, ascending, at most `limit`, as the JSON
+   * text of the wire's `Change[]` (encoded by the database from the stored
+   * JSON: spliced into the response as it is).
+   */
+  readonly changesJson: string
+  /** How many changes `changesJson` holds, and the cursor of the last (the request's cursor when none). */
+  readonly count: number
+  readonly lastCursor: number
   readonly hasMore: boolean
   /** The principal owning the client id; `undefined` when none does (or there is no client id). */
   readonly owner: string | undefined
   /** The client's last processed id among its mutations to the scope (0 if none or no client id). */
   readonly lastId: number
+}
+
+/**
+ * @since 0.1.0
+ */
+export declare namespace PullRead {
+  /**
+   * The reader: `(scope, cursor, limit, clientId)`.
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  export type Reader = (
+    scope: string,
+    cursor: number,
+    limit: number,
+    clientId: string | undefined
+  ) => Effect.Effect<PullRead, StorageError>
 }
 
 /**

@@ -6,7 +6,6 @@
  */
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
-import type * as Authorizer from "../Authorizer.js"
 import * as Metrics from "../../Metrics.js"
 import * as Protocol from "../../protocol/Sync.js"
 import { ProtocolError } from "../../protocol/Sync.js"
@@ -20,9 +19,12 @@ import type { Deps } from "./syncEngine.js"
 export const make = (
   { clients, log, storage, store }: Deps,
   { authorize, checkOwner, notOwner }: Access
-): Pick<SyncEngine["Type"], "pull" | "snapshot"> => {
-  /** The cursor checks, then the response of a page read from one snapshot. */
-  const answer = (request: Protocol.PullRequest, read: PullRead): Effect.Effect<Protocol.PullResponse, ProtocolError> => {
+): Pick<SyncEngine["Type"], "pull" | "pullBody" | "snapshot"> => {
+  /** The owner check first (nothing read is revealed to another principal), then the cursor checks. */
+  const checkRead = (request: Protocol.PullRequest, owner: string | undefined, read: PullRead) => {
+    if (request.client_id !== undefined && read.owner !== undefined && read.owner !== owner) {
+      return notOwner(request.client_id)
+    }
     if (request.cursor > read.head) {
       return Effect.fail(
         new ProtocolError({
@@ -41,42 +43,31 @@ export const make = (
         })
       )
     }
-    const lastChange = read.changes[read.changes.length - 1]
-    const response: Protocol.PullResponse = {
-      changes: read.changes,
-      cursor: lastChange === undefined ? request.cursor : lastChange.cursor,
-      has_more: read.hasMore
-    }
-    return Effect.as(
-      Metric.increment(Metrics.pullPages),
-      request.client_id === undefined ? response : { ...response, last_mutation_id: read.lastId }
-    )
+    return Metric.increment(Metrics.pullPages)
   }
 
-  /**
-   * A pull through the storage's one-statement read (`SyncStorage.readPull`):
-   * the owner is checked first, before anything read is answered.
-   */
-  const pullFused = (
-    readPull: NonNullable<Deps["storage"]["readPull"]>,
-    request: Protocol.PullRequest,
-    owner: string | undefined,
-    limit: number
-  ) =>
-    Effect.flatMap(
-      readPull(request.scope, request.cursor, limit, request.client_id),
-      (read): Effect.Effect<Protocol.PullResponse, ProtocolError | Authorizer.Denied> =>
-        request.client_id !== undefined && read.owner !== undefined && read.owner !== owner
-          ? notOwner(request.client_id)
-          : answer(request, read)
-    )
+  /** A pull through the storage's one-statement read (`SyncStorage.readPull`), checked. */
+  const readFused = (readPull: PullRead.Reader, request: Protocol.PullRequest, owner: string | undefined, limit: number) =>
+    Effect.tap(readPull(request.scope, request.cursor, limit, request.client_id), (read) => checkRead(request, owner, read))
 
-  const pull = (request: Protocol.PullRequest, caller: Caller) =>
-    Effect.gen(function*() {
-      const owner = yield* authorize("pull", [request.scope], caller, request.client_id)
-      const limit = request.limit ?? Protocol.DEFAULT_PULL_LIMIT
-      if (storage.readPull !== undefined) return yield* pullFused(storage.readPull, request, owner, limit)
-      return yield* storage.readConsistent(Effect.gen(function*() {
+  /** The response of a fused read (the page's JSON parsed: the typed API). */
+  const responseOf = (request: Protocol.PullRequest, read: PullRead): Protocol.PullResponse => {
+    const response: Protocol.PullResponse = {
+      changes: JSON.parse(read.changesJson) as ReadonlyArray<Protocol.Change>,
+      cursor: read.lastCursor,
+      has_more: read.hasMore
+    }
+    return request.client_id === undefined ? response : { ...response, last_mutation_id: read.lastId }
+  }
+
+  /** The response body of a fused read: the page's JSON spliced as the database encoded it, nothing parsed. */
+  const bodyOf = (request: Protocol.PullRequest, read: PullRead): string =>
+    `{"changes":${read.changesJson},"cursor":${read.lastCursor},"has_more":${read.hasMore}${
+      request.client_id === undefined ? "" : `,"last_mutation_id":${read.lastId}`
+    }}`
+
+  const pullComposed = (request: Protocol.PullRequest, owner: string | undefined, limit: number) =>
+    storage.readConsistent(Effect.gen(function*() {
         yield* checkOwner(request.client_id, owner)
         const head = yield* log.head(request.scope)
         if (request.cursor > head) {
@@ -105,6 +96,19 @@ export const make = (
         if (request.client_id === undefined) return response
         return { ...response, last_mutation_id: yield* clients.lastIdForScope(request.client_id, request.scope) }
       }))
+
+  /** Authorize, then the read (fused when the storage has one, else composed), then the answer in the wanted form. */
+  const pullAs = <A>(
+    request: Protocol.PullRequest,
+    caller: Caller,
+    fused: (read: PullRead) => A,
+    composed: (response: Protocol.PullResponse) => A
+  ) =>
+    Effect.flatMap(authorize("pull", [request.scope], caller, request.client_id), (owner) => {
+      const limit = request.limit ?? Protocol.DEFAULT_PULL_LIMIT
+      return storage.readPull !== undefined
+        ? Effect.map(readFused(storage.readPull, request, owner, limit), fused)
+        : Effect.map(pullComposed(request, owner, limit), composed)
     }).pipe(
       logStorageError,
       Effect.withSpan("SyncEngine.pull", {
@@ -113,6 +117,12 @@ export const make = (
       }),
       Effect.annotateLogs({ scope: request.scope, client_id: request.client_id ?? "" })
     )
+
+  const pull = (request: Protocol.PullRequest, caller: Caller) =>
+    pullAs(request, caller, (read) => responseOf(request, read), (response) => response)
+
+  const pullBody = (request: Protocol.PullRequest, caller: Caller) =>
+    pullAs(request, caller, (read) => bodyOf(request, read), (response) => JSON.stringify(response))
 
   const snapshot = (request: Protocol.SnapshotRequest, caller: Caller) =>
     Effect.gen(function*() {
@@ -132,5 +142,5 @@ export const make = (
       Effect.annotateLogs({ scope: request.scope, client_id: request.client_id ?? "" })
     )
 
-  return { pull, snapshot }
+  return { pull, pullBody, snapshot }
 }

@@ -130,10 +130,10 @@ const handleErrors = <R>(
     })
   )
 
-const endpoint = <A, I, B>(
+const endpoint = <A, I>(
   schema: Schema.Schema<A, I>,
   maxBodyBytes: number,
-  run: (body: A, caller: Caller, engine: SyncEngine["Type"]) => Effect.Effect<B, ProtocolError>
+  run: (body: A, caller: Caller, engine: SyncEngine["Type"]) => Effect.Effect<HttpServerResponse.HttpServerResponse, ProtocolError>
 ) => {
   const decode = decodeBody(schema)
   return Effect.gen(function*() {
@@ -150,21 +150,28 @@ const endpoint = <A, I, B>(
     }
     const body = yield* Effect.flatMap(readBody(request, maxBodyBytes), (text) => decode(text))
     const engine = yield* SyncEngine
-    const result = yield* run(body, callerOf(request), engine)
-    return HttpServerResponse.unsafeJson(result)
+    return yield* run(body, callerOf(request), engine)
   }).pipe(handleErrors)
 }
+
+const json = (value: unknown) => HttpServerResponse.unsafeJson(value)
+
+const jsonText = (body: string) => HttpServerResponse.text(body, { contentType: "application/json" })
 
 /** The sync routes (see `SyncHttp.router`). */
 export const router = (options: Options = {}): HttpRouter.HttpRouter<never, SyncEngine> => {
   const prefix = options.prefix ?? DEFAULT_PREFIX
   const max = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES
   return HttpRouter.empty.pipe(
-    HttpRouter.all(`${prefix}/push`, endpoint(Protocol.PushRequest, max, (body, caller, e) => e.push(body, caller))),
-    HttpRouter.all(`${prefix}/pull`, endpoint(Protocol.PullRequest, max, (body, caller, e) => e.pull(body, caller))),
+    HttpRouter.all(`${prefix}/push`, endpoint(Protocol.PushRequest, max, (body, caller, e) => Effect.map(e.push(body, caller), json))),
+    // the body as the engine encoded it (once; the page's JSON straight from the database)
+    HttpRouter.all(
+      `${prefix}/pull`,
+      endpoint(Protocol.PullRequest, max, (body, caller, e) => Effect.map(e.pullBody(body, caller), jsonText))
+    ),
     HttpRouter.all(
       `${prefix}/snapshot`,
-      endpoint(Protocol.SnapshotRequest, max, (body, caller, e) => e.snapshot(body, caller))
+      endpoint(Protocol.SnapshotRequest, max, (body, caller, e) => Effect.map(e.snapshot(body, caller), json))
     )
   )
 }
