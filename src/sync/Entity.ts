@@ -6,7 +6,9 @@
  */
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Order from "effect/Order"
+import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { formatParseError } from "../protocol/Sync.js"
 
@@ -112,28 +114,60 @@ export const checkId = (entity: Entity<any, any>, id: string): Effect.Effect<voi
   return problem === undefined ? Effect.void : Effect.fail(new EntityError({ reason: "invalid_id", entity: entity.name, message: problem }))
 }
 
-/**
- * Decode a stored JSON value as the entity's type.
- *
- * @since 0.1.0
- * @category conversions
- */
-export const decode = <A, I>(entity: Entity<A, I>, json: unknown): Effect.Effect<A, EntityError> =>
-  Schema.decodeUnknown(entity.schema)(json).pipe(
-    Effect.mapError((e) =>
-      new EntityError({ reason: "decode", entity: entity.name, message: formatParseError(e) })
-    )
-  )
+/** An entity's decoder and encoder, made once: synchronous first, the Effect one for a failure or an async Schema. */
+interface Codec {
+  readonly decodeSync: (json: unknown) => Either.Either<unknown, ParseResult.ParseError>
+  readonly decode: (json: unknown) => Effect.Effect<unknown, ParseResult.ParseError>
+  readonly encodeSync: (value: unknown) => Either.Either<unknown, ParseResult.ParseError>
+  readonly encode: (value: unknown) => Effect.Effect<unknown, ParseResult.ParseError>
+}
+
+const codecs = new WeakMap<Entity<any, any>, Codec>()
+
+const codecOf = (entity: Entity<any, any>): Codec => {
+  let codec = codecs.get(entity)
+  if (codec === undefined) {
+    codec = {
+      decodeSync: Schema.decodeUnknownEither(entity.schema),
+      decode: Schema.decodeUnknown(entity.schema),
+      encodeSync: Schema.encodeEither(entity.schema),
+      encode: Schema.encode(entity.schema)
+    }
+    codecs.set(entity, codec)
+  }
+  return codec
+}
 
 /**
- * Encode a value of the entity's type to the JSON the store keeps.
+ * Decode a stored JSON value as the entity's type (synchronously when the
+ * Schema allows: no fiber step on the way).
  *
  * @since 0.1.0
  * @category conversions
  */
-export const encode = <A, I>(entity: Entity<A, I>, value: A): Effect.Effect<I, EntityError> =>
-  Schema.encode(entity.schema)(value).pipe(
-    Effect.mapError((e) =>
-      new EntityError({ reason: "encode", entity: entity.name, message: formatParseError(e) })
-    )
+export const decode = <A, I>(entity: Entity<A, I>, json: unknown): Effect.Effect<A, EntityError> => {
+  const codec = codecOf(entity)
+  const decoded = codec.decodeSync(json)
+  if (Either.isRight(decoded)) return Effect.succeed(decoded.right as A)
+  return codec.decode(json).pipe(
+    Effect.map((value) => value as A),
+    Effect.mapError((e) => new EntityError({ reason: "decode", entity: entity.name, message: formatParseError(e) }))
   )
+}
+
+/**
+ * Encode a value of the entity's type to the JSON the store keeps
+ * (synchronously when the Schema allows).
+ *
+ * @since 0.1.0
+ * @category conversions
+ */
+export const encode = <A, I>(entity: Entity<A, I>, value: A): Effect.Effect<I, EntityError> => {
+  const codec = codecOf(entity)
+  const encoded = codec.encodeSync(value)
+  if (Either.isRight(encoded)) return Effect.succeed(encoded.right as I)
+  return codec.encode(value).pipe(
+    Effect.map((json) => json as I),
+    Effect.mapError((e) => new EntityError({ reason: "encode", entity: entity.name, message: formatParseError(e) }))
+  )
+}

@@ -71,7 +71,10 @@ export interface PullRead {
 }
 
 /**
+ * The types that go with `PullRead`.
+ *
  * @since 0.1.0
+ * @category models
  */
 export declare namespace PullRead {
   /**

@@ -75,9 +75,9 @@ export const checkEntity = (registry: Mutation.Registry | undefined, entity: Ent
     ? Effect.void
     : Effect.fail(new Entity.EntityError({ reason: "unknown_entity", entity: entity.name, message: `unknown entity ${entity.name}` }))
 
-/** The entity is in the registry and the id can be stored: what every access by id checks first. */
+/** The entity is in the registry and the id can be stored: what every access by id checks first (`Effect.void` when both hold). */
 const checked = (registry: Mutation.Registry | undefined, entity: Entity.Entity<any, any>, id: string) =>
-  Effect.zipRight(checkEntity(registry, entity), Entity.checkId(entity, id))
+  registry === undefined || registry.entities.get(entity.name) === entity ? Entity.checkId(entity, id) : checkEntity(registry, entity)
 
 /**
  * A transaction over `backend` for `scope`, and the changes its writes make,
@@ -103,13 +103,12 @@ export const make = (
   const tx: Transaction = {
     scope,
     get: (entity, id) =>
-      checked(registry, entity, id).pipe(
-        Effect.zipRight(backend.get(entity.name, id)),
-        Effect.tap((row) => known.set(key(entity.name, id), Option.isSome(row))),
-        Effect.flatMap(Option.match({
-          onNone: () => Effect.succeedNone,
-          onSome: (json) => Effect.asSome(Entity.decode(entity, json))
-        }))
+      Effect.zipRight(
+        checked(registry, entity, id),
+        Effect.flatMap(backend.get(entity.name, id), (row) => {
+          known.set(key(entity.name, id), Option.isSome(row))
+          return Option.isNone(row) ? Effect.succeedNone : Effect.asSome(Entity.decode(entity, row.value))
+        })
       ),
     list: (entity) =>
       checkEntity(registry, entity).pipe(

@@ -8,11 +8,11 @@
  */
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { formatParseError } from "../../protocol/Sync.js"
 import type * as Mutation from "../Mutation.js"
 import { MutationFailed, Mutator } from "../Mutator.js"
+import type { StorageError } from "../StorageError.js"
 import { Store } from "../Store.js"
 import * as Transaction from "../Transaction.js"
 
@@ -24,20 +24,46 @@ const storeBackend = (store: Store["Type"], scope: string): Transaction.Backend 
   delete: (entity, id) => store.delete(scope, entity, id)
 })
 
+/** How a handler's failure fails its mutation; `wrote`: the handler had written something first. */
+const failureOf = (e: Mutation.HandlerError, wrote: boolean): Effect.Effect<never, MutationFailed | StorageError> => {
+  switch (e._tag) {
+    // every write of the handler records a change, so no change means no write
+    case "Rejected":
+      return Effect.fail(new MutationFailed({ reason: "rejected", message: e.message, wrote }))
+    // An id storage cannot keep (too long, U+0000) comes from the args: invalid_args,
+    // the same on every storage layer and in the client's optimistic run.
+    // A stored value that no longer decodes, or an entity outside the registry, is a
+    // bug of the app. It is deterministic, so retrying cannot help: the mutation is
+    // consumed as rejected (and logged), never left to block the client's queue.
+    case "EntityError":
+      return e.reason === "invalid_id"
+        ? Effect.fail(new MutationFailed({ reason: "invalid_args", message: e.message, wrote }))
+        : Effect.zipRight(
+          Effect.logError("mutation failed on an entity", e),
+          Effect.fail(new MutationFailed({ reason: "rejected", message: e.message, wrote }))
+        )
+    // A value the database refused as such (not an outage): retrying cannot help either.
+    // The statement may have failed half-way, so the mutation counts as having written
+    // (its savepoint is rolled back).
+    case "StorageError":
+      return e.reason === "invalid"
+        ? Effect.fail(new MutationFailed({ reason: "invalid_args", message: e.message, wrote: true }))
+        : Effect.fail(e)
+  }
+}
+
 /** See `Mutator.make`. */
 export const make = (registry: Mutation.Registry): Effect.Effect<Mutator["Type"], never, Store> =>
   Effect.gen(function*() {
     const store = yield* Store
     const decoders = new Map([...registry.mutations.values()].map((m) => {
-      const decodeSync = Schema.decodeUnknownEither(m.args, { errors: "all" })
-      const decode = Schema.decodeUnknown(m.args, { errors: "all" })
       // Synchronously first (no fiber steps); a failure, or a Schema that needs to run
       // asynchronously, goes through the Effect decoder, whose error is the one reported.
-      const run = (args: unknown): Effect.Effect<unknown, ParseResult.ParseError> => {
-        const result = decodeSync(args)
-        return Either.isRight(result) ? Effect.succeed(result.right) : decode(args)
+      const codec = {
+        sync: Schema.decodeUnknownEither(m.args, { errors: "all" }),
+        effect: Schema.decodeUnknown(m.args, { errors: "all" })
       }
-      return [m.name, run] as const
+      return [m.name, codec] as const
     }))
     return Mutator.of({
       names: [...registry.mutations.keys()],
@@ -49,41 +75,19 @@ export const make = (registry: Mutation.Registry): Effect.Effect<Mutator["Type"]
             new MutationFailed({ reason: "unknown_mutation", message: `unknown mutation ${input.name}`, wrote: false })
           )
         }
-        return decode(input.args).pipe(
-          Effect.mapError((e) =>
-            new MutationFailed({ reason: "invalid_args", message: formatParseError(e), wrote: false })
-          ),
-          Effect.flatMap((args) => {
-            const { changes, tx } = Transaction.make(registry, input.scope, storeBackend(store, input.scope))
-            return def.handler(args, tx).pipe(
-              Effect.as(changes),
-              Effect.catchTags({
-                // every write of the handler records a change, so no change means no write
-                Rejected: (e) =>
-                  Effect.fail(new MutationFailed({ reason: "rejected", message: e.message, wrote: changes.length > 0 })),
-                // An id storage cannot keep (too long, U+0000) comes from the args: invalid_args,
-                // the same on every storage layer and in the client's optimistic run.
-                // A stored value that no longer decodes, or an entity outside the registry, is a
-                // bug of the app. It is deterministic, so retrying cannot help: the mutation is
-                // consumed as rejected (and logged), never left to block the client's queue.
-                EntityError: (e) =>
-                  e.reason === "invalid_id"
-                    ? Effect.fail(new MutationFailed({ reason: "invalid_args", message: e.message, wrote: changes.length > 0 }))
-                    : Effect.logError("mutation failed on an entity", e).pipe(
-                      Effect.zipRight(
-                        Effect.fail(new MutationFailed({ reason: "rejected", message: e.message, wrote: changes.length > 0 }))
-                      )
-                    ),
-                // A value the database refused as such (not an outage): retrying cannot help either.
-                // The statement may have failed half-way, so the mutation counts as having written
-                // (its savepoint is rolled back).
-                StorageError: (e) =>
-                  e.reason === "invalid"
-                    ? Effect.fail(new MutationFailed({ reason: "invalid_args", message: e.message, wrote: true }))
-                    : Effect.fail(e)
-              })
-            )
+        const run = (args: unknown) => {
+          const { changes, tx } = Transaction.make(registry, input.scope, storeBackend(store, input.scope))
+          return Effect.matchEffect(def.handler(args, tx), {
+            onSuccess: () => Effect.succeed(changes),
+            onFailure: (e) => failureOf(e, changes.length > 0)
           })
+        }
+        const decoded = decode.sync(input.args)
+        // suspended: a handler that throws before returning its Effect is a defect of this mutation, not of the caller
+        if (Either.isRight(decoded)) return Effect.suspend(() => run(decoded.right))
+        return decode.effect(input.args).pipe(
+          Effect.mapError((e) => new MutationFailed({ reason: "invalid_args", message: formatParseError(e), wrote: false })),
+          Effect.flatMap(run)
         )
       }
     })

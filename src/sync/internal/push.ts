@@ -234,9 +234,16 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
     // First without savepoints: a mutation that fails before writing anything has nothing to roll
     // back, and most do. One that fails after writing aborts this attempt (rolled back whole) and
     // the push runs again with a savepoint around each mutation.
-    const optimistic = attempt(clientId, owner, mutations, scopes, locked, (mutation, scope) =>
-      Effect.flatMap(applyMutation(mutation, scope), (outcome) =>
-        Either.isLeft(outcome) && outcome.left.wrote !== false ? Effect.fail(new NeedsSavepoints()) : Effect.succeed(outcome)))
+    const optimistic = attempt<NeedsSavepoints>(clientId, owner, mutations, scopes, locked, (mutation, scope) =>
+      Effect.matchEffect(mutator.apply({ name: mutation.name, scope, args: mutation.args }), {
+        onFailure: (e): Effect.Effect<Either.Either<ReadonlyArray<ChangeInput>, MutationFailed>, NeedsSavepoints | StorageError> =>
+          e._tag !== "MutationFailed"
+            ? Effect.fail(e)
+            : e.wrote !== false
+            ? Effect.fail(new NeedsSavepoints())
+            : Effect.succeed(Either.left(e)),
+        onSuccess: (changes) => Effect.succeed(Either.right(changes))
+      }))
     const withSavepoints = attempt(clientId, owner, mutations, scopes, locked, (mutation, scope) =>
       storage.transaction(Effect.flatMap(applyMutation(mutation, scope), (outcome) =>
         // fail inside the savepoint so that it rolls back; caught outside it
