@@ -22,10 +22,10 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Redacted from "effect/Redacted"
-import { Authorizer, LiveHttp, LivePubSub, Server } from "mizu-sync-live"
+import { Authorizer, LiveHttp, LivePubSub, Server, SqlStorage } from "mizu-sync-live"
 import { createServer } from "node:http"
 import { registry } from "../../examples/todo/mutations.js"
-import * as SqlStorage from "../../src/sync/sql/SqlStorage.js"
+
 import * as Control from "../lib/control.js"
 import * as Variants from "./upgrade-variants.js"
 

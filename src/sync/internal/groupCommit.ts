@@ -9,11 +9,14 @@
  *   split so no group passes `MAX_MUTATIONS`) and never waits for more: no
  *   timer, so latency at low load does not grow; under load the pushes
  *   that arrive while a group commits form the next one.
- * - **Each push rolls back alone.** In a group of several, every push runs
- *   its attempt nested in the group's transaction (a savepoint): a push that
- *   fails (another principal's client id, a storage error inside it, a
- *   defect in a mutator) leaves no write behind and fails by itself; the
- *   others commit. A group of one is the push's own transaction, as before.
+ * - **Each push rolls back alone.** A group of several runs first with no
+ *   savepoint (each push's attempt joined to the group's transaction, the
+ *   common case costs no SAVEPOINT round trip); if any push cannot finish
+ *   cleanly (a mutation that failed after writing, another principal's
+ *   client id, a storage error, a defect) the group is rolled back whole and
+ *   runs again with every push nested in a savepoint of its own: a push that
+ *   fails then leaves no write behind and fails by itself; the others
+ *   commit. A group of one is the push's own transaction, as before.
  * - **Nothing is answered before the commit.** Results, then pokes (once per
  *   scope per group, with the scope's head after the commit), come only
  *   after the group's COMMIT; a failed COMMIT fails every push of the group
@@ -39,6 +42,7 @@
  *
  * @internal
  */
+import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -74,6 +78,19 @@ const groupSize = Metric.histogram(
 /** What a push's attempt fails with. */
 export type Failure = StorageError | Authorizer.Denied
 
+/**
+ * How a push's attempt runs:
+ * - `"alone"`: in a transaction of its own (a group of one);
+ * - `"savepoint"`: nested in the group's transaction, a savepoint of its own;
+ * - `"joined"`: straight in the group's transaction, no savepoint. It must
+ *   then fail with `Rerun` (never recover inside) when it cannot finish
+ *   cleanly: the group is rolled back and run again with savepoints.
+ */
+export type Mode = "alone" | "savepoint" | "joined"
+
+/** A `"joined"` attempt could not finish without a savepoint: run the group again with one per push. */
+export class Rerun extends Data.TaggedError("Rerun") {}
+
 /** What a committed push yields: its results, and per scope it wrote the head after it. */
 export interface Committed<A> {
   readonly value: A
@@ -85,12 +102,8 @@ interface Job<A> {
   /** The push's scopes, sorted and unique. */
   readonly scopes: ReadonlyArray<string>
   readonly mutations: number
-  /**
-   * The push's attempt as a unit of work: it opens its own `transaction`
-   * (a savepoint when run inside the group's). `locked`: the group has
-   * locked the push's scopes already.
-   */
-  readonly run: (locked: boolean) => Effect.Effect<Committed<A>, Failure>
+  /** The push's attempt in the given mode (the group has locked its scopes unless `"alone"`). */
+  readonly run: (mode: Mode) => Effect.Effect<Committed<A>, Failure | Rerun>
   readonly parent: Option.Option<Tracer.AnySpan>
   readonly tracing: boolean
   readonly done: Deferred.Deferred<A, Failure>
@@ -102,7 +115,7 @@ export interface GroupCommit {
   readonly submit: <A>(
     scopes: ReadonlyArray<string>,
     mutations: number,
-    run: (locked: boolean) => Effect.Effect<Committed<A>, Failure>
+    run: (mode: Mode) => Effect.Effect<Committed<A>, Failure | Rerun>
   ) => Effect.Effect<A, Failure>
 }
 
@@ -157,9 +170,13 @@ const unionOf = <A>(jobs: ReadonlyArray<Job<A>>): ReadonlyArray<string> => {
   return [...all].sort()
 }
 
+/** `Rerun` only comes from a joined attempt; alone or in a savepoint it is a defect. */
+const onlyFailures = <A>(self: Effect.Effect<A, Failure | Rerun>): Effect.Effect<A, Failure> =>
+  Effect.catchTag(self, "Rerun", (e) => Effect.die(e))
+
 /** Run a job's attempt under the request's parent span and tracing setting. */
-const runJob = <A>(job: Job<A>, locked: boolean): Effect.Effect<Committed<A>, Failure> => {
-  const run = job.run(locked)
+const runJob = <A>(job: Job<A>, mode: Mode): Effect.Effect<Committed<A>, Failure | Rerun> => {
+  const run = job.run(mode)
   if (!job.tracing) return Effect.withTracerEnabled(run, false)
   return Option.isSome(job.parent) ? Effect.withParentSpan(run, job.parent.value) : run
 }
@@ -199,32 +216,55 @@ export const make = (options: Options): Effect.Effect<GroupCommit, never, Scope.
 
     /** One push alone: its own transaction; a lost conflict runs it again, a few times. */
     const runOne = <A>(job: Job<A>): Effect.Effect<void> =>
-      Effect.flatMap(Effect.exit(runJob(job, false)), (exit) => {
+      Effect.flatMap(Effect.exit(onlyFailures(runJob(job, "alone"))), (exit) => {
         if (retryLater([job], [exit]).length === 1) {
           return Effect.zipRight(Effect.sleep(Duration.millis(5 + Math.random() * 10 * job.conflicts)), runOne(job))
         }
         return settle([job], [exit])
       })
 
-    /** Several pushes in one transaction, a savepoint each (see the module header). */
+    /**
+     * Several pushes in one transaction, first with no savepoint at all (each
+     * push joined): if every push finishes cleanly the group commits as it
+     * is; any failure rolls the group back and it runs again with a
+     * savepoint per push (see the module header).
+     */
     const runGroup = <A>(jobs: ReadonlyArray<Job<A>>): Effect.Effect<void> => {
       if (jobs.length === 1) return runOne(jobs[0])
+      const joined = Effect.zipRight(
+        lockScopes(unionOf(jobs)),
+        Effect.forEach(jobs, (job) => Effect.map(runJob(job, "joined"), Exit.succeed))
+      )
+      return Effect.flatMap(Effect.exit(storage.transaction(joined)), (exit) => {
+        if (Exit.isSuccess(exit)) return settle(jobs, exit.value)
+        // a conflict lost at the lock or the COMMIT: nothing committed, the whole group runs again
+        if (isConflict(exit as Exit.Exit<never, Failure>) && retryLater(jobs, jobs.map(() => exit as Exit.Exit<never, Failure>)).length === jobs.length) {
+          return Effect.zipRight(Effect.sleep(Duration.millis(5 + Math.random() * 10)), runGroup(jobs))
+        }
+        return runWithSavepoints(jobs)
+      })
+    }
+
+    /** Several pushes in one transaction, a savepoint each: a push that fails rolls back alone. */
+    const runWithSavepoints = <A>(jobs: ReadonlyArray<Job<A>>): Effect.Effect<void> => {
       const unit = Effect.zipRight(
         lockScopes(unionOf(jobs)),
-        Effect.forEach(jobs, (job) => Effect.exit(runJob(job, true)))
+        Effect.forEach(jobs, (job) => Effect.exit(onlyFailures(runJob(job, "savepoint"))))
       )
       return Effect.flatMap(Effect.exit(storage.transaction(unit)), (outer) => {
         if (Exit.isFailure(outer)) {
           // nothing of the group committed: run it again whole after a lost conflict, else every push fails
           const again = retryLater(jobs, jobs.map(() => outer))
-          if (again.length === jobs.length) return Effect.zipRight(Effect.sleep(Duration.millis(5 + Math.random() * 10)), runGroup(jobs))
+          if (again.length === jobs.length) {
+            return Effect.zipRight(Effect.sleep(Duration.millis(5 + Math.random() * 10)), runWithSavepoints(jobs))
+          }
           return Effect.forEach(jobs, (job) => Deferred.failCause(job.done, outer.cause), { discard: true })
         }
         const exits = outer.value
         const again = retryLater(jobs, exits)
         const settled = again.length === 0 ? jobs : jobs.filter((job) => !again.includes(job))
         const settledExits = again.length === 0 ? exits : exits.filter((_, i) => !again.includes(jobs[i]))
-        return Effect.zipRight(settle(settled, settledExits), again.length === 0 ? Effect.void : runGroup(again))
+        return Effect.zipRight(settle(settled, settledExits), again.length === 0 ? Effect.void : runWithSavepoints(again))
       })
     }
 
@@ -263,7 +303,7 @@ export const make = (options: Options): Effect.Effect<GroupCommit, never, Scope.
       queue: Queue.Queue<Job<unknown>>,
       scopes: ReadonlyArray<string>,
       mutations: number,
-      run: (locked: boolean) => Effect.Effect<Committed<A>, Failure>
+      run: (mode: Mode) => Effect.Effect<Committed<A>, Failure | Rerun>
     ) =>
       Effect.withFiberRuntime<A, Failure>((fiber) => {
         const done = Deferred.unsafeMake<A, Failure>(fiber.id())

@@ -21,7 +21,7 @@ import type { StorageError } from "../StorageError.js"
 import type { Caller, SyncEngine } from "../SyncEngine.js"
 import type { Access } from "./access.js"
 import { logStorageError, retryConflicts } from "./errors.js"
-import type * as GroupCommit from "./groupCommit.js"
+import * as GroupCommit from "./groupCommit.js"
 import * as PushBatch from "./pushBatch.js"
 import type { Deps } from "./syncEngine.js"
 
@@ -208,10 +208,11 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
     owner: string | undefined,
     mutations: ReadonlyArray<Protocol.Mutation>,
     scopes: ReadonlyArray<string>,
-    locked: boolean,
+    mode: GroupCommit.Mode,
     apply: Apply<E>
-  ) =>
-    storage.transaction(Effect.flatMap(FiberRef.get(FiberRef.currentTracerEnabled), (traced) =>
+  ) => {
+    const locked = mode !== "alone"
+    const unit = Effect.flatMap(FiberRef.get(FiberRef.currentTracerEnabled), (traced) =>
       Effect.gen(function*() {
         if (!locked) yield* log.lockScopes(scopes)
         const last = yield* claimClient(clientId, owner)
@@ -222,19 +223,22 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
         yield* clients.recordAll(clientId, batch.processed)
         const results = yield* resolveResults(log, batch.slots, base)
         return { value: results, heads }
-      })))
+      }))
+    // joined: straight in the group's transaction; else a transaction (or savepoint) of its own
+    return mode === "joined" ? unit : storage.transaction(unit)
+  }
 
   const pushWithClient = (
     clientId: string,
     owner: string | undefined,
     mutations: ReadonlyArray<Protocol.Mutation>,
     scopes: ReadonlyArray<string>,
-    locked: boolean
+    mode: GroupCommit.Mode
   ) => {
     // First without savepoints: a mutation that fails before writing anything has nothing to roll
     // back, and most do. One that fails after writing aborts this attempt (rolled back whole) and
     // the push runs again with a savepoint around each mutation.
-    const optimistic = attempt<NeedsSavepoints>(clientId, owner, mutations, scopes, locked, (mutation, scope) =>
+    const optimistic = attempt<NeedsSavepoints>(clientId, owner, mutations, scopes, mode, (mutation, scope) =>
       Effect.matchEffect(mutator.apply({ name: mutation.name, scope, args: mutation.args }), {
         onFailure: (e): Effect.Effect<Either.Either<ReadonlyArray<ChangeInput>, MutationFailed>, NeedsSavepoints | StorageError> =>
           e._tag !== "MutationFailed"
@@ -244,7 +248,11 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
             : Effect.succeed(Either.left(e)),
         onSuccess: (changes) => Effect.succeed(Either.right(changes))
       }))
-    const withSavepoints = attempt(clientId, owner, mutations, scopes, locked, (mutation, scope) =>
+    // joined to a group: no savepoint of its own to roll back to, so the group runs again with them
+    if (mode === "joined") {
+      return Effect.catchTag(optimistic, "NeedsSavepoints", () => Effect.fail(new GroupCommit.Rerun()))
+    }
+    const withSavepoints = attempt(clientId, owner, mutations, scopes, mode, (mutation, scope) =>
       storage.transaction(Effect.flatMap(applyMutation(mutation, scope), (outcome) =>
         // fail inside the savepoint so that it rolls back; caught outside it
         Either.isLeft(outcome) ? Effect.fail(outcome.left) : Effect.succeed(outcome))).pipe(
@@ -287,7 +295,7 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
       const results = yield* group.submit(
         locking,
         request.mutations.length,
-        (locked) => pushWithClient(clientId, owner, request.mutations, locking, locked)
+        (mode) => pushWithClient(clientId, owner, request.mutations, locking, mode)
       )
       yield* countResults(results)
       return { results }
