@@ -20,6 +20,13 @@
  * slices alternating between them (the machine is shared and noisy), and the
  * median slice is reported with the ratio ours / baseline.
  *
+ * Every slice opens its 32 keep-alive connections before its clock starts
+ * (one pull each), so it measures the steady state; `push-tail` measures
+ * connections opened under load, where the first request of a late
+ * connection waits up to ~1 s on either server. `http-floor` is our HTTP
+ * path (routes, body read, Schema decode, encode) over an engine that costs
+ * nothing: what no engine work can beat.
+ *
  * Then pull latency (one request at a time) for a 100-change page at random
  * cursors, with 1k and with 1M changes in the log (separate database files,
  * bulk-loaded with better-sqlite3), round robin over ours and the baseline on
@@ -50,14 +57,17 @@ const config = {
   smallRows: 1_000
 }
 
-type Kind = "ours" | "ours-notrace" | "ours-full" | "baseline"
-const kinds: ReadonlyArray<Kind> = ["ours", "ours-notrace", "ours-full", "baseline"]
+type Kind = "ours" | "ours-notrace" | "ours-full" | "http-floor" | "baseline"
+const kinds: ReadonlyArray<Kind> = ["ours", "ours-notrace", "ours-full", "http-floor", "baseline"]
 const label: Record<Kind, string> = {
   ours: "ours (tracing on)",
   "ours-notrace": "ours (tracing: false)",
   "ours-full": "ours (tracing: false, synchronous FULL)",
+  "http-floor": "our HTTP path over a free engine (floor)",
   baseline: "baseline node:http + better-sqlite3"
 }
+/** The floor answers pushes only (its engine stores nothing to pull). */
+const kindsFor = (w: Workload): ReadonlyArray<Kind> => w === "pull" ? kinds.filter((k) => k !== "http-floor") : kinds
 
 const tmp = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "mizu-bench-"))
 process.on("exit", () => NodeFs.rmSync(tmp, { recursive: true, force: true }))
@@ -70,6 +80,8 @@ setTimeout(() => {
 const startServer = (kind: Kind, filename: string) =>
   kind === "baseline"
     ? Child.start("servers/baseline-http.ts", { filename })
+    : kind === "http-floor"
+    ? Child.start("servers/http-floor.ts", {})
     : Child.start("servers/mizu.ts", { filename, tracing: kind === "ours", ...(kind === "ours-full" ? { synchronous: "FULL" } : {}) })
 
 let dbCounter = 0
@@ -83,6 +95,9 @@ const freshDb = async (pullRows: number) => {
 // --- workloads ----------------------------------------------------------------
 
 let runCounter = 0
+
+/** Every connection opened before a slice's clock starts (one pull each): the slices measure the steady state. */
+const connectionWarmup = { path: "/_sync/pull", body: JSON.stringify({ scope: "warm", cursor: 0 }) }
 
 const pushLoad = (port: number, batch: number, durationMs: number) => {
   const run = ++runCounter
@@ -101,6 +116,7 @@ const pushLoad = (port: number, batch: number, durationMs: number) => {
     maxPerWorker: 1_000_000,
     durationMs,
     body: bodies,
+    warmup: connectionWarmup,
     check: (response) => {
       const results = (JSON.parse(response.body) as { results: Array<{ ok: boolean; duplicate?: boolean }> }).results
       if (results.length !== batch) return `expected ${batch} results, got ${results.length}`
@@ -126,6 +142,7 @@ const pullLoad = (port: number, durationMs: number, workers = config.workers) =>
     maxPerWorker: 1_000_000,
     durationMs,
     body: pullBody(config.pullScopeRows),
+    warmup: connectionWarmup,
     check: checkPage
   })
 
@@ -174,10 +191,11 @@ const portOf = (kind: Kind) => servers[kind].ready["port"] as number
 const throughput: Record<string, unknown> = {}
 const rows: Array<Array<string>> = [["workload", "server", "req/s", "mutations|changes/s", "p50 ms", "p99 ms", "ours/baseline", "range over slices"]]
 for (const w of workloads) {
-  for (const kind of kinds) await runWorkload(w, portOf(kind), config.warmupMs)
-  const slices: Record<Kind, Array<Throughput>> = { ours: [], "ours-notrace": [], "ours-full": [], baseline: [] }
+  const these = kindsFor(w)
+  for (const kind of these) await runWorkload(w, portOf(kind), config.warmupMs)
+  const slices: Record<Kind, Array<Throughput>> = { ours: [], "ours-notrace": [], "ours-full": [], "http-floor": [], baseline: [] }
   for (let i = 0; i < config.slices; i++) {
-    const order = i % 2 === 0 ? kinds : [...kinds].reverse()
+    const order = i % 2 === 0 ? these : [...these].reverse()
     for (const kind of order) slices[kind].push(toThroughput(await runWorkload(w, portOf(kind), config.sliceMs), perRequest[w]))
   }
   const med = (kind: Kind): Throughput => {
@@ -189,7 +207,7 @@ for (const w of workloads) {
   // The ratio within each slice pair, to show how much the noise moves it.
   const sliceRatios = (kind: Kind) => slices[kind].map((t, i) => ratio(t.reqPerSec, slices.baseline[i].reqPerSec))
   const base = med("baseline")
-  for (const kind of kinds) {
+  for (const kind of these) {
     const t = med(kind)
     const rs = sliceRatios(kind)
     rows.push([
@@ -210,6 +228,7 @@ for (const w of workloads) {
     baseline: base,
     ratio_ours: ratio(med("ours").reqPerSec, base.reqPerSec),
     ratio_ours_notrace: ratio(med("ours-notrace").reqPerSec, base.reqPerSec),
+    ...(these.includes("http-floor") ? { http_floor: med("http-floor"), ratio_http_floor: ratio(med("http-floor").reqPerSec, base.reqPerSec) } : {}),
     ours_full: med("ours-full"),
     ratio_ours_full: ratio(med("ours-full").reqPerSec, base.reqPerSec),
     full_over_normal: ratio(med("ours-full").reqPerSec, med("ours-notrace").reqPerSec),

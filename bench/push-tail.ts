@@ -6,7 +6,7 @@
  * and for the slow requests (over 10× the p50) when in the run they happened
  * and how many were in flight on the server then.
  *
- * Usage: npm run bench -- push-tail [--rev=<commit>] [--quick]
+ * Usage: npm run bench -- push-tail [--rev=<commit>] [--batch=<mutations per push, default 1>] [--quick]
  */
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
@@ -20,7 +20,8 @@ import { summarize } from "./lib/stats.js"
 
 const quick = process.argv.includes("--quick")
 const rev = process.argv.find((a) => a.startsWith("--rev="))?.slice(6) ?? "cd4aa4f"
-const config = { workers: 32, ms: quick ? 2000 : 4000, rounds: quick ? 2 : 3 }
+const batch = Number(process.argv.find((a) => a.startsWith("--batch="))?.slice(8) ?? 1)
+const config = { workers: 32, batch, ms: quick ? 2000 : 4000, rounds: quick ? 2 : 3 }
 
 const tmp = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "mizu-bench-"))
 const old = Patched.prepare([], rev)
@@ -65,10 +66,15 @@ const run = async (port: number, ms: number, round: number, label: string, warm:
   const deadline = t0 + ms
   await Promise.all(Array.from({ length: config.workers }, async (_, w) => {
     const clientId = `${label}-r${round}-c${w}`
-    for (let id = 1; performance.now() < deadline; id++) {
+    for (let id = 1; performance.now() < deadline; id += config.batch) {
       const body = JSON.stringify({
         client_id: clientId,
-        mutations: [{ id, name: "todo/create", scope: "bench", args: { id: `${clientId}-${id}`, title: `buy milk ${id}` } }]
+        mutations: Array.from({ length: config.batch }, (_, k) => ({
+          id: id + k,
+          name: "todo/create",
+          scope: "bench",
+          args: { id: `${clientId}-${id + k}`, title: `buy milk ${id + k}` }
+        }))
       })
       const start = performance.now()
       const response = await http.post("/_sync/push", body)
@@ -161,8 +167,8 @@ for (const key of Object.keys(all) as Array<Key>) {
     lat[lat.length - 1].toFixed(1)
   ])
 }
-console.log(`\npush, 1 mutation per request, ${config.workers} in flight, ${config.rounds} rounds of ${config.ms} ms per server:`)
+console.log(`\npush, ${config.batch} mutation(s) per request, ${config.workers} in flight, ${config.rounds} rounds of ${config.ms} ms per server:`)
 printTable(rows)
-const file = writeResult("push-tail", { config, rev, summary, rounds: perRound })
+const file = writeResult(config.batch === 1 ? "push-tail" : `push-tail-${config.batch}`, { config, rev, summary, rounds: perRound })
 console.log(`wrote ${NodePath.relative(process.cwd(), file)}`)
 process.exit(0)

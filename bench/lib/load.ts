@@ -49,6 +49,14 @@ export interface LoadOptions {
   readonly body: (worker: number, seq: number) => string
   /** Check a response; return a problem to count it as an error. */
   readonly check?: (response: Response, worker: number, seq: number) => string | undefined
+  /**
+   * One request per worker sent before the clock starts (not measured), so
+   * every keep-alive connection is open when the measurement begins: the
+   * figures are then the steady state, not connection setup under load
+   * (`push-tail` measures that: the first request of a connection opened
+   * while the others are busy waits up to ~1 s on either server).
+   */
+  readonly warmup?: { readonly path: string; readonly body: string }
 }
 
 export interface LoadResult {
@@ -65,6 +73,8 @@ export interface LoadResult {
 export const run = async (options: LoadOptions): Promise<LoadResult> => {
   const http = client(options.port, options.workers)
   const latencies: Array<number> = []
+  const warmup = options.warmup
+  if (warmup !== undefined) await Promise.all(Array.from({ length: options.workers }, () => http.post(warmup.path, warmup.body)))
   let errors = 0
   let firstError: string | undefined
   const start = performance.now()
