@@ -10,8 +10,10 @@
  *   timer, so latency at low load does not grow; under load the pushes
  *   that arrive while a group commits form the next one.
  * - **Each push rolls back alone.** A group of several runs first with no
- *   savepoint (each push's attempt joined to the group's transaction, the
- *   common case costs no SAVEPOINT round trip); if any push cannot finish
+ *   savepoint: each push is processed straight in the group's transaction
+ *   (claim, mutators, ledger) and the group appends every push's changes
+ *   at once, one append per scope in push order, so the common case costs
+ *   no SAVEPOINT round trip and one head bump per scope; if any push cannot finish
  *   cleanly (a mutation that failed after writing, another principal's
  *   client id, a storage error, a defect) the group is rolled back whole and
  *   runs again with every push nested in a savepoint of its own: a push that
@@ -55,7 +57,9 @@ import * as Queue from "effect/Queue"
 import * as RcMap from "effect/RcMap"
 import type * as Scope from "effect/Scope"
 import type * as Tracer from "effect/Tracer"
+import type { Change } from "../../protocol/Sync.js"
 import type * as Authorizer from "../Authorizer.js"
+import type { ChangeInput } from "../ChangeLog.js"
 import { StorageError } from "../StorageError.js"
 import type { SyncStorage } from "../SyncStorage.js"
 
@@ -78,17 +82,7 @@ const groupSize = Metric.histogram(
 /** What a push's attempt fails with. */
 export type Failure = StorageError | Authorizer.Denied
 
-/**
- * How a push's attempt runs:
- * - `"alone"`: in a transaction of its own (a group of one);
- * - `"savepoint"`: nested in the group's transaction, a savepoint of its own;
- * - `"joined"`: straight in the group's transaction, no savepoint. It must
- *   then fail with `Rerun` (never recover inside) when it cannot finish
- *   cleanly: the group is rolled back and run again with savepoints.
- */
-export type Mode = "alone" | "savepoint" | "joined"
-
-/** A `"joined"` attempt could not finish without a savepoint: run the group again with one per push. */
+/** A push prepared in a group (no savepoint) could not finish cleanly: run the group again with one savepoint per push. */
 export class Rerun extends Data.TaggedError("Rerun") {}
 
 /** What a committed push yields: its results, and per scope it wrote the head after it. */
@@ -97,13 +91,31 @@ export interface Committed<A> {
   readonly heads: ReadonlyMap<string, number>
 }
 
+/**
+ * A push processed straight in a group's transaction, its changes not yet
+ * appended: the group appends every push's changes at once per scope, then
+ * `finish` gives the push's value and heads from, per scope, the head
+ * before its first change (the head, for a scope it did not write).
+ */
+export interface Prepared<A> {
+  readonly pending: ReadonlyMap<string, ReadonlyArray<ChangeInput>>
+  readonly finish: (headBefore: (scope: string) => number) => Committed<A>
+}
+
+/** A push's two ways to run: whole (alone, or in a savepoint), or prepared in a group with no savepoint. */
+export interface Attempt<A> {
+  readonly run: (mode: "alone" | "savepoint") => Effect.Effect<Committed<A>, Failure>
+  /** Fails with `Rerun` when it cannot finish cleanly without a savepoint. */
+  readonly prepare: () => Effect.Effect<Prepared<A>, Failure | Rerun>
+}
+
 /** One push waiting for a writer. */
 interface Job<A> {
   /** The push's scopes, sorted and unique. */
   readonly scopes: ReadonlyArray<string>
   readonly mutations: number
-  /** The push's attempt in the given mode (the group has locked its scopes unless `"alone"`). */
-  readonly run: (mode: Mode) => Effect.Effect<Committed<A>, Failure | Rerun>
+  /** The push's attempt (the group has locked its scopes unless `"alone"`). */
+  readonly attempt: Attempt<A>
   readonly parent: Option.Option<Tracer.AnySpan>
   readonly tracing: boolean
   readonly done: Deferred.Deferred<A, Failure>
@@ -115,7 +127,7 @@ export interface GroupCommit {
   readonly submit: <A>(
     scopes: ReadonlyArray<string>,
     mutations: number,
-    run: (mode: Mode) => Effect.Effect<Committed<A>, Failure | Rerun>
+    attempt: Attempt<A>
   ) => Effect.Effect<A, Failure>
 }
 
@@ -123,6 +135,9 @@ export interface Options {
   readonly storage: SyncStorage["Type"]
   /** Lock the heads of these scopes (sorted) for the rest of the transaction. */
   readonly lockScopes: (scopes: ReadonlyArray<string>) => Effect.Effect<void, StorageError>
+  /** Append changes to a scope's log (cursors after its head), and read a head: the group's appends. */
+  readonly append: (scope: string, changes: ReadonlyArray<ChangeInput>) => Effect.Effect<ReadonlyArray<Change>, StorageError>
+  readonly head: (scope: string) => Effect.Effect<number, StorageError>
   /** After a group's commit: each scope it wrote, once, with its head. */
   readonly committed: (heads: ReadonlyMap<string, number>) => Effect.Effect<void>
 }
@@ -170,21 +185,22 @@ const unionOf = <A>(jobs: ReadonlyArray<Job<A>>): ReadonlyArray<string> => {
   return [...all].sort()
 }
 
-/** `Rerun` only comes from a joined attempt; alone or in a savepoint it is a defect. */
-const onlyFailures = <A>(self: Effect.Effect<A, Failure | Rerun>): Effect.Effect<A, Failure> =>
-  Effect.catchTag(self, "Rerun", (e) => Effect.die(e))
-
-/** Run a job's attempt under the request's parent span and tracing setting. */
-const runJob = <A>(job: Job<A>, mode: Mode): Effect.Effect<Committed<A>, Failure | Rerun> => {
-  const run = job.run(mode)
-  if (!job.tracing) return Effect.withTracerEnabled(run, false)
-  return Option.isSome(job.parent) ? Effect.withParentSpan(run, job.parent.value) : run
+/** A job's effect under the request's parent span and tracing setting. */
+const asRequest = <A, E>(job: Job<unknown>, effect: Effect.Effect<A, E>): Effect.Effect<A, E> => {
+  if (!job.tracing) return Effect.withTracerEnabled(effect, false)
+  return Option.isSome(job.parent) ? Effect.withParentSpan(effect, job.parent.value) : effect
 }
+
+const runJob = <A>(job: Job<A>, mode: "alone" | "savepoint"): Effect.Effect<Committed<A>, Failure> =>
+  asRequest(job as Job<unknown>, job.attempt.run(mode))
+
+const prepareJob = <A>(job: Job<A>): Effect.Effect<Prepared<A>, Failure | Rerun> =>
+  asRequest(job as Job<unknown>, job.attempt.prepare())
 
 /** The group commit over `options` (see the module header), its writers in the caller's scope. */
 export const make = (options: Options): Effect.Effect<GroupCommit, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const { committed, lockScopes, storage } = options
+    const { append, committed, head, lockScopes, storage } = options
 
     /** After the commit: the scopes' heads (the last write of each wins), poked once, then every push answered. */
     const settle = <A>(jobs: ReadonlyArray<Job<A>>, exits: ReadonlyArray<Exit.Exit<Committed<A>, Failure>>) => {
@@ -216,7 +232,7 @@ export const make = (options: Options): Effect.Effect<GroupCommit, never, Scope.
 
     /** One push alone: its own transaction; a lost conflict runs it again, a few times. */
     const runOne = <A>(job: Job<A>): Effect.Effect<void> =>
-      Effect.flatMap(Effect.exit(onlyFailures(runJob(job, "alone"))), (exit) => {
+      Effect.flatMap(Effect.exit(runJob(job, "alone")), (exit) => {
         if (retryLater([job], [exit]).length === 1) {
           return Effect.zipRight(Effect.sleep(Duration.millis(5 + Math.random() * 10 * job.conflicts)), runOne(job))
         }
@@ -231,9 +247,10 @@ export const make = (options: Options): Effect.Effect<GroupCommit, never, Scope.
      */
     const runGroup = <A>(jobs: ReadonlyArray<Job<A>>): Effect.Effect<void> => {
       if (jobs.length === 1) return runOne(jobs[0])
+      const scopes = unionOf(jobs)
       const joined = Effect.zipRight(
-        lockScopes(unionOf(jobs)),
-        Effect.forEach(jobs, (job) => Effect.map(runJob(job, "joined"), Exit.succeed))
+        lockScopes(scopes),
+        Effect.flatMap(Effect.forEach(jobs, prepareJob), (prepared) => appendAll(scopes, prepared))
       )
       return Effect.flatMap(Effect.exit(storage.transaction(joined)), (exit) => {
         if (Exit.isSuccess(exit)) return settle(jobs, exit.value)
@@ -245,11 +262,39 @@ export const make = (options: Options): Effect.Effect<GroupCommit, never, Scope.
       })
     }
 
+    /**
+     * The group's changes appended once per scope, in push order (so cursors
+     * are what the pushes one after the other would have had), then each
+     * push finished from the head before its own changes.
+     */
+    const appendAll = <A>(scopes: ReadonlyArray<string>, prepared: ReadonlyArray<Prepared<A>>) =>
+      Effect.gen(function*() {
+        const before = new Map<string, number>()
+        for (const scope of scopes) {
+          const changes: Array<ChangeInput> = []
+          for (const p of prepared) {
+            const mine = p.pending.get(scope)
+            if (mine !== undefined) changes.push(...mine)
+          }
+          if (changes.length === 0) {
+            before.set(scope, yield* head(scope))
+          } else {
+            const appended = yield* append(scope, changes)
+            before.set(scope, appended[0].cursor - 1)
+          }
+        }
+        return prepared.map((p): Exit.Exit<Committed<A>, Failure> => {
+          const exit = Exit.succeed(p.finish((scope) => before.get(scope) ?? 0))
+          for (const [scope, changes] of p.pending) before.set(scope, (before.get(scope) ?? 0) + changes.length)
+          return exit
+        })
+      })
+
     /** Several pushes in one transaction, a savepoint each: a push that fails rolls back alone. */
     const runWithSavepoints = <A>(jobs: ReadonlyArray<Job<A>>): Effect.Effect<void> => {
       const unit = Effect.zipRight(
         lockScopes(unionOf(jobs)),
-        Effect.forEach(jobs, (job) => Effect.exit(onlyFailures(runJob(job, "savepoint"))))
+        Effect.forEach(jobs, (job) => Effect.exit(runJob(job, "savepoint")))
       )
       return Effect.flatMap(Effect.exit(storage.transaction(unit)), (outer) => {
         if (Exit.isFailure(outer)) {
@@ -303,14 +348,14 @@ export const make = (options: Options): Effect.Effect<GroupCommit, never, Scope.
       queue: Queue.Queue<Job<unknown>>,
       scopes: ReadonlyArray<string>,
       mutations: number,
-      run: (mode: Mode) => Effect.Effect<Committed<A>, Failure | Rerun>
+      attempt: Attempt<A>
     ) =>
       Effect.withFiberRuntime<A, Failure>((fiber) => {
         const done = Deferred.unsafeMake<A, Failure>(fiber.id())
         const job: Job<A> = {
           scopes,
           mutations,
-          run,
+          attempt,
           parent: fiber.currentSpan === undefined ? Option.none() : Option.some(fiber.currentSpan),
           tracing: fiber.getFiberRef(FiberRef.currentTracerEnabled),
           done,
@@ -321,12 +366,12 @@ export const make = (options: Options): Effect.Effect<GroupCommit, never, Scope.
 
     if (storage.writers !== "many") {
       const queue = yield* makeLane
-      return { submit: (scopes, mutations, run) => submitTo(queue, scopes, mutations, run) }
+      return { submit: (scopes, mutations, attempt) => submitTo(queue, scopes, mutations, attempt) }
     }
     // one writer per set of scopes, kept while a push of that set waits and a moment after
     const lanes = yield* RcMap.make({ lookup: (_key: string) => makeLane, idleTimeToLive: "5 seconds" })
     return {
-      submit: (scopes, mutations, run) =>
-        Effect.scoped(Effect.flatMap(RcMap.get(lanes, scopes.join("\u0000")), (queue) => submitTo(queue, scopes, mutations, run)))
+      submit: (scopes, mutations, attempt) =>
+        Effect.scoped(Effect.flatMap(RcMap.get(lanes, scopes.join("\u0000")), (queue) => submitTo(queue, scopes, mutations, attempt)))
     }
   })

@@ -99,6 +99,17 @@ const processAll = <E>(batch: PushBatch.Batch, mutations: ReadonlyArray<Protocol
     }
   })
 
+/** A batch as a push prepared in a group: the group appends its changes, then `finish` resolves its cursors. */
+const preparedOf = (batch: PushBatch.Batch): GroupCommit.Prepared<ReadonlyArray<Protocol.MutationResult>> => ({
+  pending: batch.pending,
+  finish: (headBefore) => {
+    const results = batch.slots.map((slot) => slot.result(headBefore(slot.scope) + slot.upTo))
+    const heads = new Map<string, number>()
+    for (const [scope, changes] of batch.pending) heads.set(scope, headBefore(scope) + changes.length)
+    return { value: results, heads }
+  }
+})
+
 /** Append each scope's pending changes (one append per scope); per scope, its head before and after them. */
 const appendPending = (log: Deps["log"], pending: ReadonlyMap<string, ReadonlyArray<ChangeInput>>) =>
   Effect.gen(function*() {
@@ -203,55 +214,87 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
    * process the mutations, append once per scope (cursors in mutation
    * order), record the processed ids once, then resolve the cursors.
    */
-  const attempt = <E>(
+  /** Claim, the remembered failures, the mutations processed and the ids recorded: the batch, its changes not yet appended. */
+  const processed = <E>(
     clientId: string,
     owner: string | undefined,
     mutations: ReadonlyArray<Protocol.Mutation>,
     scopes: ReadonlyArray<string>,
-    mode: GroupCommit.Mode,
+    locked: boolean,
     apply: Apply<E>
-  ) => {
-    const locked = mode !== "alone"
-    const unit = Effect.flatMap(FiberRef.get(FiberRef.currentTracerEnabled), (traced) =>
+  ) =>
+    Effect.flatMap(FiberRef.get(FiberRef.currentTracerEnabled), (traced) =>
       Effect.gen(function*() {
         if (!locked) yield* log.lockScopes(scopes)
         const last = yield* claimClient(clientId, owner)
         const failed = yield* rememberedFailures(clientId, PushBatch.duplicateIds(mutations, last))
         const batch = PushBatch.make(last, failed)
         yield* processAll(batch, mutations, apply, traced)
-        const { base, heads } = yield* appendPending(log, batch.pending)
         yield* clients.recordAll(clientId, batch.processed)
-        const results = yield* resolveResults(log, batch.slots, base)
-        return { value: results, heads }
+        return batch
       }))
-    // joined: straight in the group's transaction; else a transaction (or savepoint) of its own
-    return mode === "joined" ? unit : storage.transaction(unit)
-  }
+
+  /**
+   * One attempt at a push with `client_id`, as one transaction (a savepoint
+   * inside a group's): the batch (`processed`), then its changes appended
+   * once per scope (cursors in mutation order) and the cursors resolved.
+   */
+  const attempt = <E>(
+    clientId: string,
+    owner: string | undefined,
+    mutations: ReadonlyArray<Protocol.Mutation>,
+    scopes: ReadonlyArray<string>,
+    mode: "alone" | "savepoint",
+    apply: Apply<E>
+  ) =>
+    storage.transaction(
+      Effect.flatMap(processed(clientId, owner, mutations, scopes, mode !== "alone", apply), (batch) =>
+        Effect.gen(function*() {
+          const { base, heads } = yield* appendPending(log, batch.pending)
+          const results = yield* resolveResults(log, batch.slots, base)
+          return { value: results, heads }
+        }))
+    )
+
+  /**
+   * A push joined to a group's transaction (no savepoint): its batch, whose
+   * changes the group appends with every other push's, once per scope.
+   * A mutation that failed after writing cannot be undone here: `Rerun`.
+   */
+  const prepareJoined = (
+    clientId: string,
+    owner: string | undefined,
+    mutations: ReadonlyArray<Protocol.Mutation>,
+    scopes: ReadonlyArray<string>
+  ): Effect.Effect<GroupCommit.Prepared<ReadonlyArray<Protocol.MutationResult>>, GroupCommit.Failure | GroupCommit.Rerun> =>
+    processed(clientId, owner, mutations, scopes, true, optimisticApply).pipe(
+      Effect.map(preparedOf),
+      Effect.catchTag("NeedsSavepoints", () => Effect.fail(new GroupCommit.Rerun()))
+    )
+
+  /** Run the mutator without a savepoint: a mutation that failed after writing aborts the attempt (`NeedsSavepoints`). */
+  const optimisticApply: Apply<NeedsSavepoints> = (mutation, scope) =>
+    Effect.matchEffect(mutator.apply({ name: mutation.name, scope, args: mutation.args }), {
+      onFailure: (e): Effect.Effect<Either.Either<ReadonlyArray<ChangeInput>, MutationFailed>, NeedsSavepoints | StorageError> =>
+        e._tag !== "MutationFailed"
+          ? Effect.fail(e)
+          : e.wrote !== false
+          ? Effect.fail(new NeedsSavepoints())
+          : Effect.succeed(Either.left(e)),
+      onSuccess: (changes) => Effect.succeed(Either.right(changes))
+    })
 
   const pushWithClient = (
     clientId: string,
     owner: string | undefined,
     mutations: ReadonlyArray<Protocol.Mutation>,
     scopes: ReadonlyArray<string>,
-    mode: GroupCommit.Mode
+    mode: "alone" | "savepoint"
   ) => {
     // First without savepoints: a mutation that fails before writing anything has nothing to roll
     // back, and most do. One that fails after writing aborts this attempt (rolled back whole) and
     // the push runs again with a savepoint around each mutation.
-    const optimistic = attempt<NeedsSavepoints>(clientId, owner, mutations, scopes, mode, (mutation, scope) =>
-      Effect.matchEffect(mutator.apply({ name: mutation.name, scope, args: mutation.args }), {
-        onFailure: (e): Effect.Effect<Either.Either<ReadonlyArray<ChangeInput>, MutationFailed>, NeedsSavepoints | StorageError> =>
-          e._tag !== "MutationFailed"
-            ? Effect.fail(e)
-            : e.wrote !== false
-            ? Effect.fail(new NeedsSavepoints())
-            : Effect.succeed(Either.left(e)),
-        onSuccess: (changes) => Effect.succeed(Either.right(changes))
-      }))
-    // joined to a group: no savepoint of its own to roll back to, so the group runs again with them
-    if (mode === "joined") {
-      return Effect.catchTag(optimistic, "NeedsSavepoints", () => Effect.fail(new GroupCommit.Rerun()))
-    }
+    const optimistic = attempt(clientId, owner, mutations, scopes, mode, optimisticApply)
     const withSavepoints = attempt(clientId, owner, mutations, scopes, mode, (mutation, scope) =>
       storage.transaction(Effect.flatMap(applyMutation(mutation, scope), (outcome) =>
         // fail inside the savepoint so that it rolls back; caught outside it
@@ -292,11 +335,10 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
       }
       // committed with the pushes waiting beside it (their scopes poked once, after the commit)
       const locking = PushBatch.scopesOf(request.mutations)
-      const results = yield* group.submit(
-        locking,
-        request.mutations.length,
-        (mode) => pushWithClient(clientId, owner, request.mutations, locking, mode)
-      )
+      const results = yield* group.submit(locking, request.mutations.length, {
+        run: (mode) => pushWithClient(clientId, owner, request.mutations, locking, mode),
+        prepare: () => prepareJoined(clientId, owner, request.mutations, locking)
+      })
       yield* countResults(results)
       return { results }
     }).pipe(

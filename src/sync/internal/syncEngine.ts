@@ -49,6 +49,8 @@ export const make: Effect.Effect<
   const group = yield* GroupCommit.make({
     storage: deps.storage,
     lockScopes: deps.log.lockScopes,
+    append: deps.log.append,
+    head: deps.log.head,
     committed: (heads) => Push.pokeAll(deps.broker, heads)
   })
   const engine: SyncEngine["Type"] = { push: Push.make(deps, access, group), ...Reads.make(deps, access) }
