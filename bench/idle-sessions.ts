@@ -30,12 +30,12 @@
  * Usage: npm run bench -- idle-sessions [--quick] [--sessions=N]
  */
 import { execSync } from "node:child_process"
-import * as Http from "node:http"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import * as Child from "./lib/child.js"
 import * as Db from "./lib/db.js"
+import * as Load from "./lib/load.js"
 import { printTable, writeResult } from "./lib/results.js"
 import { fmt, ratio, round, summarize, type Summary } from "./lib/stats.js"
 
@@ -87,20 +87,7 @@ interface Loop {
 
 const monotonicMs = () => Number(process.hrtime.bigint()) / 1e6
 
-const agent = new Http.Agent({ keepAlive: true, maxSockets: 1 })
-const post = (port: number, path: string, body: string) =>
-  new Promise<string>((resolve, reject) => {
-    const req = Http.request(
-      { host: "127.0.0.1", port, method: "POST", path, agent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } },
-      (res) => {
-        const chunks: Array<Buffer> = []
-        res.on("data", (c: Buffer) => chunks.push(c))
-        res.on("end", () => (res.statusCode === 200 ? resolve(Buffer.concat(chunks).toString()) : reject(new Error(`HTTP ${res.statusCode}`))))
-      }
-    )
-    req.on("error", reject)
-    req.end(body)
-  })
+const post = Load.postOk
 
 const startServer = async (kind: Kind) => {
   const options = { nodeFlags: ["--expose-gc"], fdLimit: config.fdLimit }

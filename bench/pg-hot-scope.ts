@@ -54,9 +54,9 @@ import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import { execFileSync } from "node:child_process"
 import * as NodeFs from "node:fs"
-import * as Http from "node:http"
 import * as NodePath from "node:path"
 import * as Child from "./lib/child.js"
+import * as Load from "./lib/load.js"
 import * as Patched from "./lib/patched.js"
 import { benchDir, printTable, repoDir, writeResult } from "./lib/results.js"
 import { fmt, median, ratio, round, summarize, type Summary } from "./lib/stats.js"
@@ -148,39 +148,8 @@ const dropDatabase = async (user: string, name: string): Promise<void> => {
 
 // --- HTTP -------------------------------------------------------------------------------
 
-interface Response {
-  readonly status: number
-  readonly body: string
-}
-
 /** Keep-alive client for one server process; a request over `requestTimeoutMs` fails. */
-const httpClient = (port: number, maxSockets: number) => {
-  const agent = new Http.Agent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets })
-  const post = (path: string, body: string): Promise<Response> =>
-    new Promise((resolve, reject) => {
-      const req = Http.request(
-        {
-          agent,
-          host: "127.0.0.1",
-          port,
-          method: "POST",
-          path,
-          timeout: config.requestTimeoutMs,
-          headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) }
-        },
-        (res) => {
-          const chunks: Array<Buffer> = []
-          res.on("data", (c: Buffer) => chunks.push(c))
-          res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") }))
-          res.on("error", reject)
-        }
-      )
-      req.on("timeout", () => req.destroy(new Error(`no answer in ${config.requestTimeoutMs} ms`)))
-      req.on("error", reject)
-      req.end(body)
-    })
-  return { post, close: () => agent.destroy() }
-}
+const httpClient = (port: number, maxSockets: number) => Load.client(port, maxSockets, config.requestTimeoutMs)
 type HttpClient = ReturnType<typeof httpClient>
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))

@@ -23,9 +23,9 @@
  *   many sessions did not get it.
  * - `close`: close every session.
  */
-import * as Http from "node:http"
 import WebSocket from "ws"
 import * as Control from "../lib/control.js"
+import * as Load from "../lib/load.js"
 import { summarize } from "../lib/stats.js"
 
 let sockets: Array<WebSocket> = []
@@ -115,20 +115,7 @@ const open = async (args: Record<string, unknown>) => {
   }
 }
 
-const post = (port: number, path: string, body: string) =>
-  new Promise<string>((resolve, reject) => {
-    const req = Http.request(
-      { host: "127.0.0.1", port, method: "POST", path, agent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } },
-      (res) => {
-        const chunks: Array<Buffer> = []
-        res.on("data", (c: Buffer) => chunks.push(c))
-        res.on("end", () => (res.statusCode === 200 ? resolve(Buffer.concat(chunks).toString()) : reject(new Error(`HTTP ${res.statusCode}`))))
-      }
-    )
-    req.on("error", reject)
-    req.end(body)
-  })
-const agent = new Http.Agent({ keepAlive: true, maxSockets: 1 })
+const post = Load.postOk
 
 const fanout = async (args: Record<string, unknown>) => {
   const port = args["port"] as number

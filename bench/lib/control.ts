@@ -3,10 +3,12 @@
  * `ready`, and exit when the parent goes away (so no child outlives a run).
  */
 
+import type * as Http from "node:http"
 import * as Inspector from "node:inspector"
 import * as NodeFs from "node:fs"
 import * as V8 from "node:v8"
 import { type EventLoopUtilization, type IntervalHistogram, monitorEventLoopDelay, performance } from "node:perf_hooks"
+import type { WebSocketServer } from "ws"
 
 export type Handlers = Record<string, (args: Record<string, unknown>) => unknown>
 
@@ -146,4 +148,28 @@ const builtins: Handlers = {
       loopDelayMaxMs: h.max / 1e6
     }
   }
+}
+
+/** A hand-written server's WebSocket upgrades at `path` go to `wss`; any other upgrade is refused. */
+export const upgradeAt = (
+  server: Http.Server,
+  path: string,
+  wss: WebSocketServer
+): void => {
+  server.on("upgrade", (req, socket, head) => {
+    if (req.url !== path) {
+      socket.destroy()
+      return
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => wss.emit("connection", ws, req))
+  })
+}
+
+/** Listen on 127.0.0.1 at a free port, then answer `commands` and tell the parent the port. */
+export const listenReady = (server: Http.Server, commands: Parameters<typeof serve>[0]): void => {
+  server.listen(0, "127.0.0.1", () => {
+    const address = server.address()
+    serve(commands)
+    ready({ port: typeof address === "object" && address !== null ? address.port : 0, pid: process.pid })
+  })
 }

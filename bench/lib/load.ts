@@ -12,8 +12,8 @@ export interface Response {
   readonly body: string
 }
 
-/** One keep-alive HTTP client for a port on 127.0.0.1. */
-export const client = (port: number, maxSockets: number) => {
+/** One keep-alive HTTP client for a port on 127.0.0.1; with `timeoutMs`, a request unanswered that long fails. */
+export const client = (port: number, maxSockets: number, timeoutMs?: number) => {
   const agent = new Http.Agent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets })
   const post = (path: string, body: string): Promise<Response> =>
     new Promise((resolve, reject) => {
@@ -24,6 +24,7 @@ export const client = (port: number, maxSockets: number) => {
           port,
           method: "POST",
           path,
+          ...(timeoutMs === undefined ? {} : { timeout: timeoutMs }),
           headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) }
         },
         (res) => {
@@ -33,10 +34,26 @@ export const client = (port: number, maxSockets: number) => {
           res.on("error", reject)
         }
       )
+      if (timeoutMs !== undefined) req.on("timeout", () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)))
       req.on("error", reject)
       req.end(body)
     })
-  return { post, close: () => agent.destroy() }
+  /** `post`, its body when the answer is 200, else a failure naming the status. */
+  const postOk = (path: string, body: string): Promise<string> =>
+    post(path, body).then((r) => r.status === 200 ? r.body : Promise.reject(new Error(`HTTP ${r.status}`)))
+  return { post, postOk, close: () => agent.destroy() }
+}
+
+const shared = new Map<number, ReturnType<typeof client>>()
+
+/** A POST on one keep-alive connection per port (made on first use): its body when it answers 200, else a failure naming the status. */
+export const postOk = (port: number, path: string, body: string): Promise<string> => {
+  let c = shared.get(port)
+  if (c === undefined) {
+    c = client(port, 1)
+    shared.set(port, c)
+  }
+  return c.postOk(path, body)
 }
 
 export interface LoadOptions {

@@ -19,11 +19,7 @@ const storage = BaselineSql.open(filename)
 
 const server = Http.createServer(BaselineHandler.listener(storage))
 
-server.listen(0, "127.0.0.1", () => {
-  const address = server.address()
-  Control.serve({})
-  Control.ready({ port: typeof address === "object" && address !== null ? address.port : 0, pid: process.pid })
-})
+Control.listenReady(server, {})
 process.on("SIGTERM", () => {
   server.close()
   storage.close()

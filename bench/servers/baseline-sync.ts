@@ -146,19 +146,8 @@ const pokeAfterPush: BaselineHandler.OnPushed = (mutations, results) => {
 }
 
 const server = Http.createServer(BaselineHandler.listener(storage, pokeAfterPush))
-server.on("upgrade", (req, socket, head) => {
-  if (req.url !== "/_live/websocket") {
-    socket.destroy()
-    return
-  }
-  wss.handleUpgrade(req, socket, head, (ws) => wss.emit("connection", ws, req))
-})
-
-server.listen(0, "127.0.0.1", () => {
-  const address = server.address()
-  Control.serve({ sessions: () => sessions })
-  Control.ready({ port: typeof address === "object" && address !== null ? address.port : 0, pid: process.pid })
-})
+Control.upgradeAt(server, "/_live/websocket", wss)
+Control.listenReady(server, { sessions: () => sessions })
 process.on("SIGTERM", () => {
   server.close()
   storage.close()

@@ -79,17 +79,6 @@ const server = Http.createServer((req, res) => {
     res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) }).end(body)
   })
 })
-server.on("upgrade", (req, socket, head) => {
-  if (req.url !== "/_live/websocket") {
-    socket.destroy()
-    return
-  }
-  wss.handleUpgrade(req, socket, head, (ws) => wss.emit("connection", ws, req))
-})
-
-server.listen(0, "127.0.0.1", () => {
-  const address = server.address()
-  Control.serve({ heap: () => Control.heap(), sessions: () => sessions })
-  Control.ready({ port: typeof address === "object" && address !== null ? address.port : 0, pid: process.pid })
-})
+Control.upgradeAt(server, "/_live/websocket", wss)
+Control.listenReady(server, { heap: () => Control.heap(), sessions: () => sessions })
 process.on("SIGTERM", () => process.exit(0))
