@@ -8,7 +8,7 @@ import * as Inspector from "node:inspector"
 import * as NodeFs from "node:fs"
 import * as V8 from "node:v8"
 import { type EventLoopUtilization, type IntervalHistogram, monitorEventLoopDelay, performance } from "node:perf_hooks"
-import type { WebSocketServer } from "ws"
+import { WebSocketServer } from "ws"
 
 export type Handlers = Record<string, (args: Record<string, unknown>) => unknown>
 
@@ -173,3 +173,11 @@ export const listenReady = (server: Http.Server, commands: Parameters<typeof ser
     ready({ port: typeof address === "object" && address !== null ? address.port : 0, pid: process.pid })
   })
 }
+
+/** The hand-written servers' WebSocket server: upgrades handed over by `upgradeAt`, 64 KiB frames, subprotocol `mizu-live-v1` when offered. */
+export const liveSocketServer = (): WebSocketServer =>
+  new WebSocketServer({
+    noServer: true,
+    maxPayload: 64 * 1024,
+    handleProtocols: (protocols) => (protocols.has("mizu-live-v1") ? "mizu-live-v1" : false)
+  })

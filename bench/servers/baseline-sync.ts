@@ -27,7 +27,7 @@
  */
 import Database from "better-sqlite3"
 import * as Http from "node:http"
-import { type WebSocket, WebSocketServer } from "ws"
+import type { WebSocket } from "ws"
 import * as BaselineHandler from "../lib/baseline-handler.js"
 import * as BaselineSql from "../lib/baseline-sql.js"
 import * as Control from "../lib/control.js"
@@ -56,11 +56,7 @@ const poke = (scope: string, cursor: number): void => {
 const isScopes = (x: unknown): x is Array<string> =>
   Array.isArray(x) && x.length <= 100 && x.every((s) => isStr(s, 256))
 
-const wss = new WebSocketServer({
-  noServer: true,
-  maxPayload: 64 * 1024,
-  handleProtocols: (protocols) => (protocols.has("mizu-live-v1") ? "mizu-live-v1" : false)
-})
+const wss = Control.liveSocketServer()
 
 wss.on("connection", (ws) => {
   sessions++

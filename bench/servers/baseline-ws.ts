@@ -11,18 +11,14 @@
  * Argument (JSON): {}. Commands: `heap` (needs --expose-gc), `sessions`.
  */
 import * as Http from "node:http"
-import { type WebSocket, WebSocketServer } from "ws"
+import type { WebSocket } from "ws"
 import * as Control from "../lib/control.js"
 
 const subscribers = new Map<string, Set<WebSocket>>()
 const heads = new Map<string, number>()
 let sessions = 0
 
-const wss = new WebSocketServer({
-  noServer: true,
-  maxPayload: 64 * 1024,
-  handleProtocols: (protocols) => (protocols.has("mizu-live-v1") ? "mizu-live-v1" : false)
-})
+const wss = Control.liveSocketServer()
 
 wss.on("connection", (ws) => {
   sessions++
