@@ -107,7 +107,7 @@ const describeRedisServer = (name: string, body: () => void): void => {
   }
   console.log(`skipping ${name}: ${reason} (set CI=true to make this a failure)`)
   // Skipped on purpose: no redis-server here and CI is not set (the reason is printed above).
-  describe.skip(name, body)
+  describe.skip(name, body) // skipped: no redis-server here and CI is not set (reason printed above)
 }
 
 // ---------------------------------------------------------------------------

@@ -159,7 +159,7 @@ export const describePostgres = (name: string, body: (shared: Shared) => void): 
     }
     const unavailable = Layer.die(new Error(reason))
     // Skipped on purpose: no Postgres server here and CI is not set (the reason is printed once, above).
-    describe.skip(name, () => body({ database: unavailable, storage: () => unavailable }))
+    describe.skip(name, () => body({ database: unavailable, storage: () => unavailable })) // skipped: no Postgres and CI is not set
     return
   }
   describe(name, () => {
