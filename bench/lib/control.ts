@@ -181,3 +181,22 @@ export const liveSocketServer = (): WebSocketServer =>
     maxPayload: 64 * 1024,
     handleProtocols: (protocols) => (protocols.has("mizu-live-v1") ? "mizu-live-v1" : false)
   })
+
+/** Add `ws` to each scope's subscribers (and to the session's own set); the cursor of each scope, for the REPLY. */
+export const subscribe = <S>(
+  subscribers: Map<string, Set<S>>,
+  ws: S,
+  mine: Set<string>,
+  scopes: ReadonlyArray<string>,
+  headOf: (scope: string) => number
+): Record<string, number> => {
+  const cursors: Record<string, number> = {}
+  for (const scope of scopes) {
+    let set = subscribers.get(scope)
+    if (set === undefined) subscribers.set(scope, (set = new Set()))
+    set.add(ws)
+    mine.add(scope)
+    cursors[scope] = headOf(scope)
+  }
+  return cursors
+}

@@ -69,14 +69,7 @@ wss.on("connection", (ws) => {
       send({ type: 5, ref, payload: { status: "error", reason: "too_many_scopes" } })
       return
     }
-    const cursors: Record<string, number> = {}
-    for (const scope of scopes) {
-      let set = subscribers.get(scope)
-      if (set === undefined) subscribers.set(scope, (set = new Set()))
-      set.add(ws)
-      mine.add(scope)
-      cursors[scope] = headOf(scope)
-    }
+    const cursors = Control.subscribe(subscribers, ws, mine, scopes, headOf)
     send({ type: 5, ref, payload: { status: "ok", ...extra, cursors } })
   }
   ws.on("message", (data, isBinary) => {

@@ -34,14 +34,7 @@ wss.on("connection", (ws) => {
     }
     if (frame.type === 1) {
       const scopes = Array.isArray(frame.payload?.scopes) ? (frame.payload.scopes as Array<string>) : []
-      const cursors: Record<string, number> = {}
-      for (const scope of scopes) {
-        let set = subscribers.get(scope)
-        if (set === undefined) subscribers.set(scope, (set = new Set()))
-        set.add(ws)
-        mine.add(scope)
-        cursors[scope] = heads.get(scope) ?? 0
-      }
+      const cursors = Control.subscribe(subscribers, ws, mine, scopes, (scope) => heads.get(scope) ?? 0)
       ws.send(JSON.stringify({ type: 5, ref: frame.ref, payload: { status: "ok", session_id: crypto.randomUUID(), cursors } }))
     } else if (frame.type === 3) {
       const topic = (frame as { topic?: unknown }).topic

@@ -138,6 +138,20 @@ const codecOf = (entity: Entity<any, any>): Codec => {
   return codec
 }
 
+/** Run one direction of a codec: synchronously when that succeeds, else the Effect one, whose error is the one reported. */
+const runCodec = <B>(
+  entity: Entity<any, any>,
+  reason: "decode" | "encode",
+  sync: Either.Either<unknown, ParseResult.ParseError>,
+  effect: () => Effect.Effect<unknown, ParseResult.ParseError>
+): Effect.Effect<B, EntityError> =>
+  Either.isRight(sync)
+    ? Effect.succeed(sync.right as B)
+    : effect().pipe(
+      Effect.map((value) => value as B),
+      Effect.mapError((e) => new EntityError({ reason, entity: entity.name, message: formatParseError(e) }))
+    )
+
 /**
  * Decode a stored JSON value as the entity's type (synchronously when the
  * Schema allows: no fiber step on the way).
@@ -147,12 +161,7 @@ const codecOf = (entity: Entity<any, any>): Codec => {
  */
 export const decode = <A, I>(entity: Entity<A, I>, json: unknown): Effect.Effect<A, EntityError> => {
   const codec = codecOf(entity)
-  const decoded = codec.decodeSync(json)
-  if (Either.isRight(decoded)) return Effect.succeed(decoded.right as A)
-  return codec.decode(json).pipe(
-    Effect.map((value) => value as A),
-    Effect.mapError((e) => new EntityError({ reason: "decode", entity: entity.name, message: formatParseError(e) }))
-  )
+  return runCodec(entity, "decode", codec.decodeSync(json), () => codec.decode(json))
 }
 
 /**
@@ -164,10 +173,5 @@ export const decode = <A, I>(entity: Entity<A, I>, json: unknown): Effect.Effect
  */
 export const encode = <A, I>(entity: Entity<A, I>, value: A): Effect.Effect<I, EntityError> => {
   const codec = codecOf(entity)
-  const encoded = codec.encodeSync(value)
-  if (Either.isRight(encoded)) return Effect.succeed(encoded.right as I)
-  return codec.encode(value).pipe(
-    Effect.map((json) => json as I),
-    Effect.mapError((e) => new EntityError({ reason: "encode", entity: entity.name, message: formatParseError(e) }))
-  )
+  return runCodec(entity, "encode", codec.encodeSync(value), () => codec.encode(value))
 }
