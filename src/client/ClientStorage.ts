@@ -7,8 +7,10 @@
  * - `commit(batch)` is atomic: after a crash, either all of the batch is
  *   visible to the next `load` or none of it.
  * - `load` returns the state as of the last successful `commit`.
- * - One client process per store (a second process sharing a store is not
- *   supported).
+ * - A store with `revision` can be shared by the tabs of one browser (a
+ *   `TabGroup`): every batch a client commits carries the next revision,
+ *   under the group's `exclusive`, and a tab that finds a revision other
+ *   than its own reloads. A store without it has one client process.
  * - Scope names, entity names and ids are kept as they are, whatever the
  *   string (`"__proto__"`, `"constructor"`): in `StoredState` they are own
  *   properties (read them with `Protocol.getOwn`).
@@ -83,6 +85,8 @@ export interface StoredState {
   readonly scopes: { readonly [scope: string]: StoredScope }
   /** Ordered by id. */
   readonly pending: ReadonlyArray<PendingMutation>
+  /** The revision of the last batch committed with one (absent: 0). */
+  readonly revision?: number
 }
 
 /**
@@ -122,6 +126,8 @@ export interface Batch {
   readonly pendingDelete?: ReadonlyArray<number>
   /** Append (or replace by id). */
   readonly pendingPut?: ReadonlyArray<PendingMutation>
+  /** The store's revision after this batch (shared stores: one more than before). */
+  readonly revision?: number
 }
 
 /**
@@ -133,6 +139,11 @@ export interface Batch {
 export class ClientStorage extends Context.Tag("@mizu/client/ClientStorage")<ClientStorage, {
   readonly load: Effect.Effect<StoredState, ClientStorageError>
   readonly commit: (batch: Batch) => Effect.Effect<void, ClientStorageError>
+  /**
+   * The revision of the last batch committed (0 for none), read cheaply: a
+   * store that has it can be shared by the tabs of a `TabGroup`.
+   */
+  readonly revision?: Effect.Effect<number, ClientStorageError>
 }>() {}
 
 /**
@@ -154,7 +165,8 @@ export const applyBatch: (state: StoredState, batch: Batch) => StoredState = int
 export const makeMemory = (ref: Ref.Ref<StoredState>): ClientStorage["Type"] =>
   ClientStorage.of({
     load: Ref.get(ref),
-    commit: (batch) => Ref.update(ref, (s) => applyBatch(s, batch))
+    commit: (batch) => Ref.update(ref, (s) => applyBatch(s, batch)),
+    revision: Ref.get(ref).pipe(Effect.map((s) => s.revision ?? 0))
   })
 
 /**

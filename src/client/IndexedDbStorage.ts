@@ -10,14 +10,19 @@
  *   event, so a batch is all or nothing and on disk when `commit` returns.
  * - Scope names cannot contain `\0` (the protocol's `Scope`), so a scope's
  *   rows are exactly the keys in `[scope\0, scope\x01)`.
- * - One client per database, across tabs too: two tabs sharing a store would
- *   share a client id and hand out the same mutation ids, and the server
- *   would take the second of each pair for a duplicate. So the layer holds an
- *   exclusive Web Lock on its database for its lifetime; a second tab finds
- *   it taken and uses the next free slot (`name`, `name#1`, `name#2`, …),
- *   with its own client id and queue. A tab opened later takes over a free
- *   slot, queue included, so nothing a closed tab left pending is stranded.
- *   Without the Web Locks API (Node, old browsers) there is no locking.
+ * - `shared: true` (what `MizuSync.open` uses where the browser has Web
+ *   Locks and `BroadcastChannel`): every tab opens the one database `name`,
+ *   and the tabs' `TabGroup` serializes their commits; `revision` (a
+ *   counter in `meta`, written in each batch's transaction) tells a tab
+ *   another one committed. The data is stored once, whatever the tabs.
+ * - Otherwise one client per database: two tabs sharing a store without a
+ *   `TabGroup` would share a client id and hand out the same mutation ids.
+ *   So the layer holds an exclusive Web Lock on its database for its
+ *   lifetime; a second tab finds it taken and uses the next free slot
+ *   (`name`, `name#1`, `name#2`, …), with its own client id and queue. A tab
+ *   opened later takes over a free slot, queue included, so nothing a closed
+ *   tab left pending is stranded. Without the Web Locks API (Node, old
+ *   browsers) there is no locking.
  *
  * @since 0.1.0
  */
@@ -42,7 +47,12 @@ export interface Options {
   readonly IDBKeyRange?: { readonly bound: (lower: string, upper: string, lowerOpen?: boolean, upperOpen?: boolean) => IDBKeyRange }
   /** The Web Locks manager; `navigator.locks` by default (none: no cross-tab locking). */
   readonly locks?: Pick<LockManager, "request">
-  /** How many slots (tabs at once) to try before failing; 32 by default. */
+  /**
+   * One database for every tab (`name`), shared through a `TabGroup` of the
+   * same name; false by default (a slot per tab).
+   */
+  readonly shared?: boolean
+  /** How many slots (tabs at once) to try before failing; 32 by default (not shared). */
   readonly maxSlots?: number
 }
 

@@ -191,8 +191,11 @@ export type RejectionCode = Exclude<Protocol.MutationErrorCode, "out_of_order"> 
  * @category models
  */
 export type SyncEvent =
-  /** The local view changed: one event per committed batch, with every row that changed. */
-  | { readonly _tag: "Changes"; readonly changes: ReadonlyArray<LocalChange>; readonly source: "mutate" | "pull" | "reset" | "rollback" }
+  /**
+   * The local view changed: one event per committed batch, with every row
+   * that changed (`tab`: another tab of a `TabGroup` committed).
+   */
+  | { readonly _tag: "Changes"; readonly changes: ReadonlyArray<LocalChange>; readonly source: "mutate" | "pull" | "reset" | "rollback" | "tab" }
   /** The server refused a mutation: it was dropped and its optimistic effect rolled back. */
   | { readonly _tag: "Rejected"; readonly mutation: PendingMutation; readonly code: RejectionCode; readonly message: string }
   /** The push has failed `attempts` times at `mutation` (see `SyncStatus.stuck`); it goes on retrying. */

@@ -51,6 +51,7 @@ export const applyBatch = (state: StoredState, batch: Batch): StoredState => {
     clientId: batch.meta?.clientId ?? state.clientId,
     nextId: batch.meta?.nextId ?? state.nextId,
     scopes,
-    pending
+    pending,
+    ...(batch.revision !== undefined ? { revision: batch.revision } : state.revision !== undefined ? { revision: state.revision } : {})
   }
 }

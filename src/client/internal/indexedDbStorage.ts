@@ -87,7 +87,7 @@ export const make = (options: Options = {}): Effect.Effect<ClientStorage["Type"]
     const base = options.name ?? "mizu-sync"
     const locks = options.locks ?? (globalThis as { readonly navigator?: { readonly locks?: LockManager } }).navigator?.locks
     let name = base
-    if (locks !== undefined) {
+    if (locks !== undefined && options.shared !== true) {
       const maxSlots = Math.max(1, options.maxSlots ?? 32)
       let slot = 0
       for (; slot < maxSlots; slot++) {
@@ -113,8 +113,9 @@ export const make = (options: Options = {}): Effect.Effect<ClientStorage["Type"]
       try: async (): Promise<StoredState> => {
         const tx = db.transaction([...STORES], "readonly")
         const done = completion(tx)
-        const [meta, scopeKeys, scopeValues, rows, pending] = await Promise.all([
+        const [meta, revision, scopeKeys, scopeValues, rows, pending] = await Promise.all([
           request(tx.objectStore("meta").get("meta")) as Promise<MetaRecord | undefined>,
+          request(tx.objectStore("meta").get("revision")) as Promise<number | undefined>,
           request(tx.objectStore("scopes").getAllKeys()),
           request(tx.objectStore("scopes").getAll()) as Promise<Array<{ readonly cursor: number }>>,
           request(tx.objectStore("rows").getAll()) as Promise<Array<RowRecord>>,
@@ -143,7 +144,8 @@ export const make = (options: Options = {}): Effect.Effect<ClientStorage["Type"]
           clientId: meta?.clientId,
           nextId: meta?.nextId ?? 1,
           scopes: scopes as Record<string, StoredScope>,
-          pending: [...pending].sort((a, b) => a.id - b.id)
+          pending: [...pending].sort((a, b) => a.id - b.id),
+          ...(revision === undefined ? {} : { revision })
         }
       },
       catch: (cause) => unavailable(`cannot read IndexedDB ${name}`, cause)
@@ -158,6 +160,7 @@ export const make = (options: Options = {}): Effect.Effect<ClientStorage["Type"]
             const meta: MetaRecord = { clientId: batch.meta.clientId, nextId: batch.meta.nextId }
             tx.objectStore("meta").put(meta, "meta")
           }
+          if (batch.revision !== undefined) tx.objectStore("meta").put(batch.revision, "revision")
           const rows = tx.objectStore("rows")
           for (const w of batch.scopes ?? []) {
             if (w.reset === true) rows.delete(keyRange.bound(`${w.scope}\u0000`, `${w.scope}\u0001`, false, true))
@@ -180,5 +183,14 @@ export const make = (options: Options = {}): Effect.Effect<ClientStorage["Type"]
         catch: (cause) => unavailable(`cannot write IndexedDB ${name}`, cause)
       })
 
-    return ClientStorage.of({ load, commit })
+    const revision = Effect.tryPromise({
+      try: async () => {
+        const tx = db.transaction(["meta"], "readonly")
+        const value = await request(tx.objectStore("meta").get("revision")) as number | undefined
+        return typeof value === "number" ? value : 0
+      },
+      catch: (cause) => unavailable(`cannot read IndexedDB ${name}`, cause)
+    })
+
+    return ClientStorage.of({ load, commit, revision })
   })

@@ -13,7 +13,7 @@ import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import * as PubSub from "effect/PubSub"
 import * as Schema from "effect/Schema"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as Protocol from "../../protocol/Sync.js"
@@ -27,11 +27,14 @@ import * as PushPolicy from "../PushPolicy.js"
 import * as Query from "../Query.js"
 import { type Client, MutateError, type MutateOptions, type Options, SyncError, type SyncFailure } from "../SyncClient.js"
 import { SyncTransport } from "../SyncTransport.js"
+import { TabGroup } from "../TabGroup.js"
 import * as Live from "./syncLive.js"
 import * as Pull from "./syncPull.js"
 import * as Push from "./syncPush.js"
 import * as Rebase from "./syncRebase.js"
 import * as SyncState from "./syncState.js"
+import * as Tabs from "./syncTabs.js"
+import * as TabGroupInternal from "./tabGroup.js"
 
 const validScope = Schema.is(Protocol.Scope)
 
@@ -53,20 +56,37 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
     if (options.clientId !== undefined && !Schema.is(Protocol.ClientId)(options.clientId)) {
       return yield* Effect.dieMessage(`SyncClient: invalid clientId ${JSON.stringify(options.clientId)} (1..128 of A-Z a-z 0-9 _ - : .)`)
     }
-    const loaded = yield* storage.load
-    const initial = yield* Rebase.fromStored(config.registry, loaded, loaded.clientId ?? options.clientId ?? newClientId())
-    if (loaded.clientId === undefined) yield* storage.commit({ meta: { clientId: initial.clientId, nextId: initial.nextId } })
+    const group = Option.getOrElse(yield* Effect.serviceOption(TabGroup), TabGroupInternal.makeSolo)
+    const tabs = group.shared && storage.revision === undefined ? TabGroupInternal.makeSolo() : group
+    if (tabs !== group) yield* Effect.logWarning("SyncClient: this ClientStorage has no revision, so it cannot be shared by tabs; syncing as one tab")
+    // the first tab of a new store picks the client id: under the group's lock, so two tabs opening at once agree
+    const { initial, revision } = yield* tabs.exclusive(Effect.gen(function*() {
+      const loaded = yield* storage.load
+      const initial = yield* Rebase.fromStored(config.registry, loaded, loaded.clientId ?? options.clientId ?? newClientId())
+      const revision = loaded.revision ?? 0
+      if (loaded.clientId !== undefined) return { initial, revision }
+      const meta = { clientId: initial.clientId, nextId: initial.nextId }
+      yield* storage.commit(tabs.shared ? { meta, revision: revision + 1 } : { meta })
+      return { initial, revision: tabs.shared ? revision + 1 : revision }
+    }))
     const s = yield* SyncState.make(config, initial, {
       transport: yield* SyncTransport,
       storage,
-      live: yield* Effect.serviceOption(LiveClient)
-    })
+      live: yield* Effect.serviceOption(LiveClient),
+      tabs
+    }, revision)
     const push = yield* Push.make(s)
     const pull = yield* Pull.make(s)
     const live = Live.make(s)
+    const shared = yield* Tabs.make(s)
     const { mutate, track } = makeWrites(s, live)
-    yield* start(s, { push, pull, live }, options.scopes ?? [])
-    const { pullNow, sync } = makeSync(s, push, pull, track)
+    const local = makeSync(s, push, pull, track)
+    const pullNow = (scope: string, cursor?: number) =>
+      Effect.zipRight(track(scope), shared.viaLeader({ _tag: "Pull", scope, cursor }, local.pullNow(scope, cursor)))
+    const sync = shared.viaLeader({ _tag: "Sync" }, local.sync)
+    const pushNow = shared.viaLeader({ _tag: "Push" }, push.push)
+    yield* shared.start({ push: push.push, sync: local.sync, pull: local.pullNow })
+    yield* start(s, { push, pull, live, shared }, options.scopes ?? [])
     const reads = makeReads(s)
     const client: Client<M> = {
       clientId: s.clientId,
@@ -75,7 +95,7 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
       mutateUnknown: mutate,
       track,
       pull: pullNow,
-      push: push.push,
+      push: pushNow,
       sync,
       query: reads.query,
       get: reads.get,
@@ -122,26 +142,46 @@ const makeSync = (
   return { sync, pullNow }
 }
 
-/** The background work: both workers, the failsafe pull, the scopes of `options`, the live wiring. */
+/**
+ * The background work: the scopes of `options`, the live wiring (every tab:
+ * a follower's subscriptions go through the leader's socket) and, in the
+ * tab that leads, both workers and the failsafe pull, once it leads (at
+ * once without a `TabGroup`).
+ */
 const start = (
   s: SyncState.SyncState,
-  parts: { readonly push: Push.Push; readonly pull: Pull.Pull; readonly live: Live.Live },
+  parts: { readonly push: Push.Push; readonly pull: Pull.Pull; readonly live: Live.Live; readonly shared: Tabs.Tabs },
   scopes: ReadonlyArray<string>
 ) =>
   Effect.gen(function*() {
-    yield* FiberSet.run(s.fibers, parts.push.worker)
-    yield* FiberSet.run(s.fibers, parts.pull.worker)
-    yield* FiberSet.run(s.fibers, parts.pull.failsafe)
     for (const scope of scopes) {
       if (!validScope(scope)) {
         yield* Effect.logWarning(`SyncClient: ignoring the invalid scope ${JSON.stringify(scope)}`)
         continue
       }
-      yield* s.commit(Rebase.addScope(s.current(), scope))
+      yield* s.locked(Effect.suspend(() => s.commit(Rebase.addScope(s.current(), scope))))
       s.coordination.tracked.add(scope)
     }
-    yield* Effect.forEach(s.coordination.tracked, s.requestPull, { discard: true })
-    if (s.current().pending.length > 0) yield* SyncState.wake(s.pushWake)
+    const lead = Effect.gen(function*() {
+      // what the other tabs wrote while this one followed
+      yield* s.locked(Effect.void)
+      yield* FiberSet.run(s.fibers, parts.push.worker)
+      yield* FiberSet.run(s.fibers, parts.pull.worker)
+      yield* FiberSet.run(s.fibers, parts.pull.failsafe)
+      yield* Effect.forEach(s.coordination.tracked, s.requestPull, { discard: true })
+      if (s.current().pending.length > 0) yield* SyncState.wake(s.pushWake)
+      yield* parts.shared.announce
+    })
+    if (s.tabs.shared) {
+      const scope = yield* Effect.scope
+      yield* FiberSet.run(s.fibers, Effect.zipRight(
+        s.tabs.whenLeader,
+        lead.pipe(
+          Scope.extend(scope),
+          Effect.catchAll((e) => Effect.logError("SyncClient: cannot take over as the leader tab", e.message))
+        )
+      ))
+    } else yield* lead
     yield* parts.live.start
   })
 

@@ -9,6 +9,15 @@
  * told, and its callers hold `locked`, so listeners see each committed
  * batch once, in order.
  *
+ * Shared by tabs (a `TabGroup` that is `shared`): `locked` also holds the
+ * group's `exclusive`, and before it runs anything it compares the store's
+ * revision with the one this tab last saw; another tab's commit in between
+ * makes it reload the stored state (`refresh`: the views rebuilt, one
+ * `Changes` event with source `tab` for what differs). Every batch commits
+ * the next revision and is announced to the other tabs (`Committed`), which
+ * refresh then. So each step is computed from the store as it is, whatever
+ * tab wrote last, and mutation ids stay unique per client id.
+ *
  * @internal
  */
 import * as Duration from "effect/Duration"
@@ -24,9 +33,11 @@ import type * as Mutation from "../../sync/Mutation.js"
 import * as Backoff from "../Backoff.js"
 import type { ClientStorage, ClientStorageError } from "../ClientStorage.js"
 import type { LiveClient } from "../LiveClient.js"
+import * as LocalView from "../LocalView.js"
 import * as PushPolicy from "../PushPolicy.js"
 import type { Options, ResetReason, SyncEvent, SyncStatus } from "../SyncClient.js"
 import { isOffline, type SyncTransport, type SyncTransportError } from "../SyncTransport.js"
+import type { TabGroup } from "../TabGroup.js"
 import * as Rebase from "./syncRebase.js"
 
 /** The options, with their defaults and bounds applied. */
@@ -74,11 +85,14 @@ export interface SyncState {
   readonly transport: SyncTransport["Type"]
   readonly storage: ClientStorage["Type"]
   readonly live: Option.Option<LiveClient["Type"]>
+  readonly tabs: TabGroup["Type"]
+  /** Reload the stored state if another tab committed since this one last looked (call under `locked`). */
+  readonly refresh: Effect.Effect<void, ClientStorageError>
   /** The rebase state now; views are replaced, never changed, so a caller may keep what it read. */
   readonly current: () => Rebase.State
   readonly coordination: Coordination
   /** Run under the one lock every change of state takes. */
-  readonly locked: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  readonly locked: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | ClientStorageError, R>
   /** Commit a step (its batch first), adopt its state, update the pending count, publish its events. */
   readonly commit: (step: Rebase.Step) => Effect.Effect<void, ClientStorageError>
   readonly publish: (event: SyncEvent) => Effect.Effect<void>
@@ -114,10 +128,16 @@ export const make = (
     readonly transport: SyncTransport["Type"]
     readonly storage: ClientStorage["Type"]
     readonly live: Option.Option<LiveClient["Type"]>
-  }
+    readonly tabs: TabGroup["Type"]
+  },
+  /** The store's revision `initial` was loaded at. */
+  initialRevision: number
 ): Effect.Effect<SyncState, never, Scope.Scope> =>
   Effect.gen(function*() {
     let state = initial
+    let revision = initialRevision
+    const { storage, tabs } = services
+    const storedRevision = tabs.shared ? storage.revision : undefined
     const lock = yield* Effect.makeSemaphore(1)
     const events = yield* Effect.acquireRelease(PubSub.unbounded<SyncEvent>(), PubSub.shutdown)
     const status = yield* SubscriptionRef.make<SyncStatus>({
@@ -130,24 +150,62 @@ export const make = (
       stuck: undefined
     })
     const pullWake = yield* Queue.sliding<void>(1)
-    const coordination: Coordination = { generation: 0, tracked: new Set(state.scopes.keys()), needsReset: new Map(), dirty: new Set() }
     const publish = (event: SyncEvent) => Effect.asVoid(PubSub.publish(events, event))
     const setStatus = (f: (s: SyncStatus) => SyncStatus) => SubscriptionRef.update(status, f)
+    const setPending = () => {
+      const n = Rebase.visible(state.pending).length
+      return setStatus((s) => s.pending === n ? s : { ...s, pending: n })
+    }
     const commit = (step: Rebase.Step) =>
       Effect.gen(function*() {
-        if (step.write !== undefined) yield* services.storage.commit(step.write)
+        if (step.write !== undefined) {
+          if (storedRevision === undefined) yield* storage.commit(step.write)
+          else {
+            yield* storage.commit({ ...step.write, revision: revision + 1 })
+            revision++
+            yield* tabs.post({ _tag: "Committed", revision })
+          }
+        }
         state = step.state
-        const n = Rebase.visible(state.pending).length
-        yield* setStatus((s) => s.pending === n ? s : { ...s, pending: n })
+        yield* setPending()
         for (const event of step.events) yield* publish(event)
       })
+    const coordination: Coordination = { generation: 0, tracked: new Set(state.scopes.keys()), needsReset: new Map(), dirty: new Set() }
+    const pushWake = yield* Queue.sliding<void>(1)
+    const refresh: Effect.Effect<void, ClientStorageError> = storedRevision === undefined ? Effect.void : Effect.gen(function*() {
+      const now = yield* storedRevision
+      if (now === revision) return
+      const stored = yield* storage.load
+      const fresh = yield* Rebase.fromStored(config.registry, stored, state.clientId)
+      const before = state
+      const ids = new Set(fresh.pending.map((m) => m.id))
+      // what this tab learned from the server and has not stored (answered ids) stays
+      state = { ...fresh, accepted: new Set([...before.accepted].filter((id) => ids.has(id))) }
+      revision = stored.revision ?? now
+      const changes: Array<LocalView.LocalChange> = []
+      for (const scope of new Set([...before.scopes.keys(), ...state.scopes.keys()])) {
+        changes.push(...LocalView.diff(scope, before.scopes.get(scope)?.view ?? LocalView.emptyRows(), state.scopes.get(scope)?.view ?? LocalView.emptyRows()))
+      }
+      for (const scope of state.scopes.keys()) {
+        if (coordination.tracked.has(scope)) continue
+        coordination.tracked.add(scope)
+        coordination.dirty.add(scope)
+        yield* wake(pullWake)
+      }
+      yield* setPending()
+      if (changes.length > 0) yield* publish({ _tag: "Changes", changes, source: "tab" })
+      if (state.pending.some((m) => !before.pending.some((b) => b.id === m.id))) yield* wake(pushWake)
+    })
     return {
       config,
       clientId: initial.clientId,
       ...services,
+      refresh,
       current: () => state,
       coordination,
-      locked: lock.withPermits(1),
+      locked: storedRevision === undefined
+        ? lock.withPermits(1)
+        : (effect) => lock.withPermits(1)(tabs.exclusive(Effect.zipRight(refresh, effect))),
       commit,
       publish,
       events,
@@ -162,7 +220,7 @@ export const make = (
           publish({ _tag: "Error", during, error })
         ),
       requestPull: (scope) => Effect.zipRight(Effect.sync(() => coordination.dirty.add(scope)), wake(pullWake)),
-      pushWake: yield* Queue.sliding<void>(1),
+      pushWake,
       pullWake,
       onlinePush: yield* Queue.sliding<void>(1),
       onlinePull: yield* Queue.sliding<void>(1),
