@@ -110,6 +110,14 @@ export * as SyncClient from "./SyncClient.js"
 export * as SyncTransport from "./SyncTransport.js"
 
 /**
+ * The tabs of a browser that share one client store: a leader that owns the
+ * network, writes serialized across tabs.
+ *
+ * @since 0.1.0
+ */
+export * as TabGroup from "./TabGroup.js"
+
+/**
  * Bearer tokens for the clients, with refresh.
  *
  * @since 0.1.0
