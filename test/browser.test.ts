@@ -15,11 +15,12 @@ import { AppShell, SyncTransport } from "mizu-sync-live/client"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
-import type { Browser, BrowserContext, Page } from "playwright-core"
+import type { Browser } from "playwright-core"
 import { options } from "../examples/todo/app.js"
 import { byCreation, Todo } from "../examples/todo/mutations.js"
 import * as Chromium from "./support/Browser.js"
 import { eventually } from "./support/Browser.js"
+import { addTodo, freshList, liveTitles, type MizuWindow, open, pendingCount, rowIds, run, titles, waitSaved } from "./support/todoPage.js"
 import * as ServerProcess from "./support/ServerProcess.js"
 import { BaseUrl, decodeAs, layerServer, post } from "./support/TestServer.js"
 
@@ -40,42 +41,6 @@ afterAll(async () => {
   await browser?.close()
   NodeFs.rmSync(dir, { recursive: true, force: true })
 })
-
-const run = <A>(f: () => Promise<A>) => Effect.promise(f)
-let lists = 0
-const freshList = () => `l${process.pid}x${Date.now().toString(36)}x${++lists}`
-
-const open = async (context: BrowserContext, url: string): Promise<Page> => {
-  const page = await context.newPage()
-  page.on("pageerror", (e) => console.log("pageerror:", e.message))
-  await page.goto(url)
-  return page
-}
-
-/** The titles in the list, in order. */
-const titles = (page: Page) => page.locator("#todos li span.title").allTextContents()
-/** The titles on the live page, in order. */
-const liveTitles = (page: Page) => page.locator("ul.todos li label span").allTextContents()
-/** The row ids in the list, in order. */
-const rowIds = (page: Page) => page.locator("#todos li").evaluateAll((lis) => lis.map((li) => (li as HTMLElement).dataset["id"] ?? ""))
-
-type MizuWindow = {
-  readonly mizu?: {
-    readonly sync: {
-      readonly pending: ReadonlyArray<unknown>
-      mutate(name: string, args: unknown, options: { readonly scope: string }): Promise<unknown>
-    }
-  }
-}
-const pendingCount = (page: Page) => page.evaluate(() => (window as unknown as MizuWindow).mizu?.sync.pending.length)
-
-const addTodo = async (page: Page, title: string) => {
-  await page.fill("#title-input", title)
-  await page.press("#title-input", "Enter")
-}
-
-const waitSaved = (page: Page, timeout = 30_000) =>
-  page.waitForFunction(() => (window as unknown as MizuWindow).mizu?.sync.pending.length === 0, undefined, { timeout })
 
 // Skipped only without a chromium binary, with one line saying so; under CI=true a missing
 // chromium fails instead (support/Browser.ts), and .ci/run installs it.

@@ -15,6 +15,7 @@ import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as LiveClient from "./LiveClient.js"
 import { dispatch, Emitter } from "./internal/listeners.js"
 import * as PromiseErrors from "./internal/promiseErrors.js"
+import type * as TabGroup from "./TabGroup.js"
 
 /**
  * Event names of `on`, with what the listener receives.
@@ -100,13 +101,14 @@ const endpointOf = (options: { readonly endpoint?: string; readonly baseUrl?: st
  * @since 0.1.0
  * @category layers
  */
-export const layerOf = (options: MizuLiveOptions): Layer.Layer<LiveClient.LiveClient> => {
+export const layerOf = (options: MizuLiveOptions, tabs?: Layer.Layer<TabGroup.TabGroup>): Layer.Layer<LiveClient.LiveClient> => {
   const ctor: Layer.Layer<Socket.WebSocketConstructor> = options.WebSocket !== undefined
     ? LiveClient.layerWebSocketConstructor(options.WebSocket)
     : LiveClient.layerWebSocketConstructor(globalThis.WebSocket)
-  return LiveClient.layer({ ...options, url: endpointOf(options), ...(options.url === undefined ? {} : { page: options.url }) }).pipe(
-    Layer.provide(ctor)
-  )
+  const clientOptions = { ...options, url: endpointOf(options), ...(options.url === undefined ? {} : { page: options.url }) }
+  return tabs === undefined
+    ? LiveClient.layer(clientOptions).pipe(Layer.provide(ctor))
+    : LiveClient.layer(clientOptions).pipe(Layer.provide(ctor)) // TODO(tabs): the shared socket
 }
 
 /**

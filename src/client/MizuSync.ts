@@ -28,6 +28,7 @@ import * as PromiseErrors from "./internal/promiseErrors.js"
 import * as Query from "./Query.js"
 import * as SyncClient from "./SyncClient.js"
 import * as SyncTransport from "./SyncTransport.js"
+import * as TabGroup from "./TabGroup.js"
 
 /**
  * Event names of `on`, with what the listener receives.
@@ -65,6 +66,15 @@ export interface MizuSyncOptions<M extends Mutation.Mutation = Mutation.Mutation
   readonly storage?: "indexeddb" | "memory" | Layer.Layer<ClientStorage.ClientStorage, ClientStorage.ClientStorageError>
   /** The IndexedDB database name; `mizu-sync` by default. */
   readonly dbName?: string
+  /**
+   * Share the store among this browser's tabs (`TabGroup`): one IndexedDB
+   * database, one leader tab that owns the network (one WebSocket, the
+   * pulls, the push queue), every tab's mutations in every tab's view at
+   * once, offline too. True by default where the browser has Web Locks and
+   * `BroadcastChannel` and the storage is `indexeddb`; false gives each tab
+   * its own store, client id and socket (`IndexedDbStorage`'s slots).
+   */
+  readonly tabs?: boolean
   /**
    * Open a live connection in the same runtime, for pokes (and `sync.live`);
    * `true` for the defaults. It takes `baseUrl` and `token` from these
@@ -106,11 +116,23 @@ const liveOptionsOf = (options: MizuSyncOptions): MizuLiveOptions | undefined =>
   return { ...own, ...(baseUrl === undefined ? {} : { baseUrl }), ...(token === undefined ? {} : { token }) }
 }
 
-const storageLayerOf = (options: MizuSyncOptions): Layer.Layer<ClientStorage.ClientStorage, ClientStorage.ClientStorageError> => {
+const DEFAULT_DB_NAME = "mizu-sync"
+
+/** The storage of the options, and the tab group over it (one of one unless the tabs share an IndexedDB store). */
+const storageLayerOf = (options: MizuSyncOptions): {
+  readonly storage: Layer.Layer<ClientStorage.ClientStorage, ClientStorage.ClientStorageError>
+  readonly tabs: Layer.Layer<TabGroup.TabGroup> | undefined
+} => {
   const storage = options.storage ?? (globalThis.indexedDB === undefined ? "memory" : "indexeddb")
-  if (storage === "memory") return ClientStorage.layerMemory
-  if (storage === "indexeddb") return IndexedDbStorage.layer(options.dbName === undefined ? {} : { name: options.dbName })
-  return storage
+  if (storage === "memory") return { storage: ClientStorage.layerMemory, tabs: undefined }
+  if (storage !== "indexeddb") return { storage, tabs: undefined }
+  const name = options.dbName ?? DEFAULT_DB_NAME
+  const navigatorLocks = (globalThis as { readonly navigator?: { readonly locks?: LockManager } }).navigator?.locks
+  const shared = options.tabs !== false && navigatorLocks !== undefined && globalThis.BroadcastChannel !== undefined
+  return {
+    storage: IndexedDbStorage.layer({ name, shared }),
+    tabs: shared ? TabGroup.layerBrowser({ name }) : undefined
+  }
 }
 
 type Services = SyncClient.SyncClient | LiveClient.LiveClient
@@ -159,9 +181,10 @@ export class MizuSync<M extends Mutation.Mutation = Mutation.Mutation> extends E
   static async open<M extends Mutation.Mutation = Mutation.Mutation>(options: MizuSyncOptions<M> = {}): Promise<MizuSync<M>> {
     const transport = options.transport ?? SyncTransport.layerFetch({ ...options, baseUrl: options.baseUrl ?? "" })
     const liveOptions = liveOptionsOf(options)
-    const liveLayer = liveOptions === undefined ? Layer.empty : liveLayerOf(liveOptions)
+    const { storage, tabs } = storageLayerOf(options)
+    const liveLayer = liveOptions === undefined ? Layer.empty : liveLayerOf(liveOptions, tabs)
     const layer = Layer.merge(
-      SyncClient.layer(options).pipe(Layer.provide(Layer.mergeAll(transport, storageLayerOf(options), liveLayer))),
+      SyncClient.layer(options).pipe(Layer.provide(Layer.mergeAll(transport, storage, liveLayer, tabs ?? Layer.empty))),
       liveLayer
     ) as Layer.Layer<Services, ClientStorage.ClientStorageError>
     const runtime = ManagedRuntime.make(layer)
@@ -176,6 +199,11 @@ export class MizuSync<M extends Mutation.Mutation = Mutation.Mutation> extends E
   /** This client's id, stable across restarts. */
   get clientId(): string {
     return this.client.clientId
+  }
+
+  /** Whether this tab leads the browser's tabs of this store (owns the socket, pushes and pulls); true when not shared. */
+  get isLeader(): boolean {
+    return this.runtime.runSync(this.client.isLeader)
   }
 
   /**

@@ -279,8 +279,10 @@ export type MutationArgs<M extends Mutation.Mutation, N extends string> = string
  * @category models
  */
 export interface Client<M extends Mutation.Mutation = Mutation.Mutation> {
-  /** This client's id, stable across restarts. */
+  /** This client's id, stable across restarts (shared by the tabs of a `TabGroup`). */
   readonly clientId: string
+  /** Whether this client's tab leads its `TabGroup` (talks to the server); true without one. */
+  readonly isLeader: Effect.Effect<boolean>
   /** The registry the client was built with. */
   readonly registry: Mutation.Registry<M> | undefined
   /**

@@ -90,6 +90,7 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
     const reads = makeReads(s)
     const client: Client<M> = {
       clientId: s.clientId,
+      isLeader: tabs.isLeader,
       registry: options.registry,
       mutate,
       mutateUnknown: mutate,
