@@ -54,6 +54,12 @@
  *    in-memory state changes and before anyone is told, under one lock; so a
  *    restart resumes from the last commit, and listeners see each committed
  *    batch once, in order.
+ * 8. With a `TabGroup` (the tabs of a browser over one store), that lock is
+ *    also the group's, and each step first reloads the store if another tab
+ *    committed since (its revision moved): every step is computed from the
+ *    store as it is, so ids stay unique per client id and no tab overwrites
+ *    another's batch. Only the leader tab runs the workers (1-6 hold there);
+ *    a follower's `push`, `pull` and `sync` run in the leader.
  *
  * Handlers must be deterministic given their args (put ids and timestamps in
  * the args): a pending mutation is replayed on every rebase, and the server
