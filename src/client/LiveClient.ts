@@ -48,6 +48,8 @@ import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type * as Live from "../protocol/Live.js"
 import * as internal from "./internal/liveClient.js"
+import * as internalTabs from "./internal/liveTabs.js"
+import type { TabGroup } from "./TabGroup.js"
 import type * as Token from "./Token.js"
 
 /**
@@ -210,6 +212,66 @@ export const layer = (options: Options): Layer.Layer<LiveClient, never, Socket.W
  */
 export const layerGlobal = (options: Options): Layer.Layer<LiveClient> =>
   layer(options).pipe(Layer.provide(Socket.layerWebSocketConstructorGlobal))
+
+/**
+ * A live client shared by the tabs of a `TabGroup`: the same `LiveClient`,
+ * over ONE WebSocket for all the tabs of the group (one live session on the
+ * server for a browser profile, however many tabs it has open).
+ *
+ * - The tab that leads runs `make`'s connection (opened once it leads, for
+ *   as long as its scope is open) and subscribes the union of every tab's
+ *   wanted scopes; a tab's scopes stay subscribed until it unsubscribes them
+ *   or closes. It relays the connection's events (all but `Page`, which
+ *   stay in the leading tab) and its status to the other tabs.
+ * - Any other tab opens no socket: its calls go to the leader and resolve
+ *   with the leader's answer (`subscribe` with the heads or the leader's
+ *   `LiveError`). When the leader closes, the next tab takes over with a new
+ *   socket, and every tab sends its scopes and presence values again, so
+ *   the new connection carries all of them; calls waiting meanwhile are
+ *   asked again (they are idempotent), except `broadcast`, which fails
+ *   `disconnected` when no leader answered it.
+ * - Each tab keeps its own `scopes` and sees the events of its own scopes
+ *   only (`Poke`, `Broadcast`, `Presence`; `Online` and `Subscribed` carry
+ *   its own scopes' heads). `status` is the leader's (`connecting` until a
+ *   follower hears from it).
+ * - Presence is per browser, not per tab: the server sees one session, so
+ *   every tab announcing on a topic sets the same entry and the last one to
+ *   announce sets its values (after a takeover, the last tab to send its
+ *   values again). A tab's `broadcast` reaches the other tabs of its
+ *   browser too (relayed by the leader, with `from` undefined), as it did
+ *   when every tab had its own session.
+ * - A tab that dies without closing its scope keeps its scopes subscribed
+ *   until the next takeover.
+ *
+ * Without a shared group (`TabGroup.layerSolo`, or a browser without Web
+ * Locks or BroadcastChannel) it is exactly `make`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeTabs: (
+  options: Options
+) => Effect.Effect<LiveClient["Type"], never, Socket.WebSocketConstructor | TabGroup | Scope.Scope> = internalTabs.make
+
+/**
+ * `makeTabs` for the layer's lifetime: needs a `Socket.WebSocketConstructor`
+ * and the tab's `TabGroup`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerTabs = (options: Options): Layer.Layer<LiveClient, never, Socket.WebSocketConstructor | TabGroup> =>
+  Layer.scoped(LiveClient, makeTabs(options))
+
+/**
+ * `layerTabs` on the global `WebSocket` (browsers): with
+ * `TabGroup.layerBrowser`, the tabs of a browser profile share one socket.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerTabsGlobal = (options: Options): Layer.Layer<LiveClient, never, TabGroup> =>
+  layerTabs(options).pipe(Layer.provide(Socket.layerWebSocketConstructorGlobal))
 
 /**
  * A `Socket.WebSocketConstructor` from a constructor you pass (the `ws`
