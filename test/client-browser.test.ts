@@ -47,6 +47,12 @@ const liveSessions = async (base: string): Promise<number> => {
   return line === undefined ? 0 : Number(line.split(" ").pop())
 }
 
+/** The gauge once the sessions of the tests before (their contexts closed) are gone: 0. */
+const noSessions = async (base: string): Promise<number> => {
+  await eventually(() => liveSessions(base), 0, { message: "the earlier tests' sessions closed" })
+  return 0
+}
+
 const isLeader = (page: Page) => page.evaluate(() => (window as unknown as TabsWindow).mizu?.sync.isLeader)
 const liveStatus = (page: Page) => page.evaluate(() => (window as unknown as TabsWindow).mizu?.sync.status.live)
 const clientId = (page: Page) => page.evaluate(() => (window as unknown as TabsWindow).mizu?.sync.clientId)
@@ -93,7 +99,7 @@ describe.skipIf(!Chromium.available)("one store per browser profile", () => {
         const base = yield* BaseUrl
         const list = freshList()
         yield* run(async () => {
-          const before = await liveSessions(base)
+          const before = await noSessions(base)
           const context = await browser!.newContext()
           const pa = await open(context, `${base}/?list=${list}&name=ann`)
           await ready(pa)
@@ -156,6 +162,7 @@ describe.skipIf(!Chromium.available)("one store per browser profile", () => {
         const base = yield* BaseUrl
         const list = freshList()
         yield* run(async () => {
+          const before = await noSessions(base)
           const a = await browser!.newContext()
           const pa = await open(a, `${base}/?list=${list}&name=ann`)
           await ready(pa)
@@ -174,6 +181,9 @@ describe.skipIf(!Chromium.available)("one store per browser profile", () => {
           await a.setOffline(false)
           await waitSaved(pb)
           await eventually(() => titles(pb), ["a1", "a2", "b1"])
+          // and the socket is page B's now: live again, one session for the context
+          await eventually(() => liveStatus(pb), "connected")
+          await eventually(() => liveSessions(base), before + 1)
           await a.close()
         })
         const log = yield* Effect.promise(() => serverLog(base, `user:${list}:todos`))

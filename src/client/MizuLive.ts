@@ -96,7 +96,8 @@ const endpointOf = (options: { readonly endpoint?: string; readonly baseUrl?: st
 
 /**
  * The `LiveClient` layer of the options (with the WebSocket constructor
- * they name); `MizuSync` runs it in its own runtime.
+ * they name); `MizuSync` runs it in its own runtime. With `tabs`, the
+ * socket is the group's (`LiveClient.layerTabs`: the leader tab's, shared).
  *
  * @since 0.1.0
  * @category layers
@@ -108,7 +109,7 @@ export const layerOf = (options: MizuLiveOptions, tabs?: Layer.Layer<TabGroup.Ta
   const clientOptions = { ...options, url: endpointOf(options), ...(options.url === undefined ? {} : { page: options.url }) }
   return tabs === undefined
     ? LiveClient.layer(clientOptions).pipe(Layer.provide(ctor))
-    : LiveClient.layer(clientOptions).pipe(Layer.provide(ctor)) // TODO(tabs): the shared socket
+    : LiveClient.layerTabs(clientOptions).pipe(Layer.provide(Layer.merge(ctor, tabs)))
 }
 
 /**
