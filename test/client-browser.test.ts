@@ -23,7 +23,7 @@ import type { Browser, Page } from "playwright-core"
 import { options } from "../examples/todo/app.js"
 import * as Chromium from "./support/Browser.js"
 import { eventually } from "./support/Browser.js"
-import { BaseUrl, layerServer } from "./support/TestServer.js"
+import { BaseUrl, layerServer, liveSessions } from "./support/TestServer.js"
 import { addTodo, freshList, type MizuWindow, open, pendingCount, run, titles, waitSaved } from "./support/todoPage.js"
 
 let browser: Browser | undefined
@@ -38,13 +38,6 @@ const deps = Layer.mergeAll(SyncStorage.layerMemory, LivePubSub.layerMemory, Aut
 
 type TabsWindow = MizuWindow & {
   readonly mizu?: { readonly sync: { readonly isLeader: boolean; readonly status: { readonly live: string } } }
-}
-
-/** The server's `mizu_live_sessions` gauge (sessions open on this process). */
-const liveSessions = async (base: string): Promise<number> => {
-  const text = await (await fetch(`${base}/_sync/metrics`)).text()
-  const line = text.split("\n").find((l) => l.startsWith("mizu_live_sessions"))
-  return line === undefined ? 0 : Number(line.split(" ").pop())
 }
 
 /** The gauge once the sessions of the tests before (their contexts closed) are gone: 0. */

@@ -10,13 +10,12 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
-import * as Queue from "effect/Queue"
 import { Authorizer, ChangeLog, LivePubSub, StorageError, SyncStorage } from "mizu-sync-live"
-import { LiveClient, SyncTransport } from "mizu-sync-live/client"
+import { LiveClient } from "mizu-sync-live/client"
 import { layerLiveClient } from "mizu-sync-live/client/node"
 import { registry } from "../examples/todo/mutations.js"
 import { freshScope } from "./suites/util.js"
-import { eventuallyTrue } from "./support/clientHarness.js"
+import { eventuallyTrue, pushOne, takeUntil } from "./support/clientHarness.js"
 import { BaseUrl, layerServer } from "./support/TestServer.js"
 
 const startLive = (options: LiveClient.Options) => Effect.map(Layer.build(layerLiveClient(options)), Context.get(LiveClient.LiveClient))
@@ -25,17 +24,6 @@ const fastLive = { reconnectInitial: "10 millis", reconnectMax: "100 millis" } a
 
 const is = <T extends LiveClient.LiveEvent["_tag"]>(tag: T) => (e: LiveClient.LiveEvent): e is Extract<LiveClient.LiveEvent, { _tag: T }> =>
   e._tag === tag
-
-const takeUntil = <A, B extends A>(queue: Queue.Dequeue<A>, pred: (a: A) => a is B, also: (b: B) => boolean = () => true) =>
-  Effect.gen(function*() {
-    while (true) {
-      const a = yield* Queue.take(queue)
-      if (pred(a) && also(a)) return a
-    }
-  })
-
-const pushOne = (base: string, scope: string, id: string) =>
-  Effect.orDie(SyncTransport.makeFetch({ baseUrl: base }).push({ mutations: [{ name: "todo/create", scope, args: { id, title: id } }] }))
 
 /** Head reads of `scope` fail while `failures` > 0 (each failure counts down): SUBSCRIBE and JOIN answer `unavailable`. */
 const flaky = { scope: "", failures: 0 }

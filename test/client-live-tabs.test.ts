@@ -25,11 +25,11 @@ import * as Layer from "effect/Layer"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
 import * as Scope from "effect/Scope"
-import { LiveClient, SyncTransport, TabGroup } from "mizu-sync-live/client"
+import { LiveClient, TabGroup } from "mizu-sync-live/client"
 import { registry } from "../examples/todo/mutations.js"
 import { freshScope } from "./suites/util.js"
-import { eventuallyTrue } from "./support/clientHarness.js"
-import { BaseUrl, layerMemoryDeps, layerServer } from "./support/TestServer.js"
+import { eventuallyTrue, pushOne } from "./support/clientHarness.js"
+import { BaseUrl, layerMemoryDeps, layerServer, liveSessions } from "./support/TestServer.js"
 
 type Live = LiveClient.LiveClient["Type"]
 type LiveEvent = LiveClient.LiveEvent
@@ -71,21 +71,8 @@ const until = (queue: Queue.Dequeue<LiveEvent>, pred: (e: LiveEvent) => boolean)
 const pokeOf = (scope: string) => (e: LiveEvent) => e._tag === "Poke" && e.scope === scope
 const broadcastOf = (event: string) => (e: LiveEvent) => e._tag === "Broadcast" && e.event === event
 
-/** Push one mutation through plain HTTP (another client). */
-const pushOne = (base: string, scope: string, id: string) =>
-  Effect.orDie(SyncTransport.makeFetch({ baseUrl: base }).push({ mutations: [{ name: "todo/create", scope, args: { id, title: id } }] }))
-
-/** The server's `mizu_live_sessions` gauge (this process's open live sessions). */
-const liveSessions = (base: string) =>
-  Effect.promise(async () => {
-    const text = await fetch(`${base}/_sync/metrics`).then((r) => r.text())
-    const line = text.split("\n").find((l) => l.startsWith("mizu_live_sessions "))
-    // the gauge is not listed before its first session
-    return line === undefined ? 0 : Number(line.slice("mizu_live_sessions ".length))
-  })
-
 const sessionsAre = (base: string, n: number) =>
-  eventuallyTrue(`${n} live session(s) on the server`, Effect.map(liveSessions(base), (s) => s === n))
+  eventuallyTrue(`${n} live session(s) on the server`, Effect.map(Effect.promise(() => liveSessions(base)), (s) => s === n))
 
 const connected = (...tabs: ReadonlyArray<Live>) =>
   eventuallyTrue("connected", Effect.map(Effect.all(tabs.map((t) => t.status)), (s) => s.every((x) => x === "connected")))
@@ -136,7 +123,7 @@ describe("LiveClient.makeTabs", () => {
           yield* pushOne(base, sa, "t")
           const afterB = yield* until(eventsB, pokeOf(sa))
           assert.isFalse(afterB.some(pokeOf(sb)))
-          assert.strictEqual(yield* liveSessions(base), 1)
+          assert.strictEqual(yield* Effect.promise(() => liveSessions(base)), 1)
         }))
 
       it.scoped("a follower's broadcast reaches another browser and its own browser's other tab; another browser's reaches every tab; presence is per browser", () =>

@@ -18,7 +18,7 @@ import { type WebSocket, WebSocketServer } from "ws"
 import { createTodo, registry, TodoEntity, toggleTodo } from "../examples/todo/mutations.js"
 import { layerLiveClient, nodeLiveOptions } from "mizu-sync-live/client/node"
 import { freshScope } from "./suites/util.js"
-import { eventuallyTrue, startClient } from "./support/clientHarness.js"
+import { eventuallyTrue, pushOne, startClient, takeUntil } from "./support/clientHarness.js"
 import { BaseUrl, layerMemoryDeps, layerServer } from "./support/TestServer.js"
 
 const startLive = (options: LiveClient.Options) =>
@@ -33,20 +33,8 @@ const openSync = (options: Omit<MizuSyncOptions, "registry" | "storage">) =>
     (client) => Effect.promise(() => client.close())
   )
 
-const takeUntil = <A, B extends A>(queue: Queue.Dequeue<A>, pred: (a: A) => a is B) =>
-  Effect.gen(function*() {
-    while (true) {
-      const a = yield* Queue.take(queue)
-      if (pred(a)) return a
-    }
-  })
-
 const is = <T extends LiveClient.LiveEvent["_tag"]>(tag: T) => (e: LiveClient.LiveEvent): e is Extract<LiveClient.LiveEvent, { _tag: T }> =>
   e._tag === tag
-
-/** Push one mutation through plain HTTP (another client). */
-const pushOne = (base: string, scope: string, id: string) =>
-  Effect.orDie(SyncTransport.makeFetch({ baseUrl: base }).push({ mutations: [{ name: "todo/create", scope, args: { id, title: id } }] }))
 
 const denySecret = Authorizer.layerFunction((req) => req.scope.startsWith("secret:") ? Authorizer.forbidden(`no ${req.scope}`) : Effect.void)
 

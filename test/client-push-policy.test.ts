@@ -18,7 +18,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { freshScope } from "./suites/util.js"
-import { eventuallyTrue, startClient, startStoppable, unplugged } from "./support/clientHarness.js"
+import { eventuallyTrue, startClient, startStoppable, takeUntil, unplugged } from "./support/clientHarness.js"
 import { BaseUrl, layerServer } from "./support/TestServer.js"
 
 // ---- a registry with big rows, a mutation the server's handler dies on, and one it rejects -----------------
@@ -69,14 +69,6 @@ const recording = (inner: SyncTransport.SyncTransport["Type"]) => {
   })
   return { transport, failures, pushes }
 }
-
-const takeUntil = <B extends SyncClient.SyncEvent>(queue: Queue.Dequeue<SyncClient.SyncEvent>, pred: (e: SyncClient.SyncEvent) => e is B) =>
-  Effect.gen(function*() {
-    while (true) {
-      const e = yield* Queue.take(queue)
-      if (pred(e)) return e
-    }
-  })
 
 const isRejected = (e: SyncClient.SyncEvent): e is Extract<SyncClient.SyncEvent, { _tag: "Rejected" }> => e._tag === "Rejected"
 const isStuck = (e: SyncClient.SyncEvent): e is Extract<SyncClient.SyncEvent, { _tag: "Stuck" }> => e._tag === "Stuck"

@@ -19,21 +19,13 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { createTodo, deleteTodo, registry, renameTodo, TodoEntity, toggleTodo } from "../examples/todo/mutations.js"
 import { freshScope } from "./suites/util.js"
-import { eventually, eventuallyTrue, gated, startClient, startStoppable, switchable, unplugged } from "./support/clientHarness.js"
+import { eventually, eventuallyTrue, gated, startClient, startStoppable, switchable, takeUntil, unplugged } from "./support/clientHarness.js"
 import { BaseUrl, layerMemoryDeps, layerServer } from "./support/TestServer.js"
 
 const fetchTo = (baseUrl: string) => SyncTransport.makeFetch({ baseUrl })
 
 /** The server's snapshot of a scope, through the client transport. */
 const serverView = (baseUrl: string, scope: string) => Effect.map(Effect.orDie(fetchTo(baseUrl).snapshot({ scope })), (s) => s.data)
-
-const takeUntil = <A>(queue: Queue.Dequeue<A>, pred: (a: A) => boolean) =>
-  Effect.gen(function*() {
-    while (true) {
-      const a = yield* Queue.take(queue)
-      if (pred(a)) return a
-    }
-  })
 
 const fast: SyncClient.Options = { registry, retryInitial: "5 millis", retryMax: "50 millis" }
 

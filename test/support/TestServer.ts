@@ -56,3 +56,10 @@ export const post = (url: string, body: string, headers: Record<string, string> 
 /** Decode a response body with a protocol Schema (fails the test if it does not match). */
 export const decodeAs = <A, I>(schema: import("effect/Schema").Schema<A, I>, json: unknown): A =>
   SchemaModule.decodeUnknownSync(schema)(json)
+
+/** The server's `mizu_live_sessions` gauge: live sessions open on its process (0 before the first). */
+export const liveSessions = async (base: string): Promise<number> => {
+  const text = await (await fetch(`${base}/_sync/metrics`)).text()
+  const line = text.split("\n").find((l) => l.startsWith("mizu_live_sessions "))
+  return line === undefined ? 0 : Number(line.slice("mizu_live_sessions ".length))
+}

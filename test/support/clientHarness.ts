@@ -9,6 +9,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import { ClientStorage, type LiveClient, SyncClient, SyncTransport } from "mizu-sync-live/client"
@@ -186,3 +187,19 @@ export const eventuallyTrue = <E>(what: string, check: Effect.Effect<boolean, E>
   eventually(Effect.flatMap(Effect.orElseSucceed(check, () => false), (ok) => ok ? Effect.void : Effect.fail(what)), attempts, everyMs).pipe(
     Effect.orDie
   )
+
+/** Take from `queue` until an item matches (and `also` holds for it); that item. */
+export function takeUntil<A, B extends A>(queue: Queue.Dequeue<A>, pred: (a: A) => a is B, also?: (b: B) => boolean): Effect.Effect<B>
+export function takeUntil<A>(queue: Queue.Dequeue<A>, pred: (a: A) => boolean): Effect.Effect<A>
+export function takeUntil<A>(queue: Queue.Dequeue<A>, pred: (a: A) => boolean, also: (a: A) => boolean = () => true): Effect.Effect<A> {
+  return Effect.gen(function*() {
+    while (true) {
+      const a = yield* Queue.take(queue)
+      if (pred(a) && also(a)) return a
+    }
+  })
+}
+
+/** Push one todo through plain HTTP, as another client would. */
+export const pushOne = (base: string, scope: string, id: string) =>
+  Effect.orDie(SyncTransport.makeFetch({ baseUrl: base }).push({ mutations: [{ name: "todo/create", scope, args: { id, title: id } }] }))
