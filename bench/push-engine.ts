@@ -110,14 +110,14 @@ class StepCounter extends Supervisor.AbstractSupervisor<void> {
   }
 }
 
-const countSteps = async (batch: number, pushes: number) => {
+const countSteps = async (batch: number, pushes: number, traced: boolean) => {
   const counter = new StepCounter()
-  const countedFile = NodePath.join(tmp, `steps-${batch}.sqlite`)
+  const countedFile = NodePath.join(tmp, `steps-${batch}-${traced}.sqlite`)
   await Db.migrate(countedFile)
   const counted = ManagedRuntime.make(
     Server.layerEngine(registry).pipe(
       Layer.provide(Layer.mergeAll(SqlStorage.layerSqlite({ filename: countedFile }), noPokes, Authorizer.layerAllowAll)),
-      Layer.provide(Layer.merge(Supervisor.addSupervisor(counter), RuntimeFlags.enableOpSupervision))
+      Layer.provide(Layer.mergeAll(Supervisor.addSupervisor(counter), RuntimeFlags.enableOpSupervision, Layer.setTracerEnabled(traced)))
     )
   )
   const countedEngine = await counted.runPromise(SyncEngine.SyncEngine)
@@ -132,9 +132,14 @@ const countSteps = async (batch: number, pushes: number) => {
   return perPush
 }
 
+// tracing on (the default of an Effect program, as the timed slices run) and off (`tracing: false`, as the HTTP gates run)
 const steps: Record<string, number> = {}
-for (const batch of config.batches) steps[`batch-${batch}`] = round(await countSteps(batch, 200), 0)
-console.log(`fiber steps per push (every fiber, op supervision): ${config.batches.map((b) => `${b} mutation${b === 1 ? "" : "s"}: ${steps[`batch-${b}`]}`).join(", ")}`)
+for (const batch of config.batches) {
+  steps[`batch-${batch}`] = round(await countSteps(batch, 200, true), 0)
+  steps[`batch-${batch}-notrace`] = round(await countSteps(batch, 200, false), 0)
+}
+const stepsOf = (suffix: string) => config.batches.map((b) => `${b} mutation${b === 1 ? "" : "s"}: ${steps[`batch-${b}${suffix}`]}`).join(", ")
+console.log(`fiber steps per push (every fiber, op supervision): tracing on ${stepsOf("")}; tracing off ${stepsOf("-notrace")}`)
 
 const results: Record<string, unknown> = {}
 const rows: Array<Array<string>> = [["mutations per push", "ours µs/mutation", "baseline µs/mutation", "ours / baseline", "range over slices"]]

@@ -20,16 +20,23 @@ import type { StorageError } from "../StorageError.js"
 const toProtocolError = (e: StorageError | Authorizer.Denied | ProtocolError): ProtocolError =>
   e._tag === "ProtocolError" ? e : e._tag === "Denied" ? Authorizer.toProtocolError(e) : StorageErrors.toProtocolError(e)
 
-/** Log and count a storage failure, then map every failure to its protocol error. */
-export const logStorageError = <A, R>(self: Effect.Effect<A, StorageError | Authorizer.Denied | ProtocolError, R>) =>
-  self.pipe(
-    Effect.tapError((e) =>
-      e._tag === "StorageError"
-        ? Effect.zipRight(Effect.logWarning("storage failure", e.cause ?? e.message), Metric.increment(Metrics.storageErrors))
-        : Effect.void
-    ),
-    Effect.mapError(toProtocolError)
-  )
+/**
+ * Log and count a storage failure (the warning annotated with
+ * `annotations`, when given), then map every failure to its protocol error;
+ * one step on the way out when nothing failed.
+ */
+export const logStorageError = <A, R>(
+  self: Effect.Effect<A, StorageError | Authorizer.Denied | ProtocolError, R>,
+  annotations?: Readonly<Record<string, string>>
+): Effect.Effect<A, ProtocolError, R> =>
+  Effect.catchAll(self, (e) => {
+    if (e._tag !== "StorageError") return Effect.fail(toProtocolError(e))
+    const warning = Effect.logWarning("storage failure", e.cause ?? e.message)
+    return Effect.zipRight(
+      Effect.zipRight(annotations === undefined ? warning : Effect.annotateLogs(warning, annotations), Metric.increment(Metrics.storageErrors)),
+      Effect.fail(toProtocolError(e))
+    )
+  })
 
 const isConflict = (e: unknown): boolean =>
   typeof e === "object" && e !== null && "_tag" in e && e._tag === "StorageError" && (e as StorageError).reason === "conflict"

@@ -50,6 +50,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
+import * as HashMap from "effect/HashMap"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as Option from "effect/Option"
@@ -104,6 +105,8 @@ export interface Prepared<A> {
 
 /** A push's two ways to run: whole (alone, or in a savepoint), or prepared in a group with no savepoint. */
 export interface Attempt<A> {
+  /** Log annotations of the push, added to its request's while the writer runs it. */
+  readonly annotations?: Readonly<Record<string, string>> | undefined
   readonly run: (mode: "alone" | "savepoint") => Effect.Effect<Committed<A>, Failure>
   /** Fails with `Rerun` when it cannot finish cleanly without a savepoint. */
   readonly prepare: () => Effect.Effect<Prepared<A>, Failure | Rerun>
@@ -118,6 +121,8 @@ interface Job<A> {
   readonly attempt: Attempt<A>
   readonly parent: Option.Option<Tracer.AnySpan>
   readonly tracing: boolean
+  /** The request's log annotations with the attempt's. */
+  readonly annotations: HashMap.HashMap<string, unknown>
   readonly done: Deferred.Deferred<A, Failure>
   conflicts: number
 }
@@ -185,11 +190,24 @@ const unionOf = <A>(jobs: ReadonlyArray<Job<A>>): ReadonlyArray<string> => {
   return [...all].sort()
 }
 
-/** A job's effect under the request's parent span and tracing setting. */
-const asRequest = <A, E>(job: Job<unknown>, effect: Effect.Effect<A, E>): Effect.Effect<A, E> => {
-  if (!job.tracing) return Effect.withTracerEnabled(effect, false)
-  return Option.isSome(job.parent) ? Effect.withParentSpan(effect, job.parent.value) : effect
-}
+/**
+ * The writer takes on a job's tracing setting and log annotations before it
+ * runs it: set on the writer's own fiber, which runs one job at a time and
+ * sets them again for the next (no `locally` and its restore per job).
+ */
+const adopt = (job: Job<unknown>): Effect.Effect<void> =>
+  Effect.withFiberRuntime((fiber) => {
+    const tracing = fiber.getFiberRef(FiberRef.currentTracerEnabled) === job.tracing
+      ? Effect.void
+      : FiberRef.set(FiberRef.currentTracerEnabled, job.tracing)
+    return fiber.getFiberRef(FiberRef.currentLogAnnotations) === job.annotations
+      ? tracing
+      : Effect.zipRight(tracing, FiberRef.set(FiberRef.currentLogAnnotations, job.annotations))
+  })
+
+/** A job's effect with the request's tracing setting, log annotations and parent span. */
+const asRequest = <A, E>(job: Job<unknown>, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+  Effect.zipRight(adopt(job), job.tracing && Option.isSome(job.parent) ? Effect.withParentSpan(effect, job.parent.value) : effect)
 
 const runJob = <A>(job: Job<A>, mode: "alone" | "savepoint"): Effect.Effect<Committed<A>, Failure> =>
   asRequest(job as Job<unknown>, job.attempt.run(mode))
@@ -208,13 +226,14 @@ export const make = (options: Options): Effect.Effect<GroupCommit, never, Scope.
       for (const exit of exits) {
         if (Exit.isSuccess(exit)) for (const [scope, head] of exit.value.heads) heads.set(scope, Math.max(heads.get(scope) ?? 0, head))
       }
-      return Effect.zipRight(
-        Effect.zipRight(Metric.update(groupSize, jobs.length), heads.size === 0 ? Effect.void : committed(heads)),
-        Effect.forEach(jobs, (job, i) => {
+      const answer = Effect.sync(() => {
+        groupSize.unsafeUpdate(jobs.length, [])
+        for (let i = 0; i < jobs.length; i++) {
           const exit = exits[i]
-          return Exit.isSuccess(exit) ? Deferred.succeed(job.done, exit.value.value) : Deferred.failCause(job.done, exit.cause)
-        }, { discard: true })
-      )
+          Deferred.unsafeDone(jobs[i].done, Exit.isSuccess(exit) ? Exit.succeed(exit.value.value) : Exit.failCause(exit.cause))
+        }
+      })
+      return heads.size === 0 ? answer : Effect.zipRight(committed(heads), answer)
     }
 
     /** Conflicts lost: the pushes that may still run again, after a short jittered wait; the others fail. */
@@ -329,7 +348,9 @@ export const make = (options: Options): Effect.Effect<GroupCommit, never, Scope.
             endOfTurn,
             Effect.flatMap(Queue.takeUpTo(queue, MAX_PUSHES - 1), (rest) => {
               const jobs = [first, ...rest]
-              return Effect.onInterrupt(Effect.forEach(split(jobs), runGroup, { discard: true }), () => fail(jobs))
+              const groups = split(jobs)
+              const run = groups.length === 1 ? runGroup(groups[0]) : Effect.forEach(groups, runGroup, { discard: true })
+              return Effect.onInterrupt(run, () => fail(jobs))
             })
           ))
       )
@@ -352,16 +373,22 @@ export const make = (options: Options): Effect.Effect<GroupCommit, never, Scope.
     ) =>
       Effect.withFiberRuntime<A, Failure>((fiber) => {
         const done = Deferred.unsafeMake<A, Failure>(fiber.id())
+        let annotations = fiber.getFiberRef(FiberRef.currentLogAnnotations)
+        if (attempt.annotations !== undefined) {
+          for (const [key, value] of Object.entries(attempt.annotations)) annotations = HashMap.set(annotations, key, value)
+        }
         const job: Job<A> = {
           scopes,
           mutations,
           attempt,
           parent: fiber.currentSpan === undefined ? Option.none() : Option.some(fiber.currentSpan),
           tracing: fiber.getFiberRef(FiberRef.currentTracerEnabled),
+          annotations,
           done,
           conflicts: 0
         }
-        return Effect.zipRight(Queue.offer(queue, job as Job<unknown>), Deferred.await(done))
+        // an unbounded queue: the offer hands the job to a waiting writer, or queues it (false once shut down)
+        return queue.unsafeOffer(job as Job<unknown>) ? Deferred.await(done) : Effect.fail(shuttingDown)
       })
 
     if (storage.writers !== "many") {

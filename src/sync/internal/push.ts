@@ -34,6 +34,9 @@ type Apply<E> = (
   scope: string
 ) => Effect.Effect<Either.Either<ReadonlyArray<ChangeInput>, MutationFailed>, E | StorageError>
 
+/** No remembered failure (a push without duplicates). */
+const noFailures: ReadonlyMap<number, Clients.Failure> = new Map()
+
 /** The counter of each result code, tagged once (a tagged metric is looked up by key each time it is made). */
 const resultCounters = new Map<string, Metric.Metric.Counter<number>>()
 
@@ -47,37 +50,48 @@ const counterOf = (code: string): Metric.Metric.Counter<number> => {
 }
 
 /**
- * Count a push and its results by code, in one step with no allocation per
- * mutation; a duplicate (also of a remembered failure) was counted when
- * first processed.
+ * Count a push and its results by code, with no allocation per mutation
+ * (called from a fiber step); a duplicate (also of a remembered failure)
+ * was counted when first processed.
  */
-const countResults = (results: ReadonlyArray<Protocol.MutationResult>) =>
-  Effect.sync(() => {
-    Metrics.pushRequests.unsafeUpdate(1, [])
-    let code = ""
-    let run = 0
-    for (const r of results) {
-      const next = r.duplicate === true ? "duplicate" : r.error?.code ?? "ok"
-      if (next !== code && run > 0) counterOf(code).unsafeUpdate(run, [])
-      if (next !== code) run = 0
-      code = next
-      run++
-    }
-    if (run > 0) counterOf(code).unsafeUpdate(run, [])
-  })
+const countResults = (results: ReadonlyArray<Protocol.MutationResult>): { readonly results: ReadonlyArray<Protocol.MutationResult> } => {
+  Metrics.pushRequests.unsafeUpdate(1, [])
+  let code = ""
+  let run = 0
+  for (const r of results) {
+    const next = r.duplicate === true ? "duplicate" : r.error?.code ?? "ok"
+    if (next !== code && run > 0) counterOf(code).unsafeUpdate(run, [])
+    if (next !== code) run = 0
+    code = next
+    run++
+  }
+  if (run > 0) counterOf(code).unsafeUpdate(run, [])
+  return { results }
+}
 
 /** Poke each scope once, with its head. */
-export const pokeAll = (broker: Deps["broker"], heads: ReadonlyMap<string, number>) =>
-  Effect.forEach(heads, ([scope, cursor]) => broker.poke(scope, cursor), { discard: true })
+export const pokeAll = (broker: Deps["broker"], heads: ReadonlyMap<string, number>): Effect.Effect<void> => {
+  if (heads.size === 1) {
+    const [[scope, cursor]] = heads
+    return broker.poke(scope, cursor)
+  }
+  return Effect.forEach(heads, ([scope, cursor]) => broker.poke(scope, cursor), { discard: true })
+}
 
 /**
  * Process the mutations in order into the batch: a duplicate is answered
  * from the ledger, a gap ends the request with `out_of_order`, the next id
  * goes through `apply` (in a span of its own).
  */
-const processAll = <E>(batch: PushBatch.Batch, mutations: ReadonlyArray<Protocol.Mutation>, apply: Apply<E>, traced: boolean) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < mutations.length; i++) {
+const processAll = <E>(
+  batch: PushBatch.Batch,
+  mutations: ReadonlyArray<Protocol.Mutation>,
+  apply: Apply<E>,
+  traced: boolean
+): Effect.Effect<void, E | StorageError> => {
+  // a plain loop up to the next mutation to apply, which continues the loop after it
+  const from = (start: number): Effect.Effect<void, E | StorageError> => {
+    for (let i = start; i < mutations.length; i++) {
       const mutation = mutations[i]
       const id = mutation.id ?? 0
       const scope = PushBatch.scopeOf(mutation)
@@ -87,17 +101,23 @@ const processAll = <E>(batch: PushBatch.Batch, mutations: ReadonlyArray<Protocol
       }
       if (id > batch.last + 1) {
         PushBatch.addOutOfOrder(batch, mutations.slice(i))
-        return
+        return Effect.void
       }
-      const outcome = yield* (traced
+      const applied = traced
         ? Effect.withSpan(apply(mutation, scope), "SyncEngine.mutation", {
           attributes: { name: mutation.name, id, scope },
           captureStackTrace: false
         })
-        : apply(mutation, scope))
-      PushBatch.addOutcome(batch, id, scope, outcome)
+        : apply(mutation, scope)
+      return Effect.flatMap(applied, (outcome) => {
+        PushBatch.addOutcome(batch, id, scope, outcome)
+        return from(i + 1)
+      })
     }
-  })
+    return Effect.void
+  }
+  return Effect.suspend(() => from(0))
+}
 
 /** A batch as a push prepared in a group: the group appends its changes, then `finish` resolves its cursors. */
 const preparedOf = (batch: PushBatch.Batch): GroupCommit.Prepared<ReadonlyArray<Protocol.MutationResult>> => ({
@@ -110,33 +130,37 @@ const preparedOf = (batch: PushBatch.Batch): GroupCommit.Prepared<ReadonlyArray<
   }
 })
 
-/** Append each scope's pending changes (one append per scope); per scope, its head before and after them. */
+/** Append each scope's pending changes (one append per scope, in turn); per scope, its head before and after them. */
 const appendPending = (log: Deps["log"], pending: ReadonlyMap<string, ReadonlyArray<ChangeInput>>) =>
-  Effect.gen(function*() {
+  Effect.suspend(() => {
     const base = new Map<string, number>()
     const heads = new Map<string, number>()
-    for (const [scope, changes] of pending) {
-      const appended = yield* log.append(scope, changes)
-      base.set(scope, appended[0].cursor - 1)
-      heads.set(scope, appended[appended.length - 1].cursor)
-    }
-    return { base, heads }
+    const entries = [...pending]
+    const from = (i: number): Effect.Effect<{ readonly base: Map<string, number>; readonly heads: Map<string, number> }, StorageError> =>
+      i === entries.length
+        ? Effect.succeed({ base, heads })
+        : Effect.flatMap(log.append(entries[i][0], entries[i][1]), (appended) => {
+          base.set(entries[i][0], appended[0].cursor - 1)
+          heads.set(entries[i][0], appended[appended.length - 1].cursor)
+          return from(i + 1)
+        })
+    return from(0)
   })
 
-/** Each slot's result at its cursor; a scope the push did not write is read once, for its head. */
-const resolveResults = (log: Deps["log"], slots: ReadonlyArray<PushBatch.Slot>, base: Map<string, number>) =>
-  Effect.gen(function*() {
-    const results: Array<Protocol.MutationResult> = []
-    for (const slot of slots) {
-      let head = base.get(slot.scope)
-      if (head === undefined) {
-        head = yield* log.head(slot.scope)
-        base.set(slot.scope, head)
-      }
-      results.push(slot.result(head + slot.upTo))
-    }
-    return results
-  })
+/** Each slot's result at its cursor; the head of a scope the push did not write is read once (only then a read). */
+const resolveResults = (
+  log: Deps["log"],
+  slots: ReadonlyArray<PushBatch.Slot>,
+  base: Map<string, number>
+): Effect.Effect<ReadonlyArray<Protocol.MutationResult>, StorageError> => {
+  const unread = [...new Set(slots.filter((slot) => !base.has(slot.scope)).map((slot) => slot.scope))]
+  const results = () => slots.map((slot) => slot.result((base.get(slot.scope) ?? 0) + slot.upTo))
+  if (unread.length === 0) return Effect.sync(results)
+  return Effect.map(
+    Effect.forEach(unread, (scope) => Effect.map(log.head(scope), (head) => base.set(scope, head)), { discard: true }),
+    results
+  )
+}
 
 /**
  * Each mutation commits on its own; the scopes are poked once each, with
@@ -202,19 +226,14 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
   const claimClient = (clientId: string, owner: string | undefined): Effect.Effect<number, StorageError | Authorizer.Denied> =>
     Effect.flatMap(clients.claim(clientId, owner), (claim) => claim.owner === owner ? Effect.succeed(claim.last) : notOwner(clientId))
 
-  /** The remembered failures among the duplicates: one read, only when there are duplicates. */
-  const rememberedFailures = (clientId: string, dupes: ReadonlyArray<number>) =>
-    dupes.length === 0 ? Effect.succeed(new Map<number, Clients.Failure>()) : clients.failures(clientId, dupes)
 
   /**
-   * One attempt at a push with `client_id`, as one transaction (a savepoint
-   * inside a group's): lock every scope's head in one global order unless
-   * the group did (writers of the same scopes then queue instead of
-   * deadlocking), claim, read the remembered failures among the duplicates,
-   * process the mutations, append once per scope (cursors in mutation
-   * order), record the processed ids once, then resolve the cursors.
+   * Lock every scope's head in one global order unless the group did
+   * (writers of the same scopes then queue instead of deadlocking), claim,
+   * read the remembered failures among the duplicates (one read, only when
+   * there are duplicates), process the mutations and record the processed
+   * ids once: the batch, its changes not yet appended.
    */
-  /** Claim, the remembered failures, the mutations processed and the ids recorded: the batch, its changes not yet appended. */
   const processed = <E>(
     clientId: string,
     owner: string | undefined,
@@ -223,16 +242,22 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
     locked: boolean,
     apply: Apply<E>
   ) =>
-    Effect.flatMap(FiberRef.get(FiberRef.currentTracerEnabled), (traced) =>
-      Effect.gen(function*() {
-        if (!locked) yield* log.lockScopes(scopes)
-        const last = yield* claimClient(clientId, owner)
-        const failed = yield* rememberedFailures(clientId, PushBatch.duplicateIds(mutations, last))
+    Effect.withFiberRuntime<PushBatch.Batch, E | StorageError | Authorizer.Denied>((fiber) => {
+      const traced = fiber.getFiberRef(FiberRef.currentTracerEnabled)
+      const fromLast = (last: number, failed: ReadonlyMap<number, Clients.Failure>) => {
         const batch = PushBatch.make(last, failed)
-        yield* processAll(batch, mutations, apply, traced)
-        yield* clients.recordAll(clientId, batch.processed)
-        return batch
-      }))
+        // the ids are recorded once processed (`recordAll` reads them when it is called)
+        const record = Effect.suspend(() => clients.recordAll(clientId, batch.processed))
+        return Effect.as(Effect.zipRight(processAll(batch, mutations, apply, traced), record), batch)
+      }
+      const body = Effect.flatMap(claimClient(clientId, owner), (last) => {
+        const dupes = PushBatch.duplicateIds(mutations, last)
+        return dupes.length === 0
+          ? fromLast(last, noFailures)
+          : Effect.flatMap(clients.failures(clientId, dupes), (failed) => fromLast(last, failed))
+      })
+      return locked ? body : Effect.zipRight(log.lockScopes(scopes), body)
+    })
 
   /**
    * One attempt at a push with `client_id`, as one transaction (a savepoint
@@ -249,11 +274,10 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
   ) =>
     storage.transaction(
       Effect.flatMap(processed(clientId, owner, mutations, scopes, mode !== "alone", apply), (batch) =>
-        Effect.gen(function*() {
-          const { base, heads } = yield* appendPending(log, batch.pending)
-          const results = yield* resolveResults(log, batch.slots, base)
-          return { value: results, heads }
-        }))
+        Effect.flatMap(
+          appendPending(log, batch.pending),
+          ({ base, heads }) => Effect.map(resolveResults(log, batch.slots, base), (results) => ({ value: results, heads }))
+        ))
     )
 
   /**
@@ -306,45 +330,48 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
 
   /** With tracing on, the push in its `SyncEngine.push` span; off, nothing around it (not even a no-op span). */
   const push = (request: Protocol.PushRequest, caller: Caller) =>
-    Effect.flatMap(FiberRef.get(FiberRef.currentTracerEnabled), (traced) =>
-      traced
+    Effect.withFiberRuntime<{ readonly results: ReadonlyArray<Protocol.MutationResult> }, ProtocolError>((fiber) =>
+      fiber.getFiberRef(FiberRef.currentTracerEnabled)
         ? Effect.withSpan(pushUntraced(request, caller), "SyncEngine.push", {
           attributes: { client_id: request.client_id, mutations: request.mutations.length },
           captureStackTrace: false
         })
-        : pushUntraced(request, caller))
+        : pushUntraced(request, caller)
+    )
 
+  /**
+   * Authorize, then commit with the pushes waiting beside it (their scopes
+   * poked once, after the commit), or mutation by mutation without a
+   * client id. Logs of the push (a storage failure here, the mutators' in
+   * the writer) are annotated with its `client_id`.
+   */
   const pushUntraced = (request: Protocol.PushRequest, caller: Caller) => {
     const clientId = request.client_id
-    const scopes = request.mutations.map((m) => PushBatch.scopeOf(m))
-    return Effect.gen(function*() {
-      if (clientId !== undefined) {
-        const missing = request.mutations.findIndex((m) => m.id === undefined)
-        if (missing >= 0) {
-          return yield* new ProtocolError({
-            code: "invalid_request",
-            message: `mutations[${missing}].id is required when client_id is given`
-          })
-        }
+    const annotations = { client_id: clientId ?? "" }
+    if (clientId !== undefined) {
+      const missing = request.mutations.findIndex((m) => m.id === undefined)
+      if (missing >= 0) {
+        return Effect.fail(
+          new ProtocolError({ code: "invalid_request", message: `mutations[${missing}].id is required when client_id is given` })
+        )
       }
-      const owner = yield* authorize("push", scopes, caller, clientId)
-      if (clientId === undefined) {
-        const plain = yield* pushPlain(deps, request.mutations)
-        yield* countResults(plain)
-        return { results: plain }
-      }
-      // committed with the pushes waiting beside it (their scopes poked once, after the commit)
+    }
+    const scopes = request.mutations.length === 1
+      ? [PushBatch.scopeOf(request.mutations[0])]
+      : request.mutations.map((m) => PushBatch.scopeOf(m))
+    const pushed = Effect.flatMap(authorize("push", scopes, caller, clientId), (owner) => {
+      if (clientId === undefined) return Effect.map(pushPlain(deps, request.mutations), countResults)
       const locking = PushBatch.scopesOf(request.mutations)
-      const results = yield* group.submit(locking, request.mutations.length, {
-        run: (mode) => pushWithClient(clientId, owner, request.mutations, locking, mode),
-        prepare: () => prepareJoined(clientId, owner, request.mutations, locking)
-      })
-      yield* countResults(results)
-      return { results }
-    }).pipe(
-      logStorageError,
-      Effect.annotateLogs({ client_id: clientId ?? "" })
-    )
+      return Effect.map(
+        group.submit(locking, request.mutations.length, {
+          annotations,
+          run: (mode) => pushWithClient(clientId, owner, request.mutations, locking, mode),
+          prepare: () => prepareJoined(clientId, owner, request.mutations, locking)
+        }),
+        countResults
+      )
+    })
+    return logStorageError(pushed, annotations)
   }
 
   return push

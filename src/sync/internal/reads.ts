@@ -110,7 +110,7 @@ export const make = (
         ? Effect.map(readFused(storage.readPull, request, owner, limit), fused)
         : Effect.map(pullComposed(request, owner, limit), composed)
     }).pipe(
-      logStorageError,
+      (self) => logStorageError(self),
       Effect.withSpan("SyncEngine.pull", {
         attributes: { scope: request.scope, cursor: request.cursor },
         captureStackTrace: false
@@ -137,7 +137,7 @@ export const make = (
         return { ...response, last_mutation_id: yield* clients.lastIdForScope(request.client_id, request.scope) }
       }))
     }).pipe(
-      logStorageError,
+      (self) => logStorageError(self),
       Effect.withSpan("SyncEngine.snapshot", { attributes: { scope: request.scope }, captureStackTrace: false }),
       Effect.annotateLogs({ scope: request.scope, client_id: request.client_id ?? "" })
     )

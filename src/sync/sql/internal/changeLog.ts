@@ -22,12 +22,11 @@
  *
  * @internal
  */
-import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import type { Change, ChangeOp } from "../../../protocol/Sync.js"
 import { type ChangeInput, type ChangeLog, retentionTrimPoint } from "../../ChangeLog.js"
 import type * as StorageError from "../../StorageError.js"
-import { chunked, decodeRows, encodeJson, mapSqlError, multiRow, type Statements } from "./statements.js"
+import { chunked, encodeJson, multiRow, type Statements } from "./statements.js"
 import type { Transactions } from "./transaction.js"
 
 interface HeadRow {
@@ -95,28 +94,32 @@ const texts = (q: Statements["q"]) => ({
  * operation over the statement texts made once.
  */
 export const make = (
-  { exec, isPg, q }: Statements,
-  { atomic, inTransaction }: Transactions,
+  { isPg, q, query }: Statements,
+  { atomic }: Transactions,
   maxChanges: number | undefined
 ): ChangeLog["Type"] => {
   const text = texts(q)
 
   /** Raise the floor to `upTo` (capped at the head) and drop the changes up to it. */
-  const trimTo = (scope: string, upTo: number): Effect.Effect<void, SqlError> =>
-    Effect.flatMap(exec<{ readonly floor: number | string }>(text.trim, [upTo, upTo, scope, upTo, upTo]), (rows) => {
-      const row = rows[0]
-      return row === undefined ? Effect.void : Effect.asVoid(exec(text.deleteTrimmed, [scope, Number(row.floor)]))
-    })
+  const trimTo = (scope: string, upTo: number, what: string): Effect.Effect<void, StorageError.StorageError> =>
+    Effect.flatMap(
+      query<{ readonly floor: number | string }, number | undefined>(
+        text.trim,
+        [upTo, upTo, scope, upTo, upTo],
+        what,
+        (rows) => rows[0] === undefined ? undefined : Number(rows[0].floor)
+      ),
+      (floor) => floor === undefined ? Effect.void : query(text.deleteTrimmed, [scope, floor], what, () => undefined)
+    )
 
-  /** The retention rule after an append that left the scope at `head` / `floor`. */
-  const retain = (scope: string, head: number, floor: number): Effect.Effect<void, SqlError> => {
-    const upTo = maxChanges === undefined ? undefined : retentionTrimPoint(maxChanges, head, floor)
-    return upTo === undefined ? Effect.void : atomic(trimTo(scope, upTo))
-  }
+  /** The retention rule after an append that left the scope at `head` / `floor`: the point to trim to, if any. */
+  const trimPoint = (head: number, floor: number): number | undefined =>
+    maxChanges === undefined ? undefined : retentionTrimPoint(maxChanges, head, floor)
 
-  const appendPg = (scope: string, inputs: ReadonlyArray<ChangeInput>, ts: string): Effect.Effect<HeadRow, SqlError> =>
-    Effect.map(
-      exec<HeadRow>(text.appendPg, [
+  const appendPg = (scope: string, inputs: ReadonlyArray<ChangeInput>, ts: string): Effect.Effect<HeadRow, StorageError.StorageError> =>
+    query<HeadRow, HeadRow>(
+      text.appendPg,
+      [
         scope,
         inputs.length,
         scope,
@@ -126,24 +129,27 @@ export const make = (
         inputs.map((input) => input.id),
         inputs.map((input) => input.op),
         inputs.map(dataOf)
-      ]),
+      ],
+      "ChangeLog.append",
       (rows) => rows[0] ?? { head: 0, floor: 0 }
     )
 
-  const appendSqlite = (scope: string, inputs: ReadonlyArray<ChangeInput>, ts: string): Effect.Effect<HeadRow, SqlError> =>
-    Effect.flatMap(exec<HeadRow>(text.bumpHead, [scope, inputs.length]), (rows) => {
-      const row = rows[0] ?? { head: 0, floor: 0 }
-      const first = Number(row.head) - inputs.length + 1
-      const insert = chunked(inputs.length, (start, end) => {
-        const params: Array<unknown> = []
-        for (let i = start; i < end; i++) {
-          const input = inputs[i]
-          params.push(scope, first + i, input.entity, input.id, input.op, dataOf(input), ts)
-        }
-        return exec(text.insertChanges(end - start), params)
-      })
-      return Effect.as(insert, row)
-    })
+  const appendSqlite = (scope: string, inputs: ReadonlyArray<ChangeInput>, ts: string): Effect.Effect<HeadRow, StorageError.StorageError> =>
+    Effect.flatMap(
+      query<HeadRow, HeadRow>(text.bumpHead, [scope, inputs.length], "ChangeLog.append", (rows) => rows[0] ?? { head: 0, floor: 0 }),
+      (row) => {
+        const first = Number(row.head) - inputs.length + 1
+        const insert = chunked(inputs.length, (start, end) => {
+          const params: Array<unknown> = []
+          for (let i = start; i < end; i++) {
+            const input = inputs[i]
+            params.push(scope, first + i, input.entity, input.id, input.op, dataOf(input), ts)
+          }
+          return query(text.insertChanges(end - start), params, "ChangeLog.append", () => undefined)
+        })
+        return Effect.as(insert, row)
+      }
+    )
 
   /** Bump the head and insert the rows; returns the new head and the floor. */
   const appendRows = isPg ? appendPg : appendSqlite
@@ -152,59 +158,48 @@ export const make = (
     if (inputs.length === 0) return Effect.succeed([])
     const ts = new Date().toISOString()
     const n = inputs.length
-    const written = Effect.flatMap(inTransaction, (inTx): Effect.Effect<number, SqlError> => {
-      const body = Effect.flatMap(appendRows(scope, inputs, ts), (row) => {
-        const head = Number(row.head)
-        return Effect.as(retain(scope, head, Number(row.floor)), head)
+    const changesTo = (head: number) =>
+      inputs.map((input, i): Change => {
+        const base = { cursor: head - n + 1 + i, scope, entity: input.entity, id: input.id, op: input.op, ts }
+        return input.op === "delete" || input.data === undefined ? base : { ...base, data: input.data }
       })
-      // Postgres: the append is one statement, atomic on its own (retention, if due, is its own transaction).
-      return inTx || isPg ? body : atomic(body)
+    const body = Effect.flatMap(appendRows(scope, inputs, ts), (row) => {
+      const head = Number(row.head)
+      const upTo = trimPoint(head, Number(row.floor))
+      return upTo === undefined
+        ? Effect.succeed(changesTo(head))
+        // Postgres: the append was one statement; the trim, when due, is its own transaction
+        : Effect.as(atomic(trimTo(scope, upTo, "ChangeLog.append"), "ChangeLog.append"), changesTo(head))
     })
-    return written.pipe(
-      Effect.map((head) =>
-        inputs.map((input, i): Change => {
-          const base = { cursor: head - n + 1 + i, scope, entity: input.entity, id: input.id, op: input.op, ts }
-          return input.op === "delete" || input.data === undefined ? base : { ...base, data: input.data }
-        })
-      ),
-      mapSqlError("ChangeLog.append failed")
-    )
+    // Postgres: the append is one statement, atomic on its own.
+    return isPg ? body : atomic(body, "ChangeLog.append")
   }
 
   const since = (scope: string, cursor: number, limit: number) =>
-    exec<ChangeRow>(text.since, [scope, cursor, Math.max(0, limit) + 1]).pipe(
-      mapSqlError("ChangeLog.since failed"),
-      Effect.flatMap((rows) =>
-        decodeRows("change", () => {
-          const hasMore = rows.length > limit
-          const slice = hasMore ? rows.slice(0, Math.max(0, limit)) : rows
-          return { changes: slice.map((row) => toChange(scope, row)), hasMore }
-        })
-      )
+    query<ChangeRow, { readonly changes: ReadonlyArray<Change>; readonly hasMore: boolean }>(
+      text.since,
+      [scope, cursor, Math.max(0, limit) + 1],
+      "ChangeLog.since",
+      (rows) => {
+        const hasMore = rows.length > limit
+        const slice = hasMore ? rows.slice(0, Math.max(0, limit)) : rows
+        return { changes: slice.map((row) => toChange(scope, row)), hasMore }
+      }
     )
 
-  const headRow = (scope: string) => Effect.map(exec<HeadRow>(text.head, [scope]), (rows) => rows[0])
+  const headRow = <B>(scope: string, what: string, read: (row: HeadRow | undefined) => B) =>
+    query<HeadRow, B>(text.head, [scope], what, (rows) => read(rows[0]))
 
   return {
     append,
     since,
-    head: (scope) =>
-      headRow(scope).pipe(
-        Effect.map((row) => row === undefined ? 0 : Number(row.head)),
-        mapSqlError("ChangeLog.head failed")
-      ),
-    floor: (scope) =>
-      headRow(scope).pipe(
-        Effect.map((row) => row === undefined ? 0 : Number(row.floor)),
-        mapSqlError("ChangeLog.floor failed")
-      ),
-    trim: (scope, upTo) => atomic(trimTo(scope, upTo)).pipe(mapSqlError("ChangeLog.trim failed")),
+    head: (scope) => headRow(scope, "ChangeLog.head", (row) => row === undefined ? 0 : Number(row.head)),
+    floor: (scope) => headRow(scope, "ChangeLog.floor", (row) => row === undefined ? 0 : Number(row.floor)),
+    trim: (scope, upTo) => atomic(trimTo(scope, upTo, "ChangeLog.trim"), "ChangeLog.trim"),
     // SQLite: one writer at a time already.
     lockScopes: (scopes) =>
       isPg
-        ? Effect.forEach(scopes, (scope) => exec(text.lockHead, [scope]), { discard: true }).pipe(
-          mapSqlError("ChangeLog.lockScopes failed")
-        )
+        ? Effect.forEach(scopes, (scope) => query(text.lockHead, [scope], "ChangeLog.lockScopes", () => undefined), { discard: true })
         : Effect.void
   }
 }

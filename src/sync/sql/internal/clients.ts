@@ -24,10 +24,10 @@
  *
  * @internal
  */
-import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Clients from "../../Clients.js"
-import { chunked, decodeRows, mapSqlError, multiRow, type Statements } from "./statements.js"
+import type { StorageError } from "../../StorageError.js"
+import { chunked, multiRow, type Statements } from "./statements.js"
 import type { Transactions } from "./transaction.js"
 
 interface Failed {
@@ -116,47 +116,56 @@ const ledgerOf = (processed: ReadonlyArray<Clients.Processed>, remembered: numbe
  * helper per dialect and operation over the statement texts made once.
  */
 export const make = (
-  { exec, isPg, q }: Statements,
+  { isPg, q, query }: Statements,
   { atomic, mayLock }: Transactions,
   remembered: number
 ): Clients.Clients["Type"] => {
   const text = texts(q)
+  const none = () => undefined
 
   /** Postgres: one statement, with or without failures. */
-  const recordPg = (clientId: string, { failed, last, scopes }: Ledger): Effect.Effect<void, SqlError> => {
+  const recordPg = (clientId: string, { failed, last, scopes }: Ledger): Effect.Effect<void, StorageError> => {
     const scopeParams = [clientId, last, clientId, [...scopes.keys()], [...scopes.values()]]
-    if (failed.length === 0) return Effect.asVoid(exec(text.recordPg, scopeParams))
+    if (failed.length === 0) return query(text.recordPg, scopeParams, "Clients.recordAll", none)
     const first = failed[0].id
-    return Effect.asVoid(exec(text.recordWithFailuresPg, [
-      ...scopeParams,
-      clientId,
-      first,
-      clientId,
-      first,
-      remembered - failed.length,
-      clientId,
-      failed.map((f) => f.id),
-      failed.map((f) => f.failure.code),
-      failed.map((f) => f.failure.message)
-    ]))
+    return query(
+      text.recordWithFailuresPg,
+      [
+        ...scopeParams,
+        clientId,
+        first,
+        clientId,
+        first,
+        remembered - failed.length,
+        clientId,
+        failed.map((f) => f.id),
+        failed.map((f) => f.failure.code),
+        failed.map((f) => f.failure.message)
+      ],
+      "Clients.recordAll",
+      none
+    )
   }
 
   /** SQLite: remember failures (ascending ids, at most the window) and forget the oldest beyond it. */
-  const rememberSqlite = (clientId: string, failed: ReadonlyArray<Failed>): Effect.Effect<void, SqlError> => {
+  const rememberSqlite = (clientId: string, failed: ReadonlyArray<Failed>): Effect.Effect<void, StorageError> => {
     const insert = chunked(failed.length, (start, end) => {
       const params: Array<unknown> = []
       for (let i = start; i < end; i++) params.push(clientId, failed[i].id, failed[i].failure.code, failed[i].failure.message)
-      return exec(text.insertFailures(end - start), params)
+      return query(text.insertFailures(end - start), params, "Clients.recordAll", none)
     })
-    return Effect.asVoid(Effect.zipRight(insert, exec(text.forgetFailures, [clientId, clientId, remembered])))
+    return Effect.zipRight(insert, query(text.forgetFailures, [clientId, clientId, remembered], "Clients.recordAll", none))
   }
 
   /** SQLite: the client's row, its scopes' rows, then the failures, as one atomic step. */
-  const recordSqlite = (clientId: string, { failed, last, scopes }: Ledger): Effect.Effect<void, SqlError> => {
+  const recordSqlite = (clientId: string, { failed, last, scopes }: Ledger): Effect.Effect<void, StorageError> => {
     const params: Array<unknown> = []
     for (const [scope, id] of scopes) params.push(clientId, scope, id)
-    const ledger = Effect.asVoid(Effect.zipRight(exec(text.recordClient, [clientId, last]), exec(text.recordScopes(scopes.size), params)))
-    return atomic(failed.length === 0 ? ledger : Effect.zipRight(ledger, rememberSqlite(clientId, failed)))
+    const ledger = Effect.zipRight(
+      query(text.recordClient, [clientId, last], "Clients.recordAll", none),
+      query(text.recordScopes(scopes.size), params, "Clients.recordAll", none)
+    )
+    return atomic(failed.length === 0 ? ledger : Effect.zipRight(ledger, rememberSqlite(clientId, failed)), "Clients.recordAll")
   }
 
   const record = isPg ? recordPg : recordSqlite
@@ -169,52 +178,33 @@ export const make = (
       if (id < low) low = id
       if (id > high) high = id
     }
-    return exec<FailureRow>(text.failures, [clientId, low, high]).pipe(
-      mapSqlError("Clients.failures failed"),
-      Effect.flatMap((rows) =>
-        decodeRows("remembered failure", () => {
-          const wanted = new Set(ids)
-          const found = new Map<number, Clients.Failure>()
-          for (const row of rows) {
-            const id = Number(row.id)
-            if (!wanted.has(id)) continue
-            if (!Clients.isFailureCode(row.code)) throw new Error(`unknown failure code ${JSON.stringify(row.code)}`)
-            found.set(id, { code: row.code, message: row.message })
-          }
-          return found
-        })
-      )
-    )
+    return query<FailureRow, ReadonlyMap<number, Clients.Failure>>(text.failures, [clientId, low, high], "Clients.failures", (rows) => {
+      const wanted = new Set(ids)
+      const found = new Map<number, Clients.Failure>()
+      for (const row of rows) {
+        const id = Number(row.id)
+        if (!wanted.has(id)) continue
+        if (!Clients.isFailureCode(row.code)) throw new Error(`unknown failure code ${JSON.stringify(row.code)}`)
+        found.set(id, { code: row.code, message: row.message })
+      }
+      return found
+    })
   }
+
+  const lastOf = (rows: ReadonlyArray<LastRow>) => rows[0] === undefined ? 0 : Number(rows[0].last)
 
   return {
     lastId: (clientId) =>
-      Effect.flatMap(mayLock, (locking) => exec<LastRow>(locking ? text.lastLocked : text.lastPlain, [clientId])).pipe(
-        Effect.map((rows) => rows[0] === undefined ? 0 : Number(rows[0].last)),
-        mapSqlError("Clients.lastId failed")
-      ),
+      Effect.flatMap(mayLock, (locking) => query(locking ? text.lastLocked : text.lastPlain, [clientId], "Clients.lastId", lastOf)),
     claim: (clientId, owner) =>
-      exec<LastRow & { readonly owner: string | null }>(text.claim, [clientId, owner ?? null]).pipe(
-        Effect.map((rows) => {
-          const row = rows[0]
-          return row === undefined ? { owner, last: 0 } : { owner: row.owner ?? undefined, last: Number(row.last) }
-        }),
-        mapSqlError("Clients.claim failed")
-      ),
+      query<LastRow & { readonly owner: string | null }, Clients.Claim>(text.claim, [clientId, owner ?? null], "Clients.claim", (rows) => {
+        const row = rows[0]
+        return row === undefined ? { owner, last: 0 } : { owner: row.owner ?? undefined, last: Number(row.last) }
+      }),
     ownerOf: (clientId) =>
-      exec<{ readonly owner: string | null }>(text.owner, [clientId]).pipe(
-        Effect.map((rows) => rows[0]?.owner ?? undefined),
-        mapSqlError("Clients.ownerOf failed")
-      ),
-    lastIdForScope: (clientId, scope) =>
-      exec<LastRow>(text.lastForScope, [clientId, scope]).pipe(
-        Effect.map((rows) => rows[0] === undefined ? 0 : Number(rows[0].last)),
-        mapSqlError("Clients.lastIdForScope failed")
-      ),
-    recordAll: (clientId, processed) =>
-      processed.length === 0
-        ? Effect.void
-        : record(clientId, ledgerOf(processed, remembered)).pipe(mapSqlError("Clients.recordAll failed")),
+      query<{ readonly owner: string | null }, string | undefined>(text.owner, [clientId], "Clients.ownerOf", (rows) => rows[0]?.owner ?? undefined),
+    lastIdForScope: (clientId, scope) => query(text.lastForScope, [clientId, scope], "Clients.lastIdForScope", lastOf),
+    recordAll: (clientId, processed) => processed.length === 0 ? Effect.void : record(clientId, ledgerOf(processed, remembered)),
     failures
   }
 }

@@ -25,8 +25,11 @@ import { SqlError } from "@effect/sql/SqlError"
 import * as Statement from "@effect/sql/Statement"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import Sqlite from "better-sqlite3"
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
 import * as Scope from "effect/Scope"
@@ -46,6 +49,27 @@ export class SqliteDriver extends Context.Tag("@mizu/sync/sql/SqliteDriver")<Sql
     params: ReadonlyArray<unknown>,
     context: Context.Context<never>
   ) => Effect.Effect<ReadonlyArray<any>, SqlError>
+  /**
+   * A top-level transaction on the one connection: take the permit, BEGIN,
+   * run `unit` with the connection as `SqlClient.TransactionConnection` at
+   * depth 0, then COMMIT (rolled back if it fails) or ROLLBACK, and give the
+   * permit back. Taking the permit and `unit` are interruptible (an
+   * interrupted unit rolls back); BEGIN, COMMIT and ROLLBACK are not. The
+   * statements run in the fiber steps around `unit` and the context is set
+   * and restored in them (no `provideService`: what `@effect/sql`'s
+   * transactions cost in fiber steps is most of a small push's).
+   */
+  readonly transaction: <A, E, R>(unit: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
+  /**
+   * Run a statement now, synchronously, for a caller in a fiber step that
+   * holds the permit: its rows (none for a statement that reads none), or
+   * it throws the `SqlError`.
+   */
+  readonly runSync: (
+    sql: string,
+    params: ReadonlyArray<unknown>,
+    context: Context.Context<never>
+  ) => ReadonlyArray<object>
 }>() {}
 
 const ATTR_DB_SYSTEM_NAME = "db.system.name"
@@ -88,25 +112,38 @@ export const make = (
       return statement
     }
 
+    /** A statement run now: its rows (`raw`: better-sqlite3's run result for a writer); throws the `SqlError`. */
+    const runSync = (
+      sql: string,
+      params: ReadonlyArray<unknown>,
+      context: Context.Context<never>,
+      raw = false
+    ): ReadonlyArray<any> => {
+      let statement: Sqlite.Statement
+      try {
+        statement = prepare(sql)
+      } catch (cause) {
+        throw failed(cause, "Failed to prepare statement ")
+      }
+      try {
+        if (Context.get(context, Client.SafeIntegers)) statement.safeIntegers(true)
+        if (statement.reader) return statement.all(...params) as ReadonlyArray<any>
+        const result = statement.run(...params)
+        return raw ? result as unknown as ReadonlyArray<any> : []
+      } catch (cause) {
+        throw failed(cause, "Failed to execute statement")
+      }
+    }
     const runNow = (
       sql: string,
       params: ReadonlyArray<unknown>,
       context: Context.Context<never>,
       raw = false
     ): Effect.Effect<ReadonlyArray<any>, SqlError> => {
-      let statement: Sqlite.Statement
       try {
-        statement = prepare(sql)
+        return Effect.succeed(runSync(sql, params, context, raw))
       } catch (cause) {
-        return Effect.fail(failed(cause, "Failed to prepare statement "))
-      }
-      try {
-        if (Context.get(context, Client.SafeIntegers)) statement.safeIntegers(true)
-        if (statement.reader) return Effect.succeed(statement.all(...params) as ReadonlyArray<any>)
-        const result = statement.run(...params)
-        return Effect.succeed(raw ? result as unknown as ReadonlyArray<any> : [])
-      } catch (cause) {
-        return Effect.fail(failed(cause, "Failed to execute statement"))
+        return Effect.fail(cause instanceof SqlError ? cause : failed(cause, "Failed to execute statement"))
       }
     }
     const run = (sql: string, params: ReadonlyArray<unknown>, raw: boolean): Effect.Effect<ReadonlyArray<any>, SqlError> =>
@@ -150,6 +187,55 @@ export const make = (
     }
 
     const semaphore = yield* makeFifoLock
+    const depthZero = [connection, 0] as const
+    /** Run a statement for the transaction's own control (no rows, no context needed): `undefined`, or the `SqlError`. */
+    const control = (statement: string): SqlError | undefined => {
+      try {
+        prepare(statement).run()
+        return undefined
+      } catch (cause) {
+        return failed(cause, `Failed to execute ${statement}`)
+      }
+    }
+    /** After the unit: the outer context back, COMMIT or ROLLBACK, the permit released, in one step. */
+    const finish = <A, E>(outer: Context.Context<never>, exit: Exit.Exit<A, E>): Effect.Effect<A, E | SqlError> =>
+      Effect.zipRight(
+        FiberRef.set(FiberRef.currentContext, outer),
+        Effect.suspend(() => {
+          let result: Effect.Effect<A, E | SqlError> = exit
+          if (Exit.isSuccess(exit)) {
+            const commitFailed = control("COMMIT")
+            // SQLite keeps the transaction open after a busy COMMIT
+            if (commitFailed !== undefined) {
+              control("ROLLBACK")
+              result = Effect.fail(commitFailed)
+            }
+          } else {
+            const rollbackFailed = control("ROLLBACK")
+            if (rollbackFailed !== undefined) result = Effect.failCause(Cause.sequential(exit.cause, Cause.fail(rollbackFailed)))
+          }
+          semaphore.unsafeRelease()
+          return result
+        })
+      )
+    const transaction = <A, E, R>(unit: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.zipRight(
+          restore(semaphore.take),
+          Effect.withFiberRuntime<A, E | SqlError, R>((fiber) => {
+            const outer = fiber.currentContext
+            const beginFailed = control("BEGIN")
+            if (beginFailed !== undefined) {
+              semaphore.unsafeRelease()
+              return Effect.fail(beginFailed)
+            }
+            return Effect.zipRight(
+              FiberRef.set(FiberRef.currentContext, Context.add(outer, Client.TransactionConnection, depthZero)),
+              Effect.flatMap(Effect.exit(restore(unit)), (exit) => finish(outer, exit))
+            )
+          })
+        )
+      )
     const acquirer = semaphore.withPermits(1)(Effect.succeed(connection))
     const transactionAcquirer = Effect.uninterruptibleMask((restore) =>
       Effect.as(
@@ -186,7 +272,13 @@ export const make = (
     }) as unknown as SqliteClient.SqliteClient
     return {
       client,
-      driver: SqliteDriver.of({ withPermit: semaphore.withPermits(1), connection, runNow: (sql, params, context) => runNow(sql, params, context) })
+      driver: SqliteDriver.of({
+        withPermit: semaphore.withPermits(1),
+        connection,
+        transaction,
+        runNow: (sql, params, context) => runNow(sql, params, context),
+        runSync: (sql, params, context) => runSync(sql, params, context)
+      })
     }
   })
 
@@ -202,10 +294,14 @@ const makeFifoLock = Effect.gen(function*() {
   const tokens = yield* Queue.bounded<true>(1)
   yield* Queue.offer(tokens, true)
   const take: Effect.Effect<void> = Queue.take(tokens)
-  const release: Effect.Effect<void> = Queue.offer(tokens, true)
+  /** Give the token back now (to the longest waiter, if any), from a fiber step that holds it. */
+  const unsafeRelease = (): void => {
+    tokens.unsafeOffer(true)
+  }
+  const release: Effect.Effect<void> = Effect.sync(unsafeRelease)
   const withPermits = (_permits: 1) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
     Effect.uninterruptibleMask((restore) => Effect.zipRight(restore(take), Effect.ensuring(restore(self), release)))
-  return { take, release, withPermits }
+  return { take, release, unsafeRelease, withPermits }
 })
 
 /** `SqliteClient`, `SqlClient` and `SqliteDriver` over one connection, closed with the layer. */

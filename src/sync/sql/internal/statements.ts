@@ -9,6 +9,10 @@
  *   statement (statements, not SQL work, are what an operation pays for; the
  *   driver's prepared-statement cache still applies). On our SQLite
  *   connection it runs in the caller's very fiber step (`SqliteDriver.runNow`).
+ * - `query` runs a statement and reads its rows in that same step, with
+ *   its error mapped there too: an operation of one statement is one step
+ *   (plus the step that returns its value), not a chain of `map`,
+ *   `mapError` and `flatMap` steps.
  * - Outside one, a statement on Postgres is an ordinary pooled statement; on
  *   SQLite it holds the connection's permit for its whole run, so it never
  *   runs inside another fiber's open transaction (the platform client takes
@@ -33,10 +37,26 @@ import { SqliteDriver } from "./sqliteDriver.js"
 /** What every builder of the family runs its SQL with. */
 export interface Statements {
   readonly isPg: boolean
+  /** Our SQLite connection (`SqlStorage.layerSqlite`), when the client is ours: its statements and transactions take shortcuts. */
+  readonly sqlite: SqliteDriver["Type"] | undefined
   /** SQL text written with `?` placeholders, as the dialect wants it, on one line. */
   readonly q: (text: string) => string
   /** Run one statement (text from `q`): on the transaction's connection, or standalone (see the header). */
   readonly exec: <A extends object>(text: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<A>, SqlError>
+  /**
+   * Run one statement (text from `q`) of the operation `what` (e.g.
+   * `"Store.get"`) and read its rows with `read`, failing with
+   * `toStorageError("<what> failed")` when the statement fails and `corrupt`
+   * when `read` throws (rows that are not what we wrote). On our SQLite
+   * connection in a transaction the statement, `read` and the error mapping
+   * are one fiber step; elsewhere `exec`, then `read`.
+   */
+  readonly query: <A extends object, B>(
+    text: string,
+    params: ReadonlyArray<unknown>,
+    what: string,
+    read: (rows: ReadonlyArray<A>) => B
+  ) => Effect.Effect<B, StorageError.StorageError>
   /**
    * Run `use` with a connection of its own until it ends: on SQLite the one
    * connection with its permit held, elsewhere a reserved pool connection.
@@ -87,6 +107,31 @@ export const make: Effect.Effect<Statements, never, SqlClient.SqlClient> = Effec
         : connection.execute(text, params, undefined)
     })
 
+  const query = <A extends object, B>(
+    text: string,
+    params: ReadonlyArray<unknown>,
+    what: string,
+    read: (rows: ReadonlyArray<A>) => B
+  ): Effect.Effect<B, StorageError.StorageError> =>
+    Effect.withFiberRuntime((fiber): Effect.Effect<B, StorageError.StorageError> => {
+      const current = Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)
+      if (driver === undefined || Option.isNone(current) || current.value[0] !== driver.connection) {
+        return Effect.flatMap(mapSqlError(`${what} failed`)(exec<A>(text, params)), (rows) => decodeRows(`data (${what})`, () => read(rows)))
+      }
+      let rows: ReadonlyArray<A>
+      try {
+        rows = driver.runSync(text, params, fiber.currentContext) as ReadonlyArray<A>
+      } catch (cause) {
+        const error = cause instanceof SqlError ? cause : new SqlError({ cause, message: "Failed to execute statement" })
+        return Effect.fail(toStorageError(`${what} failed`)(error))
+      }
+      try {
+        return Effect.succeed(read(rows))
+      } catch (cause) {
+        return Effect.fail(unreadable(`data (${what})`, cause))
+      }
+    })
+
   const withConnection = <A, E, R>(
     use: (connection: SqlConnection.Connection) => Effect.Effect<A, E, R>
   ): Effect.Effect<A, E | SqlError, R> =>
@@ -96,7 +141,7 @@ export const make: Effect.Effect<Statements, never, SqlClient.SqlClient> = Effec
         Effect.scoped(Effect.flatMap(sql.reserve, (connection) => restore(use(connection))))
       )
 
-  return { isPg, q, exec, withConnection }
+  return { isPg, sqlite: driver, q, exec, query, withConnection }
 })
 
 /**
@@ -119,12 +164,12 @@ export const multiRow = (q: Statements["q"], prefix: string, tuple: string, suff
 export const rowsPerInsert = 500
 
 /** Run one statement per run of at most `rowsPerInsert` of `count` rows, in order: `run(start, end)` for each. */
-export const chunked = (
+export const chunked = <E>(
   count: number,
-  run: (start: number, end: number) => Effect.Effect<ReadonlyArray<object>, SqlError>
-): Effect.Effect<unknown, SqlError> => {
+  run: (start: number, end: number) => Effect.Effect<unknown, E>
+): Effect.Effect<unknown, E> => {
   if (count <= rowsPerInsert) return run(0, count)
-  const chunks: Array<Effect.Effect<ReadonlyArray<object>, SqlError>> = []
+  const chunks: Array<Effect.Effect<unknown, E>> = []
   for (let start = 0; start < count; start += rowsPerInsert) chunks.push(run(start, Math.min(count, start + rowsPerInsert)))
   return Effect.all(chunks, { discard: true })
 }
@@ -168,12 +213,13 @@ export const toStorageError = (message: string) => (error: SqlError): StorageErr
 /** `Effect.mapError(toStorageError(message))`. */
 export const mapSqlError = (message: string) => Effect.mapError(toStorageError(message))
 
+/** Stored data that is not what we wrote: `corrupt`, never a defect. */
+const unreadable = (what: string, cause: unknown) =>
+  new StorageError.StorageError({ reason: "corrupt", message: `unreadable ${what}`, cause })
+
 /** Parse stored rows; a row that is not what we wrote is `corrupt`, never a defect. */
 export const decodeRows = <A>(what: string, f: () => A): Effect.Effect<A, StorageError.StorageError> =>
-  Effect.try({
-    try: f,
-    catch: (cause) => new StorageError.StorageError({ reason: "corrupt", message: `unreadable ${what}`, cause })
-  })
+  Effect.try({ try: f, catch: (cause) => unreadable(what, cause) })
 
 /** Text for a JSON value; `undefined` (not JSON) is stored as `null`. */
 export const encodeJson = (data: unknown): string => JSON.stringify(data) ?? "null"

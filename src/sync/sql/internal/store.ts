@@ -7,11 +7,10 @@
  *
  * @internal
  */
-import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { getOwn, setOwn, type SnapshotData } from "../../../protocol/Sync.js"
 import type { Store } from "../../Store.js"
-import { decodeRows, encodeJson, mapSqlError, type Statements } from "./statements.js"
+import { encodeJson, type Statements } from "./statements.js"
 
 interface DataRow {
   readonly entity: string
@@ -34,7 +33,7 @@ const toSnapshot = (rows: ReadonlyArray<DataRow>): SnapshotData => {
 }
 
 /** The store over the family's statements. */
-export const make = ({ exec, q }: Statements): Store["Type"] => {
+export const make = ({ q, query }: Statements): Store["Type"] => {
   const getText = q("SELECT data FROM mizu_entities WHERE scope = ? AND entity = ? AND id = ?")
   const putText = q(`INSERT INTO mizu_entities (scope, entity, id, data) VALUES (?, ?, ?, ?)
     ON CONFLICT (scope, entity, id) DO UPDATE SET data = excluded.data`)
@@ -44,34 +43,20 @@ export const make = ({ exec, q }: Statements): Store["Type"] => {
 
   return {
     get: (scope, entity, id) =>
-      exec<{ readonly data: string }>(getText, [scope, entity, id]).pipe(
-        mapSqlError("Store.get failed"),
-        Effect.flatMap((rows) => {
-          const row = rows[0]
-          return row === undefined ? Effect.succeedNone : decodeRows("entity", () => Option.some<unknown>(JSON.parse(row.data)))
-        })
-      ),
-    put: (scope, entity, id, data) =>
-      exec(putText, [scope, entity, id, encodeJson(data)]).pipe(
-        Effect.asVoid,
-        mapSqlError("Store.put failed")
-      ),
+      query<{ readonly data: string }, Option.Option<unknown>>(getText, [scope, entity, id], "Store.get", (rows) => {
+        const row = rows[0]
+        return row === undefined ? Option.none() : Option.some<unknown>(JSON.parse(row.data))
+      }),
+    put: (scope, entity, id, data) => query(putText, [scope, entity, id, encodeJson(data)], "Store.put", () => undefined),
     delete: (scope, entity, id) =>
-      exec<{ readonly id: string }>(deleteText, [scope, entity, id]).pipe(
-        Effect.map((rows) => rows.length > 0),
-        mapSqlError("Store.delete failed")
-      ),
+      query<{ readonly id: string }, boolean>(deleteText, [scope, entity, id], "Store.delete", (rows) => rows.length > 0),
     list: (scope, entity) =>
-      exec<{ readonly id: string; readonly data: string }>(listText, [scope, entity]).pipe(
-        mapSqlError("Store.list failed"),
-        Effect.flatMap((rows) =>
-          decodeRows("entity", () => rows.map((row): readonly [string, unknown] => [row.id, JSON.parse(row.data)]))
-        )
+      query<{ readonly id: string; readonly data: string }, ReadonlyArray<readonly [string, unknown]>>(
+        listText,
+        [scope, entity],
+        "Store.list",
+        (rows) => rows.map((row): readonly [string, unknown] => [row.id, JSON.parse(row.data)])
       ),
-    snapshot: (scope) =>
-      exec<DataRow>(snapshotText, [scope]).pipe(
-        mapSqlError("Store.snapshot failed"),
-        Effect.flatMap((rows) => decodeRows("entity", () => toSnapshot(rows)))
-      )
+    snapshot: (scope) => query<DataRow, SnapshotData>(snapshotText, [scope], "Store.snapshot", toSnapshot)
   }
 }
