@@ -19,7 +19,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { Authorizer, LivePubSub, SyncStorage } from "mizu-sync-live"
 import { SyncTransport } from "mizu-sync-live/client"
-import type { Browser, Page } from "playwright-core"
+import type { Browser, BrowserContext, Page } from "playwright-core"
 import { options } from "../examples/todo/app.js"
 import * as Chromium from "./support/Browser.js"
 import { eventually } from "./support/Browser.js"
@@ -50,6 +50,15 @@ const isLeader = (page: Page) => page.evaluate(() => (window as unknown as TabsW
 const liveStatus = (page: Page) => page.evaluate(() => (window as unknown as TabsWindow).mizu?.sync.status.live)
 const clientId = (page: Page) => page.evaluate(() => (window as unknown as TabsWindow).mizu?.sync.clientId)
 const ready = (page: Page) => page.waitForFunction(() => "mizu" in window)
+
+/** Two pages of `url` in one context, the first opened (and so the leader) first. */
+const twoPages = async (context: BrowserContext, url: string): Promise<readonly [Page, Page]> => {
+  const first = await open(context, url)
+  await ready(first)
+  const second = await open(context, url)
+  await ready(second)
+  return [first, second]
+}
 
 /** Every IndexedDB database of the page's origin, with how many rows its `rows` store holds. */
 const databases = (page: Page) =>
@@ -94,10 +103,7 @@ describe.skipIf(!Chromium.available)("one store per browser profile", () => {
         yield* run(async () => {
           const before = await noSessions(base)
           const context = await browser!.newContext()
-          const pa = await open(context, `${base}/?list=${list}&name=ann`)
-          await ready(pa)
-          const pb = await open(context, `${base}/?list=${list}&name=ann`)
-          await ready(pb)
+          const [pa, pb] = await twoPages(context, `${base}/?list=${list}&name=ann`)
           // both pages are live (the follower through the leader's socket) before the server is asked
           await eventually(() => Promise.all([liveStatus(pa), liveStatus(pb)]), ["connected", "connected"])
           await eventually(() => Promise.all([isLeader(pa), isLeader(pb)]), [true, false])
@@ -129,10 +135,7 @@ describe.skipIf(!Chromium.available)("one store per browser profile", () => {
         const list = freshList()
         yield* run(async () => {
           const a = await browser!.newContext()
-          const pa = await open(a, `${base}/?list=${list}&name=ann`)
-          await ready(pa)
-          const pb = await open(a, `${base}/?list=${list}&name=ann`)
-          await ready(pb)
+          const [pa, pb] = await twoPages(a, `${base}/?list=${list}&name=ann`)
           await eventually(() => liveStatus(pb), "connected")
           await a.setOffline(true)
           await addTodo(pa, "written offline in A")
@@ -157,10 +160,7 @@ describe.skipIf(!Chromium.available)("one store per browser profile", () => {
         yield* run(async () => {
           const before = await noSessions(base)
           const a = await browser!.newContext()
-          const pa = await open(a, `${base}/?list=${list}&name=ann`)
-          await ready(pa)
-          const pb = await open(a, `${base}/?list=${list}&name=ann`)
-          await ready(pb)
+          const [pa, pb] = await twoPages(a, `${base}/?list=${list}&name=ann`)
           await eventually(() => Promise.all([isLeader(pa), isLeader(pb)]), [true, false])
           await a.setOffline(true)
           await addTodo(pa, "a1")
