@@ -3,7 +3,10 @@
  * (one request at a time, as push-engine counts them), grouped by the
  * instruction and the function it runs (its first line of source).
  *
- * Usage: node --conditions=source --import tsx bench/tools/step-census.ts [--batch=1] [--top=60] [--notrace]
+ * With `--concurrent=N`, N clients push at once (one group commit of N
+ * pushes per round); steps are still per push.
+ *
+ * Usage: node --conditions=source --import tsx bench/tools/step-census.ts [--batch=1] [--top=60] [--notrace] [--concurrent=1]
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -24,6 +27,7 @@ const arg = (name: string, fallback: number) => {
 }
 const batch = arg("batch", 1)
 const top = arg("top", 60)
+const concurrent = arg("concurrent", 1)
 const pushes = 100
 const traced = !process.argv.includes("--notrace")
 
@@ -65,25 +69,30 @@ const runtime = ManagedRuntime.make(
 )
 const engine = await runtime.runPromise(SyncEngine.SyncEngine)
 const push = (first: number) =>
-  pushRaw(first).then((response) => {
-    if (!response.results.every((r) => r.ok && r.duplicate !== true)) throw new Error("a mutation failed")
+  Promise.all(Array.from({ length: concurrent }, (_, c) => pushRaw(`census-${c}`, first))).then((responses) => {
+    for (const response of responses) {
+      if (!response.results.every((r) => r.ok && r.duplicate !== true)) throw new Error("a mutation failed")
+    }
   })
-const pushRaw = (first: number) =>
+const pushRaw = (clientId: string, first: number) =>
   runtime.runPromise(engine.push({
-    client_id: "census",
+    client_id: clientId,
     mutations: Array.from({ length: batch }, (_, k) => ({
       id: first + k,
       name: "todo/create",
       scope: "bench",
-      args: { id: `c-${first + k}`, title: `t ${first + k}` }
+      args: { id: `${clientId}-${first + k}`, title: `t ${first + k}` }
     }))
   }, { token: undefined, headers: {} }))
 for (let i = 0; i < 20; i++) await push(i * batch + 1)
 census.on = true
 for (let i = 20; i < 20 + pushes; i++) await push(i * batch + 1)
 census.on = false
-console.log(`steps per push (${batch} mutation${batch === 1 ? "" : "s"}, tracing ${traced ? "on" : "off"}): ${census.steps / pushes}`)
+const perPush = pushes * concurrent
+console.log(
+  `steps per push (${batch} mutation${batch === 1 ? "" : "s"}, tracing ${traced ? "on" : "off"}, ${concurrent} at once): ${census.steps / perPush}`
+)
 const rows = [...census.by].sort((a, b) => b[1] - a[1]).slice(0, top)
-for (const [key, n] of rows) console.log(`${(n / pushes).toFixed(1).padStart(7)}  ${key}`)
+for (const [key, n] of rows) console.log(`${(n / perPush).toFixed(1).padStart(7)}  ${key}`)
 await runtime.dispose()
 process.exit(0)

@@ -165,6 +165,21 @@ export class Clients extends Context.Tag("@mizu/sync/Clients")<Clients, {
    */
   readonly recordAll: (clientId: string, processed: ReadonlyArray<Processed>) => Effect.Effect<void, StorageError>
   /**
+   * `claim` for several clients at once (distinct ids, each with the owner
+   * it is claimed for), as one statement on the SQL layers: per client id
+   * the owner after the claim and the last processed id. Inside a
+   * `SyncStorage` transaction it locks the rows as `claim` does (on
+   * Postgres in client id order).
+   */
+  readonly claimAll: (claims: ReadonlyArray<Claimant>) => Effect.Effect<ReadonlyMap<string, Claim>, StorageError>
+  /**
+   * `recordAll` for several clients at once (distinct ids), atomically: on
+   * the SQL layers the clients' rows and their scopes' rows in one or two
+   * statements whatever the number of clients, plus the failure rows of
+   * those that have failures.
+   */
+  readonly recordEach: (records: ReadonlyArray<ClientRecord>) => Effect.Effect<void, StorageError>
+  /**
    * The remembered failures among these ids of the client (ids that
    * succeeded, were forgotten or never processed are absent). One read
    * whatever the number of ids.
@@ -181,6 +196,28 @@ export class Clients extends Context.Tag("@mizu/sync/Clients")<Clients, {
 export interface Claim {
   readonly owner: string | undefined
   readonly last: number
+}
+
+/**
+ * A client id and the owner it is claimed for, for `Clients.claimAll`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Claimant {
+  readonly clientId: string
+  readonly owner: string | undefined
+}
+
+/**
+ * A client's processed mutations, for `Clients.recordEach`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ClientRecord {
+  readonly clientId: string
+  readonly processed: ReadonlyArray<Processed>
 }
 
 /**

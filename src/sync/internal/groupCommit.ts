@@ -11,7 +11,9 @@
  *   that arrive while a group commits form the next one.
  * - **Each push rolls back alone.** A group of several runs first with no
  *   savepoint: each push is processed straight in the group's transaction
- *   (claim, mutators, ledger) and the group appends every push's changes
+ *   (mutators; the claims of the group's clients and their ledger rows are
+ *   one statement each for the whole group when no client is in it twice,
+ *   else each push's own) and the group appends every push's changes
  *   at once, one append per scope in push order, so the common case costs
  *   no SAVEPOINT round trip and one head bump per scope; if any push cannot finish
  *   cleanly (a mutation that failed after writing, another principal's
@@ -61,6 +63,7 @@ import type * as Tracer from "effect/Tracer"
 import type { Change } from "../../protocol/Sync.js"
 import type * as Authorizer from "../Authorizer.js"
 import type { ChangeInput } from "../ChangeLog.js"
+import type * as Clients from "../Clients.js"
 import { StorageError } from "../StorageError.js"
 import type { SyncStorage } from "../SyncStorage.js"
 
@@ -100,6 +103,8 @@ export interface Committed<A> {
  */
 export interface Prepared<A> {
   readonly pending: ReadonlyMap<string, ReadonlyArray<ChangeInput>>
+  /** The mutations it processed, for the group to record (only when the group claimed its client). */
+  readonly processed: ReadonlyArray<Clients.Processed>
   readonly finish: (headBefore: (scope: string) => number) => Committed<A>
 }
 
@@ -108,8 +113,16 @@ export interface Attempt<A> {
   /** Log annotations of the push, added to its request's while the writer runs it. */
   readonly annotations?: Readonly<Record<string, string>> | undefined
   readonly run: (mode: "alone" | "savepoint") => Effect.Effect<Committed<A>, Failure>
-  /** Fails with `Rerun` when it cannot finish cleanly without a savepoint. */
-  readonly prepare: () => Effect.Effect<Prepared<A>, Failure | Rerun>
+  /** The push's client id and the owner it claims it for. */
+  readonly clientId: string
+  readonly owner: string | undefined
+  /**
+   * Fails with `Rerun` when it cannot finish cleanly without a savepoint.
+   * `claimed`: the group claimed the client already (this is the claim) and
+   * records the push's processed ids with the others' (`Prepared.processed`);
+   * `undefined`: the push claims and records itself.
+   */
+  readonly prepare: (claimed: Clients.Claim | undefined) => Effect.Effect<Prepared<A>, Failure | Rerun>
 }
 
 /** One push waiting for a writer. */
@@ -138,6 +151,8 @@ export interface GroupCommit {
 
 export interface Options {
   readonly storage: SyncStorage["Type"]
+  /** The ledger: a group of distinct clients claims them and records their processed ids at once. */
+  readonly clients: Clients.Clients["Type"]
   /** Lock the heads of these scopes (sorted) for the rest of the transaction. */
   readonly lockScopes: (scopes: ReadonlyArray<string>) => Effect.Effect<void, StorageError>
   /** Append changes to a scope's log (cursors after its head), and read a head: the group's appends. */
@@ -212,13 +227,23 @@ const asRequest = <A, E>(job: Job<unknown>, effect: Effect.Effect<A, E>): Effect
 const runJob = <A>(job: Job<A>, mode: "alone" | "savepoint"): Effect.Effect<Committed<A>, Failure> =>
   asRequest(job as Job<unknown>, job.attempt.run(mode))
 
-const prepareJob = <A>(job: Job<A>): Effect.Effect<Prepared<A>, Failure | Rerun> =>
-  asRequest(job as Job<unknown>, job.attempt.prepare())
+const prepareJob = <A>(job: Job<A>, claimed: Clients.Claim | undefined): Effect.Effect<Prepared<A>, Failure | Rerun> =>
+  asRequest(job as Job<unknown>, job.attempt.prepare(claimed))
+
+/** Whether no two pushes of the group share a client id (then the group claims and records them all at once). */
+const distinctClients = <A>(jobs: ReadonlyArray<Job<A>>): boolean => {
+  const seen = new Set<string>()
+  for (const job of jobs) {
+    if (seen.has(job.attempt.clientId)) return false
+    seen.add(job.attempt.clientId)
+  }
+  return true
+}
 
 /** The group commit over `options` (see the module header), its writers in the caller's scope. */
 export const make = (options: Options): Effect.Effect<GroupCommit, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const { append, committed, head, lockScopes, storage } = options
+    const { append, clients, committed, head, lockScopes, storage } = options
 
     /** After the commit: the scopes' heads (the last write of each wins), poked once, then every push answered. */
     const settle = <A>(jobs: ReadonlyArray<Job<A>>, exits: ReadonlyArray<Exit.Exit<Committed<A>, Failure>>) => {
@@ -267,10 +292,23 @@ export const make = (options: Options): Effect.Effect<GroupCommit, never, Scope.
     const runGroup = <A>(jobs: ReadonlyArray<Job<A>>): Effect.Effect<void> => {
       if (jobs.length === 1) return runOne(jobs[0])
       const scopes = unionOf(jobs)
-      const joined = Effect.zipRight(
-        lockScopes(scopes),
-        Effect.flatMap(Effect.forEach(jobs, prepareJob), (prepared) => appendAll(scopes, prepared))
-      )
+      // Distinct clients (the common case): one claim for all, each push processed, one record for all.
+      // A client twice in the group: each push claims and records its own, seeing the one before.
+      const prepareAll = distinctClients(jobs)
+        ? Effect.flatMap(clients.claimAll(jobs.map((job) => ({ clientId: job.attempt.clientId, owner: job.attempt.owner }))), (claims) =>
+          Effect.flatMap(
+            Effect.forEach(jobs, (job) => {
+              const claim = claims.get(job.attempt.clientId)
+              return claim === undefined ? Effect.dieMessage(`claimAll returned no claim of ${job.attempt.clientId}`) : prepareJob(job, claim)
+            }),
+            (prepared) =>
+              Effect.as(
+                clients.recordEach(prepared.map((p, i) => ({ clientId: jobs[i].attempt.clientId, processed: p.processed }))),
+                prepared
+              )
+          ))
+        : Effect.forEach(jobs, (job) => prepareJob(job, undefined))
+      const joined = Effect.zipRight(lockScopes(scopes), Effect.flatMap(prepareAll, (prepared) => appendAll(scopes, prepared)))
       return Effect.flatMap(Effect.exit(storage.transaction(joined)), (exit) => {
         if (Exit.isSuccess(exit)) return settle(jobs, exit.value)
         // a conflict lost at the lock or the COMMIT: nothing committed, the whole group runs again

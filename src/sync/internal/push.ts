@@ -122,6 +122,7 @@ const processAll = <E>(
 /** A batch as a push prepared in a group: the group appends its changes, then `finish` resolves its cursors. */
 const preparedOf = (batch: PushBatch.Batch): GroupCommit.Prepared<ReadonlyArray<Protocol.MutationResult>> => ({
   pending: batch.pending,
+  processed: batch.processed,
   finish: (headBefore) => {
     const results = batch.slots.map((slot) => slot.result(headBefore(slot.scope) + slot.upTo))
     const heads = new Map<string, number>()
@@ -224,7 +225,11 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
 
   /** Claim the client id for `owner` (or find it is another's: then nothing is revealed and all rolls back); its last id. */
   const claimClient = (clientId: string, owner: string | undefined): Effect.Effect<number, StorageError | Authorizer.Denied> =>
-    Effect.flatMap(clients.claim(clientId, owner), (claim) => claim.owner === owner ? Effect.succeed(claim.last) : notOwner(clientId))
+    Effect.flatMap(clients.claim(clientId, owner), (claim) => lastOf(clientId, owner, claim))
+
+  /** The client's last id from its claim, unless the claim found another owner. */
+  const lastOf = (clientId: string, owner: string | undefined, claim: Clients.Claim): Effect.Effect<number, Authorizer.Denied> =>
+    claim.owner === owner ? Effect.succeed(claim.last) : notOwner(clientId)
 
 
   /**
@@ -232,7 +237,8 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
    * (writers of the same scopes then queue instead of deadlocking), claim,
    * read the remembered failures among the duplicates (one read, only when
    * there are duplicates), process the mutations and record the processed
-   * ids once: the batch, its changes not yet appended.
+   * ids once: the batch, its changes not yet appended. With `claimed` the
+   * group has claimed the client (this is the claim) and records the ids.
    */
   const processed = <E>(
     clientId: string,
@@ -240,17 +246,21 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
     mutations: ReadonlyArray<Protocol.Mutation>,
     scopes: ReadonlyArray<string>,
     locked: boolean,
-    apply: Apply<E>
+    apply: Apply<E>,
+    claimed: Clients.Claim | undefined
   ) =>
     Effect.withFiberRuntime<PushBatch.Batch, E | StorageError | Authorizer.Denied>((fiber) => {
       const traced = fiber.getFiberRef(FiberRef.currentTracerEnabled)
       const fromLast = (last: number, failed: ReadonlyMap<number, Clients.Failure>) => {
         const batch = PushBatch.make(last, failed)
+        const processing = processAll(batch, mutations, apply, traced)
+        if (claimed !== undefined) return Effect.as(processing, batch)
         // the ids are recorded once processed (`recordAll` reads them when it is called)
         const record = Effect.suspend(() => clients.recordAll(clientId, batch.processed))
-        return Effect.as(Effect.zipRight(processAll(batch, mutations, apply, traced), record), batch)
+        return Effect.as(Effect.zipRight(processing, record), batch)
       }
-      const body = Effect.flatMap(claimClient(clientId, owner), (last) => {
+      const last = claimed === undefined ? claimClient(clientId, owner) : lastOf(clientId, owner, claimed)
+      const body = Effect.flatMap(last, (last) => {
         const dupes = PushBatch.duplicateIds(mutations, last)
         return dupes.length === 0
           ? fromLast(last, noFailures)
@@ -273,7 +283,7 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
     apply: Apply<E>
   ) =>
     storage.transaction(
-      Effect.flatMap(processed(clientId, owner, mutations, scopes, mode !== "alone", apply), (batch) =>
+      Effect.flatMap(processed(clientId, owner, mutations, scopes, mode !== "alone", apply, undefined), (batch) =>
         Effect.flatMap(
           appendPending(log, batch.pending),
           ({ base, heads }) => Effect.map(resolveResults(log, batch.slots, base), (results) => ({ value: results, heads }))
@@ -289,9 +299,10 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
     clientId: string,
     owner: string | undefined,
     mutations: ReadonlyArray<Protocol.Mutation>,
-    scopes: ReadonlyArray<string>
+    scopes: ReadonlyArray<string>,
+    claimed: Clients.Claim | undefined
   ): Effect.Effect<GroupCommit.Prepared<ReadonlyArray<Protocol.MutationResult>>, GroupCommit.Failure | GroupCommit.Rerun> =>
-    processed(clientId, owner, mutations, scopes, true, optimisticApply).pipe(
+    processed(clientId, owner, mutations, scopes, true, optimisticApply, claimed).pipe(
       Effect.map(preparedOf),
       Effect.catchTag("NeedsSavepoints", () => Effect.fail(new GroupCommit.Rerun()))
     )
@@ -366,7 +377,9 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
         group.submit(locking, request.mutations.length, {
           annotations,
           run: (mode) => pushWithClient(clientId, owner, request.mutations, locking, mode),
-          prepare: () => prepareJoined(clientId, owner, request.mutations, locking)
+          clientId,
+          owner,
+          prepare: (claimed) => prepareJoined(clientId, owner, request.mutations, locking, claimed)
         }),
         countResults
       )

@@ -48,6 +48,7 @@ export const make: Effect.Effect<
   const access = Access.make(deps.authorizer, deps.clients)
   const group = yield* GroupCommit.make({
     storage: deps.storage,
+    clients: deps.clients,
     lockScopes: deps.log.lockScopes,
     append: deps.log.append,
     head: deps.log.head,

@@ -55,34 +55,46 @@ export const make = (db: MemoryDatabase, window: number): Clients.Clients["Type"
       if (kept !== undefined) undo(() => failures.set(old, kept))
     }
   }
+  /** Claim one client id for `owner` (undoably): the owner after that, and its last id. */
+  const claimIn = (state: State, undo: Undo, clientId: string, owner: string | undefined): Clients.Claim => {
+    const client = state.clients.get(clientId)
+    if (client === undefined) {
+      if (owner !== undefined) {
+        state.clients.set(clientId, { last: 0, owner, scopes: new Map(), failures: new Map() })
+        undo(() => state.clients.delete(clientId))
+      }
+      return { owner, last: 0 }
+    }
+    if (client.owner === undefined && owner !== undefined) {
+      client.owner = owner
+      undo(() => {
+        client.owner = undefined
+      })
+    }
+    return { owner: client.owner, last: client.last }
+  }
+  /** One client's processed mutations (undoably). */
+  const recordAllIn = (state: State, undo: Undo, clientId: string, processed: ReadonlyArray<Clients.Processed>) => {
+    for (const { failure: failed, id, scope } of processed) {
+      recordIn(state, undo, clientId, id, scope)
+      if (failed !== undefined && window > 0) rememberIn(state, undo, clientId, id, failed)
+    }
+  }
   const service: Clients.Clients["Type"] = {
     lastId: (clientId) => db.read((state) => state.clients.get(clientId)?.last ?? 0),
-    claim: (clientId, owner) =>
-      db.write((state, undo): Clients.Claim => {
-        const client = state.clients.get(clientId)
-        if (client === undefined) {
-          if (owner !== undefined) {
-            state.clients.set(clientId, { last: 0, owner, scopes: new Map(), failures: new Map() })
-            undo(() => state.clients.delete(clientId))
-          }
-          return { owner, last: 0 }
-        }
-        if (client.owner === undefined && owner !== undefined) {
-          client.owner = owner
-          undo(() => {
-            client.owner = undefined
-          })
-        }
-        return { owner: client.owner, last: client.last }
+    claim: (clientId, owner) => db.write((state, undo) => claimIn(state, undo, clientId, owner)),
+    claimAll: (claims) =>
+      db.write((state, undo) => {
+        const found = new Map<string, Clients.Claim>()
+        for (const { clientId, owner } of claims) found.set(clientId, claimIn(state, undo, clientId, owner))
+        return found
       }),
     ownerOf: (clientId) => db.read((state) => state.clients.get(clientId)?.owner),
     lastIdForScope: (clientId, scope) => db.read((state) => state.clients.get(clientId)?.scopes.get(scope) ?? 0),
-    recordAll: (clientId, processed) =>
+    recordAll: (clientId, processed) => db.write((state, undo) => recordAllIn(state, undo, clientId, processed)),
+    recordEach: (records) =>
       db.write((state, undo) => {
-        for (const { failure: failed, id, scope } of processed) {
-          recordIn(state, undo, clientId, id, scope)
-          if (failed !== undefined && window > 0) rememberIn(state, undo, clientId, id, failed)
-        }
+        for (const { clientId, processed } of records) recordAllIn(state, undo, clientId, processed)
       }),
     failures: (clientId, ids) =>
       db.read((state) => {

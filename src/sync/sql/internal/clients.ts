@@ -27,7 +27,7 @@
 import * as Effect from "effect/Effect"
 import * as Clients from "../../Clients.js"
 import type { StorageError } from "../../StorageError.js"
-import { chunked, multiRow, type Statements } from "./statements.js"
+import { chunked, multiRow, rowsPerInsert, type Statements } from "./statements.js"
 import type { Transactions } from "./transaction.js"
 
 interface Failed {
@@ -36,11 +36,13 @@ interface Failed {
 }
 
 type LastRow = { readonly last: number | string }
+type ClaimRow = LastRow & { readonly client_id: string; readonly owner: string | null }
 type FailureRow = { readonly id: number | string; readonly code: string; readonly message: string }
 
-const recordClientSql = `INSERT INTO mizu_clients (client_id, last) VALUES (?, ?)
-  ON CONFLICT (client_id) DO UPDATE
+const lastUpsert = `ON CONFLICT (client_id) DO UPDATE
   SET last = CASE WHEN excluded.last > mizu_clients.last THEN excluded.last ELSE mizu_clients.last END`
+const recordClientSql = `INSERT INTO mizu_clients (client_id, last) VALUES (?, ?) ${lastUpsert}`
+const claimUpsert = "ON CONFLICT (client_id) DO UPDATE SET owner = COALESCE(mizu_clients.owner, excluded.owner)"
 const scopesUpsert = `ON CONFLICT (client_id, scope) DO UPDATE
   SET last = CASE WHEN excluded.last > mizu_client_scopes.last THEN excluded.last ELSE mizu_client_scopes.last END`
 const failuresUpsert = `ON CONFLICT (client_id, id) DO UPDATE SET code = excluded.code, message = excluded.message`
@@ -52,9 +54,7 @@ const texts = (q: Statements["q"]) => ({
     RETURNING last`),
   lastPlain: q("SELECT last FROM mizu_clients WHERE client_id = ?"),
   // Like lastLocked (the row lock), and the owner is set only where there is none yet.
-  claim: q(`INSERT INTO mizu_clients (client_id, last, owner) VALUES (?, 0, ?)
-    ON CONFLICT (client_id) DO UPDATE SET owner = COALESCE(mizu_clients.owner, excluded.owner)
-    RETURNING last, owner`),
+  claim: q(`INSERT INTO mizu_clients (client_id, last, owner) VALUES (?, 0, ?) ${claimUpsert} RETURNING last, owner`),
   owner: q("SELECT owner FROM mizu_clients WHERE client_id = ?"),
   lastForScope: q("SELECT last FROM mizu_client_scopes WHERE client_id = ? AND scope = ?"),
   // Postgres: both tables in one statement, the scopes as arrays (one text for any number of scopes).
@@ -80,6 +80,20 @@ const texts = (q: Statements["q"]) => ({
     SELECT ?, v.id, v.code, v.message FROM unnest(?::bigint[], ?::text[], ?::text[]) AS v (id, code, message)
     ${failuresUpsert}`),
   recordClient: q(recordClientSql),
+  // Several clients in one statement (`claimAll`, `recordEach`).
+  claimMany: multiRow(q, "INSERT INTO mizu_clients (client_id, last, owner) VALUES", "(?, 0, ?)", `${claimUpsert} RETURNING client_id, last, owner`),
+  claimManyPg: q(`INSERT INTO mizu_clients (client_id, last, owner)
+    SELECT v.client_id, 0, v.owner FROM unnest(?::text[], ?::text[]) AS v (client_id, owner)
+    ${claimUpsert} RETURNING client_id, last, owner`),
+  recordClients: multiRow(q, "INSERT INTO mizu_clients (client_id, last) VALUES", "(?, ?)", lastUpsert),
+  recordManyPg: q(`WITH c AS (
+      INSERT INTO mizu_clients (client_id, last)
+      SELECT v.client_id, v.last FROM unnest(?::text[], ?::bigint[]) AS v (client_id, last)
+      ${lastUpsert}
+    )
+    INSERT INTO mizu_client_scopes (client_id, scope, last)
+    SELECT v.client_id, v.scope, v.last FROM unnest(?::text[], ?::text[], ?::bigint[]) AS v (client_id, scope, last)
+    ${scopesUpsert}`),
   recordScopes: multiRow(q, "INSERT INTO mizu_client_scopes (client_id, scope, last) VALUES", "(?, ?, ?)", scopesUpsert),
   insertFailures: multiRow(q, "INSERT INTO mizu_client_failures (client_id, id, code, message) VALUES", "(?, ?, ?, ?)", failuresUpsert),
   // SQLite: after the insert, drop every row older than the window's newest `remembered`.
@@ -193,6 +207,80 @@ export const make = (
 
   const lastOf = (rows: ReadonlyArray<LastRow>) => rows[0] === undefined ? 0 : Number(rows[0].last)
 
+  /** One statement's claims (at most `rowsPerInsert` on SQLite), into `found`; Postgres locks the rows in client id order. */
+  const claimSome = (claims: ReadonlyArray<Clients.Claimant>, found: Map<string, Clients.Claim>) => {
+    const read = (rows: ReadonlyArray<ClaimRow>) => {
+      for (const row of rows) found.set(row.client_id, { owner: row.owner ?? undefined, last: Number(row.last) })
+    }
+    if (isPg) {
+      const sorted = [...claims].sort((a, b) => a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0)
+      return query(text.claimManyPg, [sorted.map((c) => c.clientId), sorted.map((c) => c.owner ?? null)], "Clients.claimAll", read)
+    }
+    const params: Array<unknown> = []
+    for (const { clientId, owner } of claims) params.push(clientId, owner ?? null)
+    return query(text.claimMany(claims.length), params, "Clients.claimAll", read)
+  }
+
+  const claimAll = (claims: ReadonlyArray<Clients.Claimant>): Effect.Effect<ReadonlyMap<string, Clients.Claim>, StorageError> =>
+    Effect.suspend(() => {
+      const found = new Map<string, Clients.Claim>()
+      if (claims.length === 0) return Effect.succeed(found)
+      const chunks = isPg ? [claims] : Array.from({ length: Math.ceil(claims.length / rowsPerInsert) }, (_, i) => claims.slice(i * rowsPerInsert, (i + 1) * rowsPerInsert))
+      return Effect.as(chunks.length === 1 ? claimSome(chunks[0], found) : Effect.forEach(chunks, (chunk) => claimSome(chunk, found), { discard: true }), found)
+    })
+
+  /** Postgres: the clients without failures in one statement, each with failures in its own (`recordPg`). */
+  const recordEachPg = (ledgers: ReadonlyArray<readonly [string, Ledger]>): Effect.Effect<void, StorageError> => {
+    const plain = ledgers.filter(([, ledger]) => ledger.failed.length === 0)
+    const ids: Array<string> = []
+    const lasts: Array<number> = []
+    const scopeIds: Array<string> = []
+    const scopes: Array<string> = []
+    const scopeLasts: Array<number> = []
+    for (const [clientId, ledger] of plain) {
+      ids.push(clientId)
+      lasts.push(ledger.last)
+      for (const [scope, id] of ledger.scopes) {
+        scopeIds.push(clientId)
+        scopes.push(scope)
+        scopeLasts.push(id)
+      }
+    }
+    const batch = plain.length === 0 ? Effect.void : query(text.recordManyPg, [ids, lasts, scopeIds, scopes, scopeLasts], "Clients.recordEach", none)
+    const failing = ledgers.filter(([, ledger]) => ledger.failed.length > 0)
+    return failing.length === 0 ? batch : Effect.zipRight(batch, Effect.forEach(failing, ([clientId, ledger]) => recordPg(clientId, ledger), { discard: true }))
+  }
+
+  /** SQLite: every client's row, then every scope's row (a statement per 500 rows each), then the failures of those with some. */
+  const recordEachSqlite = (ledgers: ReadonlyArray<readonly [string, Ledger]>): Effect.Effect<void, StorageError> => {
+    const rows: Array<readonly [string, string, number]> = []
+    for (const [clientId, ledger] of ledgers) for (const [scope, id] of ledger.scopes) rows.push([clientId, scope, id])
+    const clientRows = chunked(ledgers.length, (start, end) => {
+      const params: Array<unknown> = []
+      for (let i = start; i < end; i++) params.push(ledgers[i][0], ledgers[i][1].last)
+      return query(text.recordClients(end - start), params, "Clients.recordEach", none)
+    })
+    const scopeRows = chunked(rows.length, (start, end) => {
+      const params: Array<unknown> = []
+      for (let i = start; i < end; i++) params.push(...rows[i])
+      return query(text.recordScopes(end - start), params, "Clients.recordEach", none)
+    })
+    const failing = ledgers.filter(([, ledger]) => ledger.failed.length > 0)
+    const written = Effect.zipRight(clientRows, scopeRows)
+    const all = failing.length === 0
+      ? written
+      : Effect.zipRight(written, Effect.forEach(failing, ([clientId, ledger]) => rememberSqlite(clientId, ledger.failed), { discard: true }))
+    return atomic(all, "Clients.recordEach")
+  }
+
+  const recordEach = (records: ReadonlyArray<Clients.ClientRecord>): Effect.Effect<void, StorageError> => {
+    const ledgers = records
+      .filter((record) => record.processed.length > 0)
+      .map((record) => [record.clientId, ledgerOf(record.processed, remembered)] as const)
+    if (ledgers.length === 0) return Effect.void
+    return isPg ? recordEachPg(ledgers) : recordEachSqlite(ledgers)
+  }
+
   return {
     lastId: (clientId) =>
       Effect.flatMap(mayLock, (locking) => query(locking ? text.lastLocked : text.lastPlain, [clientId], "Clients.lastId", lastOf)),
@@ -205,6 +293,8 @@ export const make = (
       query<{ readonly owner: string | null }, string | undefined>(text.owner, [clientId], "Clients.ownerOf", (rows) => rows[0]?.owner ?? undefined),
     lastIdForScope: (clientId, scope) => query(text.lastForScope, [clientId, scope], "Clients.lastIdForScope", lastOf),
     recordAll: (clientId, processed) => processed.length === 0 ? Effect.void : record(clientId, ledgerOf(processed, remembered)),
+    claimAll,
+    recordEach,
     failures
   }
 }
