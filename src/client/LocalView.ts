@@ -46,6 +46,8 @@ export interface PendingMutation {
   readonly name: string
   readonly scope: string
   readonly args: unknown
+  /** The app version (`Registry.version`) it was made under; 1 when absent. */
+  readonly version?: number
 }
 
 /**

@@ -47,6 +47,8 @@ export interface MizuSyncEvents {
   readonly error: Extract<SyncClient.SyncEvent, { _tag: "Error" }>
   /** The push keeps failing at one mutation (`status.stuck`); it goes on retrying; `discard` lets the rest through. */
   readonly stuck: Extract<SyncClient.SyncEvent, { _tag: "Stuck" }>
+  /** The server accepts only newer code (`version_too_old`): pushing stopped, nothing pending lost; reload the app (Replicache's `onUpdateNeeded`). */
+  readonly updateNeeded: Extract<SyncClient.SyncEvent, { _tag: "UpdateNeeded" }>
   readonly status: SyncClient.SyncStatus
 }
 
@@ -91,7 +93,8 @@ const eventNames = {
   Reset: "reset",
   Renumbered: "renumbered",
   Error: "error",
-  Stuck: "stuck"
+  Stuck: "stuck",
+  UpdateNeeded: "updateNeeded"
 } as const satisfies Record<Exclude<SyncClient.SyncEvent["_tag"], "Changes">, keyof MizuSyncEvents>
 
 /**

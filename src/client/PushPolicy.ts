@@ -196,6 +196,10 @@ export type RefusalCode = "too_large" | "invalid_request" | "unauthorized" | "fo
  * @category models
  */
 export type RequestFailure =
+  /** `409 version_too_old`: this client's code is older than the server accepts; keep everything, stop pushing until the app reloads. */
+  | { readonly _tag: "UpdateNeeded"; readonly min: number | undefined; readonly message: string }
+  /** `409 version_too_new`: the server runs older code (a rolling deploy); refuse nothing, send again later. */
+  | { readonly _tag: "ServerBehind"; readonly message: string }
   | { readonly _tag: "TooLarge"; readonly message: string }
   | { readonly _tag: "Refused"; readonly code: RefusalCode; readonly message: string }
   | { readonly _tag: "Retry" }

@@ -167,6 +167,13 @@ export interface SyncStatus {
   readonly lastError: string | undefined
   /** Set while the push keeps failing at one mutation (`stuckAfter` attempts alone); cleared by progress or `discard`. */
   readonly stuck: Stuck | undefined
+  /**
+   * Set once the server refused this client's code as too old
+   * (`version_too_old`): nothing more is pushed, nothing pending is dropped,
+   * until the app reloads on newer code. `min` is the oldest version the
+   * server accepts.
+   */
+  readonly updateNeeded?: { readonly min: number | undefined } | undefined
 }
 
 /**
@@ -210,6 +217,12 @@ export type SyncEvent =
   | { readonly _tag: "Reset"; readonly scope: string; readonly reason: ResetReason }
   /** The server had lost this client's state: pending mutations now start at `from`. */
   | { readonly _tag: "Renumbered"; readonly from: number; readonly count: number }
+  /**
+   * The server accepts only clients of app version `min` or newer
+   * (`version_too_old`): pushing stops, pending mutations are kept; reload the
+   * app on newer code, which upgrades them and pushes them (once).
+   */
+  | { readonly _tag: "UpdateNeeded"; readonly min: number | undefined; readonly version: number | undefined; readonly message: string }
   /** A request failed (it is retried with backoff). */
   | { readonly _tag: "Error"; readonly during: "push" | "pull" | "snapshot"; readonly error: SyncTransportError }
 
@@ -243,7 +256,8 @@ export class DiscardError extends Data.TaggedError("DiscardError")<{
  * @category errors
  */
 export class SyncError extends Data.TaggedError("SyncError")<{
-  readonly reason: "not_settled" | "bad_response"
+  /** `update_needed`: the server refused this client's code as too old (`SyncEvent` `UpdateNeeded`). */
+  readonly reason: "not_settled" | "bad_response" | "update_needed"
   readonly message: string
 }> {}
 

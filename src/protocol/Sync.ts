@@ -166,6 +166,19 @@ export const Json: Schema.Schema<unknown> = Schema.Unknown
 export const ProtocolField = Schema.optional(Schema.Number)
 
 /**
+ * The app's schema version a client's code was built with (an integer >= 1):
+ * the registry's `version`. The optional `app_version` field of push, pull
+ * and snapshot bodies. A push's mutations were made (or upgraded by the
+ * client) under it; the server upgrades their args from it to its own
+ * version, or answers `409 version_too_old` / `version_too_new`. Absent: the
+ * server's own version (scripts, clients without versioning).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const AppVersion = Schema.Number.pipe(Schema.int(), Schema.between(1, Number.MAX_SAFE_INTEGER))
+
+/**
  * A mutation as pushed: `name` (1..128 chars) picks the server's mutator,
  * `args` is its JSON input, `scope` defaults to `_default`. `id` (>= 1) is the
  * client's sequence number, required with `client_id` and only echoed without.
@@ -310,6 +323,7 @@ export const MAX_MUTATIONS_PER_PUSH = 1000
  */
 export const PushRequest = Schema.Struct({
   protocol: ProtocolField,
+  app_version: Schema.optional(AppVersion),
   client_id: Schema.optional(ClientId),
   mutations: Schema.Array(Mutation).pipe(Schema.minItems(1), Schema.maxItems(MAX_MUTATIONS_PER_PUSH))
 })
@@ -365,6 +379,7 @@ export const MAX_PULL_LIMIT = 1000
  */
 export const PullRequest = Schema.Struct({
   protocol: ProtocolField,
+  app_version: Schema.optional(AppVersion),
   scope: Scope,
   cursor: Cursor,
   limit: Schema.optional(Schema.Number.pipe(Schema.int(), Schema.between(1, MAX_PULL_LIMIT))),
@@ -410,6 +425,7 @@ export type PullResponse = typeof PullResponse.Type
  */
 export const SnapshotRequest = Schema.Struct({
   protocol: ProtocolField,
+  app_version: Schema.optional(AppVersion),
   scope: Scope,
   client_id: Schema.optional(ClientId)
 })
@@ -508,6 +524,8 @@ export const ErrorStatus = {
   not_found: 404,
   method_not_allowed: 405,
   cursor_ahead: 409,
+  version_too_old: 409,
+  version_too_new: 409,
   cursor_too_old: 410,
   payload_too_large: 413,
   unsupported_media_type: 415,

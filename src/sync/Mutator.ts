@@ -43,6 +43,13 @@ export interface Input {
   readonly name: string
   readonly scope: string
   readonly args: unknown
+  /**
+   * The app version the mutation was made under (the push's `app_version`);
+   * the registry's own when absent. Older: its args are decoded in that
+   * version's shape and upgraded (`Mutation.versioned`), or it stands for
+   * its replacement or rejection (`Mutation.retire`).
+   */
+  readonly version?: number
 }
 
 /**

@@ -28,13 +28,25 @@ export const isReserved = (m: PendingMutation): boolean => isReservedName(m.name
 export const placeholder = (m: PendingMutation): PendingMutation => ({ id: m.id, name: DISCARDED, scope: m.scope, args: undefined })
 
 /** See `PushPolicy.probe`. */
-export const probe = (m: PendingMutation): PendingMutation => ({ id: m.id, name: PROBE, scope: m.scope, args: { name: m.name, args: m.args } })
+export const probe = (m: PendingMutation): PendingMutation => ({
+  id: m.id,
+  name: PROBE,
+  scope: m.scope,
+  args: { name: m.name, args: m.args },
+  ...(m.version === undefined ? {} : { version: m.version })
+})
 
 /** See `PushPolicy.probed`. */
 export const probed = (m: PendingMutation): PendingMutation => {
   const args = m.args
   const name = typeof args === "object" && args !== null && "name" in args && typeof args.name === "string" ? args.name : m.name
-  return { id: m.id, name, scope: m.scope, args: typeof args === "object" && args !== null && "args" in args ? args.args : undefined }
+  return {
+    id: m.id,
+    name,
+    scope: m.scope,
+    args: typeof args === "object" && args !== null && "args" in args ? args.args : undefined,
+    ...(m.version === undefined ? {} : { version: m.version })
+  }
 }
 
 
@@ -119,11 +131,19 @@ const carrierScopes = (queue: ReadonlyArray<PendingMutation>): Array<string | un
 export const carrierOf = (queue: ReadonlyArray<PendingMutation>, m: PendingMutation): PendingMutation | undefined =>
   isPlaceholder(m) ? queue.find((p) => p.id > m.id && !isReserved(p)) : m
 
+/** `details.min` of a `version_too_old` answer (undefined when the server did not say). */
+const minOf = (details: unknown): number | undefined => {
+  const min = typeof details === "object" && details !== null ? (details as { readonly min?: unknown }).min : undefined
+  return typeof min === "number" ? min : undefined
+}
+
 const refusals: Readonly<Record<number, RefusalCode>> = { 400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found" }
 
 /** See `PushPolicy.classify`. */
 export const classify = (error: SyncTransportError): RequestFailure => {
   if (error._tag === "ProtocolError" && error.code === "version_not_supported") return { _tag: "Retry" }
+  if (error._tag === "ProtocolError" && error.code === "version_too_old") return { _tag: "UpdateNeeded", min: minOf(error.details), message: error.message }
+  if (error._tag === "ProtocolError" && error.code === "version_too_new") return { _tag: "ServerBehind", message: error.message }
   const status = error._tag === "ProtocolError" ? error.status : error.reason === "http" ? error.status : undefined
   if (status === 413) return { _tag: "TooLarge", message: error.message }
   const code = status === undefined ? undefined : refusals[status]

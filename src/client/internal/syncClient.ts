@@ -34,6 +34,7 @@ import * as Push from "./syncPush.js"
 import * as Rebase from "./syncRebase.js"
 import * as SyncState from "./syncState.js"
 import * as Tabs from "./syncTabs.js"
+import * as Versions from "./syncVersions.js"
 import * as TabGroupInternal from "./tabGroup.js"
 
 const validScope = Schema.is(Protocol.Scope)
@@ -60,14 +61,19 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
     const tabs = group.shared && storage.revision === undefined ? TabGroupInternal.makeSolo() : group
     if (tabs !== group) yield* Effect.logWarning("SyncClient: this ClientStorage has no revision, so it cannot be shared by tabs; syncing as one tab")
     // the first tab of a new store picks the client id: under the group's lock, so two tabs opening at once agree
-    const { initial, revision } = yield* tabs.exclusive(Effect.gen(function*() {
+    // and a queue made by older code is upgraded to this code's app version before anything is pushed
+    const { initial, revision, upgraded } = yield* tabs.exclusive(Effect.gen(function*() {
       const loaded = yield* storage.load
-      const initial = yield* Rebase.fromStored(config.registry, loaded, loaded.clientId ?? options.clientId ?? newClientId())
+      const upgraded = yield* Versions.upgradeStored(config.registry, loaded)
+      const initial = yield* Rebase.fromStored(config.registry, upgraded.stored, loaded.clientId ?? options.clientId ?? newClientId())
       const revision = loaded.revision ?? 0
-      if (loaded.clientId !== undefined) return { initial, revision }
-      const meta = { clientId: initial.clientId, nextId: initial.nextId }
-      yield* storage.commit(tabs.shared ? { meta, revision: revision + 1 } : { meta })
-      return { initial, revision: tabs.shared ? revision + 1 : revision }
+      const write = {
+        ...upgraded.write,
+        ...(loaded.clientId === undefined ? { meta: { clientId: initial.clientId, nextId: initial.nextId } } : {})
+      }
+      if (upgraded.write === undefined && loaded.clientId !== undefined) return { initial, revision, upgraded }
+      yield* storage.commit(tabs.shared ? { ...write, revision: revision + 1 } : write)
+      return { initial, revision: tabs.shared ? revision + 1 : revision, upgraded }
     }))
     const s = yield* SyncState.make(config, initial, {
       transport: yield* SyncTransport,
@@ -75,6 +81,7 @@ export const make = <M extends Mutation.Mutation = Mutation.Mutation>(
       live: yield* Effect.serviceOption(LiveClient),
       tabs
     }, revision)
+    yield* Effect.forEach(upgraded.events, s.publish, { discard: true })
     const push = yield* Push.make(s)
     const pull = yield* Pull.make(s)
     const live = Live.make(s)
@@ -245,7 +252,13 @@ const makeWrites = (s: SyncState.SyncState, live: Live.Live) => {
       }
       const result = yield* s.locked(Effect.gen(function*() {
         const state = s.current()
-        const m: PendingMutation = { id: state.nextId, name, scope, args: prepared.wire }
+        const m: PendingMutation = {
+          id: state.nextId,
+          name,
+          scope,
+          args: prepared.wire,
+          ...(config.registry === undefined ? {} : { version: config.registry.version })
+        }
         const local = prepared.definition === undefined ? undefined : { definition: prepared.definition, args: prepared.args }
         const applied = yield* Rebase.applyMutate(config.registry, state, m, local)
         if (Either.isLeft(applied)) return yield* new MutateError({ reason: applied.left.reason, message: applied.left.message })

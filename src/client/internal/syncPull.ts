@@ -1,3 +1,7 @@
+/** The request field of this client's app version (none without a registry). */
+const appVersion = (config: SyncState["config"]): { readonly app_version?: number } =>
+  config.registry === undefined ? {} : { app_version: config.registry.version }
+
 /**
  * The pull side of a sync client: a scope is pulled page by page from its
  * cursor, and the pages of one pull are committed together with the
@@ -55,7 +59,7 @@ export const make = (s: SyncState): Effect.Effect<Pull> =>
         const changes: Array<Protocol.Change> = []
         for (let page = 0;; page++) {
           if (page >= config.maxPullPages) return yield* resetScope(scope, "backlog", gen0)
-          const request = { protocol: Protocol.PROTOCOL_VERSION, scope, cursor, limit: config.pullLimit, client_id: clientId }
+          const request = { protocol: Protocol.PROTOCOL_VERSION, ...appVersion(config), scope, cursor, limit: config.pullLimit, client_id: clientId }
           const response = yield* s.transport.pull(request).pipe(
             Effect.map(Either.right),
             Effect.catchIf(isResetCode, (e) => Effect.succeed(Either.left(e))),
@@ -135,7 +139,7 @@ const makeCommits = (s: SyncState) => {
   /** Replace a scope by a snapshot (invariant 6), keeping pending mutations. */
   const resetScope = (scope: string, reason: ResetReason, gen0: number): Effect.Effect<PullOutcome, SyncFailure> =>
     Effect.gen(function*() {
-      const snapshot = yield* s.transport.snapshot({ protocol: Protocol.PROTOCOL_VERSION, scope, client_id: s.clientId }).pipe(
+      const snapshot = yield* s.transport.snapshot({ protocol: Protocol.PROTOCOL_VERSION, ...appVersion(s.config), scope, client_id: s.clientId }).pipe(
         Effect.tapError(s.reportFailure("snapshot"))
       )
       return yield* s.locked(Effect.gen(function*() {

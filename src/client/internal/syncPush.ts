@@ -23,6 +23,7 @@ import { DiscardError, type Stuck, SyncError, type SyncFailure } from "../SyncCl
 import { type SyncTransportError, TransportError } from "../SyncTransport.js"
 import * as Rebase from "./syncRebase.js"
 import { type SyncState, wake } from "./syncState.js"
+import * as Versions from "./syncVersions.js"
 import * as Backoff from "../Backoff.js"
 
 /** What one request achieved: nothing to send, answers that moved the queue, or nothing learned (send again later). */
@@ -61,8 +62,15 @@ export const make = (s: SyncState): Effect.Effect<Push> =>
     const pushOnce: Effect.Effect<PushOutcome, SyncFailure> = pushMutex.withPermits(1)(Effect.gen(function*() {
       const gen0 = s.coordination.generation
       const state = s.current()
+      if ((yield* s.status.get).updateNeeded !== undefined) return "idle" as const
       const limits = { count: Math.min(config.batchSize, learned.narrowTo), bytes: learned.byteBudget }
-      const batch = PushPolicy.nextBatch(state.pending.filter((m) => !state.accepted.has(m.id)), limits, clientId)
+      const mine = Versions.pushable(config.registry, state.pending)
+      if (mine.length < state.pending.length && mine.every((m) => state.accepted.has(m.id))) {
+        // what is left was made by newer code (another tab reloaded): this tab's code is the one to update
+        const newer = state.pending[mine.length]
+        return yield* updateNeeded(s, newer === undefined ? undefined : Versions.versionOf(newer), "newer code queued mutations")
+      }
+      const batch = PushPolicy.nextBatch(mine.filter((m) => !state.accepted.has(m.id)), limits, clientId)
       const head = batch.sent[0]
       if (head === undefined) {
         yield* failures.clearStuck
@@ -74,6 +82,7 @@ export const make = (s: SyncState): Effect.Effect<Push> =>
       }
       const answer = yield* Effect.either(s.transport.push({
         protocol: Protocol.PROTOCOL_VERSION,
+        ...(config.registry === undefined ? {} : { app_version: config.registry.version }),
         client_id: clientId,
         mutations: batch.sent.map((x) => x.wire)
       }))
@@ -94,7 +103,11 @@ export const make = (s: SyncState): Effect.Effect<Push> =>
     const push: Effect.Effect<void, SyncFailure> = Effect.gen(function*() {
       for (let rounds = 0;; rounds++) {
         const outcome = yield* pushOnce
-        if (outcome === "idle") return
+        if (outcome === "idle") {
+          const needed = (yield* s.status.get).updateNeeded
+          if (needed === undefined) return
+          return yield* new SyncError({ reason: "update_needed", message: `the server accepts app version ${needed.min ?? "(newer)"} and up; reload the app` })
+        }
         if (outcome === "retry" && rounds > 10) {
           return yield* new SyncError({ reason: "not_settled", message: "the server keeps answering out of order" })
         }
@@ -141,6 +154,20 @@ const makeDiscard = (s: SyncState, learned: Learned, clearStuck: Effect.Effect<v
       return m
     }).pipe(Effect.withSpan("SyncClient.discard", { attributes: { id } }))
 
+/**
+ * The server refused this client's code as too old: stop pushing (the
+ * status says so until the app reloads), keep the queue, tell the app once.
+ */
+const updateNeeded = (s: SyncState, min: number | undefined, message: string): Effect.Effect<PushOutcome> =>
+  Effect.gen(function*() {
+    const before = yield* s.status.get
+    if (before.updateNeeded !== undefined) return "idle" as const
+    yield* s.setStatus((st) => ({ ...st, updateNeeded: { min } }))
+    yield* s.publish({ _tag: "UpdateNeeded", min, version: s.config.registry?.version, message })
+    yield* Effect.logWarning("SyncClient: the server needs newer app code; pushing stopped until the app reloads", { min, message })
+    return "idle" as const
+  })
+
 type Refuse = (gen0: number, sent: PendingMutation, code: PushPolicy.RefusalCode, message: string) => Effect.Effect<PushOutcome, ClientStorageError>
 
 /** Failed requests: narrow them down, count the failures of a mutation alone (`stuck`). */
@@ -175,6 +202,11 @@ const makeFailures = (s: SyncState, learned: Learned) => {
       const alone = batch.sent.length === 1
       const head = batch.sent[0].mutation
       switch (failure._tag) {
+        case "UpdateNeeded":
+          return yield* updateNeeded(s, failure.min, failure.message)
+        case "ServerBehind":
+          // a process still on older code: nothing is wrong with the mutations, send them again later
+          return yield* error
         case "TooLarge":
           if (alone) return yield* refuse(gen0, head, "too_large", failure.message)
           learned.byteBudget = Math.max(1, Math.floor(batch.bytes / 2))

@@ -59,7 +59,13 @@ const Failure = Schema.Struct({
   details: Schema.optional(Schema.Unknown)
 })
 
-const Pending = Schema.Struct({ id: Schema.Number, name: Schema.String, scope: Schema.String, args: Schema.Unknown })
+const Pending = Schema.Struct({
+  id: Schema.Number,
+  name: Schema.String,
+  scope: Schema.String,
+  args: Schema.Unknown,
+  version: Schema.optional(Schema.Number)
+})
 
 const Stuck = Schema.Struct({ mutation: Pending, error: Failure, attempts: Schema.Number })
 
@@ -70,7 +76,8 @@ const Status = Schema.Struct({
   lastPullAt: Schema.UndefinedOr(Schema.Number),
   lastPushAt: Schema.UndefinedOr(Schema.Number),
   lastError: Schema.UndefinedOr(Schema.String),
-  stuck: Schema.UndefinedOr(Stuck)
+  stuck: Schema.UndefinedOr(Stuck),
+  updateNeeded: Schema.optional(Schema.UndefinedOr(Schema.Struct({ min: Schema.UndefinedOr(Schema.Number) })))
 })
 
 const Event = Schema.Union(
@@ -78,6 +85,11 @@ const Event = Schema.Union(
   Schema.TaggedStruct("Stuck", { mutation: Pending, error: Failure, attempts: Schema.Number }),
   Schema.TaggedStruct("Reset", { scope: Schema.String, reason: Schema.Literal("cursor_too_old", "cursor_ahead", "server_lost_state", "backlog") }),
   Schema.TaggedStruct("Renumbered", { from: Schema.Number, count: Schema.Number }),
+  Schema.TaggedStruct("UpdateNeeded", {
+    min: Schema.UndefinedOr(Schema.Number),
+    version: Schema.UndefinedOr(Schema.Number),
+    message: Schema.String
+  }),
   Schema.TaggedStruct("Error", { during: Schema.Literal("push", "pull", "snapshot"), error: Failure })
 )
 

@@ -15,6 +15,7 @@ import { MutationFailed, Mutator } from "../Mutator.js"
 import type { StorageError } from "../StorageError.js"
 import { Store } from "../Store.js"
 import * as Transaction from "../Transaction.js"
+import * as Versions from "./versions.js"
 
 /** The `Store`, for one scope, as what a `Transaction` reads and writes through. */
 const storeBackend = (store: Store["Type"], scope: string): Transaction.Backend => ({
@@ -68,6 +69,20 @@ export const make = (registry: Mutation.Registry): Effect.Effect<Mutator["Type"]
     return Mutator.of({
       names: [...registry.mutations.keys()],
       apply: (input) => {
+        const run = (def: Mutation.Mutation, args: unknown) => {
+          const { changes, tx } = Transaction.make(registry, input.scope, storeBackend(store, input.scope))
+          return Effect.matchEffect(def.handler(args, tx), {
+            onSuccess: () => Effect.succeed(changes),
+            onFailure: (e) => failureOf(e, changes.length > 0)
+          })
+        }
+        // made under an older app version whose shape or name has changed since: through the upgrade chain
+        if (Versions.needsUpgrade(registry, input.name, input.version)) {
+          return Versions.resolve(registry, input.name, input.args, input.version ?? registry.version).pipe(
+            Effect.mapError((e) => new MutationFailed({ ...e, wrote: false })),
+            Effect.flatMap((resolved) => Effect.suspend(() => run(resolved.mutation, resolved.args)))
+          )
+        }
         const def = registry.mutations.get(input.name)
         const decode = decoders.get(input.name)
         if (def === undefined || decode === undefined) {
@@ -75,19 +90,12 @@ export const make = (registry: Mutation.Registry): Effect.Effect<Mutator["Type"]
             new MutationFailed({ reason: "unknown_mutation", message: `unknown mutation ${input.name}`, wrote: false })
           )
         }
-        const run = (args: unknown) => {
-          const { changes, tx } = Transaction.make(registry, input.scope, storeBackend(store, input.scope))
-          return Effect.matchEffect(def.handler(args, tx), {
-            onSuccess: () => Effect.succeed(changes),
-            onFailure: (e) => failureOf(e, changes.length > 0)
-          })
-        }
         const decoded = decode.sync(input.args)
         // suspended: a handler that throws before returning its Effect is a defect of this mutation, not of the caller
-        if (Either.isRight(decoded)) return Effect.suspend(() => run(decoded.right))
+        if (Either.isRight(decoded)) return Effect.suspend(() => run(def, decoded.right))
         return decode.effect(input.args).pipe(
           Effect.mapError((e) => new MutationFailed({ reason: "invalid_args", message: formatParseError(e), wrote: false })),
-          Effect.flatMap(run)
+          Effect.flatMap((args) => run(def, args))
         )
       }
     })
