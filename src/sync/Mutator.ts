@@ -64,6 +64,12 @@ export class Mutator extends Context.Tag("@mizu/sync/Mutator")<Mutator, {
   readonly apply: (input: Input) => Effect.Effect<ReadonlyArray<ChangeInput>, MutationFailed | StorageError>
   /** The names this mutator knows. */
   readonly names: ReadonlyArray<string>
+  /**
+   * The app versions whose mutations it takes (`Registry.version` and
+   * `minVersion`): a push outside them is refused whole (`version_too_old`,
+   * `version_too_new`). Absent: any.
+   */
+  readonly versions?: { readonly version: number; readonly minVersion: number }
 }>() {}
 
 /**

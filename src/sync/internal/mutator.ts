@@ -68,6 +68,7 @@ export const make = (registry: Mutation.Registry): Effect.Effect<Mutator["Type"]
     }))
     return Mutator.of({
       names: [...registry.mutations.keys()],
+      versions: { version: registry.version, minVersion: registry.minVersion },
       apply: (input) => {
         const run = (def: Mutation.Mutation, args: unknown) => {
           const { changes, tx } = Transaction.make(registry, input.scope, storeBackend(store, input.scope))

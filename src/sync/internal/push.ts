@@ -168,7 +168,7 @@ const resolveResults = (
  * their last head, when the request ends (also when a later mutation's
  * storage failed: what committed is poked).
  */
-const pushPlain = ({ broker, log, mutator, storage }: Deps, mutations: ReadonlyArray<Protocol.Mutation>) => {
+const pushPlain = ({ broker, log, mutator, storage }: Deps, mutations: ReadonlyArray<Protocol.Mutation>, version: number | undefined) => {
   const heads = new Map<string, number>()
   return Effect.gen(function*() {
     const results: Array<Protocol.MutationResult> = []
@@ -177,7 +177,7 @@ const pushPlain = ({ broker, log, mutator, storage }: Deps, mutations: ReadonlyA
       // The mutation's own transaction: its writes and its append, or (failed) nothing.
       const outcome = yield* retryConflicts(storage.transaction(
         log.lockScopes([scope]).pipe(
-          Effect.zipRight(mutator.apply({ name: mutation.name, scope, args: mutation.args })),
+          Effect.zipRight(mutator.apply({ name: mutation.name, scope, args: mutation.args, version })),
           Effect.flatMap((changes) => log.append(scope, changes))
         )
       ).pipe(
@@ -206,6 +206,31 @@ const pushPlain = ({ broker, log, mutator, storage }: Deps, mutations: ReadonlyA
 }
 
 /**
+ * Why a push made under app `version` is refused as a whole (nothing of it
+ * applied): older than the registry's `minVersion`, or newer than its
+ * `version` (a process still on older code); undefined when it is accepted.
+ */
+const versionRefusal = (mutator: Deps["mutator"], version: number | undefined): ProtocolError | undefined => {
+  const range = mutator.versions
+  if (version === undefined || range === undefined) return undefined
+  if (version < range.minVersion) {
+    return new ProtocolError({
+      code: "version_too_old",
+      message: `app version ${version} is no longer accepted: ${range.minVersion} or newer (this server is ${range.version}); reload the app`,
+      details: { min: range.minVersion, version: range.version }
+    })
+  }
+  if (version > range.version) {
+    return new ProtocolError({
+      code: "version_too_new",
+      message: `app version ${version} is newer than this server's ${range.version}; retry later`,
+      details: { max: range.version }
+    })
+  }
+  return undefined
+}
+
+/**
  * The engine's `push` over its services. A builder: its body is the named
  * steps of a push with `client_id` that close over the services (each a
  * few lines), and `push` itself.
@@ -216,9 +241,10 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
   /** Run the mutator; a failed mutation (unknown, invalid args, rejected) yields Left. */
   const applyMutation = (
     mutation: Protocol.Mutation,
-    scope: string
+    scope: string,
+    version: number | undefined
   ): Effect.Effect<Either.Either<ReadonlyArray<ChangeInput>, MutationFailed>, StorageError> =>
-    mutator.apply({ name: mutation.name, scope, args: mutation.args }).pipe(
+    mutator.apply({ name: mutation.name, scope, args: mutation.args, version }).pipe(
       Effect.map(Either.right),
       Effect.catchTag("MutationFailed", (e) => Effect.succeed(Either.left(e)))
     )
@@ -300,16 +326,17 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
     owner: string | undefined,
     mutations: ReadonlyArray<Protocol.Mutation>,
     scopes: ReadonlyArray<string>,
-    claimed: Clients.Claim | undefined
+    claimed: Clients.Claim | undefined,
+    version: number | undefined
   ): Effect.Effect<GroupCommit.Prepared<ReadonlyArray<Protocol.MutationResult>>, GroupCommit.Failure | GroupCommit.Rerun> =>
-    processed(clientId, owner, mutations, scopes, true, optimisticApply, claimed).pipe(
+    processed(clientId, owner, mutations, scopes, true, optimisticApply(version), claimed).pipe(
       Effect.map(preparedOf),
       Effect.catchTag("NeedsSavepoints", () => Effect.fail(new GroupCommit.Rerun()))
     )
 
   /** Run the mutator without a savepoint: a mutation that failed after writing aborts the attempt (`NeedsSavepoints`). */
-  const optimisticApply: Apply<NeedsSavepoints> = (mutation, scope) =>
-    Effect.matchEffect(mutator.apply({ name: mutation.name, scope, args: mutation.args }), {
+  const optimisticApply = (version: number | undefined): Apply<NeedsSavepoints> => (mutation, scope) =>
+    Effect.matchEffect(mutator.apply({ name: mutation.name, scope, args: mutation.args, version }), {
       onFailure: (e): Effect.Effect<Either.Either<ReadonlyArray<ChangeInput>, MutationFailed>, NeedsSavepoints | StorageError> =>
         e._tag !== "MutationFailed"
           ? Effect.fail(e)
@@ -324,14 +351,15 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
     owner: string | undefined,
     mutations: ReadonlyArray<Protocol.Mutation>,
     scopes: ReadonlyArray<string>,
-    mode: "alone" | "savepoint"
+    mode: "alone" | "savepoint",
+    version: number | undefined
   ) => {
     // First without savepoints: a mutation that fails before writing anything has nothing to roll
     // back, and most do. One that fails after writing aborts this attempt (rolled back whole) and
     // the push runs again with a savepoint around each mutation.
-    const optimistic = attempt(clientId, owner, mutations, scopes, mode, optimisticApply)
+    const optimistic = attempt(clientId, owner, mutations, scopes, mode, optimisticApply(version))
     const withSavepoints = attempt(clientId, owner, mutations, scopes, mode, (mutation, scope) =>
-      storage.transaction(Effect.flatMap(applyMutation(mutation, scope), (outcome) =>
+      storage.transaction(Effect.flatMap(applyMutation(mutation, scope, version), (outcome) =>
         // fail inside the savepoint so that it rolls back; caught outside it
         Either.isLeft(outcome) ? Effect.fail(outcome.left) : Effect.succeed(outcome))).pipe(
           Effect.catchTag("MutationFailed", (e) => Effect.succeed(Either.left(e)))
@@ -359,6 +387,9 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
   const pushUntraced = (request: Protocol.PushRequest, caller: Caller) => {
     const clientId = request.client_id
     const annotations = { client_id: clientId ?? "" }
+    const version = request.app_version
+    const refused = versionRefusal(mutator, version)
+    if (refused !== undefined) return Effect.fail(refused)
     if (clientId !== undefined) {
       const missing = request.mutations.findIndex((m) => m.id === undefined)
       if (missing >= 0) {
@@ -371,15 +402,15 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
       ? [PushBatch.scopeOf(request.mutations[0])]
       : request.mutations.map((m) => PushBatch.scopeOf(m))
     const pushed = Effect.flatMap(authorize("push", scopes, caller, clientId), (owner) => {
-      if (clientId === undefined) return Effect.map(pushPlain(deps, request.mutations), countResults)
+      if (clientId === undefined) return Effect.map(pushPlain(deps, request.mutations, version), countResults)
       const locking = PushBatch.scopesOf(request.mutations)
       return Effect.map(
         group.submit(locking, request.mutations.length, {
           annotations,
-          run: (mode) => pushWithClient(clientId, owner, request.mutations, locking, mode),
+          run: (mode) => pushWithClient(clientId, owner, request.mutations, locking, mode, version),
           clientId,
           owner,
-          prepare: (claimed) => prepareJoined(clientId, owner, request.mutations, locking, claimed)
+          prepare: (claimed) => prepareJoined(clientId, owner, request.mutations, locking, claimed, version)
         }),
         countResults
       )
