@@ -31,7 +31,7 @@ import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
-import { Mutation } from "mizu-sync-live"
+import { Entity, Mutation } from "mizu-sync-live"
 import { ClientStorage, type SyncClient, SyncTransport } from "mizu-sync-live/client"
 import { freshScope } from "./suites/util.js"
 import { startStoppable, switchable, takeUntil, unplugged } from "./support/clientHarness.js"
@@ -239,5 +239,41 @@ describe("app versions", () => {
     Mutation.versioned(A).changedIn(2, B, (a) => ({ ...a, b: "not a number" }))
     // @ts-expect-error nor one that takes something other than the shape before it
     Mutation.versioned(A).changedIn(2, B, (a: { readonly z: number }) => ({ a: String(a.z), b: 1 }))
+  })
+})
+
+describe("entity shapes across versions, on the client", () => {
+  layer(layerServer({ registry: v2 }, layerMemoryDeps), { excludeTestServices: true, timeout: 30_000 })("a v2 server", (it) => {
+    it.scoped("a stored row of an older shape is read through the entity's migration; one no code can read is left out and its scope reset from a snapshot, never a crash", () =>
+      Effect.gen(function*() {
+        const base = yield* BaseUrl
+        const scope = freshScope("todos")
+        // the server has one todo; the client's store has it in a shape of long ago (`name`, `done`) and one it cannot read at all
+        yield* Effect.orDie(fetchTo(base).push({ mutations: [{ name: "todo/create", scope, args: { id: "k", title: "kept", due: null } }] }))
+        const head = (yield* Effect.orDie(fetchTo(base).pull({ scope, cursor: 0 }))).cursor
+        const store = yield* Ref.make<ClientStorage.StoredState>({
+          ...ClientStorage.emptyState,
+          clientId: "c-shapes",
+          scopes: { [scope]: { cursor: head, rows: { todo: { k: { id: "k", title: "kept", completed: false, due: null }, o: { id: "o", name: "old shape", done: true }, z: { id: "z", broken: 1 } } } } }
+        })
+        const Old = Schema.Struct({ id: Schema.String, name: Schema.String, done: Schema.Boolean })
+        const Migrated = Entity.make("todo", TodoEntity.schema, {
+          migrate: Schema.transform(Old, Schema.typeSchema(TodoEntity.schema), {
+            strict: true,
+            decode: (old) => ({ id: old.id, title: old.name, completed: old.done }),
+            encode: (todo) => ({ id: todo.id, name: todo.title, done: todo.completed })
+          })
+        })
+        const client = yield* startStoppable({ ...fast, registry: v2 }, fetchTo(base), ClientStorage.layerMemoryRef(store))
+        const events = yield* client.client.subscribeEvents
+        // "o" reads through the migration; "z" (no shape reads it) is left out, not thrown
+        assert.deepStrictEqual((yield* client.client.query(scope, Migrated)).map(([id]) => id), ["k", "o"])
+        assert.deepStrictEqual(Option.getOrThrow(yield* client.client.get(scope, Migrated, "o")), { id: "o", title: "old shape", completed: true })
+        // and the scope is reset from the server's snapshot, which has what the server has
+        const reset = yield* takeUntil(events, (e): e is Extract<SyncClient.SyncEvent, { _tag: "Reset" }> => e._tag === "Reset")
+        assert.deepStrictEqual(reset, { _tag: "Reset", scope, reason: "schema" })
+        assert.deepStrictEqual((yield* client.client.query(scope, TodoEntity)).map(([id]) => id), ["k"])
+        yield* client.stop
+      }))
   })
 })

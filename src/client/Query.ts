@@ -95,15 +95,27 @@ export interface ReadSet {
 export const readNothing: ReadSet = { touches: () => false }
 
 /**
+ * What to do with a stored row its entity's Schema (and migration) cannot
+ * read: told, and the row left out of the read.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type OnUnreadable = (scope: string, entity: string, id: string, error: Entity.EntityError) => Effect.Effect<void>
+
+/**
  * A read transaction over `views` (scope → rows; taken at the start of a
- * run, never mutated) and the set of what it read so far.
+ * run, never mutated) and the set of what it read so far. A row that does
+ * not decode fails the read with its `EntityError`, or, with
+ * `onUnreadable`, is left out and reported to it.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const makeReadTransaction: (
   registry: Mutation.Registry | undefined,
-  views: ReadonlyMap<string, Rows>
+  views: ReadonlyMap<string, Rows>,
+  onUnreadable?: OnUnreadable
 ) => { readonly tx: ReadTransaction; readonly reads: ReadSet } = internal.makeReadTransaction
 
 /**

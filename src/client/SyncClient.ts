@@ -177,12 +177,13 @@ export interface SyncStatus {
 }
 
 /**
- * Why a scope was reset from a snapshot.
+ * Why a scope was reset from a snapshot (`schema`: a stored row that this
+ * code's entity Schema and migration could not read).
  *
  * @since 0.1.0
  * @category models
  */
-export type ResetReason = "cursor_too_old" | "cursor_ahead" | "server_lost_state" | "backlog"
+export type ResetReason = "cursor_too_old" | "cursor_ahead" | "server_lost_state" | "backlog" | "schema"
 
 /**
  * Why the client dropped a mutation: the server's result (`rejected`,

@@ -21,6 +21,12 @@ import { formatParseError } from "../protocol/Sync.js"
 export interface Entity<in out A, in out I = A> {
   readonly name: string
   readonly schema: Schema.Schema<A, I>
+  /**
+   * How a value stored under an older shape of the entity is read: a Schema
+   * from that shape to the current type (a `Schema.transform`), tried when
+   * `schema` does not decode a stored value.
+   */
+  readonly migrate?: Schema.Schema<A, any>
 }
 
 /**
@@ -78,16 +84,17 @@ export const invalidId = (id: string): string | undefined =>
 /**
  * Declare an entity kind. The name is checked at once (a programming error
  * throws, as a duplicate name in a registry does): 1 to `MAX_NAME_LENGTH`
- * code units, no U+0000, no lone surrogate.
+ * code units, no U+0000, no lone surrogate. `migrate` reads values stored
+ * under an older shape (see `Entity.migrate`).
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = <A, I>(name: string, schema: Schema.Schema<A, I>): Entity<A, I> => {
+export const make = <A, I>(name: string, schema: Schema.Schema<A, I>, options?: { readonly migrate?: Schema.Schema<A, any> }): Entity<A, I> => {
   if (name.length === 0 || name.length > MAX_NAME_LENGTH || unstorable.test(name)) {
     throw new Error(`invalid entity name ${JSON.stringify(name)}: 1..${MAX_NAME_LENGTH} characters, no U+0000, no unpaired surrogate`)
   }
-  return { name, schema }
+  return options?.migrate === undefined ? { name, schema } : { name, schema, migrate: options.migrate }
 }
 
 /**
@@ -127,9 +134,22 @@ const codecs = new WeakMap<Entity<any, any>, Codec>()
 const codecOf = (entity: Entity<any, any>): Codec => {
   let codec = codecs.get(entity)
   if (codec === undefined) {
+    const decodeSync = Schema.decodeUnknownEither(entity.schema)
+    const decode = Schema.decodeUnknown(entity.schema)
+    // a value of an older shape: through the migration; when that fails too, the current Schema's error is the one told
+    const migrate = entity.migrate
+    const migrateSync = migrate === undefined ? undefined : Schema.decodeUnknownEither(migrate)
+    const migrateEffect = migrate === undefined ? undefined : Schema.decodeUnknown(migrate)
     codec = {
-      decodeSync: Schema.decodeUnknownEither(entity.schema),
-      decode: Schema.decodeUnknown(entity.schema),
+      decodeSync: migrateSync === undefined ? decodeSync : (json) => {
+        const current = decodeSync(json)
+        if (Either.isRight(current)) return current
+        const older = migrateSync(json)
+        return Either.isRight(older) ? older : current
+      },
+      decode: migrateEffect === undefined
+        ? decode
+        : (json) => Effect.catchAll(decode(json), (error) => Effect.orElse(migrateEffect(json), () => Effect.fail(error))),
       encodeSync: Schema.encodeEither(entity.schema),
       encode: Schema.encode(entity.schema)
     }

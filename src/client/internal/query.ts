@@ -13,7 +13,7 @@ import * as Entity from "../../sync/Entity.js"
 import type * as Mutation from "../../sync/Mutation.js"
 import * as Transaction from "../../sync/Transaction.js"
 import type { Rows } from "../LocalView.js"
-import type { PlainReadTransaction, ReadSet, ReadTransaction, ScanRow } from "../Query.js"
+import type { OnUnreadable, PlainReadTransaction, ReadSet, ReadTransaction, ScanRow } from "../Query.js"
 
 const key = (scope: string, entity: string, id: string) => `${scope}\u0000${entity}\u0000${id}`
 
@@ -25,16 +25,32 @@ interface Range {
   readonly idPrefix: string
 }
 
+/** One stored row read as `entity`: its value, or (with `onUnreadable`, a row that does not decode) none, reported. */
+export const readRowWith = (onUnreadable: OnUnreadable | undefined) =>
+<A, I>(entity: Entity.Entity<A, I>, scope: string, id: string, json: unknown): Effect.Effect<Option.Option<A>, Entity.EntityError> =>
+  onUnreadable === undefined
+    ? Effect.asSome(Entity.decode(entity, json))
+    : Effect.catchIf(
+      Effect.asSome(Entity.decode(entity, json)),
+      (e) => e.reason === "decode",
+      (e) => Effect.as(onUnreadable(scope, entity.name, id, e), Option.none())
+    )
+
 /** See `Query.makeReadTransaction`. */
 export const makeReadTransaction = (
   registry: Mutation.Registry | undefined,
-  views: ReadonlyMap<string, Rows>
+  views: ReadonlyMap<string, Rows>,
+  onUnreadable?: OnUnreadable
 ): { readonly tx: ReadTransaction; readonly reads: ReadSet } => {
   const exact = new Set<string>()
   const ranges: Array<Range> = []
   const known = <A, I>(entity: Entity.Entity<A, I>) => Transaction.checkEntity(registry, entity)
+  const readRow = readRowWith(onUnreadable)
   const decodeRows = <A, I>(entity: Entity.Entity<A, I>, rows: ReadonlyArray<readonly [string, string, unknown]>) =>
-    Effect.forEach(rows, ([scope, id, json]) => Effect.map(Entity.decode(entity, json), (value): ScanRow<A> => ({ scope, id, value })))
+    Effect.map(
+      Effect.forEach(rows, ([scope, id, json]) => Effect.map(readRow(entity, scope, id, json), Option.map((value): ScanRow<A> => ({ scope, id, value })))),
+      (found) => found.flatMap((r) => Option.isSome(r) ? [r.value] : [])
+    )
 
   const tx: ReadTransaction = {
     get: (scope, entity, id) =>
@@ -43,7 +59,7 @@ export const makeReadTransaction = (
         Effect.suspend(() => {
           exact.add(key(scope, entity.name, id))
           const ids = views.get(scope)?.get(entity.name)
-          return ids !== undefined && ids.has(id) ? Effect.asSome(Entity.decode(entity, ids.get(id))) : Effect.succeedNone
+          return ids !== undefined && ids.has(id) ? readRow(entity, scope, id, ids.get(id)) : Effect.succeedNone
         })
       ),
     list: (scope, entity) =>

@@ -30,6 +30,7 @@ import { SyncTransport } from "../SyncTransport.js"
 import { TabGroup } from "../TabGroup.js"
 import * as Live from "./syncLive.js"
 import * as Pull from "./syncPull.js"
+import * as QueryInternal from "./query.js"
 import * as Push from "./syncPush.js"
 import * as Rebase from "./syncRebase.js"
 import * as SyncState from "./syncState.js"
@@ -278,18 +279,39 @@ const makeReads = (s: SyncState.SyncState) => {
   const registry = s.config.registry
   const viewOf = (scope: string): Rows => s.current().scopes.get(scope)?.view ?? LocalView.emptyRows()
 
+  /**
+   * A stored row this code's Schema (and the entity's migration) cannot
+   * read: left out of reads, and its scope reset from a snapshot once (the
+   * server may have it in a shape this code reads), with a warning.
+   */
+  const resetForSchema = new Set<string>()
+  const onUnreadable: Query.OnUnreadable = (scope, entity, id, error) =>
+    Effect.suspend(() => {
+      if (resetForSchema.has(scope)) return Effect.void
+      resetForSchema.add(scope)
+      s.coordination.needsReset.set(scope, "schema")
+      return Effect.zipRight(
+        Effect.logWarning(`SyncClient: ${entity} ${id} in ${scope} does not decode with this code's Schema; left out of reads, the scope is reset from a snapshot`, error.message),
+        s.requestPull(scope)
+      )
+    })
+  const readRow = QueryInternal.readRowWith(onUnreadable)
+
   const query = <A, I>(scope: string, entity: Entity.Entity<A, I>) =>
     Effect.suspend(() => {
       const ids = viewOf(scope).get(entity.name)
       const rows = ids === undefined ? [] : [...ids].sort(([a], [b]) => Entity.idOrder(a, b))
-      return Effect.forEach(rows, ([id, json]) => Effect.map(Entity.decode(entity, json), (value) => [id, value] as const))
+      return Effect.map(
+        Effect.forEach(rows, ([id, json]) => Effect.map(readRow(entity, scope, id, json), Option.map((value) => [id, value] as const))),
+        (found) => found.flatMap((r) => Option.isSome(r) ? [r.value] : [])
+      )
     })
 
   const get = <A, I>(scope: string, entity: Entity.Entity<A, I>, id: string) =>
     Effect.suspend(() =>
       Option.match(LocalView.getRow(viewOf(scope), entity.name, id), {
         onNone: () => Effect.succeedNone,
-        onSome: (json) => Effect.asSome(Entity.decode(entity, json))
+        onSome: (json) => readRow(entity, scope, id, json)
       })
     )
 
@@ -311,7 +333,7 @@ const makeReads = (s: SyncState.SyncState) => {
       const events = yield* PubSub.subscribe(s.events)
       let reads = Query.readNothing
       const once = Effect.suspend(() => {
-        const { reads: read, tx } = Query.makeReadTransaction(registry, snapshotViews())
+        const { reads: read, tx } = Query.makeReadTransaction(registry, snapshotViews(), onUnreadable)
         return Effect.map(run(tx), (a) => {
           reads = read
           return a

@@ -1,7 +1,3 @@
-/** The request field of this client's app version (none without a registry). */
-const appVersion = (config: SyncState["config"]): { readonly app_version?: number } =>
-  config.registry === undefined ? {} : { app_version: config.registry.version }
-
 /**
  * The pull side of a sync client: a scope is pulled page by page from its
  * cursor, and the pages of one pull are committed together with the
@@ -27,6 +23,10 @@ import { type ResetReason, SyncError, type SyncFailure } from "../SyncClient.js"
 import * as Rebase from "./syncRebase.js"
 import type { SyncState } from "./syncState.js"
 import * as Backoff from "../Backoff.js"
+
+/** The request field of this client's app version (none without a registry). */
+const appVersion = (config: SyncState["config"]): { readonly app_version?: number } =>
+  config.registry === undefined ? {} : { app_version: config.registry.version }
 
 /** The pull side, as `syncClient` uses it. */
 export interface Pull {

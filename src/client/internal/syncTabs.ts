@@ -83,7 +83,7 @@ const Status = Schema.Struct({
 const Event = Schema.Union(
   Schema.TaggedStruct("Rejected", { mutation: Pending, code: Schema.String, message: Schema.String }),
   Schema.TaggedStruct("Stuck", { mutation: Pending, error: Failure, attempts: Schema.Number }),
-  Schema.TaggedStruct("Reset", { scope: Schema.String, reason: Schema.Literal("cursor_too_old", "cursor_ahead", "server_lost_state", "backlog") }),
+  Schema.TaggedStruct("Reset", { scope: Schema.String, reason: Schema.Literal("cursor_too_old", "cursor_ahead", "server_lost_state", "backlog", "schema") }),
   Schema.TaggedStruct("Renumbered", { from: Schema.Number, count: Schema.Number }),
   Schema.TaggedStruct("UpdateNeeded", {
     min: Schema.UndefinedOr(Schema.Number),
