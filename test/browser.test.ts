@@ -104,6 +104,39 @@ describe.skipIf(!Chromium.available)("todo app in a browser", () => {
         })
       }))
 
+    it.effect("an old client (?v=1, app version 1) offline and a v2 client with a due date: both todos reach the server, each in its version's shape", () =>
+      Effect.gen(function*() {
+        const base = yield* BaseUrl
+        const list = freshList()
+        yield* run(async () => {
+          const a = await browser!.newContext()
+          const b = await browser!.newContext()
+          const old = await open(a, `${base}/?list=${list}&name=ann&v=1`)
+          const pb = await open(b, `${base}/?list=${list}&name=bob`)
+          await old.waitForFunction(() => "mizu" in window)
+          await pb.waitForFunction(() => "mizu" in window)
+          assert.isFalse(await old.isVisible("#due-input"), "v1 has no due dates")
+          await a.setOffline(true)
+          await addTodo(old, "from v1")
+          await eventually(() => pendingCount(old), 1)
+          await pb.fill("#due-input", "2026-12-24")
+          await addTodo(pb, "with a due date")
+          await waitSaved(pb)
+          await a.setOffline(false)
+          await waitSaved(old)
+          await eventually(() => titles(pb), ["from v1", "with a due date"], { timeout: 30_000 })
+          await eventually(() => pb.locator("#todos li", { hasText: "with a due date" }).locator("time.due").textContent(), "2026-12-24")
+          await a.close()
+          await b.close()
+        })
+        const { data } = decodeAs(Protocol.SnapshotResponse, (yield* post(`${base}/_sync/snapshot`, JSON.stringify({ scope: `user:${list}:todos` }))).json)
+        const rows = Object.values(data["todo"] ?? {}).map((t) => {
+          const { due, title } = t as { readonly title: string; readonly due?: string }
+          return [title, due]
+        }).sort()
+        assert.deepStrictEqual(rows, [["from v1", undefined], ["with a due date", "2026-12-24"]])
+      }))
+
     it.effect("reload while offline with pending changes: still there, and they reach the server after reconnect", () =>
       Effect.gen(function*() {
         const base = yield* BaseUrl

@@ -1,11 +1,15 @@
 // The todo page: plain ES modules, no bundler. The client and the todo
 // mutations come from the server (/_live/runtime.js, /todo/mutations.js).
 // `?list=` picks the list, `?name=` who you are, `?token=` the bearer token
-// sent on every request and on the live socket (for a server with AUTH_TOKENS).
+// sent on every request and on the live socket (for a server with AUTH_TOKENS),
+// `?v=1` runs the app as it was at version 1 (no due dates): an old client the
+// server (version 2) still accepts, its queued todos upgraded on the way in.
+// Several tabs of one browser share one store, one socket and one push queue
+// (MizuSync.open does it; nothing here is about tabs).
 // After one online visit the page also opens offline: /sw.js caches the files it
 // loads, and the list comes from the local store (IndexedDB), pending changes included.
 import { AppShell, MizuSync } from "/_live/runtime.js"
-import { byCreation, nextCreatedAt, registry, TodoEntity } from "/todo/mutations.js"
+import { byCreation, nextCreatedAt, registry, registryV1, TodoEntity } from "/todo/mutations.js"
 
 performance.mark("todo:start") // the modules are loaded and evaluated (bench/first-render.ts reads the marks)
 const shell = AppShell.register({ url: "/sw.js" })
@@ -20,9 +24,11 @@ $("scope").textContent = scope
 $("me").textContent = me
 
 const token = params.get("token") || undefined
+const appVersion = params.get("v") === "1" ? 1 : registry.version
+$("due-input").hidden = appVersion < 2
 
 const sync = await MizuSync.open({
-  registry,
+  registry: appVersion === 1 ? registryV1 : registry,
   dbName: `mizu-todos-${list}`,
   // the token goes to the HTTP transport (Authorization: Bearer) and to the live socket (JOIN's token)
   ...(token === undefined ? { live: true } : { token, live: { token } })
@@ -54,6 +60,13 @@ const render = (entries) => {
     title.textContent = todo.title
     title.title = "Double-click to rename"
     label.append(box, title)
+    if (todo.due !== undefined) {
+      const due = document.createElement("time")
+      due.className = "due"
+      due.dateTime = todo.due
+      due.textContent = todo.due
+      label.append(due)
+    }
     li.append(label)
     if (pending.has(id)) {
       const dot = document.createElement("span")
@@ -134,6 +147,8 @@ const mutate = (name, args) =>
 
 sync.subscribe(scope, TodoEntity, show)
 sync.on("rejected", (e) => { $("error").textContent = `Not saved: ${e.message ?? e.error?.message ?? "rejected"}` })
+// the server no longer takes this code's version: nothing is lost, the queue waits for the new code
+sync.on("updateNeeded", () => { $("error").textContent = "A new version of the app is out: reload the page (your changes are kept)." })
 
 // -- status badge -----------------------------------------------------------------
 let shownPending
@@ -170,7 +185,9 @@ $("new").addEventListener("submit", (e) => {
   input.value = ""
   $("error").textContent = ""
   // createdAt is in the args: the optimistic run and the server store the same value
-  mutate("todo/create", { id: crypto.randomUUID(), title, createdAt: nextCreatedAt(todos()) })
+  const due = appVersion >= 2 && $("due-input").value !== "" ? { due: $("due-input").value } : {}
+  $("due-input").value = ""
+  mutate("todo/create", { id: crypto.randomUUID(), title, createdAt: nextCreatedAt(todos()), ...due })
 })
 
 const typists = new Map()
