@@ -27,6 +27,13 @@ export * as Mutation from "./sync/Mutation.js"
 export * as Protocol from "./protocol/Sync.js"
 
 /**
+ * The checksum of a scope's rows (PROTOCOL.md "Checksums"): canonical JSON, the row hash, the sum.
+ *
+ * @since 0.1.0
+ */
+export * as Checksum from "./protocol/Checksum.js"
+
+/**
  * The live wire protocol (PROTOCOL.md section 2): every WebSocket frame as a Schema, the close codes.
  *
  * @since 0.1.0

@@ -5,7 +5,7 @@
  *     a cursor it skipped get filled in behind it (each cursor it receives is
  *     the one after the last it saw).
  * (b) Two processes migrate the same empty databases at the same moment:
- *     both succeed, each database migrated once (all three migrations).
+ *     both succeed, each database migrated once (all five migrations).
  */
 import * as ChildProcess from "node:child_process"
 import * as NodeUrl from "node:url"
@@ -149,7 +149,7 @@ describePostgres("Postgres across OS processes", ({ database }) => {
             const tables = yield* sql<{ readonly n: string }>`SELECT count(*) AS n FROM pg_tables WHERE tablename LIKE 'mizu_%'`
             return { names: rows.map((r) => r.name), tables: Number(tables[0]?.n) }
           }).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(db.url) })))
-          assert.deepStrictEqual(migrated, { names: ["init", "client_owner", "client_failures"], tables: 6 })
+          assert.deepStrictEqual(migrated, { names: ["init", "client_owner", "client_failures", "client_expiry", "checksums"], tables: 7 })
         }
       }).pipe(Effect.scoped), processTimeout)
   })

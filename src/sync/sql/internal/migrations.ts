@@ -16,6 +16,7 @@ import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as SqliteMigrator from "@effect/sql-sqlite-node/SqliteMigrator"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Checksum from "../../../protocol/Checksum.js"
 import * as StorageError from "../../StorageError.js"
 
 /**
@@ -124,12 +125,61 @@ const clientFailures: Effect.Effect<void, SqlError, SqlClient.SqlClient> = Effec
   ]))
 
 /**
+ * `0004_client_expiry`: `mizu_clients.seen` (epoch ms of the client's last
+ * push; the migration's time for the clients it finds, so none expires
+ * before a full TTL from now) and `mizu_expired_clients`, what is kept of a
+ * client whose record expired: its last id and owner, so that a mutation it
+ * had pushed before is still a duplicate when it comes back.
+ */
+const clientExpiry: Effect.Effect<void, SqlError, SqlClient.SqlClient> = Effect.gen(function*() {
+  const { int, key, suffix } = yield* dialect
+  const now = yield* Effect.clockWith((c) => c.currentTimeMillis)
+  yield* runAll([
+    `ALTER TABLE mizu_clients ADD COLUMN seen ${int}`,
+    `UPDATE mizu_clients SET seen = ${Math.floor(now)}`,
+    `CREATE TABLE mizu_expired_clients (
+    client_id ${key} PRIMARY KEY,
+    last ${int} NOT NULL,
+    owner ${key},
+    expired ${int} NOT NULL
+  )${suffix}`
+  ])
+})
+
+/**
+ * `0005_checksums`: per scope the checksum of its live rows
+ * (`mizu_heads.checksum`, `Checksum`), computed here for the rows that
+ * exist; per change the checksum after it (`mizu_changes.checksum`, NULL for
+ * the changes from before: a pull page ending on one carries no checksum);
+ * and the compaction mark of each scope (`compacted`: changes at or below
+ * it may have been folded into later ones; `compacted_at`: when).
+ */
+const checksums: Effect.Effect<void, SqlError, SqlClient.SqlClient> = Effect.gen(function*() {
+  const { int } = yield* dialect
+  const sql = yield* SqlClient.SqlClient
+  yield* runAll([
+    `ALTER TABLE mizu_heads ADD COLUMN checksum ${int} NOT NULL DEFAULT 0`,
+    `ALTER TABLE mizu_heads ADD COLUMN compacted ${int} NOT NULL DEFAULT 0`,
+    `ALTER TABLE mizu_heads ADD COLUMN compacted_at ${int}`,
+    `ALTER TABLE mizu_changes ADD COLUMN checksum ${int}`
+  ])
+  const rows = yield* sql.unsafe<{ readonly scope: string; readonly entity: string; readonly id: string; readonly data: string }>(
+    "SELECT scope, entity, id, data FROM mizu_entities"
+  )
+  const sums = new Map<string, number>()
+  for (const row of rows) sums.set(row.scope, Checksum.add(sums.get(row.scope) ?? 0, Checksum.rowHash(row.entity, row.id, JSON.parse(row.data))))
+  for (const [scope, sum] of sums) yield* sql`UPDATE mizu_heads SET checksum = ${sum} WHERE scope = ${scope}`
+})
+
+/**
  * Every migration of the storage family, in order. New ones are appended, never edited.
  */
 export const migrations = {
   "0001_init": init,
   "0002_client_owner": clientOwner,
-  "0003_client_failures": clientFailures
+  "0003_client_failures": clientFailures,
+  "0004_client_expiry": clientExpiry,
+  "0005_checksums": checksums
 } as const
 
 /**

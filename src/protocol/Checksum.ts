@@ -1,0 +1,99 @@
+/**
+ * The checksum of a scope's rows (PROTOCOL.md "Checksums"), computed the
+ * same way by the server and every client:
+ *
+ * - a row's **canonical JSON**: the value as `JSON.stringify` writes it, with
+ *   the keys of every object sorted by UTF-16 code units (JavaScript's
+ *   default sort) and no whitespace;
+ * - a row's **hash**: 32-bit FNV-1a over the UTF-8 bytes of
+ *   `entity + "\u0000" + id + "\u0000" + canonicalJson`;
+ * - a scope's **checksum**: the sum of its live rows' hashes modulo 2^32 (a
+ *   deleted row contributes nothing; the empty scope is 0), so a write
+ *   updates it in O(1): add the new row's hash, subtract the old one's.
+ *
+ * It detects corruption and drift, not tampering (FNV is not a
+ * cryptographic hash).
+ *
+ * @since 0.1.0
+ */
+
+/**
+ * The canonical JSON of a value: keys sorted at every depth, no whitespace.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const canonicalJson = (value: unknown): string => {
+  if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null"
+  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? "null" : canonicalJson(v))).join(",")}]`
+  const entries = Object.keys(value)
+    .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`)
+  return `{${entries.join(",")}}`
+}
+
+const encoder = new TextEncoder()
+
+/**
+ * 32-bit FNV-1a of a string's UTF-8 bytes, as an unsigned integer.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const fnv1a = (text: string): number => {
+  let hash = 0x811c9dc5
+  for (const byte of encoder.encode(text)) {
+    hash ^= byte
+    hash = Math.imul(hash, 0x01000193)
+  }
+  return hash >>> 0
+}
+
+/**
+ * The hash of one row (see the module doc).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const rowHash = (entity: string, id: string, data: unknown): number => fnv1a(`${entity}\u0000${id}\u0000${canonicalJson(data)}`)
+
+/**
+ * `a + b` modulo 2^32.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const add = (a: number, b: number): number => (a + b) >>> 0
+
+/**
+ * `a - b` modulo 2^32.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const subtract = (a: number, b: number): number => (a - b) >>> 0
+
+/**
+ * How a write moves a scope's checksum: the new row's hash in, the old one's out (absent: no row).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const delta = (entity: string, id: string, before: { readonly value: unknown } | undefined, after: { readonly value: unknown } | undefined): number =>
+  subtract(after === undefined ? 0 : rowHash(entity, id, after.value), before === undefined ? 0 : rowHash(entity, id, before.value))
+
+/**
+ * The checksum of a set of rows (`entity → id → JSON`).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const ofRows = (rows: { readonly [entity: string]: { readonly [id: string]: unknown } }): number => {
+  let sum = 0
+  for (const entity of Object.keys(rows)) {
+    const ids = rows[entity]
+    for (const id of Object.keys(ids)) sum = add(sum, rowHash(entity, id, ids[id]))
+  }
+  return sum
+}
