@@ -209,7 +209,7 @@ export const retire = <Name extends string, A, I>(
 export interface Registry<M extends Mutation = Mutation> {
   readonly entities: ReadonlyMap<string, Entity<any, any>>
   readonly mutations: ReadonlyMap<string, M>
-  /** The app's schema version (1 by default). */
+  /** The app's schema version (by default the newest `changedIn` of its mutations, 1 when none). */
   readonly version: number
   /** The oldest client version whose mutations are still accepted (1 by default). */
   readonly minVersion: number
@@ -241,7 +241,9 @@ export const registry = <const Ms extends ReadonlyArray<Mutation>>(options: {
   readonly minVersion?: number
   readonly retired?: ReadonlyArray<Retired>
 }): Registry<Ms[number]> => {
-  const version = options.version ?? 1
+  // without a version, the newest change among its mutations' args (1 when none changed)
+  const newestChange = Math.max(1, ...options.mutations.map((m) => m.history[m.history.length - 1]?.changedIn ?? 1))
+  const version = options.version ?? newestChange
   const minVersion = options.minVersion ?? 1
   if (!Number.isInteger(version) || version < 1) throw new Error(`registry version ${version}: an integer >= 1`)
   if (!Number.isInteger(minVersion) || minVersion < 1 || minVersion > version) {
