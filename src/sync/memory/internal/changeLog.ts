@@ -8,9 +8,7 @@
 import * as Effect from "effect/Effect"
 import type { Change } from "../../../protocol/Sync.js"
 import type { ChangeLog } from "../../ChangeLog.js"
-import type { LogState, MemoryDatabase } from "./memoryDatabase.js"
-
-const empty = (): LogState => ({ head: 0, floor: 0, changes: [] })
+import { emptyLog as empty, type MemoryDatabase } from "./memoryDatabase.js"
 
 /** The memory implementation over one `MemoryDatabase` (a builder: one short method per operation). */
 export const make = (db: MemoryDatabase): ChangeLog["Type"] => {

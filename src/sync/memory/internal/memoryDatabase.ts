@@ -19,12 +19,24 @@ import * as Option from "effect/Option"
 import type { Change } from "../../../protocol/Sync.js"
 import type { Failure } from "../../Clients.js"
 
-/** One scope's log. `changes[i]` has cursor `floor + i + 1`. */
+/**
+ * One scope's log: `changes` ascending by cursor, all above `floor`; below
+ * `compacted` some cursors may be missing (folded into later changes of the
+ * same row), above it none is. `sums[i]` is the scope's checksum after
+ * `changes[i]`; `checksum` the checksum at `head`.
+ */
 export interface LogState {
   head: number
   floor: number
   changes: Array<Change>
+  sums: Array<number>
+  checksum: number
+  compacted: number
+  compactedAt: number | undefined
 }
+
+/** A fresh log. */
+export const emptyLog = (): LogState => ({ head: 0, floor: 0, changes: [], sums: [], checksum: 0, compacted: 0, compactedAt: undefined })
 
 /** One client's ledger. */
 export interface ClientState {
@@ -34,6 +46,15 @@ export interface ClientState {
   readonly scopes: Map<string, number>
   /** The client's remembered failed mutations, by id (at most the `Clients` window). */
   readonly failures: Map<number, Failure>
+  /** Epoch ms of its last push (undefined: not since the layer started). */
+  seen?: number | undefined
+}
+
+/** What is kept of a client whose record expired (`Clients`): its last id and owner. */
+export interface ExpiredClient {
+  readonly last: number
+  readonly owner: string | undefined
+  readonly expired: number
 }
 
 /** Everything the memory layers keep. */
@@ -42,6 +63,7 @@ export interface State {
   /** scope -> entity -> id -> JSON */
   readonly store: Map<string, Map<string, Map<string, unknown>>>
   readonly clients: Map<string, ClientState>
+  readonly expired: Map<string, ExpiredClient>
 }
 
 type Undo = Array<() => void>
@@ -58,7 +80,7 @@ export interface MemoryDatabase {
 
 /** Build a fresh, empty memory database. */
 export const make: Effect.Effect<MemoryDatabase> = Effect.gen(function*() {
-  const state: State = { logs: new Map(), store: new Map(), clients: new Map() }
+  const state: State = { logs: new Map(), store: new Map(), clients: new Map(), expired: new Map() }
   const lock = yield* Effect.makeSemaphore(1)
   const current = FiberRef.unsafeMake<Option.Option<Undo>>(Option.none())
 
