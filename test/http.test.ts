@@ -236,7 +236,7 @@ describe("sync over HTTP", () => {
         assert.strictEqual(decodeAs(Protocol.ErrorBody, failed.json).error.code, "unavailable")
         yield* Ref.set(down, false)
         const snap = decodeAs(Protocol.SnapshotResponse, (yield* post(`${base}/api/sync/snapshot`, JSON.stringify({ scope, client_id: "c-503" }))).json)
-        assert.deepStrictEqual(snap, { data: {}, cursor: 0, last_mutation_id: 0 })
+        assert.deepStrictEqual(snap, { data: {}, cursor: 0, last_mutation_id: 0, checksum: 0 })
         const ok = yield* post(`${base}/api/sync/push`, body)
         assert.deepStrictEqual(decodeAs(Protocol.PushResponse, ok.json).results, [{ id: 1, ok: true, cursor: 1 }])
       }))

@@ -406,7 +406,9 @@ export const PullResponse = Schema.Struct({
   changes: Schema.Array(Change),
   cursor: Schema.Number,
   has_more: Schema.Boolean,
-  last_mutation_id: Schema.optional(Schema.Number)
+  last_mutation_id: Schema.optional(Schema.Number),
+  /** The scope's checksum as of `cursor` (`Checksum`), when the server knows it. */
+  checksum: Schema.optional(Schema.Number)
 })
 /**
  * A decoded `PullResponse`.
@@ -499,7 +501,9 @@ export const setOwn = <A>(record: { [key: string]: A }, key: string, value: A): 
 export const SnapshotResponse = Schema.Struct({
   data: SnapshotData,
   cursor: Schema.Number,
-  last_mutation_id: Schema.optional(Schema.Number)
+  last_mutation_id: Schema.optional(Schema.Number),
+  /** The checksum of `data` (`Checksum`), read with it. */
+  checksum: Schema.optional(Schema.Number)
 })
 /**
  * A decoded `SnapshotResponse`.

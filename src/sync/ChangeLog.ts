@@ -29,6 +29,13 @@ export interface ChangeInput {
   readonly id: string
   readonly op: ChangeOp
   readonly data?: unknown
+  /**
+   * How this write moves the scope's checksum (`Checksum.delta`: the new
+   * row's hash in, the old one's out); the `Transaction` of a mutation sets
+   * it. Absent: 0 (a writer that leaves it out makes the stored checksum
+   * wrong, which clients then repair).
+   */
+  readonly checksumDelta?: number
 }
 
 /**
@@ -41,6 +48,8 @@ export interface ChangeInput {
 export interface Slice {
   readonly changes: ReadonlyArray<Change>
   readonly hasMore: boolean
+  /** The scope's checksum at the slice's last change (at `cursor` when empty and at the head); absent when unknown. */
+  readonly checksum?: number | undefined
 }
 
 /**
@@ -56,6 +65,8 @@ export class ChangeLog extends Context.Tag("@mizu/sync/ChangeLog")<ChangeLog, {
   readonly since: (scope: string, cursor: number, limit: number) => Effect.Effect<Slice, StorageError>
   /** The cursor of the scope's last change (0 if none). */
   readonly head: (scope: string) => Effect.Effect<number, StorageError>
+  /** The checksum of the scope's rows at its head (`Checksum`; 0 for a scope never written). */
+  readonly checksum: (scope: string) => Effect.Effect<number, StorageError>
   /** The lowest cursor a reader may still pull from (0 until trimmed). */
   readonly floor: (scope: string) => Effect.Effect<number, StorageError>
   /** Drop changes with `cursor <= upTo` (capped at the head). */

@@ -24,6 +24,10 @@ import type { ChangeInput } from "./ChangeLog.js"
 import * as Entity from "./Entity.js"
 import type * as Mutation from "./Mutation.js"
 import type { StorageError } from "./StorageError.js"
+import * as Checksum from "../protocol/Checksum.js"
+
+/** A stored row as this module keeps it: its JSON, or null when there is none. */
+const rowOf = (row: Option.Option<unknown>): { readonly value: unknown } | null => Option.isSome(row) ? { value: row.value } : null
 
 /**
  * A read/write view of one scope, the only thing a handler touches. Reads see
@@ -93,12 +97,13 @@ export const make = (
   backend: Backend
 ): { readonly tx: Transaction; readonly changes: ReadonlyArray<ChangeInput> } => {
   const changes: Array<ChangeInput> = []
-  // What this transaction already knows about existence, to spare a read on put.
-  const known = new Map<string, boolean>()
+  // What this transaction already knows of a row (its stored JSON, or null: none), to spare a read on
+  // put and to move the checksum by the old row's hash.
+  const known = new Map<string, { readonly value: unknown } | null>()
   const key = (entity: string, id: string) => `${entity}\u0000${id}`
-  const exists = (entity: string, id: string) => {
+  const before = (entity: string, id: string): Effect.Effect<{ readonly value: unknown } | null, StorageError> => {
     const cached = known.get(key(entity, id))
-    return cached !== undefined ? Effect.succeed(cached) : Effect.map(backend.get(entity, id), Option.isSome)
+    return cached !== undefined ? Effect.succeed(cached) : Effect.map(backend.get(entity, id), rowOf)
   }
   const tx: Transaction = {
     scope,
@@ -106,7 +111,7 @@ export const make = (
       Effect.zipRight(
         checked(registry, entity, id),
         Effect.flatMap(backend.get(entity.name, id), (row) => {
-          known.set(key(entity.name, id), Option.isSome(row))
+          known.set(key(entity.name, id), rowOf(row))
           return Option.isNone(row) ? Effect.succeedNone : Effect.asSome(Entity.decode(entity, row.value))
         })
       ),
@@ -121,20 +126,24 @@ export const make = (
       checked(registry, entity, id).pipe(
         Effect.zipRight(Entity.encode(entity, value)),
         Effect.flatMap((data) =>
-          Effect.flatMap(exists(entity.name, id), (existed) =>
+          Effect.flatMap(before(entity.name, id), (old) =>
             Effect.map(backend.put(entity.name, id, data), () => {
-              known.set(key(entity.name, id), true)
-              changes.push({ entity: entity.name, id, op: existed ? "update" : "create", data })
+              const row = { value: data }
+              known.set(key(entity.name, id), row)
+              const checksumDelta = Checksum.delta(entity.name, id, old ?? undefined, row)
+              changes.push({ entity: entity.name, id, op: old !== null ? "update" : "create", data, checksumDelta })
             }))
         )
       ),
     delete: (entity, id) =>
       checked(registry, entity, id).pipe(
-        Effect.zipRight(backend.delete(entity.name, id)),
-        Effect.map((existed) => {
-          known.set(key(entity.name, id), false)
-          if (existed) changes.push({ entity: entity.name, id, op: "delete" })
-        })
+        Effect.zipRight(before(entity.name, id)),
+        Effect.flatMap((old) =>
+          Effect.map(backend.delete(entity.name, id), (existed) => {
+            known.set(key(entity.name, id), null)
+            if (existed) changes.push({ entity: entity.name, id, op: "delete", checksumDelta: Checksum.delta(entity.name, id, old ?? undefined, undefined) })
+          })
+        )
       )
   }
   return { tx, changes }

@@ -55,7 +55,8 @@ export const make = (
     const response: Protocol.PullResponse = {
       changes: JSON.parse(read.changesJson) as ReadonlyArray<Protocol.Change>,
       cursor: read.lastCursor,
-      has_more: read.hasMore
+      has_more: read.hasMore,
+      ...(read.checksum === undefined ? {} : { checksum: read.checksum })
     }
     return request.client_id === undefined ? response : { ...response, last_mutation_id: read.lastId }
   }
@@ -64,7 +65,7 @@ export const make = (
   const bodyOf = (request: Protocol.PullRequest, read: PullRead): string =>
     `{"changes":${read.changesJson},"cursor":${read.lastCursor},"has_more":${read.hasMore}${
       request.client_id === undefined ? "" : `,"last_mutation_id":${read.lastId}`
-    }}`
+    }${read.checksum === undefined ? "" : `,"checksum":${read.checksum}`}}`
 
   const pullComposed = (request: Protocol.PullRequest, owner: string | undefined, limit: number) =>
     storage.readConsistent(Effect.gen(function*() {
@@ -91,7 +92,8 @@ export const make = (
         const response: Protocol.PullResponse = {
           changes: page.changes,
           cursor: lastChange === undefined ? request.cursor : lastChange.cursor,
-          has_more: page.hasMore
+          has_more: page.hasMore,
+          ...(page.checksum === undefined ? {} : { checksum: page.checksum })
         }
         if (request.client_id === undefined) return response
         return { ...response, last_mutation_id: yield* clients.lastIdForScope(request.client_id, request.scope) }
@@ -130,9 +132,10 @@ export const make = (
       return yield* storage.readConsistent(Effect.gen(function*() {
         yield* checkOwner(request.client_id, owner)
         const cursor = yield* log.head(request.scope)
+        const checksum = yield* log.checksum(request.scope)
         const data = yield* store.snapshot(request.scope)
         yield* Metric.increment(Metrics.snapshots)
-        const response: Protocol.SnapshotResponse = { data, cursor }
+        const response: Protocol.SnapshotResponse = { data, cursor, checksum }
         if (request.client_id === undefined) return response
         return { ...response, last_mutation_id: yield* clients.lastIdForScope(request.client_id, request.scope) }
       }))

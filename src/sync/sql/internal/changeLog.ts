@@ -19,12 +19,18 @@
  *   append's transaction, from the head and floor the append returned: no
  *   extra read.
  * - JSON is stored as text; `data` is `NULL` for a delete.
+ * - **Checksums** (`Checksum`): the head row's `checksum` moves by the sum
+ *   of the appended changes' `checksumDelta` in the same upsert, and each
+ *   change row stores the checksum after it (the head's, minus what the
+ *   later changes of the append add), so a pull page carries the checksum
+ *   at its last cursor.
  *
  * @internal
  */
 import * as Effect from "effect/Effect"
 import type { Change, ChangeOp } from "../../../protocol/Sync.js"
 import { type ChangeInput, type ChangeLog, retentionTrimPoint } from "../../ChangeLog.js"
+import * as Checksum from "../../../protocol/Checksum.js"
 import type * as StorageError from "../../StorageError.js"
 import { chunked, encodeJson, multiRow, type Statements } from "./statements.js"
 import type { Transactions } from "./transaction.js"
@@ -32,6 +38,14 @@ import type { Transactions } from "./transaction.js"
 interface HeadRow {
   readonly head: number | string
   readonly floor: number | string
+  readonly checksum?: number | string
+}
+
+/** The deltas of an append: their total, and the running total after each (all mod 2^32). */
+const deltasOf = (inputs: ReadonlyArray<ChangeInput>): { readonly total: number; readonly running: ReadonlyArray<number> } => {
+  let total = 0
+  const running = inputs.map((input) => (total = Checksum.add(total, input.checksumDelta ?? 0)))
+  return { total, running }
 }
 
 /** A row of `mizu_changes`. */
@@ -42,6 +56,7 @@ export interface ChangeRow {
   readonly op: string
   readonly data: string | null
   readonly ts: string
+  readonly checksum?: number | string | null
 }
 
 const isOp = (op: string): op is ChangeOp => op === "create" || op === "update" || op === "delete"
@@ -65,20 +80,24 @@ const texts = (q: Statements["q"]) => ({
   deleteTrimmed: q("DELETE FROM mizu_changes WHERE scope = ? AND cursor <= ?"),
   // Postgres: the head bump and the rows in one statement.
   appendPg: q(`WITH h AS (
-      INSERT INTO mizu_heads (scope, head, floor) VALUES (?, ?, 0)
-      ON CONFLICT (scope) DO UPDATE SET head = mizu_heads.head + excluded.head
-      RETURNING head, floor
+      INSERT INTO mizu_heads (scope, head, floor, checksum) VALUES (?, ?, 0, ?)
+      ON CONFLICT (scope) DO UPDATE SET head = mizu_heads.head + excluded.head,
+        checksum = (mizu_heads.checksum + excluded.checksum) % 4294967296
+      RETURNING head, floor, checksum
     ), c AS (
-      INSERT INTO mizu_changes (scope, cursor, entity, id, op, data, ts)
-      SELECT ?, h.head - ?::bigint + v.ord, v.entity, v.id, v.op, v.data, ?
-      FROM h, unnest(?::text[], ?::text[], ?::text[], ?::text[]) WITH ORDINALITY AS v (entity, id, op, data, ord)
+      INSERT INTO mizu_changes (scope, cursor, entity, id, op, data, ts, checksum)
+      SELECT ?, h.head - ?::bigint + v.ord, v.entity, v.id, v.op, v.data, ?,
+        ((h.checksum - ?::bigint + v.running) % 4294967296 + 4294967296) % 4294967296
+      FROM h, unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[]) WITH ORDINALITY AS v (entity, id, op, data, running, ord)
     )
-    SELECT head, floor FROM h`),
-  bumpHead: q(`INSERT INTO mizu_heads (scope, head, floor) VALUES (?, ?, 0)
-    ON CONFLICT (scope) DO UPDATE SET head = mizu_heads.head + excluded.head
-    RETURNING head, floor`),
-  insertChanges: multiRow(q, "INSERT INTO mizu_changes (scope, cursor, entity, id, op, data, ts) VALUES", "(?, ?, ?, ?, ?, ?, ?)"),
-  since: q(`SELECT cursor, entity, id, op, data, ts FROM mizu_changes
+    SELECT head, floor, checksum FROM h`),
+  bumpHead: q(`INSERT INTO mizu_heads (scope, head, floor, checksum) VALUES (?, ?, 0, ?)
+    ON CONFLICT (scope) DO UPDATE SET head = mizu_heads.head + excluded.head,
+      checksum = (mizu_heads.checksum + excluded.checksum) % 4294967296
+    RETURNING head, floor, checksum`),
+  insertChanges: multiRow(q, "INSERT INTO mizu_changes (scope, cursor, entity, id, op, data, ts, checksum) VALUES", "(?, ?, ?, ?, ?, ?, ?, ?)"),
+  checksum: q("SELECT checksum FROM mizu_heads WHERE scope = ?"),
+  since: q(`SELECT cursor, entity, id, op, data, ts, checksum FROM mizu_changes
     WHERE scope = ? AND cursor > ?
     ORDER BY cursor
     LIMIT ?`),
@@ -116,34 +135,41 @@ export const make = (
   const trimPoint = (head: number, floor: number): number | undefined =>
     maxChanges === undefined ? undefined : retentionTrimPoint(maxChanges, head, floor)
 
-  const appendPg = (scope: string, inputs: ReadonlyArray<ChangeInput>, ts: string): Effect.Effect<HeadRow, StorageError.StorageError> =>
-    query<HeadRow, HeadRow>(
+  const appendPg = (scope: string, inputs: ReadonlyArray<ChangeInput>, ts: string): Effect.Effect<HeadRow, StorageError.StorageError> => {
+    const { running, total } = deltasOf(inputs)
+    return query<HeadRow, HeadRow>(
       text.appendPg,
       [
         scope,
         inputs.length,
+        total,
         scope,
         inputs.length,
         ts,
+        total,
         inputs.map((input) => input.entity),
         inputs.map((input) => input.id),
         inputs.map((input) => input.op),
-        inputs.map(dataOf)
+        inputs.map(dataOf),
+        running
       ],
       "ChangeLog.append",
       (rows) => rows[0] ?? { head: 0, floor: 0 }
     )
+  }
 
   const appendSqlite = (scope: string, inputs: ReadonlyArray<ChangeInput>, ts: string): Effect.Effect<HeadRow, StorageError.StorageError> =>
     Effect.flatMap(
-      query<HeadRow, HeadRow>(text.bumpHead, [scope, inputs.length], "ChangeLog.append", (rows) => rows[0] ?? { head: 0, floor: 0 }),
+      query<HeadRow, HeadRow>(text.bumpHead, [scope, inputs.length, deltasOf(inputs).total], "ChangeLog.append", (rows) => rows[0] ?? { head: 0, floor: 0 }),
       (row) => {
         const first = Number(row.head) - inputs.length + 1
+        const { running, total } = deltasOf(inputs)
+        const start0 = Checksum.subtract(Number(row.checksum ?? 0), total)
         const insert = chunked(inputs.length, (start, end) => {
           const params: Array<unknown> = []
           for (let i = start; i < end; i++) {
             const input = inputs[i]
-            params.push(scope, first + i, input.entity, input.id, input.op, dataOf(input), ts)
+            params.push(scope, first + i, input.entity, input.id, input.op, dataOf(input), ts, Checksum.add(start0, running[i]))
           }
           return query(text.insertChanges(end - start), params, "ChangeLog.append", () => undefined)
         })
@@ -183,7 +209,9 @@ export const make = (
       (rows) => {
         const hasMore = rows.length > limit
         const slice = hasMore ? rows.slice(0, Math.max(0, limit)) : rows
-        return { changes: slice.map((row) => toChange(scope, row)), hasMore }
+        const last = slice[slice.length - 1]
+        const checksum = last?.checksum === null || last?.checksum === undefined ? undefined : Number(last.checksum)
+        return { changes: slice.map((row) => toChange(scope, row)), hasMore, checksum }
       }
     )
 
@@ -194,6 +222,8 @@ export const make = (
     append,
     since,
     head: (scope) => headRow(scope, "ChangeLog.head", (row) => row === undefined ? 0 : Number(row.head)),
+    checksum: (scope) =>
+      query<{ readonly checksum: number | string }, number>(text.checksum, [scope], "ChangeLog.checksum", (rows) => Number(rows[0]?.checksum ?? 0)),
     floor: (scope) => headRow(scope, "ChangeLog.floor", (row) => row === undefined ? 0 : Number(row.floor)),
     trim: (scope, upTo) => atomic(trimTo(scope, upTo, "ChangeLog.trim"), "ChangeLog.trim"),
     // SQLite: one writer at a time already.

@@ -25,6 +25,8 @@ interface Row {
   readonly page: string | null
   readonly n: number | string
   readonly last_cursor: number | string | null
+  readonly last_checksum: number | string | null
+  readonly head_checksum: number | string | null
 }
 
 /** A change as a JSON object, the wire's `Change` (no `data` on a delete, whose stored data is NULL). */
@@ -38,9 +40,10 @@ const sqliteText = `SELECT
     (SELECT floor FROM mizu_heads WHERE scope = ?) AS floor,
     (SELECT owner FROM mizu_clients WHERE client_id = ?) AS owner,
     (SELECT last FROM mizu_client_scopes WHERE client_id = ? AND scope = ?) AS last_id,
+    (SELECT checksum FROM mizu_heads WHERE scope = ?) AS head_checksum,
     json_group_array(json(${changeObject("json_object", "json(c.data)")})) AS page,
-    count(c.cursor) AS n, max(c.cursor) AS last_cursor
-  FROM (SELECT scope, cursor, entity, id, op, data, ts FROM mizu_changes
+    count(c.cursor) AS n, max(c.cursor) AS last_cursor, c.checksum AS last_checksum
+  FROM (SELECT scope, cursor, entity, id, op, data, ts, checksum FROM mizu_changes
     WHERE scope = ? AND cursor > ? ORDER BY cursor LIMIT ?) AS c`
 
 const pgText = `SELECT
@@ -48,9 +51,10 @@ const pgText = `SELECT
     (SELECT floor FROM mizu_heads WHERE scope = ?) AS floor,
     (SELECT owner FROM mizu_clients WHERE client_id = ?) AS owner,
     (SELECT last FROM mizu_client_scopes WHERE client_id = ? AND scope = ?) AS last_id,
+    (SELECT checksum FROM mizu_heads WHERE scope = ?) AS head_checksum,
     COALESCE(json_agg(${changeObject("json_build_object", "c.data::json")} ORDER BY c.cursor), '[]'::json)::text AS page,
-    count(c.cursor) AS n, max(c.cursor) AS last_cursor
-  FROM (SELECT scope, cursor, entity, id, op, data, ts FROM mizu_changes
+    count(c.cursor) AS n, max(c.cursor) AS last_cursor, (array_agg(c.checksum ORDER BY c.cursor DESC))[1] AS last_checksum
+  FROM (SELECT scope, cursor, entity, id, op, data, ts, checksum FROM mizu_changes
     WHERE scope = ? AND cursor > ? ORDER BY cursor LIMIT ?) AS c`
 
 /** `SyncStorage.readPull` over the family's statements. */
@@ -58,7 +62,7 @@ export const make = ({ exec, isPg, q }: Statements): NonNullable<PullRead.Reader
   const text = q(isPg ? pgText : sqliteText)
   return (scope, cursor, limit, clientId) => {
     const client = clientId ?? null
-    return exec<Row>(text, [scope, scope, client, client, scope, scope, cursor, Math.max(0, limit)]).pipe(
+    return exec<Row>(text, [scope, scope, client, client, scope, scope, scope, cursor, Math.max(0, limit)]).pipe(
       mapSqlError("SyncStorage.readPull failed"),
       Effect.flatMap((rows) =>
         decodeRows("pull page", (): PullRead => {
@@ -75,6 +79,10 @@ export const make = ({ exec, isPg, q }: Statements): NonNullable<PullRead.Reader
             changesJson: row.page ?? "[]",
             count,
             lastCursor,
+            // the checksum at the page's last change (unknown for one stored before checksums), or at the head when the page is empty there
+            checksum: count > 0
+              ? row.last_checksum === null ? undefined : Number(row.last_checksum)
+              : cursor === head ? Number(row.head_checksum ?? 0) : undefined,
             // the head is the highest cursor ever appended: a full page ending below it has more after it
             hasMore: count >= limit && lastCursor < head
           }
