@@ -212,7 +212,7 @@ describe("live over WebSocket", () => {
         assert.strictEqual(refused.reason, "not_subscribed")
         // nothing stored
         const snap = decodeAs(Protocol.SnapshotResponse, (yield* post(`${base}/_sync/snapshot`, JSON.stringify({ scope: topic }))).json)
-        assert.deepStrictEqual(snap, { data: {}, cursor: 0 })
+        assert.deepStrictEqual(snap, { data: {}, cursor: 0, checksum: 0 })
       }).pipe(Effect.scoped))
 
     it.effect("presence: full state on subscribe, joins and leaves after; a disconnect leaves", () =>

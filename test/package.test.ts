@@ -347,7 +347,7 @@ layer(layerPackedApp, { timeout: "240 seconds", excludeTestServices: true })("th
       assert.deepStrictEqual([health.status, health.text], [200, "ok"])
       assert.deepStrictEqual(yield* post(`${server.url}/_sync/pull`, { scope, cursor: 0 }), {
         status: 200,
-        body: { changes: [], cursor: 0, has_more: false }
+        body: { changes: [], cursor: 0, has_more: false, checksum: 0 }
       })
       assert.deepStrictEqual(yield* post(`${server.url}/nope`, {}), {
         status: 404,
