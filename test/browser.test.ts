@@ -389,6 +389,8 @@ describe.skipIf(!Chromium.available)("todo app in a browser", () => {
           await pa.waitForFunction(() => "mizu" in window)
           await eventually(() => titles(pa), ["anns"], { timeout: 30_000 })
           await addTodo(pa, "from the page")
+          // queued (shown) before "nothing pending" means saved: the submit's mutate is async
+          await eventually(() => titles(pa), ["anns", "from the page"])
           await waitSaved(pa)
           await eventually(() => pa.textContent("#status"), "online · saved")
           // presence needs the live socket's subscription, which the token authorizes
