@@ -12,6 +12,8 @@
  * | `mizu_pokes_sent_total` | counter | POKE frames written to sessions |
  * | `mizu_live_sessions` | gauge | open live sessions on this process |
  * | `mizu_slow_consumer_closes_total` | counter | sessions closed as slow consumers |
+ * | `mizu_clients_expired_total` | counter | client records removed by the expiry job (`ClientExpiry`) |
+ * | `mizu_clients` | gauge | client records in the ledger, as the expiry job last counted them |
  * | `mizu_pubsub_dropped_total{reason}` | counter | live messages (pokes, broadcasts, presence) this process did not hand to the Redis / Postgres pub/sub: `queue_full` (the publish queue was full), `publish_failed` (the pub/sub failed or did not answer in time), `too_large` (over the transport's limit) |
  *
  * Every value is this process's own since it started (nothing is shared
@@ -92,6 +94,22 @@ export const slowConsumerCloses = Metric.counter("mizu_slow_consumer_closes_tota
   description: "sessions closed as slow consumers"
 })
 
+/**
+ * `mizu_clients_expired_total`: client records this process's expiry job
+ * removed (each leaves a tombstone; see `Clients`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const clientsExpired = Metric.counter("mizu_clients_expired_total", { description: "client records removed by the expiry job" })
+/**
+ * `mizu_clients`: client records in the ledger (all processes' clients: it
+ * is read from storage), as the expiry job last counted them.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const clientRecords = Metric.gauge("mizu_clients", { description: "client records in the ledger" })
 /**
  * `mizu_pubsub_dropped_total{reason}`: live messages this process did not hand
  * to the pub/sub (`queue_full`, `publish_failed`, `too_large`): no session

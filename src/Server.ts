@@ -24,6 +24,7 @@ import type * as LivePubSub from "./live/LivePubSub.js"
 import * as PubSubConfig from "./live/PubSubConfig.js"
 import * as SyncPokeBroker from "./live/SyncPokeBroker.js"
 import type * as Authorizer from "./sync/Authorizer.js"
+import * as ClientExpiry from "./sync/ClientExpiry.js"
 import type * as ChangeLog from "./sync/ChangeLog.js"
 import type * as Clients from "./sync/Clients.js"
 import * as Mutator from "./sync/Mutator.js"
@@ -60,6 +61,12 @@ export interface ServicesOptions<R = never> {
   readonly pokeBroker?: Layer.Layer<PokeBroker.PokeBroker, never, LiveHub.LiveHub | R>
   /** The mutator. Default: `Mutator.layer(registry)`. */
   readonly mutator?: Layer.Layer<Mutator.Mutator, never, Store.Store | R>
+  /**
+   * The client expiry job (`ClientExpiry.layer`, a scoped fiber), on by
+   * default with a 30-day TTL; `false` turns it off (for example when
+   * another process runs it; running it on several is safe too).
+   */
+  readonly clientExpiry?: ClientExpiry.Options | false
 }
 
 /**
@@ -158,7 +165,8 @@ export const layerServices = <R = never>(
     Layer.provideMerge(mutator),
     Layer.provideMerge(options.pokeBroker ?? SyncPokeBroker.layer)
   )
-  return Layer.mergeAll(Page.layer(options.pages ?? []), drainOnRelease).pipe(
+  const expiry = options.clientExpiry === false ? Layer.empty : ClientExpiry.layer(options.clientExpiry)
+  return Layer.mergeAll(Page.layer(options.pages ?? []), drainOnRelease, expiry).pipe(
     Layer.provideMerge(engine),
     Layer.provideMerge(LiveHttp.layer(options.live)),
     Layer.provideMerge(LiveHub.layer(options.presence))
@@ -292,7 +300,7 @@ export const logAddress: Layer.Layer<never, never, HttpServer.HttpServer> = Laye
  * A whole server from configuration: `DATABASE_URL` selects the storage
  * (memory, SQLite — the default, `./data/mizu.db` — or Postgres),
  * `PUBSUB_URL` the pub/sub (memory, Redis, Postgres NOTIFY), `PORT` / `HOST`
- * the address. The authorizer must be given: a server is never open by
+ * the address, `CLIENT_TTL` / `CLIENT_EXPIRY_INTERVAL` the client expiry job. The authorizer must be given: a server is never open by
  * accident (`Authorizer.layerAllowAll` says so explicitly).
  *
  * @since 0.1.0
@@ -304,12 +312,19 @@ export const layerConfig = <E = never, R = never, EA = never>(
   Layer.unwrapEffect(Effect.gen(function*() {
     const ttl = yield* Config.option(Config.integer("PRESENCE_TTL_MS"))
     const renew = yield* Config.option(Config.integer("PRESENCE_RENEW_MS"))
+    const clientTtl = yield* Config.option(Config.duration("CLIENT_TTL"))
+    const expiryInterval = yield* Config.option(Config.duration("CLIENT_EXPIRY_INTERVAL"))
+    const clientExpiry: ClientExpiry.Options | false = options.clientExpiry === false ? false : {
+      ...options.clientExpiry,
+      ...(clientTtl._tag === "Some" ? { ttl: clientTtl.value } : {}),
+      ...(expiryInterval._tag === "Some" ? { interval: expiryInterval.value } : {})
+    }
     const presence: LiveHub.Options = {
       ...options.presence,
       ...(ttl._tag === "Some" ? { presenceTtl: Duration.millis(ttl.value) } : {}),
       ...(renew._tag === "Some" ? { renewInterval: Duration.millis(renew.value) } : {})
     }
-    return Layer.mergeAll(layer({ ...options, presence }), logAddress).pipe(
+    return Layer.mergeAll(layer({ ...options, presence, clientExpiry }), logAddress).pipe(
       Layer.provide(Layer.mergeAll(StorageConfig.layerConfig, PubSubConfig.layerConfig, options.authorizer)),
       Layer.provideMerge(layerNodeServerConfig)
     )

@@ -29,6 +29,13 @@ export * as ChangeLog from "./sync/ChangeLog.js"
 export * as Clients from "./sync/Clients.js"
 
 /**
+ * The job that expires idle clients' ledger records (keeping tombstones, so exactly once holds when they return).
+ *
+ * @since 0.1.0
+ */
+export * as ClientExpiry from "./sync/ClientExpiry.js"
+
+/**
  * Escaped HTML templates for live pages.
  *
  * @since 0.1.0

@@ -25,6 +25,22 @@
  * dropped there, so at most N rows per client remain. SQL migration
  * `0003_client_failures`.
  *
+ * Expiry (`ClientExpiry`, SQL migration `0004_client_expiry`): every claim
+ * sets the client's `seen` (epoch ms, the layer's `Clock`) in the claim's own
+ * statement. `expire` removes clients not seen since a cutoff (their last
+ * id, per-scope ids and remembered failures) and keeps a tombstone of each:
+ * its last id and owner. A client id with a tombstone is answered as if its
+ * ledger said `last = tombstone.last`: `claim` recreates its record from the
+ * tombstone (so ids up to it are duplicates: exactly once holds), the
+ * tombstone's owner still owns it, and `lastId` / `lastIdForScope` are at
+ * least the tombstone's last (every mutation up to it was processed before
+ * the expiry, so a pull or snapshot may confirm them all). The tombstone is
+ * kept after the client returns (it is small, and it is what confirms the
+ * returning client's pending mutations of scopes it does not push to again);
+ * a later expiry of the same client replaces it. What expiry loses: the
+ * remembered failures (a duplicate of a mutation that had been rejected is
+ * then answered ok; the pull shows its true effect) and the per-scope ids.
+ *
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
@@ -185,7 +201,32 @@ export class Clients extends Context.Tag("@mizu/sync/Clients")<Clients, {
    * whatever the number of ids.
    */
   readonly failures: (clientId: string, ids: ReadonlyArray<number>) => Effect.Effect<ReadonlyMap<number, Failure>, StorageError>
+  /**
+   * Remove at most `limit` clients whose last claim was before `cutoff`
+   * (epoch ms), the least recently seen first, each replaced by a tombstone
+   * (its last id and owner, `expired = now`); returns how many were removed.
+   * Run it inside a `SyncStorage` transaction: all or nothing. On Postgres
+   * one statement whose rows are taken `FOR UPDATE SKIP LOCKED`, so several
+   * processes expiring at once remove each client once, and a client whose
+   * push holds its row is skipped (it is not idle).
+   */
+  readonly expire: (cutoff: number, limit: number, now: number) => Effect.Effect<number, StorageError>
+  /** The ledger's figures for an operator: live records and tombstones. */
+  readonly counts: Effect.Effect<Counts, StorageError>
 }>() {}
+
+/**
+ * What `Clients.counts` finds.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Counts {
+  /** Client records (the ledger's rows). */
+  readonly clients: number
+  /** Tombstones of expired clients (some of which came back and have a record again). */
+  readonly expired: number
+}
 
 /**
  * What `Clients.claim` finds: the client id's owner after the claim, and its last processed id.

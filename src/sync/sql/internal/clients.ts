@@ -21,6 +21,13 @@
  * - **Remembered failures** are written with the ids, and the client's
  *   oldest beyond the window deleted in the same step; new failures have ids
  *   above every remembered one.
+ * - **Expiry** (`mizu_clients.seen`, `mizu_expired_clients`; see `Clients`):
+ *   the claim statements set `seen` and take a new row's `last` and owner
+ *   from the client's tombstone, in the same statement; the reads take the
+ *   larger of the record's and the tombstone's last. `expire` is one
+ *   statement on Postgres (victims `FOR UPDATE SKIP LOCKED`, deleted from the
+ *   three tables, tombstones upserted) and four in a transaction on SQLite
+ *   (whose writers are serialized).
  *
  * @internal
  */
@@ -42,21 +49,50 @@ type FailureRow = { readonly id: number | string; readonly code: string; readonl
 const lastUpsert = `ON CONFLICT (client_id) DO UPDATE
   SET last = CASE WHEN excluded.last > mizu_clients.last THEN excluded.last ELSE mizu_clients.last END`
 const recordClientSql = `INSERT INTO mizu_clients (client_id, last) VALUES (?, ?) ${lastUpsert}`
-const claimUpsert = "ON CONFLICT (client_id) DO UPDATE SET owner = COALESCE(mizu_clients.owner, excluded.owner)"
+const claimUpsert = "ON CONFLICT (client_id) DO UPDATE SET owner = COALESCE(mizu_clients.owner, excluded.owner), seen = excluded.seen"
+/** A new row's last id and owner: from the client's tombstone, if it has one (`?`: the client id, twice, then the claimant). */
+const fromTombstone = `COALESCE((SELECT e.last FROM mizu_expired_clients e WHERE e.client_id = ?), 0),
+  COALESCE((SELECT e.owner FROM mizu_expired_clients e WHERE e.client_id = ?), ?)`
+const tombLast = "(SELECT e.last FROM mizu_expired_clients e WHERE e.client_id = ?)"
+const expiredUpsert = `ON CONFLICT (client_id) DO UPDATE
+  SET last = CASE WHEN excluded.last > mizu_expired_clients.last THEN excluded.last ELSE mizu_expired_clients.last END,
+  owner = COALESCE(excluded.owner, mizu_expired_clients.owner), expired = excluded.expired`
+/** SQLite: the clients to expire (`?`: cutoff, limit), the same set in each statement of one transaction. */
+const victimsSqlite = "SELECT client_id FROM mizu_clients WHERE seen < ? ORDER BY seen, client_id LIMIT ?"
 const scopesUpsert = `ON CONFLICT (client_id, scope) DO UPDATE
   SET last = CASE WHEN excluded.last > mizu_client_scopes.last THEN excluded.last ELSE mizu_client_scopes.last END`
 const failuresUpsert = `ON CONFLICT (client_id, id) DO UPDATE SET code = excluded.code, message = excluded.message`
 
 /** The statement texts of the ledger, normalized once. */
 const texts = (q: Statements["q"]) => ({
-  lastLocked: q(`INSERT INTO mizu_clients (client_id, last) VALUES (?, 0)
+  lastLocked: q(`INSERT INTO mizu_clients (client_id, last) VALUES (?, COALESCE(${tombLast}, 0))
     ON CONFLICT (client_id) DO UPDATE SET last = mizu_clients.last
     RETURNING last`),
-  lastPlain: q("SELECT last FROM mizu_clients WHERE client_id = ?"),
+  lastPlain: q(`SELECT COALESCE((SELECT last FROM mizu_clients WHERE client_id = ?), ${tombLast}) AS last`),
   // Like lastLocked (the row lock), and the owner is set only where there is none yet.
-  claim: q(`INSERT INTO mizu_clients (client_id, last, owner) VALUES (?, 0, ?) ${claimUpsert} RETURNING last, owner`),
-  owner: q("SELECT owner FROM mizu_clients WHERE client_id = ?"),
-  lastForScope: q("SELECT last FROM mizu_client_scopes WHERE client_id = ? AND scope = ?"),
+  claim: q(`INSERT INTO mizu_clients (client_id, last, owner, seen) VALUES (?, ${fromTombstone}, ?) ${claimUpsert} RETURNING last, owner`),
+  owner: q(`SELECT COALESCE((SELECT owner FROM mizu_clients WHERE client_id = ?),
+    (SELECT e.owner FROM mizu_expired_clients e WHERE e.client_id = ?)) AS owner`),
+  lastForScope: q(`SELECT CASE WHEN COALESCE(s.last, 0) >= COALESCE(t.last, 0) THEN COALESCE(s.last, 0) ELSE t.last END AS last
+    FROM (SELECT (SELECT last FROM mizu_client_scopes WHERE client_id = ? AND scope = ?) AS last) AS s,
+    (SELECT ${tombLast} AS last) AS t`),
+  expirePg: q(`WITH v AS (
+      SELECT client_id FROM mizu_clients WHERE seen < ? ORDER BY seen, client_id LIMIT ? FOR UPDATE SKIP LOCKED
+    ), d AS (
+      DELETE FROM mizu_clients c USING v WHERE c.client_id = v.client_id RETURNING c.client_id, c.last, c.owner
+    ), s AS (
+      DELETE FROM mizu_client_scopes WHERE client_id IN (SELECT client_id FROM d)
+    ), f AS (
+      DELETE FROM mizu_client_failures WHERE client_id IN (SELECT client_id FROM d)
+    )
+    INSERT INTO mizu_expired_clients (client_id, last, owner, expired)
+    SELECT client_id, last, owner, ?::bigint FROM d ${expiredUpsert} RETURNING client_id`),
+  expireTombstones: q(`INSERT INTO mizu_expired_clients (client_id, last, owner, expired)
+    SELECT client_id, last, owner, ? FROM mizu_clients WHERE client_id IN (${victimsSqlite}) ${expiredUpsert}`),
+  expireScopes: q(`DELETE FROM mizu_client_scopes WHERE client_id IN (${victimsSqlite})`),
+  expireFailures: q(`DELETE FROM mizu_client_failures WHERE client_id IN (${victimsSqlite})`),
+  expireClients: q(`DELETE FROM mizu_clients WHERE client_id IN (${victimsSqlite}) RETURNING client_id`),
+  counts: q(`SELECT (SELECT count(*) FROM mizu_clients) AS clients, (SELECT count(*) FROM mizu_expired_clients) AS expired`),
   // Postgres: both tables in one statement, the scopes as arrays (one text for any number of scopes).
   recordPg: q(`WITH c AS (${recordClientSql})
     INSERT INTO mizu_client_scopes (client_id, scope, last)
@@ -81,9 +117,11 @@ const texts = (q: Statements["q"]) => ({
     ${failuresUpsert}`),
   recordClient: q(recordClientSql),
   // Several clients in one statement (`claimAll`, `recordEach`).
-  claimMany: multiRow(q, "INSERT INTO mizu_clients (client_id, last, owner) VALUES", "(?, 0, ?)", `${claimUpsert} RETURNING client_id, last, owner`),
-  claimManyPg: q(`INSERT INTO mizu_clients (client_id, last, owner)
-    SELECT v.client_id, 0, v.owner FROM unnest(?::text[], ?::text[]) AS v (client_id, owner)
+  claimMany: multiRow(q, "INSERT INTO mizu_clients (client_id, last, owner, seen) VALUES", `(?, ${fromTombstone}, ?)`, `${claimUpsert} RETURNING client_id, last, owner`),
+  claimManyPg: q(`INSERT INTO mizu_clients (client_id, last, owner, seen)
+    SELECT v.client_id, COALESCE(e.last, 0), COALESCE(e.owner, v.owner), ?::bigint
+    FROM unnest(?::text[], ?::text[]) AS v (client_id, owner) LEFT JOIN mizu_expired_clients e ON e.client_id = v.client_id
+    ORDER BY v.client_id
     ${claimUpsert} RETURNING client_id, last, owner`),
   recordClients: multiRow(q, "INSERT INTO mizu_clients (client_id, last) VALUES", "(?, ?)", lastUpsert),
   recordManyPg: q(`WITH c AS (
@@ -208,25 +246,28 @@ export const make = (
   const lastOf = (rows: ReadonlyArray<LastRow>) => rows[0] === undefined ? 0 : Number(rows[0].last)
 
   /** One statement's claims (at most `rowsPerInsert` on SQLite), into `found`; Postgres locks the rows in client id order. */
-  const claimSome = (claims: ReadonlyArray<Clients.Claimant>, found: Map<string, Clients.Claim>) => {
+  const claimSome = (claims: ReadonlyArray<Clients.Claimant>, found: Map<string, Clients.Claim>, now: number) => {
     const read = (rows: ReadonlyArray<ClaimRow>) => {
       for (const row of rows) found.set(row.client_id, { owner: row.owner ?? undefined, last: Number(row.last) })
     }
     if (isPg) {
       const sorted = [...claims].sort((a, b) => a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0)
-      return query(text.claimManyPg, [sorted.map((c) => c.clientId), sorted.map((c) => c.owner ?? null)], "Clients.claimAll", read)
+      return query(text.claimManyPg, [now, sorted.map((c) => c.clientId), sorted.map((c) => c.owner ?? null)], "Clients.claimAll", read)
     }
     const params: Array<unknown> = []
-    for (const { clientId, owner } of claims) params.push(clientId, owner ?? null)
+    for (const { clientId, owner } of claims) params.push(clientId, clientId, clientId, owner ?? null, now)
     return query(text.claimMany(claims.length), params, "Clients.claimAll", read)
   }
 
   const claimAll = (claims: ReadonlyArray<Clients.Claimant>): Effect.Effect<ReadonlyMap<string, Clients.Claim>, StorageError> =>
-    Effect.suspend(() => {
+    Effect.clockWith((clock) => {
+      const now = clock.unsafeCurrentTimeMillis()
       const found = new Map<string, Clients.Claim>()
       if (claims.length === 0) return Effect.succeed(found)
-      const chunks = isPg ? [claims] : Array.from({ length: Math.ceil(claims.length / rowsPerInsert) }, (_, i) => claims.slice(i * rowsPerInsert, (i + 1) * rowsPerInsert))
-      return Effect.as(chunks.length === 1 ? claimSome(chunks[0], found) : Effect.forEach(chunks, (chunk) => claimSome(chunk, found), { discard: true }), found)
+      // five parameters a row on SQLite: at most 200 rows a statement
+      const perStatement = Math.floor(rowsPerInsert * 2 / 5)
+      const chunks = isPg ? [claims] : Array.from({ length: Math.ceil(claims.length / perStatement) }, (_, i) => claims.slice(i * perStatement, (i + 1) * perStatement))
+      return Effect.as(chunks.length === 1 ? claimSome(chunks[0], found, now) : Effect.forEach(chunks, (chunk) => claimSome(chunk, found, now), { discard: true }), found)
     })
 
   /** Postgres: the clients without failures in one statement, each with failures in its own (`recordPg`). */
@@ -283,15 +324,45 @@ export const make = (
 
   return {
     lastId: (clientId) =>
-      Effect.flatMap(mayLock, (locking) => query(locking ? text.lastLocked : text.lastPlain, [clientId], "Clients.lastId", lastOf)),
+      Effect.flatMap(mayLock, (locking) => query(text[locking ? "lastLocked" : "lastPlain"], [clientId, clientId], "Clients.lastId", lastOf)),
     claim: (clientId, owner) =>
-      query<LastRow & { readonly owner: string | null }, Clients.Claim>(text.claim, [clientId, owner ?? null], "Clients.claim", (rows) => {
-        const row = rows[0]
-        return row === undefined ? { owner, last: 0 } : { owner: row.owner ?? undefined, last: Number(row.last) }
-      }),
+      Effect.clockWith((clock) =>
+        query<LastRow & { readonly owner: string | null }, Clients.Claim>(
+          text.claim,
+          [clientId, clientId, clientId, owner ?? null, clock.unsafeCurrentTimeMillis()],
+          "Clients.claim",
+          (rows) => {
+            const row = rows[0]
+            return row === undefined ? { owner, last: 0 } : { owner: row.owner ?? undefined, last: Number(row.last) }
+          }
+        )
+      ),
     ownerOf: (clientId) =>
-      query<{ readonly owner: string | null }, string | undefined>(text.owner, [clientId], "Clients.ownerOf", (rows) => rows[0]?.owner ?? undefined),
-    lastIdForScope: (clientId, scope) => query(text.lastForScope, [clientId, scope], "Clients.lastIdForScope", lastOf),
+      query<{ readonly owner: string | null }, string | undefined>(text.owner, [clientId, clientId], "Clients.ownerOf", (rows) => rows[0]?.owner ?? undefined),
+    lastIdForScope: (clientId, scope) => query(text.lastForScope, [clientId, scope, clientId], "Clients.lastIdForScope", lastOf),
+    expire: (cutoff, limit, now) => {
+      const n = Math.max(0, Math.floor(limit))
+      const count = (rows: ReadonlyArray<object>) => rows.length
+      if (isPg) return query(text.expirePg, [cutoff, n, now], "Clients.expire", count)
+      const victims = [cutoff, n]
+      return atomic(
+        Effect.zipRight(
+          Effect.all([
+            query(text.expireTombstones, [now, ...victims], "Clients.expire", none),
+            query(text.expireScopes, victims, "Clients.expire", none),
+            query(text.expireFailures, victims, "Clients.expire", none)
+          ], { discard: true }),
+          query(text.expireClients, victims, "Clients.expire", count)
+        ),
+        "Clients.expire"
+      )
+    },
+    counts: query<{ readonly clients: number | string; readonly expired: number | string }, Clients.Counts>(
+      text.counts,
+      [],
+      "Clients.counts",
+      (rows) => ({ clients: Number(rows[0]?.clients ?? 0), expired: Number(rows[0]?.expired ?? 0) })
+    ),
     recordAll: (clientId, processed) => processed.length === 0 ? Effect.void : record(clientId, ledgerOf(processed, remembered)),
     claimAll,
     recordEach,
