@@ -44,7 +44,7 @@ afterAll(async () => {
 
 // Skipped only without a chromium binary, with one line saying so; under CI=true a missing
 // chromium fails instead (support/Browser.ts), and .ci/run installs it.
-describe.skipIf(!Chromium.available)("todo app in a browser", () => {
+describe.skipIf(!Chromium.available)("todo app in a browser", () => { // skipped only without a chromium binary (support/Browser.ts prints why; under CI=true it fails instead)
   layer(layerServer(options, deps), { excludeTestServices: true, timeout: 120_000 })("two tabs", (it) => {
     it.effect("a todo added in one context appears in the other within 1 s", () =>
       Effect.gen(function*() {

@@ -94,7 +94,7 @@ const serverLog = (base: string, scope: string) =>
 
 // Skipped only without a chromium binary, with one line saying so; under CI=true a missing
 // chromium fails instead (support/Browser.ts), and .ci/run installs it.
-describe.skipIf(!Chromium.available)("one store per browser profile", () => {
+describe.skipIf(!Chromium.available)("one store per browser profile", () => { // skipped only without a chromium binary (support/Browser.ts prints why; under CI=true it fails instead)
   layer(layerServer(options, deps), { excludeTestServices: true, timeout: 120_000 })("todo pages in one context", (it) => {
     it.effect("two pages: one live session on the server, one client id, the rows stored once", () =>
       Effect.gen(function*() {

@@ -84,7 +84,7 @@ export interface PastArgs {
   /** The first app version with the next shape: clients below it made their mutations in this one. */
   readonly changedIn: number
   readonly args: Schema.Schema<any, any>
-  readonly upgrade: (previous: any) => unknown
+  readonly upgrade: (previous: unknown) => unknown
 }
 
 /**
@@ -113,7 +113,8 @@ const versionedOf = <A, I>(args: Schema.Schema<A, I>, history: ReadonlyArray<Pas
     if (!Number.isInteger(version) || version <= last) {
       throw new Error(`changedIn(${version}): versions must be integers above ${last}, in increasing order`)
     }
-    return versionedOf(next, [...history, { changedIn: version, args, upgrade: upgrade as (previous: any) => unknown }])
+    // `previous` is what `args` (the shape before) decoded: an `A`
+    return versionedOf(next, [...history, { changedIn: version, args, upgrade: (previous) => upgrade(previous as A) }])
   }
 })
 
@@ -185,7 +186,7 @@ export const call = <Name extends string, A, I>(mutation: Mutation<Name, A, I>, 
 export interface Retired {
   readonly mutation: Mutation
   readonly removedIn: number
-  readonly replace: ((args: any) => Call) | undefined
+  readonly replace: ((args: unknown) => Call) | undefined
   readonly reason: string
 }
 
@@ -198,7 +199,11 @@ export interface Retired {
 export const retire = <Name extends string, A, I>(
   mutation: Mutation<Name, A, I>,
   options: { readonly removedIn: number; readonly reason: string; readonly replace?: (args: A) => Call }
-): Retired => ({ mutation, removedIn: options.removedIn, replace: options.replace, reason: options.reason })
+): Retired => {
+  const replace = options.replace
+  // what `mutation`'s args (through its history) decoded: an `A`
+  return { mutation, removedIn: options.removedIn, replace: replace === undefined ? undefined : (args) => replace(args as A), reason: options.reason }
+}
 
 /**
  * A set of entities and mutations: what both the server `Mutator` and a client are built from.
