@@ -142,12 +142,14 @@ describe.skipIf(!Chromium.available)("todo app in a browser", () => { // skipped
         const base = yield* BaseUrl
         const list = freshList()
         yield* run(async () => {
-          const a = await browser!.newContext()
+          // no service worker here: Playwright's routes do not see the requests a worker with a fetch handler
+          // intercepts (microsoft/playwright#1090; its docs say to block workers when routing), even those it lets
+          // through, so with the app shell's worker a push could reach the server now and then (2 of 5 CI runs).
+          // This test is about the store and the queue across a reload; the worker's offline reload is the next test.
+          const a = await browser!.newContext({ serviceWorkers: "block" })
           const pa = await open(a, `${base}/?list=${list}&name=ann`)
           await pa.waitForFunction(() => "mizu" in window)
-          // the app shell's worker is installed and controls the page before the routes go in: its install
-          // and takeover are done, so what the routes see is the app's own traffic
-          await pa.waitForFunction(() => navigator.serviceWorker.controller !== null)
+          assert.isNull(await pa.evaluate(() => navigator.serviceWorker.controller), "no worker controls the page")
           // the sync server is unreachable (pushes, pulls and the socket fail); the page itself still loads
           await a.route("**/_sync/**", (route) => route.abort("internetdisconnected"))
           await a.routeWebSocket(/_live\/websocket/, (ws) => ws.close())
