@@ -8,6 +8,9 @@
  * | `mizu_mutations_total{result}` | counter | mutations by result: ok, duplicate, rejected, unknown_mutation, invalid_args, out_of_order |
  * | `mizu_pull_pages_total` | counter | pull pages served |
  * | `mizu_snapshots_total` | counter | snapshots served |
+ * | `mizu_repair_ranges_total` | counter | range checksums served to clients repairing a checksum mismatch (`POST /_sync/ranges`) |
+ * | `mizu_repair_rows_total` | counter | rows served to repair ranges that differ (`POST /_sync/rows`) |
+ * | `mizu_repair_mismatches_total` | counter | whole-scope range requests: a client's checksum differed from the server's |
  * | `mizu_storage_errors_total` | counter | requests answered 503 |
  * | `mizu_pokes_sent_total` | counter | POKE frames written to sessions |
  * | `mizu_live_sessions` | gauge | open live sessions on this process |
@@ -59,6 +62,30 @@ export const pullPages = Metric.counter("mizu_pull_pages_total", { description: 
  * @category metrics
  */
 export const snapshots = Metric.counter("mizu_snapshots_total", { description: "snapshots served" })
+/**
+ * `mizu_repair_ranges_total`: ranges whose checksum was served for a repair
+ * (a client found its checksum differs from the server's; a top-level
+ * request, without `from` and `to`, is one mismatch).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const repairRanges = Metric.counter("mizu_repair_ranges_total", { description: "range checksums served for repairs" })
+/**
+ * `mizu_repair_mismatches_total`: repairs started (a ranges request over a
+ * whole scope: a client's checksum differed from the server's).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const repairMismatches = Metric.counter("mizu_repair_mismatches_total", { description: "checksum mismatches reported by repairing clients" })
+/**
+ * `mizu_repair_rows_total`: rows served to repair the ranges that differ.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const repairRows = Metric.counter("mizu_repair_rows_total", { description: "rows served for repairs" })
 /**
  * `mizu_storage_errors_total`: push, pull and snapshot requests that met a
  * storage failure, answered `503 unavailable`.

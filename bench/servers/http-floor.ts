@@ -22,7 +22,9 @@ const free = SyncEngine.SyncEngine.of({
   push: (request) => Effect.succeed({ results: request.mutations.map((m, i) => ({ ...(m.id === undefined ? {} : { id: m.id }), ok: true, cursor: i + 1 })) }),
   pull: (request) => Effect.succeed({ changes: [], cursor: request.cursor, has_more: false }),
   pullBody: (request) => Effect.succeed(`{"changes":[],"cursor":${request.cursor},"has_more":false}`),
-  snapshot: () => Effect.succeed({ data: {}, cursor: 0 })
+  snapshot: () => Effect.succeed({ data: {}, cursor: 0 }),
+  ranges: () => Effect.succeed({ cursor: 0, checksum: 0, ranges: [] }),
+  rows: () => Effect.succeed({ cursor: 0, rows: [], has_more: false })
 })
 
 const served = HttpMiddleware.withTracerDisabledWhen(HttpServer.serve(SyncHttp.router()), () => true)

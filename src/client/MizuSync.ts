@@ -49,6 +49,8 @@ export interface MizuSyncEvents {
   readonly stuck: Extract<SyncClient.SyncEvent, { _tag: "Stuck" }>
   /** The server accepts only newer code (`version_too_old`): pushing stopped, nothing pending lost; reload the app (Replicache's `onUpdateNeeded`). */
   readonly updateNeeded: Extract<SyncClient.SyncEvent, { _tag: "UpdateNeeded" }>
+  /** The scope's checksum differed from the server's; the rows of the ranges that differed were fetched and replaced. */
+  readonly repaired: Extract<SyncClient.SyncEvent, { _tag: "Repaired" }>
   readonly status: SyncClient.SyncStatus
 }
 
@@ -94,7 +96,8 @@ const eventNames = {
   Renumbered: "renumbered",
   Error: "error",
   Stuck: "stuck",
-  UpdateNeeded: "updateNeeded"
+  UpdateNeeded: "updateNeeded",
+  Repaired: "repaired"
 } as const satisfies Record<Exclude<SyncClient.SyncEvent["_tag"], "Changes">, keyof MizuSyncEvents>
 
 /**

@@ -178,12 +178,14 @@ export interface SyncStatus {
 
 /**
  * Why a scope was reset from a snapshot (`schema`: a stored row that this
- * code's entity Schema and migration could not read).
+ * code's entity Schema and migration could not read; `checksum`: the scope's
+ * checksum differed from the server's and the incremental repair could not
+ * mend it, or the transport has no repair endpoints).
  *
  * @since 0.1.0
  * @category models
  */
-export type ResetReason = "cursor_too_old" | "cursor_ahead" | "server_lost_state" | "backlog" | "schema"
+export type ResetReason = "cursor_too_old" | "cursor_ahead" | "server_lost_state" | "backlog" | "schema" | "checksum"
 
 /**
  * Why the client dropped a mutation: the server's result (`rejected`,
@@ -207,9 +209,20 @@ export type RejectionCode = Exclude<Protocol.MutationErrorCode, "out_of_order"> 
 export type SyncEvent =
   /**
    * The local view changed: one event per committed batch, with every row
-   * that changed (`tab`: another tab of a `TabGroup` committed).
+   * that changed (`tab`: another tab of a `TabGroup` committed; `repair`: a
+   * checksum repair replaced rows that had drifted from the server's).
    */
-  | { readonly _tag: "Changes"; readonly changes: ReadonlyArray<LocalChange>; readonly source: "mutate" | "pull" | "reset" | "rollback" | "tab" }
+  | {
+    readonly _tag: "Changes"
+    readonly changes: ReadonlyArray<LocalChange>
+    readonly source: "mutate" | "pull" | "reset" | "rollback" | "tab" | "repair"
+  }
+  /**
+   * The scope's checksum differed from the server's at the same cursor, and
+   * the rows of the `ranges` key ranges that differed were fetched (`rows`
+   * of them) and replaced: the scope equals the server's again.
+   */
+  | { readonly _tag: "Repaired"; readonly scope: string; readonly ranges: number; readonly rows: number }
   /** The server refused a mutation: it was dropped and its optimistic effect rolled back. */
   | { readonly _tag: "Rejected"; readonly mutation: PendingMutation; readonly code: RejectionCode; readonly message: string }
   /** The push has failed `attempts` times at `mutation` (see `SyncStatus.stuck`); it goes on retrying. */

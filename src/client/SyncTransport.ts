@@ -49,7 +49,7 @@ export class TransportError extends Data.TaggedError("TransportError")<{
 export type SyncTransportError = TransportError | ProtocolError
 
 /**
- * The three sync endpoints as typed calls: decoded responses or typed errors, never a defect.
+ * The sync endpoints as typed calls: decoded responses or typed errors, never a defect.
  *
  * @since 0.1.0
  * @category services
@@ -58,6 +58,14 @@ export class SyncTransport extends Context.Tag("@mizu/client/SyncTransport")<Syn
   readonly push: (request: Protocol.PushRequest) => Effect.Effect<Protocol.PushResponse, SyncTransportError>
   readonly pull: (request: Protocol.PullRequest) => Effect.Effect<Protocol.PullResponse, SyncTransportError>
   readonly snapshot: (request: Protocol.SnapshotRequest) => Effect.Effect<Protocol.SnapshotResponse, SyncTransportError>
+  /**
+   * Optional, for incremental repair: the checksums of key ranges
+   * (`POST /_sync/ranges`). Without `ranges` and `rows` a checksum mismatch
+   * resets the scope from a snapshot.
+   */
+  readonly ranges?: (request: Protocol.RangesRequest) => Effect.Effect<Protocol.RangesResponse, SyncTransportError>
+  /** Optional, for incremental repair: the rows of a key range (`POST /_sync/rows`). */
+  readonly rows?: (request: Protocol.RowsRequest) => Effect.Effect<Protocol.RowsResponse, SyncTransportError>
 }>() {}
 
 /**

@@ -97,3 +97,110 @@ export const ofRows = (rows: { readonly [entity: string]: { readonly [id: string
   }
   return sum
 }
+
+/**
+ * A row's key: its entity and id.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Key {
+  readonly entity: string
+  readonly id: string
+}
+
+/**
+ * The order of row keys in repair ranges: by entity, then id, each by UTF-16
+ * code units (JavaScript's `<`). Negative, zero or positive.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const compareKeys = (a: Key, b: Key): number =>
+  a.entity < b.entity ? -1 : a.entity > b.entity ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0
+
+/**
+ * Whether `key` is in `[from, to)` (an absent end is open).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const inRange = (key: Key, from: Key | undefined, to: Key | undefined): boolean =>
+  (from === undefined || compareKeys(key, from) >= 0) && (to === undefined || compareKeys(key, to) < 0)
+
+/**
+ * A row with its key, as ranges are computed over.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface KeyedRow extends Key {
+  readonly data: unknown
+}
+
+/**
+ * The rows of `rows` (`entity → id → JSON`) in `[from, to)`, in key order.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const rowsIn = (
+  rows: { readonly [entity: string]: { readonly [id: string]: unknown } } | ReadonlyMap<string, ReadonlyMap<string, unknown>>,
+  from: Key | undefined,
+  to: Key | undefined
+): Array<KeyedRow> => {
+  const out: Array<KeyedRow> = []
+  const entries = rows instanceof Map
+    ? [...rows].map(([entity, ids]) => [entity, [...ids]] as const)
+    : Object.keys(rows).map((entity) => {
+      const ids = (rows as { readonly [entity: string]: { readonly [id: string]: unknown } })[entity]
+      return [entity, Object.keys(ids).map((id) => [id, ids[id]] as const)] as const
+    })
+  for (const [entity, ids] of entries) {
+    for (const [id, data] of ids) {
+      const row = { entity, id, data }
+      if (inRange(row, from, to)) out.push(row)
+    }
+  }
+  return out.sort(compareKeys)
+}
+
+/**
+ * How many rows and the sum of their hashes.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const summarize = (rows: ReadonlyArray<KeyedRow>): { readonly count: number; readonly checksum: number } => {
+  let checksum = 0
+  for (const row of rows) checksum = add(checksum, rowHash(row.entity, row.id, row.data))
+  return { count: rows.length, checksum }
+}
+
+/**
+ * `[from, to)` split into at most `parts` contiguous ranges of about equal
+ * row counts, over `sorted` (the rows of `[from, to)` in key order): each
+ * inner boundary is the first key of the next range, the outer ends are
+ * `from` and `to`; an empty range is one range of count 0.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const split = (
+  sorted: ReadonlyArray<KeyedRow>,
+  parts: number,
+  from: Key | undefined,
+  to: Key | undefined
+): Array<{ readonly from?: Key; readonly to?: Key; readonly count: number; readonly checksum: number }> => {
+  const n = Math.max(1, Math.min(parts, sorted.length))
+  const keyOf = (row: KeyedRow): Key => ({ entity: row.entity, id: row.id })
+  const out: Array<{ readonly from?: Key; readonly to?: Key; readonly count: number; readonly checksum: number }> = []
+  for (let i = 0; i < n; i++) {
+    const start = Math.floor((i * sorted.length) / n)
+    const end = Math.floor(((i + 1) * sorted.length) / n)
+    const lo = i === 0 ? from : keyOf(sorted[start])
+    const hi = i === n - 1 ? to : keyOf(sorted[end])
+    out.push({ ...(lo === undefined ? {} : { from: lo }), ...(hi === undefined ? {} : { to: hi }), ...summarize(sorted.slice(start, end)) })
+  }
+  return out
+}

@@ -611,3 +611,173 @@ export const formatParseError = (error: ParseResult.ParseError): string =>
   ParseResult.ArrayFormatter.formatErrorSync(error)
     .map((issue) => `${issue.path.length === 0 ? "body" : issue.path.map(String).join(".")}: ${issue.message}`)
     .join("; ")
+
+/**
+ * A row's key in a scope, for repair ranges: rows are ordered by `entity`,
+ * then `id`, each compared by UTF-16 code units (`Checksum.compareKeys`,
+ * JavaScript's `<` on strings).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const RowKey = Schema.Struct({
+  entity: Schema.String.pipe(Schema.maxLength(128)),
+  id: Schema.String.pipe(Schema.maxLength(256))
+})
+/**
+ * A decoded `RowKey`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RowKey = typeof RowKey.Type
+
+/**
+ * The most parts a `RangesRequest` may ask for.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const MAX_RANGE_PARTS = 64
+
+/**
+ * How many parts a `RangesRequest` that names none gets.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const DEFAULT_RANGE_PARTS = 16
+/**
+ * The most rows one `RowsResponse` carries; a range holding more answers
+ * `has_more: true` and the first that many.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const MAX_REPAIR_ROWS = 1000
+
+/**
+ * `POST /_sync/ranges`: the checksums of the scope's rows in `[from, to)`
+ * (absent ends are open), split into at most `parts` contiguous ranges of
+ * about equal row counts. Authorized as a snapshot of the scope.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const RangesRequest = Schema.Struct({
+  protocol: ProtocolField,
+  app_version: Schema.optional(AppVersion),
+  scope: Scope,
+  client_id: Schema.optional(ClientId),
+  from: Schema.optional(RowKey),
+  to: Schema.optional(RowKey),
+  parts: Schema.optional(Schema.Number.pipe(Schema.int(), Schema.between(1, MAX_RANGE_PARTS)))
+})
+/**
+ * A decoded `RangesRequest`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RangesRequest = typeof RangesRequest.Type
+
+/**
+ * One range of a `RangesResponse`: the rows with `from <= key < to` (an
+ * absent end is open), how many there are and the sum of their hashes.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const RowRange = Schema.Struct({
+  from: Schema.optional(RowKey),
+  to: Schema.optional(RowKey),
+  count: Schema.Number.pipe(Schema.int(), Schema.nonNegative()),
+  checksum: Schema.Number.pipe(Schema.int(), Schema.between(0, 4294967295))
+})
+/**
+ * A decoded `RowRange`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RowRange = typeof RowRange.Type
+
+/**
+ * The answer of `POST /_sync/ranges`, read at the scope's head `cursor` in
+ * one snapshot: the ranges cover the request's `[from, to)` in key order
+ * with no gap or overlap; `checksum` is the whole scope's.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const RangesResponse = Schema.Struct({
+  cursor: Schema.Number,
+  checksum: Schema.Number,
+  ranges: Schema.Array(RowRange)
+})
+/**
+ * A decoded `RangesResponse`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RangesResponse = typeof RangesResponse.Type
+
+/**
+ * `POST /_sync/rows`: the rows of the scope with `from <= key < to`, to
+ * repair a range whose checksum differs. Authorized as a snapshot.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const RowsRequest = Schema.Struct({
+  protocol: ProtocolField,
+  app_version: Schema.optional(AppVersion),
+  scope: Scope,
+  client_id: Schema.optional(ClientId),
+  from: Schema.optional(RowKey),
+  to: Schema.optional(RowKey)
+})
+/**
+ * A decoded `RowsRequest`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RowsRequest = typeof RowsRequest.Type
+
+/**
+ * One row of a `RowsResponse`.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Row = Schema.Struct({ entity: Schema.String, id: Schema.String, data: Json })
+/**
+ * A decoded `Row`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Row = typeof Row.Type
+
+/**
+ * The answer of `POST /_sync/rows`, read at the scope's head `cursor` in one
+ * snapshot: the range's rows in key order, at most `MAX_REPAIR_ROWS`
+ * (`has_more` when the range holds more).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const RowsResponse = Schema.Struct({
+  cursor: Schema.Number,
+  rows: Schema.Array(Row),
+  has_more: Schema.Boolean
+})
+/**
+ * A decoded `RowsResponse`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RowsResponse = typeof RowsResponse.Type

@@ -98,6 +98,14 @@ export class SyncEngine extends Context.Tag("@mizu/sync/SyncEngine")<SyncEngine,
     request: Protocol.SnapshotRequest,
     caller: Caller
   ) => Effect.Effect<Protocol.SnapshotResponse, ProtocolError>
+  /**
+   * The checksums of the scope's rows in a key range, split in parts, at the
+   * head in one consistent read (a client repairing a checksum mismatch).
+   * Authorized as a snapshot.
+   */
+  readonly ranges: (request: Protocol.RangesRequest, caller: Caller) => Effect.Effect<Protocol.RangesResponse, ProtocolError>
+  /** The rows of the scope in a key range, at the head in one consistent read. Authorized as a snapshot. */
+  readonly rows: (request: Protocol.RowsRequest, caller: Caller) => Effect.Effect<Protocol.RowsResponse, ProtocolError>
 }>() {}
 
 /**

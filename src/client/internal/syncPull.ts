@@ -5,7 +5,9 @@
  * does not continue the cursor is refused (3); a backlog past
  * `maxPullPages`, `cursor_too_old` and `cursor_ahead` reset the scope from
  * a snapshot (6). A pull whose generation ended (the queue was renumbered)
- * is stale and starts again.
+ * is stale and starts again. A pull that reached the head compares the
+ * scope's checksum with the server's; a difference is repaired range by
+ * range (`syncRepair`), or by a snapshot when that cannot mend it.
  *
  * The worker pulls the scopes asked for (pokes, heads, answers, the
  * failsafe interval) and retries failures with the shared policy
@@ -21,6 +23,7 @@ import * as Protocol from "../../protocol/Sync.js"
 import type { ClientStorageError } from "../ClientStorage.js"
 import { type ResetReason, SyncError, type SyncFailure } from "../SyncClient.js"
 import * as Rebase from "./syncRebase.js"
+import * as Repair from "./syncRepair.js"
 import type { SyncState } from "./syncState.js"
 import * as Backoff from "../Backoff.js"
 
@@ -38,7 +41,8 @@ export interface Pull {
   readonly failsafe: Effect.Effect<never>
 }
 
-type PullOutcome = "done" | "stale"
+/** `mismatch`: committed, but the scope's checksum differs from the server's at the same cursor (repair it). */
+type PullOutcome = "done" | "stale" | "mismatch"
 
 const isResetCode = (e: SyncFailure): e is Protocol.ProtocolError =>
   e._tag === "ProtocolError" && (e.code === "cursor_too_old" || e.code === "cursor_ahead")
@@ -51,6 +55,14 @@ export const make = (s: SyncState): Effect.Effect<Pull> =>
   Effect.map(Effect.makeSemaphore(1), (pullMutex) => {
     const { clientId, config } = s
     const { commitPull, resetScope } = makeCommits(s)
+    const { repair } = Repair.make(s)
+
+    /** Repair a scope whose checksum differs; a snapshot when the repair cannot mend it. */
+    const repairOrReset = (scope: string, gen0: number): Effect.Effect<"done" | "stale", SyncFailure> =>
+      Effect.flatMap(repair(scope, gen0), (outcome) => {
+        if (outcome !== "reset") return Effect.succeed(outcome)
+        return Effect.map(resetScope(scope, "checksum", gen0), (o) => (o === "mismatch" ? "stale" : o))
+      })
 
     const pullPages = (scope: string, gen0: number): Effect.Effect<PullOutcome, SyncFailure> =>
       Effect.gen(function*() {
@@ -77,7 +89,7 @@ export const make = (s: SyncState): Effect.Effect<Pull> =>
           }
           changes.push(...r.changes)
           cursor = r.cursor
-          if (!r.has_more) return yield* commitPull(gen0, { scope, from, changes, cursor, lastMutationId: r.last_mutation_id })
+          if (!r.has_more) return yield* commitPull(gen0, { scope, from, changes, cursor, lastMutationId: r.last_mutation_id, checksum: r.checksum })
         }
       })
 
@@ -86,7 +98,8 @@ export const make = (s: SyncState): Effect.Effect<Pull> =>
         for (let tries = 0; tries < 10; tries++) {
           const gen0 = s.coordination.generation
           const reset = s.coordination.needsReset.get(scope)
-          const outcome = reset !== undefined ? yield* resetScope(scope, reset, gen0) : yield* pullPages(scope, gen0)
+          const pulled = reset !== undefined ? yield* resetScope(scope, reset, gen0) : yield* pullPages(scope, gen0)
+          const outcome = pulled === "mismatch" ? yield* repairOrReset(scope, gen0) : pulled
           if (outcome === "done") return
         }
       })).pipe(Effect.withSpan("SyncClient.pull", { attributes: { scope } }))
@@ -133,7 +146,10 @@ const makeCommits = (s: SyncState) => {
       if (step === undefined) return "stale" as const
       yield* s.commit(step)
       yield* s.reportSuccess("lastPullAt")
-      return "done" as const
+      // at the head the scope must equal the server's: compared whenever the server sent its checksum
+      const st = s.current().scopes.get(pulled.scope)
+      const drifted = pulled.checksum !== undefined && st !== undefined && Rebase.checksumOf(st.confirmed) !== pulled.checksum
+      return drifted ? "mismatch" as const : "done" as const
     }))
 
   /** Replace a scope by a snapshot (invariant 6), keeping pending mutations. */

@@ -26,6 +26,7 @@
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
+import * as Checksum from "../../protocol/Checksum.js"
 import type * as Protocol from "../../protocol/Sync.js"
 import type * as Mutation from "../../sync/Mutation.js"
 import type { Batch, ScopeWrite, StoredState } from "../ClientStorage.js"
@@ -78,7 +79,7 @@ export const rebuild = (
 const withScope = (scopes: ReadonlyMap<string, ScopeState>, scope: string, st: ScopeState): ReadonlyMap<string, ScopeState> =>
   new Map(scopes).set(scope, st)
 
-const changesEvent = (changes: ReadonlyArray<LocalChange>, source: "mutate" | "pull" | "reset" | "rollback"): ReadonlyArray<SyncEvent> =>
+const changesEvent = (changes: ReadonlyArray<LocalChange>, source: "mutate" | "pull" | "reset" | "rollback" | "repair"): ReadonlyArray<SyncEvent> =>
   changes.length === 0 ? [] : [{ _tag: "Changes", changes, source }]
 
 /** The state `load` gave, views rebuilt; a scope with pending mutations but no rows yet is there too. */
@@ -158,6 +159,38 @@ export interface Pulled {
   readonly changes: ReadonlyArray<Protocol.Change>
   readonly cursor: number
   readonly lastMutationId: number | undefined
+  /** The server's checksum of the scope at `cursor` (the last page's), when it sent one. */
+  readonly checksum?: number | undefined
+}
+
+/**
+ * The checksums of confirmed rows, by the `Rows` object: a scope's confirmed
+ * rows are replaced, never changed, once adopted (every step copies them
+ * first), so a checksum computed once stays right; a step that applies
+ * changes records the new one from the old and the changes' deltas.
+ */
+const checksums = new WeakMap<Rows, number>()
+
+/** The checksum (`Checksum`) of a scope's confirmed rows: the server's at the same cursor, unless one of them drifted. */
+export const checksumOf = (rows: Rows): number => {
+  const known = checksums.get(rows)
+  if (known !== undefined) return known
+  let sum = 0
+  for (const [entity, ids] of rows) for (const [id, data] of ids) sum = Checksum.add(sum, Checksum.rowHash(entity, id, data))
+  checksums.set(rows, sum)
+  return sum
+}
+
+/** Apply `changes` to `rows` (a fresh copy of `before`) in order, recording the checksum `before`'s moves to. */
+const applyCounted = (before: Rows, rows: Rows, changes: ReadonlyArray<Protocol.Change>): void => {
+  let sum = checksumOf(before)
+  for (const c of changes) {
+    const old = LocalView.getRow(rows, c.entity, c.id)
+    LocalView.applyChanges(rows, [c])
+    const now = LocalView.getRow(rows, c.entity, c.id)
+    sum = Checksum.add(sum, Checksum.delta(c.entity, c.id, Option.isSome(old) ? old : undefined, Option.isSome(now) ? now : undefined))
+  }
+  checksums.set(rows, sum)
 }
 
 /**
@@ -173,7 +206,7 @@ export const applyPull = (registry: Mutation.Registry | undefined, state: State,
     const queue = confirmUpTo(state, scope, pulled.lastMutationId)
     if (changes.length === 0 && !queue.changed && state.scopes.has(scope)) return { state, write: undefined, events: [] }
     const confirmed = LocalView.copyRows(st.confirmed)
-    LocalView.applyChanges(confirmed, changes)
+    applyCounted(st.confirmed, confirmed, changes)
     const view = yield* rebuild(registry, scope, confirmed, queue.pending)
     const touched = new Map(changes.map((c) => [`${c.entity}\u0000${c.id}`, [c.entity, c.id] as const]))
     return {
@@ -207,6 +240,56 @@ export const applySnapshot = (
       },
       write: { scopes: [{ scope, cursor: snapshot.cursor, reset: true, put }], pendingDelete: queue.pendingDelete, pendingPut: queue.pendingPut },
       events: [{ _tag: "Reset", scope, reason }, ...changesEvent(LocalView.diff(scope, st.view, view), "reset")]
+    }
+  })
+
+/** The server's rows of one key range, as a repair fetched them. */
+export interface RepairedRange {
+  readonly from?: Checksum.Key | undefined
+  readonly to?: Checksum.Key | undefined
+  readonly rows: ReadonlyArray<Protocol.Row>
+}
+
+/**
+ * Repair a scope whose checksum differs from the server's at the same
+ * cursor: in each range, the confirmed rows become the server's (rows the
+ * server does not have are removed); the rest of the scope is untouched, the
+ * cursor and the queue too. `undefined` when the scope is no longer at `cursor`.
+ */
+export const applyRepair = (
+  registry: Mutation.Registry | undefined,
+  state: State,
+  scope: string,
+  cursor: number,
+  ranges: ReadonlyArray<RepairedRange>
+): Effect.Effect<Step | undefined> =>
+  Effect.gen(function*() {
+    const st = state.scopes.get(scope)
+    if (st === undefined || st.cursor !== cursor) return undefined
+    const confirmed = LocalView.copyRows(st.confirmed)
+    const touched = new Map<string, readonly [string, string]>()
+    const changes: Array<Protocol.Change> = []
+    for (const range of ranges) {
+      const server = new Set(range.rows.map((row) => `${row.entity}\u0000${row.id}`))
+      for (const row of Checksum.rowsIn(st.confirmed, range.from, range.to)) {
+        if (!server.has(`${row.entity}\u0000${row.id}`)) {
+          changes.push({ cursor: Math.max(1, cursor), scope, entity: row.entity, id: row.id, op: "delete", ts: "" })
+        }
+      }
+      for (const row of range.rows) {
+        changes.push({ cursor: Math.max(1, cursor), scope, entity: row.entity, id: row.id, op: "update", data: row.data, ts: "" })
+      }
+    }
+    for (const c of changes) touched.set(`${c.entity}\u0000${c.id}`, [c.entity, c.id])
+    applyCounted(st.confirmed, confirmed, changes)
+    const view = yield* rebuild(registry, scope, confirmed, state.pending)
+    return {
+      state: { ...state, scopes: withScope(state.scopes, scope, { cursor, confirmed, view }) },
+      write: { scopes: [scopeWrite(scope, cursor, confirmed, touched.values())] },
+      events: [
+        { _tag: "Repaired", scope, ranges: ranges.length, rows: ranges.reduce((n, r) => n + r.rows.length, 0) },
+        ...changesEvent(LocalView.diff(scope, st.view, view), "repair")
+      ]
     }
   })
 

@@ -83,7 +83,11 @@ const Status = Schema.Struct({
 const Event = Schema.Union(
   Schema.TaggedStruct("Rejected", { mutation: Pending, code: Schema.String, message: Schema.String }),
   Schema.TaggedStruct("Stuck", { mutation: Pending, error: Failure, attempts: Schema.Number }),
-  Schema.TaggedStruct("Reset", { scope: Schema.String, reason: Schema.Literal("cursor_too_old", "cursor_ahead", "server_lost_state", "backlog", "schema") }),
+  Schema.TaggedStruct("Reset", {
+    scope: Schema.String,
+    reason: Schema.Literal("cursor_too_old", "cursor_ahead", "server_lost_state", "backlog", "schema", "checksum")
+  }),
+  Schema.TaggedStruct("Repaired", { scope: Schema.String, ranges: Schema.Number, rows: Schema.Number }),
   Schema.TaggedStruct("Renumbered", { from: Schema.Number, count: Schema.Number }),
   Schema.TaggedStruct("UpdateNeeded", {
     min: Schema.UndefinedOr(Schema.Number),

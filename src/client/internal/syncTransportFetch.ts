@@ -60,7 +60,7 @@ export const makeFetch = (options: FetchOptions): SyncTransport["Type"] => {
 
   /** One HTTP exchange with a given token: the status and JSON of a 2xx, or a typed error. */
   const send = (
-    path: "push" | "pull" | "snapshot",
+    path: "push" | "pull" | "snapshot" | "ranges" | "rows",
     body: string,
     token: string | undefined
   ): Effect.Effect<readonly [status: number, json: unknown], SyncTransportError> =>
@@ -105,7 +105,7 @@ export const makeFetch = (options: FetchOptions): SyncTransport["Type"] => {
     })
 
   const request = <A, I, Req, ReqI>(
-    path: "push" | "pull" | "snapshot",
+    path: "push" | "pull" | "snapshot" | "ranges" | "rows",
     requestSchema: Schema.Schema<Req, ReqI>,
     responseSchema: Schema.Schema<A, I>,
     body: Req
@@ -132,6 +132,8 @@ export const makeFetch = (options: FetchOptions): SyncTransport["Type"] => {
   return SyncTransport.of({
     push: (body) => request("push", Protocol.PushRequest, Protocol.PushResponse, body),
     pull: (body) => request("pull", Protocol.PullRequest, Protocol.PullResponse, body),
-    snapshot: (body) => request("snapshot", Protocol.SnapshotRequest, Protocol.SnapshotResponse, body)
+    snapshot: (body) => request("snapshot", Protocol.SnapshotRequest, Protocol.SnapshotResponse, body),
+    ranges: (body) => request("ranges", Protocol.RangesRequest, Protocol.RangesResponse, body),
+    rows: (body) => request("rows", Protocol.RowsRequest, Protocol.RowsResponse, body)
   })
 }

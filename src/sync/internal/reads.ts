@@ -1,12 +1,14 @@
 /**
- * The reads of the engine: pull and snapshot, each one `readConsistent`
- * unit that checks the client id's owner before anything else is read.
+ * The reads of the engine: pull, snapshot and the repair reads (ranges,
+ * rows), each one `readConsistent` unit that checks the client id's owner
+ * before anything else is read.
  *
  * @internal
  */
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as Metrics from "../../Metrics.js"
+import * as Checksum from "../../protocol/Checksum.js"
 import * as Protocol from "../../protocol/Sync.js"
 import { ProtocolError } from "../../protocol/Sync.js"
 import type { Caller, SyncEngine } from "../SyncEngine.js"
@@ -19,7 +21,7 @@ import type { Deps } from "./syncEngine.js"
 export const make = (
   { clients, log, storage, store }: Deps,
   { authorize, checkOwner, notOwner }: Access
-): Pick<SyncEngine["Type"], "pull" | "pullBody" | "snapshot"> => {
+): Pick<SyncEngine["Type"], "pull" | "pullBody" | "snapshot" | "ranges" | "rows"> => {
   /** The owner check first (nothing read is revealed to another principal), then the cursor checks. */
   const checkRead = (request: Protocol.PullRequest, owner: string | undefined, read: PullRead) => {
     if (request.client_id !== undefined && read.owner !== undefined && read.owner !== owner) {
@@ -145,5 +147,47 @@ export const make = (
       Effect.annotateLogs({ scope: request.scope, client_id: request.client_id ?? "" })
     )
 
-  return { pull, pullBody, snapshot }
+  /** A repair read: authorized as a snapshot, then the scope's head, checksum and rows in `[from, to)` in one snapshot. */
+  const repairRead = <A>(
+    name: string,
+    request: Protocol.RangesRequest | Protocol.RowsRequest,
+    caller: Caller,
+    answer: (head: { readonly cursor: number; readonly checksum: number }, rows: Array<Checksum.KeyedRow>) => Effect.Effect<A>
+  ) =>
+    Effect.gen(function*() {
+      const owner = yield* authorize("snapshot", [request.scope], caller, request.client_id)
+      return yield* storage.readConsistent(Effect.gen(function*() {
+        yield* checkOwner(request.client_id, owner)
+        const cursor = yield* log.head(request.scope)
+        const checksum = yield* log.checksum(request.scope)
+        const data = yield* store.snapshot(request.scope)
+        return yield* answer({ cursor, checksum }, Checksum.rowsIn(data, request.from, request.to))
+      }))
+    }).pipe(
+      (self) => logStorageError(self),
+      Effect.withSpan(name, { attributes: { scope: request.scope }, captureStackTrace: false }),
+      Effect.annotateLogs({ scope: request.scope, client_id: request.client_id ?? "" })
+    )
+
+  const ranges = (request: Protocol.RangesRequest, caller: Caller) =>
+    repairRead("SyncEngine.ranges", request, caller, (head, rows) => {
+      const ranges = Checksum.split(rows, request.parts ?? Protocol.DEFAULT_RANGE_PARTS, request.from, request.to)
+      const whole = request.from === undefined && request.to === undefined
+      return Effect.as(
+        Effect.zipRight(Metric.incrementBy(Metrics.repairRanges, ranges.length), whole ? Metric.increment(Metrics.repairMismatches) : Effect.void),
+        { cursor: head.cursor, checksum: head.checksum, ranges }
+      )
+    })
+
+  const rows = (request: Protocol.RowsRequest, caller: Caller) =>
+    repairRead("SyncEngine.rows", request, caller, (head, rows) => {
+      const page = rows.slice(0, Protocol.MAX_REPAIR_ROWS)
+      return Effect.as(Metric.incrementBy(Metrics.repairRows, page.length), {
+        cursor: head.cursor,
+        rows: page.map(({ data, entity, id }) => ({ entity, id, data })),
+        has_more: rows.length > page.length
+      })
+    })
+
+  return { pull, pullBody, snapshot, ranges, rows }
 }

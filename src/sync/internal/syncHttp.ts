@@ -172,7 +172,9 @@ export const router = (options: Options = {}): HttpRouter.HttpRouter<never, Sync
     HttpRouter.all(
       `${prefix}/snapshot`,
       endpoint(Protocol.SnapshotRequest, max, (body, caller, e) => Effect.map(e.snapshot(body, caller), json))
-    )
+    ),
+    HttpRouter.all(`${prefix}/ranges`, endpoint(Protocol.RangesRequest, max, (body, caller, e) => Effect.map(e.ranges(body, caller), json))),
+    HttpRouter.all(`${prefix}/rows`, endpoint(Protocol.RowsRequest, max, (body, caller, e) => Effect.map(e.rows(body, caller), json)))
   )
 }
 
