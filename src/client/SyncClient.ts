@@ -60,6 +60,10 @@
  *    store as it is, so ids stay unique per client id and no tab overwrites
  *    another's batch. Only the leader tab runs the workers (1-6 hold there);
  *    a follower's `push`, `pull` and `sync` run in the leader.
+ * 9. confirmed(scope) equals the server's rows at cursor(scope): at each pull
+ *    that reaches the head its checksum (`Checksum`) is compared with the
+ *    server's, and a difference is repaired by fetching the rows of the key
+ *    ranges that differ (or, failing that, a snapshot); the queue is kept.
  *
  * Handlers must be deterministic given their args (put ids and timestamps in
  * the args): a pending mutation is replayed on every rebase, and the server
