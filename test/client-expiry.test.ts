@@ -8,16 +8,20 @@
  * from requests), so there is no bad input to test here.
  */
 import { assert, describe, layer } from "@effect/vitest"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as SqlClient from "@effect/sql/SqlClient"
 import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import { Authorizer, ClientExpiry, Clients, LivePubSub, SyncStorage } from "mizu-sync-live"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { SqlStorage } from "mizu-sync-live"
-import { registry } from "./fixtures/outage.js"
+import { registry, waitUntil } from "./fixtures/outage.js"
 import { freshScope } from "./suites/util.js"
-import { describePostgres } from "./support/Postgres.js"
+import { describePostgres, PgDatabase } from "./support/Postgres.js"
 import { BaseUrl, layerServer, post } from "./support/TestServer.js"
 
 type Result = { readonly id?: number; readonly ok: boolean; readonly duplicate?: true; readonly cursor: number }
@@ -138,4 +142,52 @@ describePostgres("client expiry (postgres)", ({ storage }) => {
         assert.strictEqual(after.expired - before.expired >= ids.length, true)
       }))
   })
+})
+
+describePostgres("client expiry racing a push (postgres)", ({ database, storage }) => {
+  const deps = Layer.mergeAll(storage(), LivePubSub.layerMemory, Authorizer.layerAllowAll)
+  layer(Layer.merge(layerServer({ registry, clientExpiry: false }, deps), database), { timeout: 60_000, excludeTestServices: true })(
+    "an expiry in flight while the client pushes again (postgres)",
+    (it) => {
+      it.scoped("the push waits for it and still finds ids 1-2 processed: duplicates, not applied twice; id 3 applies once", () =>
+        Effect.gen(function*() {
+          const db = yield* PgDatabase
+          const sql = yield* Effect.provide(SqlClient.SqlClient, yield* Layer.build(PgClient.layer(db.config)))
+          const scope = freshScope()
+          const client = `race-${scope}`
+          const first = yield* push(client, [{ id: 1, scope, note: "a" }, { id: 2, scope, note: "b" }])
+          assert.deepStrictEqual(first.map((r) => r.ok), [true, true])
+          // an expiry job's transaction, held open after it removed the record and wrote the tombstone
+          const removed = yield* Deferred.make<void>()
+          const commit = yield* Deferred.make<void>()
+          const expiry = yield* Effect.fork(sql.withTransaction(Effect.gen(function*() {
+            yield* sql`DELETE FROM mizu_client_scopes WHERE client_id = ${client}`
+            yield* sql`DELETE FROM mizu_client_failures WHERE client_id = ${client}`
+            yield* sql`INSERT INTO mizu_expired_clients (client_id, last, owner, expired)
+              SELECT client_id, last, owner, ${Date.now()} FROM mizu_clients WHERE client_id = ${client}`
+            yield* sql`DELETE FROM mizu_clients WHERE client_id = ${client}`
+            yield* Deferred.succeed(removed, undefined)
+            yield* Deferred.await(commit)
+          })))
+          yield* Deferred.await(removed)
+          // the client never heard back about 1-2 and sends its whole queue again, with a new id 3
+          const again = yield* Effect.fork(push(client, [{ id: 1, scope, note: "a" }, { id: 2, scope, note: "b" }, { id: 3, scope, note: "c" }]))
+          // wait until the push's claim is blocked on the removed record's lock
+          yield* waitUntil(
+            "the push to wait on the expiry's row lock",
+            Effect.map(
+              sql<{ readonly n: number | string }>`SELECT count(*) AS n FROM pg_stat_activity
+                WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+              (rows) => Number(rows[0]?.n ?? 0) > 0
+            )
+          )
+          yield* Deferred.succeed(commit, undefined)
+          yield* Fiber.join(expiry)
+          const results = yield* Fiber.join(again)
+          assert.deepStrictEqual(results.map((r) => [r.id, r.ok, r.duplicate === true]), [[1, true, true], [2, true, true], [3, true, false]])
+          const changes = (yield* read("pull", { scope, cursor: 0 })).changes ?? []
+          assert.strictEqual(changes.length, 3, "notes a, b and c, each written once")
+        }))
+    }
+  )
 })

@@ -44,6 +44,8 @@ interface Failed {
 
 type LastRow = { readonly last: number | string }
 type ClaimRow = LastRow & { readonly client_id: string; readonly owner: string | null }
+/** A Postgres claim's row: whether the statement inserted it. */
+type ClaimRowPg = ClaimRow & { readonly inserted: boolean }
 type FailureRow = { readonly id: number | string; readonly code: string; readonly message: string }
 
 const lastUpsert = `ON CONFLICT (client_id) DO UPDATE
@@ -68,6 +70,18 @@ const texts = (q: Statements["q"]) => ({
   lastLocked: q(`INSERT INTO mizu_clients (client_id, last) VALUES (?, COALESCE(${tombLast}, 0))
     ON CONFLICT (client_id) DO UPDATE SET last = mizu_clients.last
     RETURNING last`),
+  // Postgres: the same, saying whether this statement inserted the row (`heal`).
+  lastLockedPg: q(`INSERT INTO mizu_clients (client_id, last) VALUES (?, COALESCE(${tombLast}, 0))
+    ON CONFLICT (client_id) DO UPDATE SET last = mizu_clients.last
+    RETURNING client_id, last, owner, (xmax = 0) AS inserted`),
+  claimPg: q(`INSERT INTO mizu_clients (client_id, last, owner, seen) VALUES (?, ${fromTombstone}, ?) ${claimUpsert}
+    RETURNING client_id, last, owner, (xmax = 0) AS inserted`),
+  // Postgres: a row a claim inserted may have raced an expiry that committed while the INSERT waited on
+  // the expired row's lock; the INSERT's snapshot is older than the tombstone, so it took last 0 and the
+  // claimant as owner. A statement of its own (a fresh snapshot) reads the tombstone again and takes it.
+  heal: q(`UPDATE mizu_clients c SET last = GREATEST(c.last, e.last), owner = COALESCE(e.owner, c.owner)
+    FROM mizu_expired_clients e WHERE e.client_id = c.client_id AND c.client_id = ANY(?::text[])
+    RETURNING c.client_id, c.last, c.owner`),
   lastPlain: q(`SELECT COALESCE((SELECT last FROM mizu_clients WHERE client_id = ?), ${tombLast}) AS last`),
   // Like lastLocked (the row lock), and the owner is set only where there is none yet.
   claim: q(`INSERT INTO mizu_clients (client_id, last, owner, seen) VALUES (?, ${fromTombstone}, ?) ${claimUpsert} RETURNING last, owner`),
@@ -122,7 +136,7 @@ const texts = (q: Statements["q"]) => ({
     SELECT v.client_id, COALESCE(e.last, 0), COALESCE(e.owner, v.owner), ?::bigint
     FROM unnest(?::text[], ?::text[]) AS v (client_id, owner) LEFT JOIN mizu_expired_clients e ON e.client_id = v.client_id
     ORDER BY v.client_id
-    ${claimUpsert} RETURNING client_id, last, owner`),
+    ${claimUpsert} RETURNING client_id, last, owner, (xmax = 0) AS inserted`),
   recordClients: multiRow(q, "INSERT INTO mizu_clients (client_id, last) VALUES", "(?, ?)", lastUpsert),
   recordManyPg: q(`WITH c AS (
       INSERT INTO mizu_clients (client_id, last)
@@ -245,6 +259,20 @@ export const make = (
 
   const lastOf = (rows: ReadonlyArray<LastRow>) => rows[0] === undefined ? 0 : Number(rows[0].last)
 
+  /**
+   * Postgres: a claim's rows, with those it inserted healed (`text.heal`):
+   * a client whose record an expiry removed while the claim waited keeps its
+   * last id and owner, so what it had pushed before is still a duplicate.
+   */
+  const claimedPg = (rows: ReadonlyArray<ClaimRowPg>, what: string): Effect.Effect<ReadonlyArray<ClaimRow>, StorageError> => {
+    const inserted = rows.filter((row) => row.inserted).map((row) => row.client_id)
+    if (inserted.length === 0) return Effect.succeed(rows)
+    return query<ClaimRow, ReadonlyArray<ClaimRow>>(text.heal, [inserted], what, (healed) => {
+      const byId = new Map(healed.map((row) => [row.client_id, row] as const))
+      return rows.map((row) => byId.get(row.client_id) ?? row)
+    })
+  }
+
   /** One statement's claims (at most `rowsPerInsert` on SQLite), into `found`; Postgres locks the rows in client id order. */
   const claimSome = (claims: ReadonlyArray<Clients.Claimant>, found: Map<string, Clients.Claim>, now: number) => {
     const read = (rows: ReadonlyArray<ClaimRow>) => {
@@ -252,7 +280,12 @@ export const make = (
     }
     if (isPg) {
       const sorted = [...claims].sort((a, b) => a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0)
-      return query(text.claimManyPg, [now, sorted.map((c) => c.clientId), sorted.map((c) => c.owner ?? null)], "Clients.claimAll", read)
+      return query<ClaimRowPg, ReadonlyArray<ClaimRowPg>>(
+        text.claimManyPg,
+        [now, sorted.map((c) => c.clientId), sorted.map((c) => c.owner ?? null)],
+        "Clients.claimAll",
+        (rows) => rows
+      ).pipe(Effect.flatMap((rows) => claimedPg(rows, "Clients.claimAll")), Effect.map(read))
     }
     const params: Array<unknown> = []
     for (const { clientId, owner } of claims) params.push(clientId, clientId, clientId, owner ?? null, now)
@@ -324,19 +357,28 @@ export const make = (
 
   return {
     lastId: (clientId) =>
-      Effect.flatMap(mayLock, (locking) => query(text[locking ? "lastLocked" : "lastPlain"], [clientId, clientId], "Clients.lastId", lastOf)),
-    claim: (clientId, owner) =>
-      Effect.clockWith((clock) =>
-        query<LastRow & { readonly owner: string | null }, Clients.Claim>(
-          text.claim,
-          [clientId, clientId, clientId, owner ?? null, clock.unsafeCurrentTimeMillis()],
-          "Clients.claim",
-          (rows) => {
-            const row = rows[0]
-            return row === undefined ? { owner, last: 0 } : { owner: row.owner ?? undefined, last: Number(row.last) }
-          }
+      Effect.flatMap(mayLock, (locking) => {
+        if (!locking) return query(text.lastPlain, [clientId, clientId], "Clients.lastId", lastOf)
+        if (!isPg) return query(text.lastLocked, [clientId, clientId], "Clients.lastId", lastOf)
+        return query<ClaimRowPg, ReadonlyArray<ClaimRowPg>>(text.lastLockedPg, [clientId, clientId], "Clients.lastId", (rows) => rows).pipe(
+          Effect.flatMap((rows) => claimedPg(rows, "Clients.lastId")),
+          Effect.map(lastOf)
         )
-      ),
+      }),
+    claim: (clientId, owner) =>
+      Effect.clockWith((clock) => {
+        const params = [clientId, clientId, clientId, owner ?? null, clock.unsafeCurrentTimeMillis()]
+        const claimed = isPg
+          ? Effect.flatMap(
+            query<ClaimRowPg, ReadonlyArray<ClaimRowPg>>(text.claimPg, params, "Clients.claim", (rows) => rows),
+            (rows) => claimedPg(rows, "Clients.claim")
+          )
+          : query<ClaimRow, ReadonlyArray<ClaimRow>>(text.claim, params, "Clients.claim", (rows) => rows)
+        return Effect.map(claimed, (rows): Clients.Claim => {
+          const row = rows[0]
+          return row === undefined ? { owner, last: 0 } : { owner: row.owner ?? undefined, last: Number(row.last) }
+        })
+      }),
     ownerOf: (clientId) =>
       query<{ readonly owner: string | null }, string | undefined>(text.owner, [clientId, clientId], "Clients.ownerOf", (rows) => rows[0]?.owner ?? undefined),
     lastIdForScope: (clientId, scope) => query(text.lastForScope, [clientId, scope, clientId], "Clients.lastIdForScope", lastOf),
