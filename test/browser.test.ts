@@ -43,6 +43,21 @@ afterAll(async () => {
   NodeFs.rmSync(dir, { recursive: true, force: true })
 })
 
+/**
+ * A page of `url` in a context of its own with service workers blocked:
+ * Playwright's routes and request events do not see the requests a worker
+ * with a fetch handler intercepts, even those it lets through
+ * (microsoft/playwright#1090; its docs say to block workers when routing).
+ * With the app shell's worker, a push now and then reached the server
+ * despite the routes (2 of 5 CI runs).
+ */
+const openWithoutWorker = async (url: string) => {
+  const a = await browser!.newContext({ serviceWorkers: "block" })
+  const pa = await open(a, url)
+  await pa.waitForFunction(() => "mizu" in window)
+  return { a, pa }
+}
+
 // Skipped only without a chromium binary, with one line saying so; under CI=true a missing
 // chromium fails instead (support/Browser.ts), and .ci/run installs it.
 describe.skipIf(!Chromium.available)("todo app in a browser", () => { // skipped only without a chromium binary (support/Browser.ts prints why; under CI=true it fails instead)
@@ -143,13 +158,8 @@ describe.skipIf(!Chromium.available)("todo app in a browser", () => { // skipped
         const base = yield* BaseUrl
         const list = freshList()
         yield* run(async () => {
-          // no service worker here: Playwright's routes do not see the requests a worker with a fetch handler
-          // intercepts (microsoft/playwright#1090; its docs say to block workers when routing), even those it lets
-          // through, so with the app shell's worker a push could reach the server now and then (2 of 5 CI runs).
-          // This test is about the store and the queue across a reload; the worker's offline reload is the next test.
-          const a = await browser!.newContext({ serviceWorkers: "block" })
-          const pa = await open(a, `${base}/?list=${list}&name=ann`)
-          await pa.waitForFunction(() => "mizu" in window)
+          // This test is about the store and the queue across a reload; the worker's offline reload is a later test.
+          const { a, pa } = await openWithoutWorker(`${base}/?list=${list}&name=ann`)
           assert.isNull(await pa.evaluate(() => navigator.serviceWorker.controller), "no worker controls the page")
           // the sync server is unreachable (pushes, pulls and the socket fail); the page itself still loads
           await a.route("**/_sync/**", (route) => route.abort("internetdisconnected"))
@@ -177,10 +187,7 @@ describe.skipIf(!Chromium.available)("todo app in a browser", () => { // skipped
         const base = yield* BaseUrl
         const list = freshList()
         yield* run(async () => {
-          // no service worker: Playwright's request events and routes do not see what one intercepts (see above)
-          const a = await browser!.newContext({ serviceWorkers: "block" })
-          const pa = await open(a, `${base}/?list=${list}&name=ann`)
-          await pa.waitForFunction(() => "mizu" in window)
+          const { a, pa } = await openWithoutWorker(`${base}/?list=${list}&name=ann`)
           for (const title of ["one", "two", "three"]) {
             await addTodo(pa, title)
             await eventually(async () => (await titles(pa)).includes(title), true)

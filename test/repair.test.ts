@@ -88,6 +88,21 @@ const corrupt = (ref: Ref.Ref<ClientStorage.StoredState>, scope: string) =>
     return { ...state, scopes: { ...state.scopes, [scope]: { ...stored, rows: { ...stored.rows, note: notes } } } }
   })
 
+/** A scope of `ROWS` notes on the server, a client's store of it synced, then drifted (`corrupt`) while the client was away. */
+const drifted = Effect.gen(function*() {
+  const base = yield* BaseUrl
+  const scope = freshScope()
+  yield* seed(base, scope)
+  const ref = yield* Ref.make(ClientStorage.emptyState)
+  const storage = ClientStorage.layerMemoryRef(ref)
+  const fetch = SyncTransport.makeFetch({ baseUrl: base })
+  const first = yield* startStoppable({ registry, scopes: [scope] }, fetch, storage)
+  yield* first.client.sync
+  yield* first.stop
+  yield* corrupt(ref, scope)
+  return { base, fetch, ref, scope, storage }
+})
+
 const viewEquals = (client: SyncClient.SyncClient["Type"], scope: string, data: Protocol.SnapshotData) =>
   Effect.map(client.view(scope), (view) => assert.deepStrictEqual(view, data))
 
@@ -127,16 +142,7 @@ const suite = (name: string, storage: Layer.Layer<SyncStorage.Services, unknown>
 
     it.scoped("a drifted local store is found at the next pull and repaired from only the rows of the ranges that differ", () =>
       Effect.gen(function*() {
-        const base = yield* BaseUrl
-        const scope = freshScope()
-        yield* seed(base, scope)
-        const ref = yield* Ref.make(ClientStorage.emptyState)
-        const storage = ClientStorage.layerMemoryRef(ref)
-        const fetch = SyncTransport.makeFetch({ baseUrl: base })
-        const first = yield* startStoppable({ registry, scopes: [scope] }, fetch, storage)
-        yield* first.client.sync
-        yield* first.stop
-        yield* corrupt(ref, scope)
+        const { base, fetch, ref, scope, storage } = yield* drifted
         // pushes wait until the repair is done, so the log stands still meanwhile and the count is of one repair
         const release = yield* Deferred.make<void>()
         const counted = counting(gated(fetch, release), true)
@@ -167,16 +173,7 @@ const suite = (name: string, storage: Layer.Layer<SyncStorage.Services, unknown>
 
     it.scoped("without the repair endpoints a drifted scope is reset from a snapshot (reason checksum)", () =>
       Effect.gen(function*() {
-        const base = yield* BaseUrl
-        const scope = freshScope()
-        yield* seed(base, scope)
-        const ref = yield* Ref.make(ClientStorage.emptyState)
-        const storage = ClientStorage.layerMemoryRef(ref)
-        const fetch = SyncTransport.makeFetch({ baseUrl: base })
-        const first = yield* startStoppable({ registry, scopes: [scope] }, fetch, storage)
-        yield* first.client.sync
-        yield* first.stop
-        yield* corrupt(ref, scope)
+        const { base, fetch, scope, storage } = yield* drifted
         const counted = counting(fetch, false)
         const second = yield* startStoppable({ registry, scopes: [scope], pullInterval: "1 hour" }, counted.transport, storage)
         const events = yield* second.client.subscribeEvents

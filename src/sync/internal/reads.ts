@@ -14,6 +14,7 @@ import { ProtocolError } from "../../protocol/Sync.js"
 import type { Caller, SyncEngine } from "../SyncEngine.js"
 import type { PullRead } from "../SyncStorage.js"
 import type { Access } from "./access.js"
+import type { StorageError } from "../StorageError.js"
 import { logStorageError } from "./errors.js"
 import type { Deps } from "./syncEngine.js"
 
@@ -128,31 +129,15 @@ export const make = (
   const pullBody = (request: Protocol.PullRequest, caller: Caller) =>
     pullAs(request, caller, (read) => bodyOf(request, read), (response) => JSON.stringify(response))
 
-  const snapshot = (request: Protocol.SnapshotRequest, caller: Caller) =>
-    Effect.gen(function*() {
-      const owner = yield* authorize("snapshot", [request.scope], caller, request.client_id)
-      return yield* storage.readConsistent(Effect.gen(function*() {
-        yield* checkOwner(request.client_id, owner)
-        const cursor = yield* log.head(request.scope)
-        const checksum = yield* log.checksum(request.scope)
-        const data = yield* store.snapshot(request.scope)
-        yield* Metric.increment(Metrics.snapshots)
-        const response: Protocol.SnapshotResponse = { data, cursor, checksum }
-        if (request.client_id === undefined) return response
-        return { ...response, last_mutation_id: yield* clients.lastIdForScope(request.client_id, request.scope) }
-      }))
-    }).pipe(
-      (self) => logStorageError(self),
-      Effect.withSpan("SyncEngine.snapshot", { attributes: { scope: request.scope }, captureStackTrace: false }),
-      Effect.annotateLogs({ scope: request.scope, client_id: request.client_id ?? "" })
-    )
-
-  /** A repair read: authorized as a snapshot, then the scope's head, checksum and rows in `[from, to)` in one snapshot. */
-  const repairRead = <A>(
+  /**
+   * A read of the whole scope at its head: authorized as a snapshot, then the
+   * owner check, the head, the checksum and the rows in one snapshot, given to `answer`.
+   */
+  const scopeRead = <A>(
     name: string,
-    request: Protocol.RangesRequest | Protocol.RowsRequest,
+    request: Protocol.SnapshotRequest | Protocol.RangesRequest | Protocol.RowsRequest,
     caller: Caller,
-    answer: (head: { readonly cursor: number; readonly checksum: number }, rows: Array<Checksum.KeyedRow>) => Effect.Effect<A>
+    answer: (head: { readonly cursor: number; readonly checksum: number }, data: Protocol.SnapshotData) => Effect.Effect<A, ProtocolError | StorageError>
   ) =>
     Effect.gen(function*() {
       const owner = yield* authorize("snapshot", [request.scope], caller, request.client_id)
@@ -160,8 +145,7 @@ export const make = (
         yield* checkOwner(request.client_id, owner)
         const cursor = yield* log.head(request.scope)
         const checksum = yield* log.checksum(request.scope)
-        const data = yield* store.snapshot(request.scope)
-        return yield* answer({ cursor, checksum }, Checksum.rowsIn(data, request.from, request.to))
+        return yield* answer({ cursor, checksum }, yield* store.snapshot(request.scope))
       }))
     }).pipe(
       (self) => logStorageError(self),
@@ -169,8 +153,18 @@ export const make = (
       Effect.annotateLogs({ scope: request.scope, client_id: request.client_id ?? "" })
     )
 
+  const snapshot = (request: Protocol.SnapshotRequest, caller: Caller) =>
+    scopeRead("SyncEngine.snapshot", request, caller, ({ checksum, cursor }, data) =>
+      Effect.gen(function*() {
+        yield* Metric.increment(Metrics.snapshots)
+        const response: Protocol.SnapshotResponse = { data, cursor, checksum }
+        if (request.client_id === undefined) return response
+        return { ...response, last_mutation_id: yield* clients.lastIdForScope(request.client_id, request.scope) }
+      }))
+
   const ranges = (request: Protocol.RangesRequest, caller: Caller) =>
-    repairRead("SyncEngine.ranges", request, caller, (head, rows) => {
+    scopeRead("SyncEngine.ranges", request, caller, (head, data) => {
+      const rows = Checksum.rowsIn(data, request.from, request.to)
       const ranges = Checksum.split(rows, request.parts ?? Protocol.DEFAULT_RANGE_PARTS, request.from, request.to)
       const whole = request.from === undefined && request.to === undefined
       return Effect.as(
@@ -180,7 +174,8 @@ export const make = (
     })
 
   const rows = (request: Protocol.RowsRequest, caller: Caller) =>
-    repairRead("SyncEngine.rows", request, caller, (head, rows) => {
+    scopeRead("SyncEngine.rows", request, caller, (head, data) => {
+      const rows = Checksum.rowsIn(data, request.from, request.to)
       const page = rows.slice(0, Protocol.MAX_REPAIR_ROWS)
       return Effect.as(Metric.incrementBy(Metrics.repairRows, page.length), {
         cursor: head.cursor,
