@@ -11,6 +11,8 @@
  * | `mizu_repair_ranges_total` | counter | range checksums served to clients repairing a checksum mismatch (`POST /_sync/ranges`) |
  * | `mizu_repair_rows_total` | counter | rows served to repair ranges that differ (`POST /_sync/rows`) |
  * | `mizu_repair_mismatches_total` | counter | whole-scope range requests: a client's checksum differed from the server's |
+ * | `mizu_log_compactions_total` | counter | scope compactions run (`LogCompaction`, `RETENTION_MODE=compact`) |
+ * | `mizu_log_compacted_changes_total` | counter | changes folded into later changes of the same row |
  * | `mizu_storage_errors_total` | counter | requests answered 503 |
  * | `mizu_pokes_sent_total` | counter | POKE frames written to sessions |
  * | `mizu_live_sessions` | gauge | open live sessions on this process |
@@ -86,6 +88,20 @@ export const repairMismatches = Metric.counter("mizu_repair_mismatches_total", {
  * @category metrics
  */
 export const repairRows = Metric.counter("mizu_repair_rows_total", { description: "rows served for repairs" })
+/**
+ * `mizu_log_compactions_total`: scope compactions run by the job (`LogCompaction`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const compactions = Metric.counter("mizu_log_compactions_total", { description: "scope compactions run" })
+/**
+ * `mizu_log_compacted_changes_total`: changes folded into later changes of the same row by compaction.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const compactedChanges = Metric.counter("mizu_log_compacted_changes_total", { description: "changes removed by compaction" })
 /**
  * `mizu_storage_errors_total`: push, pull and snapshot requests that met a
  * storage failure, answered `503 unavailable`.

@@ -25,6 +25,7 @@ import * as PubSubConfig from "./live/PubSubConfig.js"
 import * as SyncPokeBroker from "./live/SyncPokeBroker.js"
 import type * as Authorizer from "./sync/Authorizer.js"
 import * as ClientExpiry from "./sync/ClientExpiry.js"
+import * as LogCompaction from "./sync/LogCompaction.js"
 import type * as ChangeLog from "./sync/ChangeLog.js"
 import type * as Clients from "./sync/Clients.js"
 import * as Mutator from "./sync/Mutator.js"
@@ -67,6 +68,11 @@ export interface ServicesOptions<R = never> {
    * another process runs it; running it on several is safe too).
    */
   readonly clientExpiry?: ClientExpiry.Options | false
+  /**
+   * The change log compaction job (`LogCompaction.layer`), off by default;
+   * `layerConfig` turns it on with `RETENTION_MODE=compact`.
+   */
+  readonly compaction?: LogCompaction.Options | false
 }
 
 /**
@@ -166,7 +172,8 @@ export const layerServices = <R = never>(
     Layer.provideMerge(options.pokeBroker ?? SyncPokeBroker.layer)
   )
   const expiry = options.clientExpiry === false ? Layer.empty : ClientExpiry.layer(options.clientExpiry)
-  return Layer.mergeAll(Page.layer(options.pages ?? []), drainOnRelease, expiry).pipe(
+  const compaction = options.compaction === undefined || options.compaction === false ? Layer.empty : LogCompaction.layer(options.compaction)
+  return Layer.mergeAll(Page.layer(options.pages ?? []), drainOnRelease, expiry, compaction).pipe(
     Layer.provideMerge(engine),
     Layer.provideMerge(LiveHttp.layer(options.live)),
     Layer.provideMerge(LiveHub.layer(options.presence))
@@ -324,7 +331,8 @@ export const layerConfig = <E = never, R = never, EA = never>(
       ...(ttl._tag === "Some" ? { presenceTtl: Duration.millis(ttl.value) } : {}),
       ...(renew._tag === "Some" ? { renewInterval: Duration.millis(renew.value) } : {})
     }
-    return Layer.mergeAll(layer({ ...options, presence, clientExpiry }), logAddress).pipe(
+    const compaction = options.compaction === false ? Layer.empty : LogCompaction.layerConfig(options.compaction)
+    return Layer.mergeAll(layer({ ...options, presence, clientExpiry }), logAddress, compaction).pipe(
       Layer.provide(Layer.mergeAll(StorageConfig.layerConfig, PubSubConfig.layerConfig, options.authorizer)),
       Layer.provideMerge(layerNodeServerConfig)
     )

@@ -36,6 +36,13 @@ export * as Clients from "./sync/Clients.js"
 export * as ClientExpiry from "./sync/ClientExpiry.js"
 
 /**
+ * The job that compacts change logs (`RETENTION_MODE=compact`): older changes of a row folded into its latest.
+ *
+ * @since 0.1.0
+ */
+export * as LogCompaction from "./sync/LogCompaction.js"
+
+/**
  * Escaped HTML templates for live pages.
  *
  * @since 0.1.0

@@ -408,7 +408,13 @@ export const PullResponse = Schema.Struct({
   has_more: Schema.Boolean,
   last_mutation_id: Schema.optional(Schema.Number),
   /** The scope's checksum as of `cursor` (`Checksum`), when the server knows it. */
-  checksum: Schema.optional(Schema.Number)
+  checksum: Schema.optional(Schema.Number),
+  /**
+   * Present when the page starts at or below the scope's compaction mark:
+   * cursors at or below `compacted_through` may be missing (folded into later
+   * changes of the same rows); above it the cursors are gap-free.
+   */
+  compacted_through: Schema.optional(Schema.Number.pipe(Schema.int(), Schema.nonNegative()))
 })
 /**
  * A decoded `PullResponse`.

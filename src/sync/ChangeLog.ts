@@ -10,6 +10,13 @@
  * - `trim(scope, upTo)` drops changes with `cursor <= upTo` and raises the
  *   floor to `upTo`: a reader at a cursor below the floor must reset from a
  *   snapshot. The head never moves back.
+ * - `compact(scope, upTo, maxScan)` drops the changes with `cursor <= upTo`
+ *   that a later change of the same row supersedes (the latest change of
+ *   each row is kept, deletes too) and raises the scope's compaction mark:
+ *   cursors at or below the mark may be missing, those above it never are.
+ *   A reader anywhere at or above the floor that applies the compacted log
+ *   to the head holds the same rows as one that applied it whole. The floor,
+ *   the head and the checksums do not move.
  *
  * @since 0.1.0
  */
@@ -50,6 +57,34 @@ export interface Slice {
   readonly hasMore: boolean
   /** The scope's checksum at the slice's last change (at `cursor` when empty and at the head); absent when unknown. */
   readonly checksum?: number | undefined
+  /** The scope's compaction mark: cursors at or below it may be missing from the slice (0: none). */
+  readonly compacted?: number | undefined
+}
+
+/**
+ * What one `compact` did: how many changes it dropped, and the mark it
+ * reached (every superseded change at or below it is gone).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Compaction {
+  readonly removed: number
+  readonly through: number
+}
+
+/**
+ * A scope whose log has more uncompacted changes than asked
+ * (`compactionCandidates`): its head and where compaction stands.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CompactionCandidate {
+  readonly scope: string
+  readonly head: number
+  /** `max(floor, compacted)`: the changes above it are not compacted yet. */
+  readonly from: number
 }
 
 /**
@@ -71,6 +106,14 @@ export class ChangeLog extends Context.Tag("@mizu/sync/ChangeLog")<ChangeLog, {
   readonly floor: (scope: string) => Effect.Effect<number, StorageError>
   /** Drop changes with `cursor <= upTo` (capped at the head). */
   readonly trim: (scope: string, upTo: number) => Effect.Effect<void, StorageError>
+  /**
+   * Fold the changes up to `upTo` (capped at the head) into the later
+   * changes of the same rows, looking at no more than `maxScan` cursors past
+   * the current mark (bounded work: the mark reached is returned). Atomic.
+   */
+  readonly compact: (scope: string, upTo: number, maxScan: number) => Effect.Effect<Compaction, StorageError>
+  /** At most `limit` scopes with more than `backlog` changes above their compaction mark (and floor). */
+  readonly compactionCandidates: (backlog: number, limit: number) => Effect.Effect<ReadonlyArray<CompactionCandidate>, StorageError>
   /**
    * Inside a transaction: take the write locks of these scopes' heads now, in
    * the order given (callers sort), held until the transaction ends. A writer

@@ -66,6 +66,8 @@ export interface PullRead {
   readonly hasMore: boolean
   /** The scope's checksum at `lastCursor` (`Checksum`), when known. */
   readonly checksum: number | undefined
+  /** The scope's compaction mark (`ChangeLog.compact`): cursors at or below it may be missing (0: none). */
+  readonly compacted?: number | undefined
   /** The principal owning the client id; `undefined` when none does (or there is no client id). */
   readonly owner: string | undefined
   /** The client's last processed id among its mutations to the scope (0 if none or no client id). */

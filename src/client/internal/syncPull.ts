@@ -48,6 +48,21 @@ const isResetCode = (e: SyncFailure): e is Protocol.ProtocolError =>
   e._tag === "ProtocolError" && (e.code === "cursor_too_old" || e.code === "cursor_ahead")
 
 /**
+ * Whether a page continues the log from `cursor` (3): its changes are the
+ * scope's, ascending, and every cursor skipped is at or below the page's
+ * `compacted_through` (a compacted log); above it none is skipped.
+ */
+const continuesLog = (scope: string, cursor: number, page: Protocol.PullResponse): boolean => {
+  const mark = page.compacted_through ?? 0
+  let previous = cursor
+  for (const c of page.changes) {
+    if (c.scope !== scope || c.cursor <= previous || c.cursor - 1 > Math.max(previous, mark)) return false
+    previous = c.cursor
+  }
+  return true
+}
+
+/**
  * The pull side of the client whose state is `s`. A builder: the paged pull of
  * one scope, its retry and the snapshot path are named helpers over `s`.
  */
@@ -82,8 +97,7 @@ export const make = (s: SyncState): Effect.Effect<Pull> =>
           }
           const r = response.right
           const last = r.changes[r.changes.length - 1]
-          const continues = r.changes.every((c, i) => c.scope === scope && c.cursor === cursor + i + 1) &&
-            r.cursor === (last?.cursor ?? cursor) && (r.changes.length > 0 || !r.has_more)
+          const continues = continuesLog(scope, cursor, r) && r.cursor === (last?.cursor ?? cursor) && (r.changes.length > 0 || !r.has_more)
           if (!continues) {
             return yield* new SyncError({ reason: "bad_response", message: `pull of ${scope} from ${cursor} does not continue the log` })
           }

@@ -18,6 +18,10 @@ import type { StorageError } from "../StorageError.js"
 import { logStorageError } from "./errors.js"
 import type { Deps } from "./syncEngine.js"
 
+/** `compacted_through` of a page from `request.cursor`: present when the page may skip cursors (it starts below the mark). */
+const compactedThrough = (request: Protocol.PullRequest, compacted: number | undefined): { readonly compacted_through?: number } =>
+  compacted !== undefined && request.cursor < compacted ? { compacted_through: compacted } : {}
+
 /** The engine's `pull` and `snapshot` over its services (a builder of the two, ~30 lines each). */
 export const make = (
   { clients, log, storage, store }: Deps,
@@ -59,7 +63,8 @@ export const make = (
       changes: JSON.parse(read.changesJson) as ReadonlyArray<Protocol.Change>,
       cursor: read.lastCursor,
       has_more: read.hasMore,
-      ...(read.checksum === undefined ? {} : { checksum: read.checksum })
+      ...(read.checksum === undefined ? {} : { checksum: read.checksum }),
+      ...compactedThrough(request, read.compacted)
     }
     return request.client_id === undefined ? response : { ...response, last_mutation_id: read.lastId }
   }
@@ -68,7 +73,9 @@ export const make = (
   const bodyOf = (request: Protocol.PullRequest, read: PullRead): string =>
     `{"changes":${read.changesJson},"cursor":${read.lastCursor},"has_more":${read.hasMore}${
       request.client_id === undefined ? "" : `,"last_mutation_id":${read.lastId}`
-    }${read.checksum === undefined ? "" : `,"checksum":${read.checksum}`}}`
+    }${read.checksum === undefined ? "" : `,"checksum":${read.checksum}`}${
+      read.compacted !== undefined && request.cursor < read.compacted ? `,"compacted_through":${read.compacted}` : ""
+    }}`
 
   const pullComposed = (request: Protocol.PullRequest, owner: string | undefined, limit: number) =>
     storage.readConsistent(Effect.gen(function*() {
@@ -96,7 +103,8 @@ export const make = (
           changes: page.changes,
           cursor: lastChange === undefined ? request.cursor : lastChange.cursor,
           has_more: page.hasMore,
-          ...(page.checksum === undefined ? {} : { checksum: page.checksum })
+          ...(page.checksum === undefined ? {} : { checksum: page.checksum }),
+          ...compactedThrough(request, page.compacted)
         }
         if (request.client_id === undefined) return response
         return { ...response, last_mutation_id: yield* clients.lastIdForScope(request.client_id, request.scope) }

@@ -13,6 +13,7 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as LogCompactionInternal from "./logCompaction.js"
 import * as ChangeLog from "../ChangeLog.js"
 import * as SqlStorage from "../sql/SqlStorage.js"
 import type { Target } from "../StorageConfig.js"
@@ -141,7 +142,8 @@ const layerTarget = (
 export const layerConfig: Layer.Layer<SyncStorage.Services, ConfigError.ConfigError | StorageError> = Layer.unwrapEffect(
   Effect.gen(function*() {
     const target = yield* databaseTarget
-    const maxChanges = yield* retention
+    // RETENTION_MODE=compact: nothing is trimmed; LogCompaction folds the log instead
+    const maxChanges = (yield* LogCompactionInternal.mode) === "compact" ? Option.none() : yield* retention
     const synchronous = yield* sqliteSynchronous
     yield* Effect.logInfo(
       `storage: ${describe(target)}${target._tag === "Sqlite" ? ` (synchronous = ${synchronous})` : ""}${

@@ -71,12 +71,55 @@ export const make = (db: MemoryDatabase): ChangeLog["Type"] => {
         const start = firstAfter(log, cursor)
         const changes = log.changes.slice(start, start + limit)
         const checksum = changes.length > 0 ? log.sums[start + changes.length - 1] : cursor === log.head ? log.checksum : undefined
-        return { changes, hasMore: start + limit < log.changes.length, checksum }
+        return { changes, hasMore: start + limit < log.changes.length, checksum, compacted: log.compacted }
       }),
     head: (scope) => db.read((state) => state.logs.get(scope)?.head ?? 0),
     checksum: (scope) => db.read((state) => state.logs.get(scope)?.checksum ?? 0),
     lockScopes: () => Effect.void,
     floor: (scope) => db.read((state) => state.logs.get(scope)?.floor ?? 0),
+    compact: (scope, upTo, maxScan) =>
+      db.write((state, undo) => {
+        const log = state.logs.get(scope)
+        if (log === undefined) return { removed: 0, through: 0 }
+        const from = Math.max(log.floor, log.compacted)
+        const through = Math.max(from, Math.min(upTo, log.head, from + Math.max(0, Math.floor(maxScan))))
+        if (through <= log.compacted) return { removed: 0, through: log.compacted }
+        // the index of each row's latest change in the whole log: every change of the row before it is superseded
+        const latest = new Map<string, number>()
+        log.changes.forEach((c, i) => latest.set(`${c.entity}\u0000${c.id}`, i))
+        const keep: Array<Change> = []
+        const keepSums: Array<number> = []
+        let removed = 0
+        log.changes.forEach((c, i) => {
+          if (c.cursor > from && c.cursor <= through && latest.get(`${c.entity}\u0000${c.id}`) !== i) removed++
+          else {
+            keep.push(c)
+            keepSums.push(log.sums[i])
+          }
+        })
+        const before = { changes: log.changes, sums: log.sums, compacted: log.compacted, compactedAt: log.compactedAt }
+        log.changes = keep
+        log.sums = keepSums
+        log.compacted = through
+        log.compactedAt = Date.now()
+        undo(() => {
+          log.changes = before.changes
+          log.sums = before.sums
+          log.compacted = before.compacted
+          log.compactedAt = before.compactedAt
+        })
+        return { removed, through }
+      }),
+    compactionCandidates: (backlog, limit) =>
+      db.read((state) => {
+        const out: Array<{ readonly scope: string; readonly head: number; readonly from: number }> = []
+        for (const [scope, log] of state.logs) {
+          if (out.length >= limit) break
+          const from = Math.max(log.floor, log.compacted)
+          if (log.head - from > backlog) out.push({ scope, head: log.head, from })
+        }
+        return out
+      }),
     trim: (scope, upTo) =>
       db.write((state, undo) => {
         const log = state.logs.get(scope)

@@ -29,6 +29,7 @@
  */
 import * as Effect from "effect/Effect"
 import type { Change, ChangeOp } from "../../../protocol/Sync.js"
+import type * as ChangeLogModule from "../../ChangeLog.js"
 import { type ChangeInput, type ChangeLog, retentionTrimPoint } from "../../ChangeLog.js"
 import * as Checksum from "../../../protocol/Checksum.js"
 import type * as StorageError from "../../StorageError.js"
@@ -102,6 +103,17 @@ const texts = (q: Statements["q"]) => ({
     ORDER BY cursor
     LIMIT ?`),
   head: q("SELECT head, floor FROM mizu_heads WHERE scope = ?"),
+  // compaction: where it stands, the window's changes, the rows changed after it, the mark
+  compactState: q("SELECT head, floor, compacted FROM mizu_heads WHERE scope = ?"),
+  compactLock: q("SELECT pg_try_advisory_xact_lock(hashtextextended(?, 0)) AS ok"),
+  compactWindow: q("SELECT cursor, entity, id FROM mizu_changes WHERE scope = ? AND cursor > ? AND cursor <= ? ORDER BY cursor"),
+  compactLater: q("SELECT entity, id FROM mizu_changes WHERE scope = ? AND cursor > ?"),
+  compactDeletePg: q("DELETE FROM mizu_changes WHERE scope = ? AND cursor = ANY(?::bigint[])"),
+  compactDelete: multiRow(q, "DELETE FROM mizu_changes WHERE scope = ? AND cursor IN (", "?", ")"),
+  compactMark: q("UPDATE mizu_heads SET compacted = ?, compacted_at = ? WHERE scope = ? AND compacted < ?"),
+  compactionCandidates: q(`SELECT scope, head, CASE WHEN floor > compacted THEN floor ELSE compacted END AS start_at FROM mizu_heads
+    WHERE head - (CASE WHEN floor > compacted THEN floor ELSE compacted END) > ?
+    ORDER BY scope LIMIT ?`),
   // Postgres: an upsert that changes nothing but takes the head row's lock (creating the row if needed).
   lockHead: q(`INSERT INTO mizu_heads (scope, head, floor) VALUES (?, 0, 0)
     ON CONFLICT (scope) DO UPDATE SET head = mizu_heads.head`)
@@ -215,6 +227,71 @@ export const make = (
       }
     )
 
+  /**
+   * Compaction (see `ChangeLog.compact`): in one transaction, the window
+   * `(max(floor, compacted), through]` is read with the rows changed after
+   * it, the superseded changes of the window are deleted and the mark set.
+   * No index beyond the primary key: the work is the window and the later
+   * changes, both bounded by retention. Postgres: a transaction-scoped
+   * advisory lock per scope (`pg_try_advisory_xact_lock`), so two processes
+   * never compact one scope at once and appends never wait on compaction.
+   */
+  const compactIn = (scope: string, upTo: number, maxScan: number): Effect.Effect<ChangeLogModule.Compaction, StorageError.StorageError> =>
+    Effect.gen(function*() {
+      const what = "ChangeLog.compact"
+      if (isPg) {
+        const locked = yield* query<{ readonly ok: boolean }, boolean>(text.compactLock, [`mizu-compact:${scope}`], what, (rows) => rows[0]?.ok === true)
+        if (!locked) return { removed: 0, through: 0 }
+      }
+      const state = yield* query<HeadRow & { readonly compacted: number | string }, HeadRow & { readonly compacted: number | string } | undefined>(
+        text.compactState,
+        [scope],
+        what,
+        (rows) => rows[0]
+      )
+      if (state === undefined) return { removed: 0, through: 0 }
+      const compacted = Number(state.compacted)
+      const from = Math.max(Number(state.floor), compacted)
+      const through = Math.max(from, Math.min(upTo, Number(state.head), from + Math.max(0, Math.floor(maxScan))))
+      if (through <= compacted) return { removed: 0, through: compacted }
+      const key = (row: { readonly entity: string; readonly id: string }) => `${row.entity}\u0000${row.id}`
+      const window = yield* query<{ readonly cursor: number | string; readonly entity: string; readonly id: string }, ReadonlyArray<{ readonly cursor: number; readonly key: string }>>(
+        text.compactWindow,
+        [scope, from, through],
+        what,
+        (rows) => rows.map((row) => ({ cursor: Number(row.cursor), key: key(row) }))
+      )
+      const later = yield* query<{ readonly entity: string; readonly id: string }, ReadonlySet<string>>(
+        text.compactLater,
+        [scope, through],
+        what,
+        (rows) => new Set(rows.map(key))
+      )
+      // a change is superseded by a later one of its row: in the window after it, or after the window
+      const seen = new Set(later)
+      const superseded: Array<number> = []
+      for (let i = window.length - 1; i >= 0; i--) {
+        if (seen.has(window[i].key)) superseded.push(window[i].cursor)
+        else seen.add(window[i].key)
+      }
+      if (superseded.length > 0) {
+        yield* isPg
+          ? query(text.compactDeletePg, [scope, superseded], what, () => undefined)
+          : chunked(superseded.length, (start, end) =>
+            query(text.compactDelete(end - start), [scope, ...superseded.slice(start, end)], what, () => undefined))
+      }
+      yield* query(text.compactMark, [through, Date.now(), scope, through], what, () => undefined)
+      return { removed: superseded.length, through }
+    })
+
+  const compactionCandidates = (backlog: number, limit: number) =>
+    query<{ readonly scope: string; readonly head: number | string; readonly start_at: number | string }, ReadonlyArray<ChangeLogModule.CompactionCandidate>>(
+      text.compactionCandidates,
+      [backlog, Math.max(0, Math.floor(limit))],
+      "ChangeLog.compactionCandidates",
+      (rows) => rows.map((row) => ({ scope: row.scope, head: Number(row.head), from: Number(row.start_at) }))
+    )
+
   const headRow = <B>(scope: string, what: string, read: (row: HeadRow | undefined) => B) =>
     query<HeadRow, B>(text.head, [scope], what, (rows) => read(rows[0]))
 
@@ -226,6 +303,8 @@ export const make = (
       query<{ readonly checksum: number | string }, number>(text.checksum, [scope], "ChangeLog.checksum", (rows) => Number(rows[0]?.checksum ?? 0)),
     floor: (scope) => headRow(scope, "ChangeLog.floor", (row) => row === undefined ? 0 : Number(row.floor)),
     trim: (scope, upTo) => atomic(trimTo(scope, upTo, "ChangeLog.trim"), "ChangeLog.trim"),
+    compact: (scope, upTo, maxScan) => atomic(compactIn(scope, upTo, maxScan), "ChangeLog.compact"),
+    compactionCandidates,
     // SQLite: one writer at a time already.
     lockScopes: (scopes) =>
       isPg

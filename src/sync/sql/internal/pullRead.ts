@@ -1,6 +1,6 @@
 /**
  * What a pull reads, as ONE statement (`SyncStorage.readPull`): the scope's
- * head and floor, the client's owner and its last id in the scope, and the
+ * head, floor and compaction mark, the client's owner and its last id in the scope, and the
  * page of changes after the cursor already encoded as the wire's JSON array
  * by the database (`json_group_array` / `json_agg`), with its count and last
  * cursor. One statement sees one snapshot on SQLite and on Postgres, so the
@@ -27,6 +27,7 @@ interface Row {
   readonly last_cursor: number | string | null
   readonly last_checksum: number | string | null
   readonly head_checksum: number | string | null
+  readonly compacted: number | string | null
 }
 
 /** A change as a JSON object, the wire's `Change` (no `data` on a delete, whose stored data is NULL). */
@@ -41,6 +42,7 @@ const sqliteText = `SELECT
     (SELECT owner FROM mizu_clients WHERE client_id = ?) AS owner,
     (SELECT last FROM mizu_client_scopes WHERE client_id = ? AND scope = ?) AS last_id,
     (SELECT checksum FROM mizu_heads WHERE scope = ?) AS head_checksum,
+    (SELECT compacted FROM mizu_heads WHERE scope = ?) AS compacted,
     json_group_array(json(${changeObject("json_object", "json(c.data)")})) AS page,
     count(c.cursor) AS n, max(c.cursor) AS last_cursor, c.checksum AS last_checksum
   FROM (SELECT scope, cursor, entity, id, op, data, ts, checksum FROM mizu_changes
@@ -52,6 +54,7 @@ const pgText = `SELECT
     (SELECT owner FROM mizu_clients WHERE client_id = ?) AS owner,
     (SELECT last FROM mizu_client_scopes WHERE client_id = ? AND scope = ?) AS last_id,
     (SELECT checksum FROM mizu_heads WHERE scope = ?) AS head_checksum,
+    (SELECT compacted FROM mizu_heads WHERE scope = ?) AS compacted,
     COALESCE(json_agg(${changeObject("json_build_object", "c.data::json")} ORDER BY c.cursor), '[]'::json)::text AS page,
     count(c.cursor) AS n, max(c.cursor) AS last_cursor, (array_agg(c.checksum ORDER BY c.cursor DESC))[1] AS last_checksum
   FROM (SELECT scope, cursor, entity, id, op, data, ts, checksum FROM mizu_changes
@@ -62,7 +65,7 @@ export const make = ({ exec, isPg, q }: Statements): NonNullable<PullRead.Reader
   const text = q(isPg ? pgText : sqliteText)
   return (scope, cursor, limit, clientId) => {
     const client = clientId ?? null
-    return exec<Row>(text, [scope, scope, client, client, scope, scope, scope, cursor, Math.max(0, limit)]).pipe(
+    return exec<Row>(text, [scope, scope, client, client, scope, scope, scope, scope, cursor, Math.max(0, limit)]).pipe(
       mapSqlError("SyncStorage.readPull failed"),
       Effect.flatMap((rows) =>
         decodeRows("pull page", (): PullRead => {
@@ -79,6 +82,7 @@ export const make = ({ exec, isPg, q }: Statements): NonNullable<PullRead.Reader
             changesJson: row.page ?? "[]",
             count,
             lastCursor,
+            compacted: Number(row.compacted ?? 0),
             // the checksum at the page's last change (unknown for one stored before checksums), or at the head when the page is empty there
             checksum: count > 0
               ? row.last_checksum === null ? undefined : Number(row.last_checksum)
