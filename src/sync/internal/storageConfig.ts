@@ -14,6 +14,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as ChangeLog from "../ChangeLog.js"
+import type { Operator } from "../Operator.js"
 import * as SqlStorage from "../sql/SqlStorage.js"
 import type { Target } from "../StorageConfig.js"
 import type { StorageError } from "../StorageError.js"
@@ -74,7 +75,7 @@ const sqliteSynchronous: Config.Config<"NORMAL" | "FULL"> = Config.literal("NORM
  * the extra read; this is for the others, such as memory.
  */
 export const withRetention = (maxChanges: number) =>
-<E, R>(storage: Layer.Layer<SyncStorage.Services, E, R>): Layer.Layer<SyncStorage.Services, E, R> =>
+<A, E, R>(storage: Layer.Layer<SyncStorage.Services | A, E, R>): Layer.Layer<SyncStorage.Services | A, E, R> =>
   Layer.map(storage, (context) => {
     const log = Context.get(context, ChangeLog.ChangeLog)
     return Context.add(
@@ -117,7 +118,7 @@ const describe = (target: Target): string => {
 const layerTarget = (
   target: Target,
   options: SqlStorage.Options & { readonly synchronous?: "NORMAL" | "FULL" } = {}
-): Layer.Layer<SyncStorage.Services, StorageError> => {
+): Layer.Layer<SyncStorage.Services | Operator, StorageError> => {
   switch (target._tag) {
     case "Memory": {
       const memory = options.rememberedFailures === undefined ? SyncStorage.layerMemory : SyncStorage.layerMemoryWith(options)
@@ -138,7 +139,7 @@ const layerTarget = (
  * value is invalid, or a `StorageError` when the database cannot be opened,
  * reached or migrated.
  */
-export const layerConfig: Layer.Layer<SyncStorage.Services, ConfigError.ConfigError | StorageError> = Layer.unwrapEffect(
+export const layerConfig: Layer.Layer<SyncStorage.Services | Operator, ConfigError.ConfigError | StorageError> = Layer.unwrapEffect(
   Effect.gen(function*() {
     const target = yield* databaseTarget
     const maxChanges = yield* retention
