@@ -52,12 +52,12 @@ export const MAX_LIMIT = 1000
  */
 export const PageQuery = Schema.Struct({
   after: Schema.optional(Schema.String.pipe(Schema.maxLength(MAX_AFTER_LENGTH, {
-    message: () => `after must be at most ${MAX_AFTER_LENGTH} characters`
+    message: () => `must be at most ${MAX_AFTER_LENGTH} characters`
   }))),
   limit: Schema.optionalWith(
-    Schema.NumberFromString.pipe(
-      Schema.int({ message: () => "limit must be an integer" }),
-      Schema.between(1, MAX_LIMIT, { message: () => `limit must be between 1 and ${MAX_LIMIT}` })
+    Schema.NumberFromString.annotations({ message: () => `must be an integer between 1 and ${MAX_LIMIT}` }).pipe(
+      Schema.int({ message: () => "must be an integer" }),
+      Schema.between(1, MAX_LIMIT, { message: () => `must be an integer between 1 and ${MAX_LIMIT}` })
     ),
     { default: () => DEFAULT_LIMIT }
   )

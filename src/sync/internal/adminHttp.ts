@@ -15,11 +15,12 @@ import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { createHash, timingSafeEqual } from "node:crypto"
 import * as Admin from "../../protocol/Admin.js"
-import { formatParseError, ProtocolError } from "../../protocol/Sync.js"
+import { ProtocolError } from "../../protocol/Sync.js"
 import type { Options } from "../AdminHttp.js"
 import { Operator } from "../Operator.js"
 import { logStorageError } from "./errors.js"
@@ -71,10 +72,21 @@ const searchParamsOf = (url: string): Record<string, string | Array<string>> => 
 
 const decodeQuery = Schema.decodeUnknownEither(Admin.PageQuery, { errors: "first", onExcessProperty: "ignore" })
 
+/**
+ * The first issue of a query's decode failure, naming its parameter: only
+ * the first, since an optional parameter's failure also lists its
+ * `undefined` alternative, which would echo the value a second time.
+ */
+const describeIssue = (error: ParseResult.ParseError): string => {
+  const [issue] = ParseResult.ArrayFormatter.formatErrorSync(error)
+  if (issue === undefined) return "invalid query"
+  return issue.path.length === 0 ? `query: ${issue.message}` : `query parameter ${issue.path.map(String).join(".")}: ${issue.message}`
+}
+
 /** The query of a request, or the `400 invalid_request` naming the parameter. */
 const queryOf = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<Admin.PageQuery, ProtocolError> =>
   Either.match(decodeQuery(searchParamsOf(request.url)), {
-    onLeft: (e) => fail("invalid_request", `query: ${formatParseError(e)}`),
+    onLeft: (e) => fail("invalid_request", describeIssue(e)),
     onRight: Effect.succeed
   })
 
