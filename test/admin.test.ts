@@ -17,6 +17,7 @@
  *   show on `/_sync/metrics` after the job ran (waited for, not slept).
  * - `ADMIN_TOKEN` is read redacted; a blank value fails naming it.
  */
+import * as HttpServer from "@effect/platform/HttpServer"
 import { assert, describe, it, layer } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
@@ -33,6 +34,7 @@ import {
   LivePubSub,
   Operator,
   Protocol,
+  Server,
   SqlStorage,
   SyncStorage,
   TokenAuthorizer
@@ -357,4 +359,25 @@ describe("ADMIN_TOKEN", () => {
       assert.isTrue(Exit.isFailure(blank))
       assert.include(String(Exit.isFailure(blank) ? blank.cause : ""), "ADMIN_TOKEN")
     }))
+
+  it.live("Server.layerConfig reads it: the routes open with it and stay 401 without it", () =>
+    Effect.gen(function*() {
+      const context = yield* Layer.build(
+        Server.layerConfig({ registry, authorizer: Authorizer.layerAllowAll, clientExpiry: false, operatorMetrics: false })
+      )
+      const address = Context.get(context, HttpServer.HttpServer).address
+      const base = address._tag === "TcpAddress" ? `http://127.0.0.1:${address.port}` : "http://unix"
+      const status = (headers: Record<string, string>) =>
+        Effect.promise(() => fetch(`${base}/_sync/admin/clients`, { headers }).then((r) => r.status))
+      assert.strictEqual(yield* status(bearer(ADMIN)), 200)
+      assert.strictEqual(yield* status({}), 401)
+    }).pipe(
+      Effect.scoped,
+      Effect.withConfigProvider(ConfigProvider.fromMap(new Map([
+        ["ADMIN_TOKEN", ADMIN],
+        ["DATABASE_URL", "memory"],
+        ["PORT", "0"],
+        ["HOST", "127.0.0.1"]
+      ])))
+    ))
 })
