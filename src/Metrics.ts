@@ -18,11 +18,19 @@
  * | `mizu_live_sessions` | gauge | open live sessions on this process |
  * | `mizu_slow_consumer_closes_total` | counter | sessions closed as slow consumers |
  * | `mizu_clients_expired_total` | counter | client records removed by the expiry job (`ClientExpiry`) |
- * | `mizu_clients` | gauge | client records in the ledger, as the expiry job last counted them |
+ * | `mizu_clients` | gauge | client records in the ledger, as the expiry job or the operator metrics job last counted them |
+ * | `mizu_scopes` | gauge | scopes with a log, as the operator metrics job (`OperatorMetrics`) last counted them |
+ * | `mizu_rows` | gauge | live rows of all scopes, as the operator metrics job last counted them |
+ * | `mizu_log_changes` | gauge | changes kept in the logs of all scopes, as the operator metrics job last counted them |
  * | `mizu_pubsub_dropped_total{reason}` | counter | live messages (pokes, broadcasts, presence) this process did not hand to the Redis / Postgres pub/sub: `queue_full` (the publish queue was full), `publish_failed` (the pub/sub failed or did not answer in time), `too_large` (over the transport's limit) |
  *
  * Every value is this process's own since it started (nothing is shared
  * between processes), and a series first appears when it is first updated.
+ * The storage gauges (`mizu_clients`, `mizu_scopes`, `mizu_rows`,
+ * `mizu_log_changes`) are read from storage, so they count every process's
+ * data. There are no per-scope or per-client series: their number would
+ * grow without bound with the data (the operator view, `AdminHttp`, lists
+ * them instead).
  *
  * @since 0.1.0
  */
@@ -153,6 +161,28 @@ export const clientsExpired = Metric.counter("mizu_clients_expired_total", { des
  * @category metrics
  */
 export const clientRecords = Metric.gauge("mizu_clients", { description: "client records in the ledger" })
+/**
+ * `mizu_scopes`: scopes with a log (read from storage by `OperatorMetrics`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const scopes = Metric.gauge("mizu_scopes", { description: "scopes with a log" })
+/**
+ * `mizu_rows`: live rows of all scopes (read from storage by `OperatorMetrics`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const rows = Metric.gauge("mizu_rows", { description: "live rows of all scopes" })
+/**
+ * `mizu_log_changes`: changes kept in the logs of all scopes, above their
+ * floors (read from storage by `OperatorMetrics`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const logChanges = Metric.gauge("mizu_log_changes", { description: "changes kept in the logs of all scopes" })
 /**
  * `mizu_pubsub_dropped_total{reason}`: live messages this process did not hand
  * to the pub/sub (`queue_full`, `publish_failed`, `too_large`): no session

@@ -14,6 +14,8 @@ import * as Duration from "effect/Duration"
 import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import { createServer } from "node:http"
 import * as LiveHttp from "./live/LiveHttp.js"
@@ -23,6 +25,7 @@ import * as Page from "./live/Page.js"
 import type * as LivePubSub from "./live/LivePubSub.js"
 import * as PubSubConfig from "./live/PubSubConfig.js"
 import * as SyncPokeBroker from "./live/SyncPokeBroker.js"
+import * as AdminHttp from "./sync/AdminHttp.js"
 import type * as Authorizer from "./sync/Authorizer.js"
 import * as ClientExpiry from "./sync/ClientExpiry.js"
 import * as LogCompaction from "./sync/LogCompaction.js"
@@ -30,6 +33,7 @@ import type * as ChangeLog from "./sync/ChangeLog.js"
 import type * as Clients from "./sync/Clients.js"
 import * as Mutator from "./sync/Mutator.js"
 import type * as Mutation from "./sync/Mutation.js"
+import * as OperatorMetrics from "./sync/OperatorMetrics.js"
 import type * as PokeBroker from "./sync/PokeBroker.js"
 import * as StorageConfig from "./sync/StorageConfig.js"
 import type * as Store from "./sync/Store.js"
@@ -73,6 +77,12 @@ export interface ServicesOptions<R = never> {
    * `layerConfig` turns it on with `RETENTION_MODE=compact`.
    */
   readonly compaction?: LogCompaction.Options | false
+  /**
+   * The job that samples the storage gauges (`mizu_scopes`, `mizu_rows`,
+   * `mizu_log_changes`, `mizu_clients`; `OperatorMetrics.layer`), on by
+   * default every 60 seconds; `false` turns it off.
+   */
+  readonly operatorMetrics?: OperatorMetrics.Options | false
 }
 
 /**
@@ -88,6 +98,11 @@ export interface RouterOptions<E = never, R = never> extends SyncHttp.Options {
   readonly pages?: ReadonlyArray<Page.Any>
   /** Serve Prometheus metrics at `GET {prefix}/metrics` (on by default). */
   readonly metrics?: boolean
+  /**
+   * The operator token of `GET {prefix}/admin/scopes | clients` (`AdminHttp`).
+   * Absent (the default): those routes answer 404 as unknown routes do.
+   */
+  readonly adminToken?: Redacted.Redacted | string | undefined
   /** Extra routes of the app, served by the same server; they may need services the app provides. */
   readonly routes?: HttpRouter.HttpRouter<E, R>
 }
@@ -173,7 +188,8 @@ export const layerServices = <R = never>(
   )
   const expiry = options.clientExpiry === false ? Layer.empty : ClientExpiry.layer(options.clientExpiry)
   const compaction = options.compaction === undefined || options.compaction === false ? Layer.empty : LogCompaction.layer(options.compaction)
-  return Layer.mergeAll(Page.layer(options.pages ?? []), drainOnRelease, expiry, compaction).pipe(
+  const gauges = options.operatorMetrics === false ? Layer.empty : OperatorMetrics.layer(options.operatorMetrics)
+  return Layer.mergeAll(Page.layer(options.pages ?? []), drainOnRelease, expiry, compaction, gauges).pipe(
     Layer.provideMerge(engine),
     Layer.provideMerge(LiveHttp.layer(options.live)),
     Layer.provideMerge(LiveHub.layer(options.presence))
@@ -191,6 +207,7 @@ export const toApp = <E, R>(router: HttpRouter.HttpRouter<E, R>) =>
 
 /**
  * The sync and live routes (`{prefix}/push | pull | snapshot | metrics`,
+ * `{prefix}/admin/scopes | clients` (hidden unless `adminToken` is given),
  * `/_live/websocket`, `/_live/runtime.js`, the pages) and the app's own
  * `routes`, for an app to serve or to `HttpRouter.concat` with its router.
  * Served over `layerServices` plus storage and an authorizer.
@@ -205,6 +222,7 @@ export const router = <E = never, R = never>(options: RouterOptions<E, R> = {}) 
     LiveHttp.runtimeRouter,
     LiveHttp.pagesRouter(options.pages ?? []),
     options.metrics === false ? HttpRouter.empty : Metrics.router(options.prefix),
+    AdminHttp.router({ prefix: options.prefix, token: options.adminToken }),
     options.routes ?? HttpRouter.empty
   )
 
@@ -307,7 +325,9 @@ export const logAddress: Layer.Layer<never, never, HttpServer.HttpServer> = Laye
  * A whole server from configuration: `DATABASE_URL` selects the storage
  * (memory, SQLite — the default, `./data/mizu.db` — or Postgres),
  * `PUBSUB_URL` the pub/sub (memory, Redis, Postgres NOTIFY), `PORT` / `HOST`
- * the address, `CLIENT_TTL` / `CLIENT_EXPIRY_INTERVAL` the client expiry job. The authorizer must be given: a server is never open by
+ * the address, `CLIENT_TTL` / `CLIENT_EXPIRY_INTERVAL` the client expiry job,
+ * `ADMIN_TOKEN` the operator routes' token (the `adminToken` option wins),
+ * `OPERATOR_METRICS_INTERVAL` the storage gauges' job. The authorizer must be given: a server is never open by
  * accident (`Authorizer.layerAllowAll` says so explicitly).
  *
  * @since 0.1.0
@@ -321,6 +341,12 @@ export const layerConfig = <E = never, R = never, EA = never>(
     const renew = yield* Config.option(Config.integer("PRESENCE_RENEW_MS"))
     const clientTtl = yield* Config.option(Config.duration("CLIENT_TTL"))
     const expiryInterval = yield* Config.option(Config.duration("CLIENT_EXPIRY_INTERVAL"))
+    const adminToken = options.adminToken ?? Option.getOrUndefined(yield* AdminHttp.tokenConfig)
+    const gaugesInterval = yield* Config.option(Config.duration("OPERATOR_METRICS_INTERVAL"))
+    const operatorMetrics: OperatorMetrics.Options | false = options.operatorMetrics === false ? false : {
+      ...options.operatorMetrics,
+      ...(gaugesInterval._tag === "Some" && options.operatorMetrics?.interval === undefined ? { interval: gaugesInterval.value } : {})
+    }
     const clientExpiry: ClientExpiry.Options | false = options.clientExpiry === false ? false : {
       ...options.clientExpiry,
       ...(clientTtl._tag === "Some" ? { ttl: clientTtl.value } : {}),
@@ -332,7 +358,8 @@ export const layerConfig = <E = never, R = never, EA = never>(
       ...(renew._tag === "Some" ? { renewInterval: Duration.millis(renew.value) } : {})
     }
     const compaction = options.compaction === false ? Layer.empty : LogCompaction.layerConfig(options.compaction)
-    return Layer.mergeAll(layer({ ...options, presence, clientExpiry }), logAddress, compaction).pipe(
+    // the compaction job comes from its own configuration (`compaction`), not twice
+    return Layer.mergeAll(layer({ ...options, presence, clientExpiry, operatorMetrics, adminToken, compaction: false }), logAddress, compaction).pipe(
       Layer.provide(Layer.mergeAll(StorageConfig.layerConfig, PubSubConfig.layerConfig, options.authorizer)),
       Layer.provideMerge(layerNodeServerConfig)
     )

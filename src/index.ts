@@ -8,6 +8,20 @@
 export * from "./shared.js"
 
 /**
+ * The operator view's wire Schemas (PROTOCOL.md "GET /_sync/admin/scopes"): the page query and the listings.
+ *
+ * @since 0.1.0
+ */
+export * as AdminProtocol from "./protocol/Admin.js"
+
+/**
+ * The operator routes (`/_sync/admin/scopes`, `/_sync/admin/clients`), guarded by an operator token (`ADMIN_TOKEN`).
+ *
+ * @since 0.1.0
+ */
+export * as AdminHttp from "./sync/AdminHttp.js"
+
+/**
  * Who may push, pull, subscribe and broadcast in which scope: the service and the allow-all layer.
  *
  * @since 0.1.0
@@ -104,6 +118,20 @@ export * as Metrics from "./Metrics.js"
  * @since 0.1.0
  */
 export * as Mutator from "./sync/Mutator.js"
+
+/**
+ * The operator's view of storage: paged scopes (head, floor, rows, checksum, compaction) and clients, and the totals.
+ *
+ * @since 0.1.0
+ */
+export * as Operator from "./sync/Operator.js"
+
+/**
+ * The job that samples the storage gauges (`mizu_scopes`, `mizu_rows`, `mizu_log_changes`) into the metrics.
+ *
+ * @since 0.1.0
+ */
+export * as OperatorMetrics from "./sync/OperatorMetrics.js"
 
 /**
  * What is told after every commit (`poke(scope, cursor)`).

@@ -28,6 +28,7 @@ import type * as Either from "effect/Either"
 import type * as Layer from "effect/Layer"
 import type * as Redacted from "effect/Redacted"
 import * as internal from "./internal/storageConfig.js"
+import type { Operator } from "./Operator.js"
 import type { StorageError } from "./StorageError.js"
 import type * as SyncStorage from "./SyncStorage.js"
 
@@ -64,22 +65,23 @@ export const databaseTarget: Config.Config<Target> = internal.databaseTarget
  * Wrap a storage family so that its `ChangeLog.append` applies the retention
  * rule of `RETENTION_CHANGES` (one extra `floor` read per append). The SQL
  * layers do this natively (`SqlStorage.Options.maxChangesPerScope`) without
- * the extra read; this is for the others, such as memory.
+ * the extra read; this is for the others, such as memory. Whatever else
+ * the family provides (its `Operator`) is kept as it is.
  *
  * @since 0.1.0
  * @category layers
  */
-export const withRetention: (maxChanges: number) => <E, R>(
-  storage: Layer.Layer<SyncStorage.Services, E, R>
-) => Layer.Layer<SyncStorage.Services, E, R> = internal.withRetention
+export const withRetention: (maxChanges: number) => <A, E, R>(
+  storage: Layer.Layer<SyncStorage.Services | A, E, R>
+) => Layer.Layer<SyncStorage.Services | A, E, R> = internal.withRetention
 
 /**
  * The storage family chosen by `DATABASE_URL`, with `RETENTION_CHANGES`
- * applied. Fails at start with a `ConfigError` naming the variable when a
+ * applied, and its `Operator` view. Fails at start with a `ConfigError` naming the variable when a
  * value is invalid, or a `StorageError` when the database cannot be opened,
  * reached or migrated.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerConfig: Layer.Layer<SyncStorage.Services, ConfigError.ConfigError | StorageError> = internal.layerConfig
+export const layerConfig: Layer.Layer<SyncStorage.Services | Operator, ConfigError.ConfigError | StorageError> = internal.layerConfig

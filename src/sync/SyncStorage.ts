@@ -14,6 +14,7 @@ import * as Layer from "effect/Layer"
 import type * as ChangeLog from "./ChangeLog.js"
 import type * as Clients from "./Clients.js"
 import * as internal from "./memory/internal/storage.js"
+import type { Operator } from "./Operator.js"
 import type { StorageError } from "./StorageError.js"
 import type * as Store from "./Store.js"
 
@@ -107,18 +108,20 @@ export type Services = SyncStorage | ChangeLog.ChangeLog | Store.Store | Clients
 /**
  * The memory family with the given `Clients` options (how many failed
  * mutations per client are remembered): the four services over one fresh
- * in-memory database per build, with rollback. Nothing survives the process.
+ * in-memory database per build, with rollback, and the `Operator` view of
+ * it. Nothing survives the process.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerMemoryWith = (options: Clients.Options): Layer.Layer<Services> => Layer.effectContext(internal.make(options))
+export const layerMemoryWith = (options: Clients.Options): Layer.Layer<Services | Operator> => Layer.effectContext(internal.make(options))
 
 /**
- * The memory family: the four services over one fresh in-memory database
- * per build. A real implementation, with rollback, for tests and demos.
+ * The memory family: the four services (and the `Operator` view) over one
+ * fresh in-memory database per build. A real implementation, with rollback,
+ * for tests and demos.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerMemory: Layer.Layer<Services> = layerMemoryWith({})
+export const layerMemory: Layer.Layer<Services | Operator> = layerMemoryWith({})

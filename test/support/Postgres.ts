@@ -23,6 +23,7 @@ import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
+import type { Operator } from "../../src/sync/Operator.js"
 import * as SqlStorage from "../../src/sync/sql/SqlStorage.js"
 import type * as SyncStorage from "../../src/sync/SyncStorage.js"
 
@@ -131,8 +132,8 @@ export class PgDatabase extends Effect.Service<PgDatabase>()("test/support/PgDat
 export interface Shared {
   /** The block's database (built once, dropped after the block). */
   readonly database: Layer.Layer<PgDatabase>
-  /** SQL storage on the block's database, migrated. Each build is a new pool on the same data. */
-  readonly storage: (options?: SqlStorage.Options) => Layer.Layer<SyncStorage.Services, unknown>
+  /** SQL storage (and its `Operator`) on the block's database, migrated. Each build is a new pool on the same data. */
+  readonly storage: (options?: SqlStorage.Options) => Layer.Layer<SyncStorage.Services | Operator, unknown>
 }
 
 let announced = false

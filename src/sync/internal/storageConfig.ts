@@ -15,6 +15,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as LogCompactionInternal from "./logCompaction.js"
 import * as ChangeLog from "../ChangeLog.js"
+import type { Operator } from "../Operator.js"
 import * as SqlStorage from "../sql/SqlStorage.js"
 import type { Target } from "../StorageConfig.js"
 import type { StorageError } from "../StorageError.js"
@@ -75,7 +76,7 @@ const sqliteSynchronous: Config.Config<"NORMAL" | "FULL"> = Config.literal("NORM
  * the extra read; this is for the others, such as memory.
  */
 export const withRetention = (maxChanges: number) =>
-<E, R>(storage: Layer.Layer<SyncStorage.Services, E, R>): Layer.Layer<SyncStorage.Services, E, R> =>
+<A, E, R>(storage: Layer.Layer<SyncStorage.Services | A, E, R>): Layer.Layer<SyncStorage.Services | A, E, R> =>
   Layer.map(storage, (context) => {
     const log = Context.get(context, ChangeLog.ChangeLog)
     return Context.add(
@@ -118,7 +119,7 @@ const describe = (target: Target): string => {
 const layerTarget = (
   target: Target,
   options: SqlStorage.Options & { readonly synchronous?: "NORMAL" | "FULL" } = {}
-): Layer.Layer<SyncStorage.Services, StorageError> => {
+): Layer.Layer<SyncStorage.Services | Operator, StorageError> => {
   switch (target._tag) {
     case "Memory": {
       const memory = options.rememberedFailures === undefined ? SyncStorage.layerMemory : SyncStorage.layerMemoryWith(options)
@@ -139,7 +140,7 @@ const layerTarget = (
  * value is invalid, or a `StorageError` when the database cannot be opened,
  * reached or migrated.
  */
-export const layerConfig: Layer.Layer<SyncStorage.Services, ConfigError.ConfigError | StorageError> = Layer.unwrapEffect(
+export const layerConfig: Layer.Layer<SyncStorage.Services | Operator, ConfigError.ConfigError | StorageError> = Layer.unwrapEffect(
   Effect.gen(function*() {
     const target = yield* databaseTarget
     // RETENTION_MODE=compact: nothing is trimmed; LogCompaction folds the log instead

@@ -36,6 +36,7 @@ import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import type * as Clients from "../Clients.js"
+import type { Operator } from "../Operator.js"
 import type * as StorageError from "../StorageError.js"
 import type { Services } from "../SyncStorage.js"
 import * as internal from "./internal/sqlStorage.js"
@@ -58,24 +59,25 @@ export interface Options extends Clients.Options {
 }
 
 /**
- * Build the four storage services over the `SqlClient` in context (the
- * `sqlite` and `pg` dialects; another dies). The schema of `Migrations`
+ * Build the four storage services (and the `Operator` view) over the
+ * `SqlClient` in context (the `sqlite` and `pg` dialects; another dies). The schema of `Migrations`
  * must be in place. Dies on options out of range (a configuration bug).
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make: (options?: Options) => Effect.Effect<Context.Context<Services>, never, SqlClient.SqlClient> = internal.make
+export const make: (options?: Options) => Effect.Effect<Context.Context<Services | Operator>, never, SqlClient.SqlClient> =
+  internal.make
 
 /**
- * The four storage services over the `SqlClient` in context. The schema
+ * The four storage services (and the `Operator` view) over the `SqlClient` in context. The schema
  * must already be migrated (`Migrations.runSqlite` / `Migrations.runPg`;
  * `layerSqlite` and `layerPg` do it).
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer: (options?: Options) => Layer.Layer<Services, never, SqlClient.SqlClient> = internal.layer
+export const layer: (options?: Options) => Layer.Layer<Services | Operator, never, SqlClient.SqlClient> = internal.layer
 
 /**
  * Options of `layerSqlite`.
@@ -100,8 +102,8 @@ export interface SqliteOptions extends Options {
 
 /**
  * SQLite storage: opens the database (WAL journal, `synchronous = NORMAL`,
- * a busy timeout), migrates it, and provides the four storage services plus
- * the `SqlClient` / `SqliteClient` they run on. One process per database
+ * a busy timeout), migrates it, and provides the four storage services (and
+ * the `Operator` view) plus the `SqlClient` / `SqliteClient` they run on. One process per database
  * file (use Postgres to run several servers); fails with a `StorageError`
  * when the file cannot be opened, configured or migrated.
  *
@@ -110,7 +112,8 @@ export interface SqliteOptions extends Options {
  */
 export const layerSqlite: (
   options: SqliteOptions
-) => Layer.Layer<Services | SqlClient.SqlClient | SqliteClient.SqliteClient, StorageError.StorageError> = internal.layerSqlite
+) => Layer.Layer<Services | Operator | SqlClient.SqlClient | SqliteClient.SqliteClient, StorageError.StorageError> =
+  internal.layerSqlite
 
 /**
  * Options of `layerPg`: the `PgClient` options, and the family's own.
@@ -122,8 +125,8 @@ export interface PgOptions extends PgClient.PgClientConfig, Options {}
 
 /**
  * Postgres storage: connects a pool, migrates (safe from several processes
- * at once), and provides the four storage services plus the `SqlClient` /
- * `PgClient` they run on. Fails with a `StorageError` naming the URL with
+ * at once), and provides the four storage services (and the `Operator`
+ * view) plus the `SqlClient` / `PgClient` they run on. Fails with a `StorageError` naming the URL with
  * its password as `***` when the database cannot be reached; a connection
  * attempt gives up after `connectTimeout` (10 seconds unless given), so
  * requests during an outage answer `503 unavailable` instead of waiting.
@@ -133,4 +136,4 @@ export interface PgOptions extends PgClient.PgClientConfig, Options {}
  */
 export const layerPg: (
   options: PgOptions
-) => Layer.Layer<Services | SqlClient.SqlClient | PgClient.PgClient, StorageError.StorageError> = internal.layerPg
+) => Layer.Layer<Services | Operator | SqlClient.SqlClient | PgClient.PgClient, StorageError.StorageError> = internal.layerPg

@@ -1,6 +1,6 @@
 /**
  * The SQL storage family assembled: the statement path, the transactions,
- * and one builder each for `ChangeLog`, `Store` and `Clients`, all over the
+ * and one builder each for `ChangeLog`, `Store`, `Clients` and `Operator`, all over the
  * one `SqlClient` in context; and the SQLite and Postgres layers that open,
  * configure and migrate the database first.
  *
@@ -18,6 +18,7 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import { ChangeLog } from "../../ChangeLog.js"
 import * as Clients from "../../Clients.js"
+import { Operator } from "../../Operator.js"
 import * as ConnectionUrl from "../../ConnectionUrl.js"
 import * as StorageError from "../../StorageError.js"
 import { Store } from "../../Store.js"
@@ -26,6 +27,7 @@ import type { Options, PgOptions, SqliteOptions } from "../SqlStorage.js"
 import * as ClientsSql from "./clients.js"
 import * as ChangeLogSql from "./changeLog.js"
 import * as Migrations from "./migrations.js"
+import * as OperatorSql from "./operator.js"
 import * as PullRead from "./pullRead.js"
 import * as SqliteDriver from "./sqliteDriver.js"
 import * as Statements from "./statements.js"
@@ -40,7 +42,7 @@ const maxChangesOf = (options: Options): Effect.Effect<number | undefined> => {
     : Effect.dieMessage(`maxChangesPerScope must be a positive integer, got ${max}`)
 }
 
-export const make = (options: Options = {}): Effect.Effect<Context.Context<Services>, never, SqlClient.SqlClient> =>
+export const make = (options: Options = {}): Effect.Effect<Context.Context<Services | Operator>, never, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const statements = yield* Statements.make
     const maxChanges = yield* maxChangesOf(options)
@@ -57,11 +59,12 @@ export const make = (options: Options = {}): Effect.Effect<Context.Context<Servi
     ).pipe(
       Context.add(ChangeLog, ChangeLog.of(ChangeLogSql.make(statements, transactions, maxChanges))),
       Context.add(Store, Store.of(StoreSql.make(statements))),
-      Context.add(Clients.Clients, Clients.Clients.of(ClientsSql.make(statements, transactions, remembered)))
+      Context.add(Clients.Clients, Clients.Clients.of(ClientsSql.make(statements, transactions, remembered))),
+      Context.add(Operator, Operator.of(OperatorSql.make(statements)))
     )
   })
 
-export const layer = (options: Options = {}): Layer.Layer<Services, never, SqlClient.SqlClient> =>
+export const layer = (options: Options = {}): Layer.Layer<Services | Operator, never, SqlClient.SqlClient> =>
   Layer.effectContext(make(options))
 
 const isFileName = (filename: string) => filename !== ":memory:" && filename !== "" && !filename.startsWith("file:")
@@ -79,7 +82,7 @@ const directoryOf = (filename: string): Layer.Layer<never, StorageError.StorageE
 
 export const layerSqlite = (
   options: SqliteOptions
-): Layer.Layer<Services | SqlClient.SqlClient | SqliteClient.SqliteClient, StorageError.StorageError> => {
+): Layer.Layer<Services | Operator | SqlClient.SqlClient | SqliteClient.SqliteClient, StorageError.StorageError> => {
   const client = SqliteDriver.layer({ filename: options.filename }).pipe(Layer.orDie, Layer.provide(directoryOf(options.filename)))
   const setup = Layer.effectDiscard(Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
@@ -99,7 +102,7 @@ const pgTarget = (options: PgClient.PgClientConfig): string =>
 
 export const layerPg = (
   options: PgOptions
-): Layer.Layer<Services | SqlClient.SqlClient | PgClient.PgClient, StorageError.StorageError> =>
+): Layer.Layer<Services | Operator | SqlClient.SqlClient | PgClient.PgClient, StorageError.StorageError> =>
   layer(options).pipe(
     Layer.provide(Migrations.layerPg),
     Layer.provideMerge(
