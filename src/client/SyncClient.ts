@@ -22,8 +22,9 @@
  *    than `maxPullPages` pages is replaced by a snapshot, which carries its
  *    own `last_mutation_id`.
  * 3. A pulled page is applied only if it continues the local cursor without a
- *    gap (cursors are gap-free), so a stale, duplicated or misrouted response
- *    is refused rather than applied.
+ *    gap (cursors are gap-free; a compacted log may skip cursors at or below
+ *    the page's `compacted_through`, never above), so a stale, duplicated or
+ *    misrouted response is refused rather than applied.
  * 4. The server processes a client's mutations in id order, so the queue is
  *    pushed from its head, one request at a time. `ok` results (fresh or
  *    duplicate) mark a mutation accepted: it is not sent again, and stays
