@@ -73,9 +73,8 @@ const suite = (name: string, storage: Layer.Layer<SyncStorage.Services, unknown>
         assert.isAtLeast(counts.expired, 1)
         // while only the tombstone exists, reads say every mutation up to its last was processed
         const pulledA = yield* read("pull", { scope: a, cursor: 0, client_id: c1 })
-        // memory composes the pull from `Clients.lastIdForScope`; the SQL pull's one statement
-        // (sql/internal/pullRead.ts) does not read the tombstone yet, so only memory is checked here
-        if (name === "memory") assert.strictEqual(pulledA.last_mutation_id, 2)
+        // memory composes the pull from `Clients.lastIdForScope`; the SQL pull's one statement reads the tombstone itself
+        assert.strictEqual(pulledA.last_mutation_id, 2)
         const snapB = yield* read("snapshot", { scope: b, client_id: c1 })
         assert.strictEqual(snapB.last_mutation_id, 2)
 

@@ -1,6 +1,8 @@
 /**
  * What a pull reads, as ONE statement (`SyncStorage.readPull`): the scope's
- * head, floor and compaction mark, the client's owner and its last id in the scope, and the
+ * head, floor and compaction mark, the client's owner and its last id in the scope
+ * (at least its tombstone's last id, when its record expired: every id up
+ * to it was processed), and the
  * page of changes after the cursor already encoded as the wire's JSON array
  * by the database (`json_group_array` / `json_agg`), with its count and last
  * cursor. One statement sees one snapshot on SQLite and on Postgres, so the
@@ -40,7 +42,8 @@ const sqliteText = `SELECT
     (SELECT head FROM mizu_heads WHERE scope = ?) AS head,
     (SELECT floor FROM mizu_heads WHERE scope = ?) AS floor,
     (SELECT owner FROM mizu_clients WHERE client_id = ?) AS owner,
-    (SELECT last FROM mizu_client_scopes WHERE client_id = ? AND scope = ?) AS last_id,
+    max(COALESCE((SELECT last FROM mizu_client_scopes WHERE client_id = ? AND scope = ?), 0),
+      COALESCE((SELECT last FROM mizu_expired_clients WHERE client_id = ?), 0)) AS last_id,
     (SELECT checksum FROM mizu_heads WHERE scope = ?) AS head_checksum,
     (SELECT compacted FROM mizu_heads WHERE scope = ?) AS compacted,
     json_group_array(json(${changeObject("json_object", "json(c.data)")})) AS page,
@@ -52,7 +55,8 @@ const pgText = `SELECT
     (SELECT head FROM mizu_heads WHERE scope = ?) AS head,
     (SELECT floor FROM mizu_heads WHERE scope = ?) AS floor,
     (SELECT owner FROM mizu_clients WHERE client_id = ?) AS owner,
-    (SELECT last FROM mizu_client_scopes WHERE client_id = ? AND scope = ?) AS last_id,
+    GREATEST(COALESCE((SELECT last FROM mizu_client_scopes WHERE client_id = ? AND scope = ?), 0),
+      COALESCE((SELECT last FROM mizu_expired_clients WHERE client_id = ?), 0)) AS last_id,
     (SELECT checksum FROM mizu_heads WHERE scope = ?) AS head_checksum,
     (SELECT compacted FROM mizu_heads WHERE scope = ?) AS compacted,
     COALESCE(json_agg(${changeObject("json_build_object", "c.data::json")} ORDER BY c.cursor), '[]'::json)::text AS page,
@@ -65,7 +69,7 @@ export const make = ({ exec, isPg, q }: Statements): NonNullable<PullRead.Reader
   const text = q(isPg ? pgText : sqliteText)
   return (scope, cursor, limit, clientId) => {
     const client = clientId ?? null
-    return exec<Row>(text, [scope, scope, client, client, scope, scope, scope, scope, cursor, Math.max(0, limit)]).pipe(
+    return exec<Row>(text, [scope, scope, client, client, scope, client, scope, scope, scope, cursor, Math.max(0, limit)]).pipe(
       mapSqlError("SyncStorage.readPull failed"),
       Effect.flatMap((rows) =>
         decodeRows("pull page", (): PullRead => {
