@@ -42,7 +42,7 @@ import {
 import { registry } from "../examples/todo/mutations.js"
 import { waitUntil } from "./fixtures/outage.js"
 import { freshScope } from "./suites/util.js"
-import { BaseUrl, decodeAs, layerServer, post } from "./support/TestServer.js"
+import { BaseUrl, decodeAs, layerServer, post, request } from "./support/TestServer.js"
 
 const ADMIN = "op-token-0123456789abcdef"
 const USER = "user-token"
@@ -57,18 +57,7 @@ interface Reply {
 
 /** A request to the server under test (GET unless said otherwise). */
 const call = (path: string, init: RequestInit = {}): Effect.Effect<Reply, never, BaseUrl> =>
-  Effect.flatMap(BaseUrl, (base) =>
-    Effect.promise(async () => {
-      const res = await fetch(`${base}${path}`, init)
-      const text = await res.text()
-      let json: unknown = undefined
-      try {
-        json = JSON.parse(text)
-      } catch {
-        // not JSON: the test asserts on `text`
-      }
-      return { status: res.status, json, text, headers: res.headers }
-    }))
+  Effect.flatMap(BaseUrl, (base) => request(`${base}${path}`, init))
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
 const asAdmin = { headers: bearer(ADMIN) }

@@ -25,15 +25,14 @@ import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
-import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import * as fc from "fast-check"
 import { Authorizer, ChangeLog, Checksum, Entity, LivePubSub, LogCompaction, Mutation, Protocol, SqlStorage, SyncStorage } from "mizu-sync-live"
-import { ClientStorage, SyncTransport } from "mizu-sync-live/client"
+import type { SyncTransport } from "mizu-sync-live/client"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { freshScope, range } from "./suites/util.js"
-import { startStoppable } from "./support/clientHarness.js"
+import { startStoppable, syncedStore } from "./support/clientHarness.js"
 import { describePostgres } from "./support/Postgres.js"
 import { BaseUrl, decodeAs, layerServer, post } from "./support/TestServer.js"
 
@@ -214,12 +213,7 @@ const suite = (name: string, storage: Layer.Layer<SyncStorage.Services, unknown>
         const log = yield* ChangeLog.ChangeLog
         const scope = freshScope()
         yield* pushAll(base, scope, range(5).map((i) => ({ name: "note/put", args: { id: `n${i}`, text: "v0" } })))
-        const ref = yield* Ref.make(ClientStorage.emptyState)
-        const storage = ClientStorage.layerMemoryRef(ref)
-        const fetch = SyncTransport.makeFetch({ baseUrl: base })
-        const first = yield* startStoppable({ registry, scopes: [scope] }, fetch, storage)
-        yield* first.client.sync
-        yield* first.stop
+        const { fetch, storage } = yield* syncedStore(base, { registry, scopes: [scope] })
         // 200 more changes to the same 5 rows while it was away, then compaction
         for (const round of range(40)) yield* pushAll(base, scope, range(5).map((i) => ({ name: "note/put", args: { id: `n${i}`, text: `v${round}` } })))
         const compacted = yield* LogCompaction.runOnce({ maxChanges: 20 })

@@ -28,7 +28,7 @@ import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { registry } from "./fixtures/outage.js"
 import { freshScope, range } from "./suites/util.js"
-import { gated, startStoppable, takeUntil } from "./support/clientHarness.js"
+import { gated, startStoppable, syncedStore, takeUntil } from "./support/clientHarness.js"
 import { describePostgres } from "./support/Postgres.js"
 import { BaseUrl, decodeAs, layerServer, post } from "./support/TestServer.js"
 
@@ -93,12 +93,7 @@ const drifted = Effect.gen(function*() {
   const base = yield* BaseUrl
   const scope = freshScope()
   yield* seed(base, scope)
-  const ref = yield* Ref.make(ClientStorage.emptyState)
-  const storage = ClientStorage.layerMemoryRef(ref)
-  const fetch = SyncTransport.makeFetch({ baseUrl: base })
-  const first = yield* startStoppable({ registry, scopes: [scope] }, fetch, storage)
-  yield* first.client.sync
-  yield* first.stop
+  const { fetch, ref, storage } = yield* syncedStore(base, { registry, scopes: [scope] })
   yield* corrupt(ref, scope)
   return { base, fetch, ref, scope, storage }
 })

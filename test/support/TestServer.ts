@@ -39,10 +39,10 @@ export const layerServer = <E>(options: Server.Options, deps: Layer.Layer<Deps, 
     Layer.provideMerge(layerNodeServer)
   )
 
-/** POST a raw body. */
-export const post = (url: string, body: string, headers: Record<string, string> = { "content-type": "application/json" }) =>
+/** Any request: its status, body text, body JSON (when it is JSON) and headers. */
+export const request = (url: string, init: RequestInit = {}) =>
   Effect.promise(async () => {
-    const res = await fetch(url, { method: "POST", headers, body })
+    const res = await fetch(url, init)
     const text = await res.text()
     let json: unknown = undefined
     try {
@@ -52,6 +52,10 @@ export const post = (url: string, body: string, headers: Record<string, string> 
     }
     return { status: res.status, json, text, headers: res.headers }
   })
+
+/** POST a raw body. */
+export const post = (url: string, body: string, headers: Record<string, string> = { "content-type": "application/json" }) =>
+  request(url, { method: "POST", headers, body })
 
 /** Decode a response body with a protocol Schema (fails the test if it does not match). */
 export const decodeAs = <A, I>(schema: import("effect/Schema").Schema<A, I>, json: unknown): A =>

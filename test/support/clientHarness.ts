@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
+import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import { ClientStorage, type LiveClient, SyncClient, SyncTransport } from "mizu-sync-live/client"
@@ -176,6 +177,22 @@ export const startStoppable = (
     const scope = yield* Scope.make()
     const client = yield* Scope.extend(startClient(options, transport, storage, live), scope)
     return { client, stop: Scope.close(scope, Exit.void) }
+  })
+
+/**
+ * A client over a memory store of its own (a `Ref` that outlives it) that
+ * synced `scopes` with the server at `base` and stopped: the store, its
+ * layer and the transport, to start another client over it later.
+ */
+export const syncedStore = (base: string, options: SyncClient.Options) =>
+  Effect.gen(function*() {
+    const ref = yield* Ref.make(ClientStorage.emptyState)
+    const storage = ClientStorage.layerMemoryRef(ref)
+    const fetch = SyncTransport.makeFetch({ baseUrl: base })
+    const first = yield* startStoppable(options, fetch, storage)
+    yield* first.client.sync
+    yield* first.stop
+    return { ref, storage, fetch }
   })
 
 /** Retry an effect on a wall-clock schedule until it succeeds (or the attempts run out). */

@@ -10,7 +10,6 @@
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -24,7 +23,7 @@ import { ProtocolError } from "../../protocol/Sync.js"
 import type { Options } from "../AdminHttp.js"
 import { Operator } from "../Operator.js"
 import { logStorageError } from "./errors.js"
-import { errorResponse, notFound } from "./syncHttp.js"
+import { errorResponse, handleErrorsAs, notFound } from "./syncHttp.js"
 
 const DEFAULT_PREFIX: `/${string}` = "/_sync"
 
@@ -90,20 +89,8 @@ const queryOf = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<Ad
     onRight: Effect.succeed
   })
 
-/** Every failure (storage failures logged and counted) and defect as the protocol's error response. */
-const handleErrors = <R>(
-  self: Effect.Effect<HttpServerResponse.HttpServerResponse, ProtocolError, R>
-): Effect.Effect<HttpServerResponse.HttpServerResponse, never, R> =>
-  self.pipe(
-    Effect.catchAllCause((cause) => {
-      const failure = Cause.failureOption(cause)
-      if (Option.isSome(failure)) return Effect.succeed(errorResponse(failure.value))
-      if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
-      return Effect.logError("admin request failed with a defect", cause).pipe(
-        Effect.as(errorResponse(new ProtocolError({ code: "internal", message: "internal error" })))
-      )
-    })
-  )
+/** Every failure and defect as the protocol's error response. */
+const handleErrors = handleErrorsAs("admin request")
 
 const noStore = HttpServerResponse.setHeader("cache-control", "no-store")
 

@@ -115,8 +115,9 @@ export const callerOf = (request: HttpServerRequest.HttpServerRequest): Caller =
   return { token, headers: request.headers }
 }
 
-/** Turn any failure or defect of a handler into the protocol's error response. */
-const handleErrors = <R>(
+/** Turn any failure or defect of a handler into the protocol's error response (a defect logged as `what` failed). */
+export const handleErrorsAs = (what: string) =>
+<R>(
   self: Effect.Effect<HttpServerResponse.HttpServerResponse, ProtocolError, R>
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, never, R> =>
   self.pipe(
@@ -124,11 +125,13 @@ const handleErrors = <R>(
       const failure = Cause.failureOption(cause)
       if (failure._tag === "Some") return Effect.succeed(errorResponse(failure.value))
       if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
-      return Effect.logError("sync request failed with a defect", cause).pipe(
+      return Effect.logError(`${what} failed with a defect`, cause).pipe(
         Effect.as(errorResponse(new ProtocolError({ code: "internal", message: "internal error" })))
       )
     })
   )
+
+const handleErrors = handleErrorsAs("sync request")
 
 const endpoint = <A, I>(
   schema: Schema.Schema<A, I>,
