@@ -181,7 +181,7 @@ describe("README", () => {
   const pgMissing = pgReason !== undefined && !pgRequired
   if (pgMissing) console.log(`skipping README server-pg.ts run: ${pgReason} (set CI=true to make this a failure)`)
   // Skipped only without Postgres or Redis and without CI=true (the line above says which).
-  it.live.skipIf(pgMissing)("server-pg.ts: push and pull on Postgres, pokes through Redis", () =>
+  it.live.skipIf(pgMissing)("server-pg.ts: push and pull on Postgres, pokes through Redis", () => // skipped only without Postgres or Redis and CI unset (reason printed above)
     Effect.gen(function*() {
       const database = yield* freshDatabase
       const server = yield* start({ DATABASE_URL: database.url }, "server-pg.ts", dir)

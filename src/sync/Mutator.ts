@@ -67,7 +67,7 @@ export class Mutator extends Context.Tag("@mizu/sync/Mutator")<Mutator, {
   /**
    * The app versions whose mutations it takes (`Registry.version` and
    * `minVersion`): a push outside them is refused whole (`version_too_old`,
-   * `version_too_new`). Absent: any.
+   * `version_too_new`). Absent: every version.
    */
   readonly versions?: { readonly version: number; readonly minVersion: number }
 }>() {}
