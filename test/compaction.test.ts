@@ -21,7 +21,8 @@
  * No wire input is new here but `compacted_through`, which the client reads
  * (its hostile shapes are the pull response's Schema).
  */
-import { assert, describe, layer } from "@effect/vitest"
+import { assert, describe, it, layer } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
@@ -263,4 +264,23 @@ describe("log compaction", () => {
 
 describePostgres("log compaction (postgres)", ({ storage }) => {
   suite("postgres", storage(), 20)
+})
+
+describe("LogCompaction.layerConfig", () => {
+  const build = (env: Record<string, string>) =>
+    Layer.build(LogCompaction.layerConfig()).pipe(
+      Effect.scoped,
+      Effect.provide(Layer.mergeAll(SyncStorage.layerMemory, Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))))),
+      Effect.exit
+    )
+  it.effect("RETENTION_MODE=compact without RETENTION_CHANGES fails naming it; a bad mode fails naming RETENTION_MODE; trim starts nothing", () =>
+    Effect.gen(function*() {
+      const missing = yield* build({ RETENTION_MODE: "compact" })
+      assert.isTrue(Exit.isFailure(missing))
+      assert.include(String(Exit.isFailure(missing) ? missing.cause : ""), "RETENTION_CHANGES")
+      const bad = yield* build({ RETENTION_MODE: "fold" })
+      assert.include(String(Exit.isFailure(bad) ? bad.cause : ""), "RETENTION_MODE")
+      assert.isTrue(Exit.isSuccess(yield* build({ RETENTION_MODE: "trim" })))
+      assert.isTrue(Exit.isSuccess(yield* build({ RETENTION_MODE: "compact", RETENTION_CHANGES: "100" })))
+    }))
 })

@@ -57,8 +57,9 @@ export const runOnce: (options: Options) => Effect.Effect<{ readonly scopes: num
 export const layer: (options: Options) => Layer.Layer<never, never, ChangeLog> = internal.layer
 
 /**
- * The job from configuration: on only with `RETENTION_MODE=compact` and
- * `RETENTION_CHANGES` set (the threshold); `COMPACTION_INTERVAL` optional.
+ * The job from configuration: on only with `RETENTION_MODE=compact`, which
+ * needs `RETENTION_CHANGES` (the threshold; a start without it fails naming
+ * it); `COMPACTION_INTERVAL` optional.
  *
  * @since 0.1.0
  * @category layers

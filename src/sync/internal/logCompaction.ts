@@ -6,6 +6,7 @@
  * @internal
  */
 import * as Config from "effect/Config"
+import * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -69,7 +70,10 @@ export const layerConfig = (options: Partial<Options> = {}) =>
     const maxChanges = yield* Config.option(Config.integer("RETENTION_CHANGES"))
     const interval = yield* Config.option(Config.duration("COMPACTION_INTERVAL"))
     const max = options.maxChanges ?? Option.getOrUndefined(maxChanges)
-    if (retention !== "compact" || max === undefined) return Layer.empty
+    if (retention !== "compact") return Layer.empty
+    if (max === undefined) {
+      return yield* Effect.fail(ConfigError.MissingData(["RETENTION_CHANGES"], "RETENTION_MODE=compact needs RETENTION_CHANGES (the number of changes past which a scope is compacted)"))
+    }
     yield* Effect.logInfo(`log compaction: scopes over ${max} changes are compacted (RETENTION_MODE=compact)`)
     return layer({ ...options, maxChanges: max, interval: options.interval ?? Option.getOrUndefined(interval) })
   }))
