@@ -472,7 +472,8 @@ const runRound = async (user: string, side: Side, n: number, root: string | unde
   try {
     const started = await Promise.allSettled(
       Array.from({ length: config.processes }, () =>
-        Child.start("servers/mizu.ts", { databaseUrl: urlFor(user, database), tracing: config.tracing }, root === undefined ? {} : { root }))
+        // the current side from source when an older copy (which runs from source) is the baseline: the same loader on both
+        Child.start("servers/mizu.ts", { databaseUrl: urlFor(user, database), tracing: config.tracing }, root !== undefined ? { root } : { source: rev !== undefined }))
     )
     for (const s of started) if (s.status === "fulfilled") servers.push(s.value)
     const failed = started.find((s): s is PromiseRejectedResult => s.status === "rejected")

@@ -42,7 +42,8 @@ const freshDb = async () => {
 }
 const servers = {
   before: await Child.start("servers/mizu.ts", { filename: await freshDb(), tracing: false }, { root: old.benchDir }),
-  after: await Child.start("servers/mizu.ts", { filename: await freshDb(), tracing: false }),
+  // from source, as the older copy runs: the same loader on both sides
+  after: await Child.start("servers/mizu.ts", { filename: await freshDb(), tracing: false }, { source: true }),
   baseline: await Child.start("servers/baseline-http.ts", { filename: await freshDb() })
 }
 

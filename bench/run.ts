@@ -2,14 +2,18 @@
  * `npm run bench` — run every benchmark, one after the other, each in a
  * process of its own; `npm run bench -- <name>…` runs the ones named (a
  * prefix is enough: `push` runs push-pull). `--quick` makes each one
- * shorter; `--list` lists them. Results go to bench/results/<name>.json.
+ * shorter; `--list` lists them; `--source` runs our package from src/
+ * through tsx instead of the compiled package, which is built first (what
+ * an app runs; tsx's `keepNames` costs our closures a `__name` call each).
+ * Results go to bench/results/<name>.json.
  *
  * Every benchmark prints its figures next to a hand-written baseline measured
  * in the same run, with the ratio; see bench/README.md.
  */
-import { spawn } from "node:child_process"
+import { execFileSync, spawn } from "node:child_process"
 import * as NodePath from "node:path"
-import { benchDir } from "./lib/results.js"
+import * as Child from "./lib/child.js"
+import { benchDir, repoDir } from "./lib/results.js"
 
 interface Bench {
   readonly name: string
@@ -52,7 +56,10 @@ if (args.includes("--list")) {
   for (const b of all) console.log(`${b.name.padEnd(16)} ${b.what}`)
   process.exit(0)
 }
-const passThrough = args.filter((a) => a.startsWith("--"))
+const passThrough = args.filter((a) => a.startsWith("--") && a !== "--source")
+// `--source`: run our package from src/ through tsx everywhere (the default is the compiled package, built here first)
+const source = args.includes("--source")
+if (source) process.env["MIZU_BENCH_SOURCE"] = "1"
 const names = args.filter((a) => !a.startsWith("--"))
 const selected = names.length === 0 ? all.filter((b) => b.onlyWhenNamed !== true) : all.filter((b) => names.some((n) => b.name === n || b.name.startsWith(n)))
 if (selected.length === 0) {
@@ -65,7 +72,7 @@ const runOne = (bench: Bench) =>
     const start = performance.now()
     const child = spawn(
       process.execPath,
-      ["--conditions=source", "--import", "tsx", ...bench.nodeFlags, NodePath.join(benchDir, `${bench.name}.ts`), ...passThrough],
+      [...Child.loaderFlags(source), ...bench.nodeFlags, NodePath.join(benchDir, `${bench.name}.ts`), ...passThrough],
       { stdio: "inherit" }
     )
     const timer = setTimeout(() => {
@@ -77,6 +84,12 @@ const runOne = (bench: Bench) =>
       resolve({ code, ms: performance.now() - start })
     })
   })
+
+if (!source) {
+  // what an app runs is the compiled package: build it from this tree (tsc, ~20 s)
+  console.log("building the package (tsc -p tsconfig.build.json) …")
+  execFileSync(process.execPath, [NodePath.join(repoDir, "node_modules/typescript/bin/tsc"), "-p", NodePath.join(repoDir, "tsconfig.build.json")], { stdio: "inherit" })
+}
 
 const summary: Array<string> = []
 let failed = 0
@@ -91,6 +104,6 @@ console.log(`\n=== done in ${((performance.now() - start) / 1000).toFixed(0)} s`
 for (const line of summary) console.log(line)
 // the gate table of issue #17, from the results this run (and earlier runs, for what it did not run) left
 await new Promise<void>((resolve) =>
-  spawn(process.execPath, ["--conditions=source", "--import", "tsx", NodePath.join(benchDir, "gates.ts")], { stdio: "inherit" }).on("exit", () => resolve())
+  spawn(process.execPath, [...Child.loaderFlags(true), NodePath.join(benchDir, "gates.ts")], { stdio: "inherit" }).on("exit", () => resolve())
 )
 process.exit(failed === 0 ? 0 : 1)

@@ -119,7 +119,12 @@ export interface Options<E = never, R = never> extends ServicesOptions<R>, Route
   readonly live?: LiveHttp.Options
   /** Live pages, each served at its path (GET) and mounted over the live socket. */
   readonly pages?: ReadonlyArray<Page.Page<any, any, any, PageServices>>
-  /** Record a tracing span for each HTTP request (on by default). */
+  /**
+   * Trace HTTP requests (on by default): a span per request, with the
+   * engine's spans (`SyncEngine.push`, `SyncEngine.mutation`, …) under it.
+   * `false` turns the tracer off for requests: no span of either, and none
+   * of their cost.
+   */
   readonly tracing?: boolean
 }
 
@@ -252,8 +257,11 @@ export type HttpRequirements =
 export const layerHttp = <E = never, R = never>(
   options: RouterOptions<E, R> & { readonly tracing?: boolean }
 ): Layer.Layer<never, never, HttpRequirements | Exclude<R, HttpServerRequest.HttpServerRequest | Scope.Scope>> => {
-  const served = HttpServer.serve(toApp(router(options)))
-  const serve = options.tracing === false ? HttpMiddleware.withTracerDisabledWhen(served, () => true) : served
+  const app = toApp(router(options))
+  // tracing off: no request span (the platform's) and no span under it (the engine's, the pages'): the tracer is off for the request
+  const serve = options.tracing === false
+    ? HttpMiddleware.withTracerDisabledWhen(HttpServer.serve(Effect.withTracerEnabled(app, false)), () => true)
+    : HttpServer.serve(app)
   return drainOnRelease.pipe(Layer.provide(serve))
 }
 

@@ -2,7 +2,9 @@
  * Observability: the spans an operator's tracer sees — one per push, one per
  * mutation in it, pull, snapshot, poke and live session — with their
  * attributes. The server runs with a recording tracer (wrapping Effect's own)
- * set through `Layer.setTracer`, as an OpenTelemetry layer would be.
+ * set through `Layer.setTracer`, as an OpenTelemetry layer would be. With
+ * `tracing: false` a request makes no span at all, neither the platform's
+ * nor the engine's under it (their cost is what turning tracing off saves).
  */
 import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -73,6 +75,42 @@ describe("spans", () => {
           yield* waitForSpan("SyncEngine.snapshot", (s) => s.attributes().get("scope") === scope)
           yield* waitForSpan("PokeBroker.poke", (s) => s.attributes().get("scope") === scope)
           yield* waitForSpan("LiveSession")
+        }).pipe(Effect.scoped))
+    }
+  )
+})
+
+/** The spans a request may make: the platform's, the engine's, the poke's and the live session's. */
+const requestSpan = (name: string) => /^(http\.|SyncEngine\.|PokeBroker\.|LiveSession)/.test(name)
+
+describe("spans with tracing: false", () => {
+  layer(layerServer({ registry, tracing: false }, layerMemoryDeps).pipe(Layer.provide(Layer.setTracer(recording))), { excludeTestServices: true })(
+    "recording tracer",
+    (it) => {
+      it.effect("a push, a pull, a snapshot and a live session make no span, though the tracer records others", () =>
+        Effect.gen(function*() {
+          const base = yield* BaseUrl
+          const scope = freshScope()
+          const from = recorded.length
+          // the recording tracer is the one in place: a span outside a request is recorded
+          yield* Effect.withSpan(Effect.void, "probe")
+          assert.deepStrictEqual(recorded.slice(from).map((s) => s.name), ["probe"])
+          const ws = yield* connect(base)
+          yield* join(ws, { scopes: [scope] })
+          const pushed = yield* post(`${base}/_sync/push`, JSON.stringify({
+            client_id: "untraced-client",
+            mutations: [
+              { id: 1, name: "todo/create", scope, args: { id: "a", title: "a" } },
+              { id: 2, name: "todo/toggle", scope, args: { id: "a" } }
+            ]
+          }))
+          assert.strictEqual(pushed.status, 200)
+          yield* ws.waitFor((f) => f.type === T.POKE)
+          const pulled = yield* post(`${base}/_sync/pull`, JSON.stringify({ scope, cursor: 0 }))
+          assert.strictEqual((pulled.json as { changes: ReadonlyArray<unknown> }).changes.length, 2)
+          yield* post(`${base}/_sync/snapshot`, JSON.stringify({ scope }))
+          yield* Effect.sync(() => ws.close())
+          assert.deepStrictEqual(recorded.slice(from).map((s) => s.name).filter(requestSpan), [])
         }).pipe(Effect.scoped))
     }
   )

@@ -1,8 +1,11 @@
 /**
  * Child processes of a benchmark (servers, load clients), driven over IPC.
  *
- * Every child is started with the same loader flags as `npm run bench`
- * (`--conditions=source --import tsx`), talks JSON messages over the IPC
+ * Every child runs its script through tsx (`--import tsx`). Our package
+ * (`mizu-sync-live`) is the compiled one (`dist/`, what an app that installed
+ * it runs; `npm run bench` builds it first) unless the child runs from
+ * source: `source: true`, `MIZU_BENCH_SOURCE=1` (`npm run bench -- --source`),
+ * or a patched or older copy (`root`), which has no build. A child talks JSON messages over the IPC
  * channel, and exits when its parent goes away (see `control.ts`). The
  * parent stops each child by its own pid, SIGTERM first and SIGKILL after a
  * grace period, and kills every child still running when it exits.
@@ -41,14 +44,27 @@ export interface SpawnOptions {
   readonly fdLimit?: number
   /** How long to wait for `ready`. */
   readonly readyTimeoutMs?: number
-  /** Another bench directory to start the script from (a patched copy, see `patched.ts`). */
+  /** Another bench directory to start the script from (a patched copy, see `patched.ts`); it runs from source. */
   readonly root?: string
+  /**
+   * Resolve `mizu-sync-live` to `src/` through tsx (`--conditions=source`)
+   * instead of `dist/`: for a comparison with a copy at another revision,
+   * which runs from source, so both sides pay the same loader.
+   */
+  readonly source?: boolean
 }
+
+/** Whether children run our package from source (see the header). */
+export const sourceByDefault = process.env["MIZU_BENCH_SOURCE"] === "1"
+
+/** The loader flags of a child or a benchmark process: tsx, and the `source` condition when it runs from source. */
+export const loaderFlags = (source: boolean): ReadonlyArray<string> => source ? ["--conditions=source", "--import", "tsx"] : ["--import", "tsx"]
 
 /** Start `bench/<script>` with a JSON argument; resolves once the child says `ready`. */
 export const start = (script: string, arg: unknown, options: SpawnOptions = {}): Promise<Child> => {
   const file = NodePath.join(options.root ?? benchDir, script)
-  const nodeArgs = ["--conditions=source", "--import", "tsx", ...(options.nodeFlags ?? []), file, JSON.stringify(arg)]
+  const source = options.root !== undefined || options.source === true || sourceByDefault
+  const nodeArgs = [...loaderFlags(source), ...(options.nodeFlags ?? []), file, JSON.stringify(arg)]
   const child = options.fdLimit === undefined
     ? spawn(process.execPath, nodeArgs, { stdio: ["ignore", "inherit", "inherit", "ipc"] })
     : spawn(

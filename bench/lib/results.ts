@@ -28,7 +28,9 @@ export const environment = () => ({
   platform: `${process.platform} ${NodeOs.release()}`,
   git_commit: git(["rev-parse", "--short", "HEAD"]),
   // src/ may be edited by others while benchmarks run: say whether it differs from the commit.
-  src_dirty: git(["status", "--porcelain", "--", "src"]) !== ""
+  src_dirty: git(["status", "--porcelain", "--", "src"]) !== "",
+  // which build of our package the servers ran (lib/child.ts): the compiled one, or src/ through tsx
+  package_build: process.env["MIZU_BENCH_SOURCE"] === "1" ? "source (tsx)" : "dist (compiled)"
 })
 
 /** Write bench/results/<name>.json. */

@@ -6,7 +6,11 @@
  * storage). What push-pull measures against it is what the platform and the
  * protocol edge cost by themselves: no engine can make ours faster than this.
  *
- * Argument (JSON): {}.
+ * Argument (JSON): `{ filename? }`. With a `filename` (a migrated SQLite
+ * file) the same routes run over the real engine instead (`Server.layerEngine`
+ * on `SqlStorage.layerSqlite`, pokes to nowhere): the sync routes and the
+ * engine and nothing else of `Server.layer` (no live routes, hub or pages),
+ * for `tools/http-profile.ts --server=http-engine`.
  */
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpServer from "@effect/platform/HttpServer"
@@ -14,9 +18,12 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { SyncEngine, SyncHttp } from "mizu-sync-live"
+import { Authorizer, PokeBroker, Server, SqlStorage, SyncEngine, SyncHttp } from "mizu-sync-live"
 import { createServer } from "node:http"
+import { registry } from "../../examples/todo/mutations.js"
 import * as Control from "../lib/control.js"
+
+const arg = Control.argument<{ readonly filename?: string }>()
 
 const free = SyncEngine.SyncEngine.of({
   push: (request) => Effect.succeed({ results: request.mutations.map((m, i) => ({ ...(m.id === undefined ? {} : { id: m.id }), ok: true, cursor: i + 1 })) }),
@@ -27,7 +34,17 @@ const free = SyncEngine.SyncEngine.of({
   rows: () => Effect.succeed({ cursor: 0, rows: [], has_more: false })
 })
 
-const served = HttpMiddleware.withTracerDisabledWhen(HttpServer.serve(SyncHttp.router()), () => true)
+const noPokes = Layer.succeed(PokeBroker.PokeBroker, PokeBroker.PokeBroker.of({ poke: () => Effect.void }))
+
+const engine: Layer.Layer<SyncEngine.SyncEngine> = arg.filename === undefined
+  ? Layer.succeed(SyncEngine.SyncEngine, free)
+  : Server.layerEngine(registry).pipe(
+    Layer.provide(Layer.mergeAll(SqlStorage.layerSqlite({ filename: arg.filename }), noPokes, Authorizer.layerAllowAll)),
+    Layer.orDie
+  )
+
+// tracing off as `Server.layer({ tracing: false })` turns it off: no request span, no span under it
+const served = HttpMiddleware.withTracerDisabledWhen(HttpServer.serve(Effect.withTracerEnabled(SyncHttp.router(), false)), () => true)
 
 const main = Effect.gen(function*() {
   const server = yield* HttpServer.HttpServer
@@ -36,7 +53,7 @@ const main = Effect.gen(function*() {
   return yield* Effect.never
 }).pipe(
   Effect.provide(served.pipe(
-    Layer.provide(Layer.succeed(SyncEngine.SyncEngine, free)),
+    Layer.provide(engine),
     Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" }))
   ))
 )

@@ -7,17 +7,16 @@
  * process's CPU per push. What group commit gives the engine alone, for an
  * A/B between two trees (push-engine measures one push at a time).
  *
- * Usage: node --conditions=source --import tsx bench/tools/engine-load.ts [--batch=1] [--concurrent=32] [--ms=2000]
+ * Usage: node --import tsx bench/tools/engine-load.ts (the compiled package; add --conditions=source for src/) [--batch=1] [--concurrent=32] [--ms=2000]
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
-import { Authorizer, PokeBroker, Server, SyncEngine } from "mizu-sync-live"
+import { Authorizer, PokeBroker, Server, SqlStorage, SyncEngine } from "mizu-sync-live"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { registry } from "../../examples/todo/mutations.js"
-import * as SqlStorage from "../../src/sync/sql/SqlStorage.js"
 import * as Db from "../lib/db.js"
 
 const arg = (name: string, fallback: number) => {

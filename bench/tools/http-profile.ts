@@ -9,9 +9,10 @@
  * `--no-profile`: the same without `--cpu-prof` (its overhead).
  *
  * `--server=http-floor`: `servers/http-floor.ts` instead (our HTTP path over
- * an engine that costs nothing).
+ * an engine that costs nothing); `--server=http-engine`: the same sync routes
+ * over the real engine and nothing else of `Server.layer`.
  *
- * Usage: node --conditions=source --import tsx bench/tools/http-profile.ts [--batch=1] [--ms=4000] [--dir=/tmp/prof] [--no-profile] [--server=http-floor]
+ * Usage: node --conditions=source --import tsx bench/tools/http-profile.ts [--batch=1] [--ms=4000] [--dir=/tmp/prof] [--no-profile] [--server=http-floor|http-engine]
  */
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
@@ -29,8 +30,9 @@ const filename = NodePath.join(tmp, "ours.sqlite")
 await Db.migrate(filename)
 const profiled = !process.argv.includes("--no-profile")
 // `--server=http-floor`: our HTTP path over an engine that costs nothing, for comparison
-const script = option("server") === "http-floor" ? "servers/http-floor.ts" : "servers/mizu.ts"
-const server = await Child.start(script, { filename, tracing: false }, {
+const serverKind = option("server")
+const script = serverKind === "http-floor" || serverKind === "http-engine" ? "servers/http-floor.ts" : "servers/mizu.ts"
+const server = await Child.start(script, serverKind === "http-floor" ? {} : { filename, tracing: false }, {
   nodeFlags: profiled ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : []
 })
 const port = Number(server.ready["port"])
