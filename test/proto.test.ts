@@ -27,6 +27,21 @@ describe("__proto__ on the wire", () => {
     assert.strictEqual(Protocol.parseJson(`{"a":{"__proto__":{"x":1}}}`) instanceof Object, true)
     assert.deepStrictEqual(Protocol.parseJson(`{"a":{"__proto__":{"x":1},"b":2}}`), { a: { b: 2 } })
   })
+
+  it("is dropped when spelled with \\u escapes too; a text that cannot hold it parses as JSON.parse does", () => {
+    // "\u005f\u005fproto\u005f\u005f" and a partly escaped form are the key __proto__ once parsed
+    for (const key of [String.raw`\u005f\u005fproto\u005f\u005f`, String.raw`_\u005fproto__`, String.raw`\u005F_proto__`]) {
+      const parsed = Protocol.parseJson(`{"a":{"${key}":{"x":1},"b":2}}`) as { readonly a: object }
+      assert.deepStrictEqual(parsed, { a: { b: 2 } })
+      assert.strictEqual(Object.getPrototypeOf(parsed.a), Object.prototype)
+      assert.isFalse(Object.prototype.hasOwnProperty.call(parsed.a, "__proto__"))
+    }
+    // an escape that is not the key keeps its value
+    assert.deepStrictEqual(Protocol.parseJson(String.raw`{"t":"caf\u00e9","n":[1,{"m":null}]}`), { t: "café", n: [1, { m: null }] })
+    const plain = `{"client_id":"c1","mutations":[{"id":1,"name":"todo/create","args":{"id":"a","title":"milk"}}]}`
+    assert.deepStrictEqual(Protocol.parseJson(plain), JSON.parse(plain))
+    assert.throws(() => Protocol.parseJson(`{"a":`))
+  })
 })
 
 describe("reserved mutation names", () => {

@@ -141,11 +141,17 @@ export const jsonDepthExceeds = (value: unknown, max: number = MAX_JSON_DEPTH): 
  * `SnapshotData`: there `"__proto__"` may be an entity id, so parse them with
  * `JSON.parse` (own keys, never prototypes) and decode with the Schema.
  *
+ * A text with neither `__proto__` nor a `\u` escape (the only way to spell
+ * that key otherwise) cannot hold the key, and is parsed by plain
+ * `JSON.parse`, several times faster than with the reviver that drops it.
+ *
  * @since 0.1.0
  * @category conversions
  */
 export const parseJson = (text: string): unknown =>
-  JSON.parse(text, (key, value: unknown) => (key === "__proto__" ? undefined : value))
+  text.includes("__proto__") || text.includes("\\u") ? JSON.parse(text, dropProto) : JSON.parse(text)
+
+const dropProto = (key: string, value: unknown): unknown => (key === "__proto__" ? undefined : value)
 
 /**
  * Any JSON value: `args`, `data`, `details`. Bodies are JSON-parsed before
