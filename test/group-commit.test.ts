@@ -43,7 +43,9 @@ import * as NodePath from "node:path"
 import * as NodeUtil from "node:util"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -542,4 +544,56 @@ describe(`group commit: concurrent pushes equal their serial replay (seed ${SEED
 
 describePostgres(`group commit on Postgres: concurrent pushes equal their serial replay (seed ${SEED})`, ({ storage }) => {
   it.live("Postgres, in process", () => inProcess(storage(), "pg"), 120_000)
+})
+
+// ---------------------------------------------------------------------------
+// A request that goes away while its push is in a group: the push still
+// commits (the writer owns it), and the client's retry finds it a duplicate.
+// ---------------------------------------------------------------------------
+
+/** Blocks in its mutator until the test lets it go: the push is then inside the writer's group. */
+const makeGate = Effect.gen(function*() {
+  const entered = yield* Deferred.make<void>()
+  const release = yield* Deferred.make<void>()
+  const gated = Mutation.make("gc/gated", {
+    args: Schema.Struct({ key: Key, by: By }),
+    handler: ({ by, key }, tx) =>
+      Effect.zipRight(
+        Effect.zipRight(Deferred.succeed(entered, undefined), Deferred.await(release)),
+        tx.put(CellEntity, key, { key, n: 1, by })
+      )
+  })
+  return { entered, release, registry: Mutation.registry({ entities: [CellEntity], mutations: [put, gated] }) }
+})
+
+const interruptedRequest = (storage: Layer.Layer<SyncStorage.Services, unknown>) =>
+  Effect.gen(function*() {
+    const gate = yield* makeGate
+    const context = yield* Layer.build(layerEngine(gate.registry, storage))
+    const engine = Context.get(context, SyncEngine.SyncEngine)
+    const caller = { token: undefined, headers: {} }
+    const scope = `gc-interrupt-${Math.random().toString(36).slice(2, 8)}`
+    const body: Protocol.PushRequest = { client_id: "gone", mutations: [{ id: 1, name: "gc/gated", scope, args: { key: "k0", by: "gone" } }] }
+    const request = yield* Effect.fork(engine.push(body, caller))
+    yield* Deferred.await(gate.entered)
+    // a push of another client queues behind the group in flight
+    const other = yield* Effect.fork(
+      engine.push({ client_id: "stays", mutations: [{ id: 1, name: "gc/put", scope, args: { key: "k1", by: "stays" } }] }, caller)
+    )
+    yield* Fiber.interrupt(request)
+    yield* Deferred.succeed(gate.release, undefined)
+    const stays = yield* Fiber.join(other)
+    assert.deepStrictEqual(stays.results.map((r) => [r.ok, r.cursor]), [[true, 2]])
+    // the retry of the interrupted request: already applied (its change is cursor 1; the head is 2)
+    const retried = yield* engine.push(body, caller)
+    assert.deepStrictEqual(retried.results.map((r) => [r.ok, r.duplicate, r.cursor]), [[true, true, 2]])
+    const pulled = yield* engine.pull({ scope, cursor: 0, client_id: "gone" }, caller)
+    assert.deepStrictEqual(pulled.changes.map((c) => [c.cursor, c.id, (c.data as { by: string }).by]), [[1, "k0", "gone"], [2, "k1", "stays"]])
+    assert.strictEqual(pulled.last_mutation_id, 1)
+  }).pipe(Effect.scoped)
+
+describe("group commit: a request interrupted while its push is in a group", () => {
+  it.live("memory: the push commits once; the retry is a duplicate", () => interruptedRequest(SyncStorage.layerMemory), 30_000)
+  it.live("SQLite file: the push commits once; the retry is a duplicate", () =>
+    interruptedRequest(SqlStorage.layerSqlite({ filename: NodePath.join(directory, "interrupt.db") })), 30_000)
 })

@@ -47,7 +47,6 @@
  * @internal
  */
 import * as Data from "effect/Data"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -136,7 +135,8 @@ interface Job<A> {
   readonly tracing: boolean
   /** The request's log annotations with the attempt's. */
   readonly annotations: HashMap.HashMap<string, unknown>
-  readonly done: Deferred.Deferred<A, Failure>
+  /** Answer the request (at most once; nothing once it was interrupted). */
+  readonly done: (exit: Exit.Exit<A, Failure>) => void
   conflicts: number
 }
 
@@ -255,7 +255,7 @@ export const make = (options: Options): Effect.Effect<GroupCommit, never, Scope.
         groupSize.unsafeUpdate(jobs.length, [])
         for (let i = 0; i < jobs.length; i++) {
           const exit = exits[i]
-          Deferred.unsafeDone(jobs[i].done, Exit.isSuccess(exit) ? Exit.succeed(exit.value.value) : Exit.failCause(exit.cause))
+          jobs[i].done(Exit.isSuccess(exit) ? Exit.succeed(exit.value.value) : Exit.failCause(exit.cause))
         }
       })
       return heads.size === 0 ? answer : Effect.zipRight(committed(heads), answer)
@@ -360,7 +360,9 @@ export const make = (options: Options): Effect.Effect<GroupCommit, never, Scope.
           if (again.length === jobs.length) {
             return Effect.zipRight(Effect.sleep(Duration.millis(5 + Math.random() * 10)), runWithSavepoints(jobs))
           }
-          return Effect.forEach(jobs, (job) => Deferred.failCause(job.done, outer.cause), { discard: true })
+          return Effect.sync(() => {
+            for (const job of jobs) job.done(Exit.failCause(outer.cause))
+          })
         }
         const exits = outer.value
         const again = retryLater(jobs, exits)
@@ -371,7 +373,9 @@ export const make = (options: Options): Effect.Effect<GroupCommit, never, Scope.
     }
 
     const fail = <A>(jobs: Iterable<Job<A>>) =>
-      Effect.forEach(jobs, (job) => Deferred.fail(job.done, shuttingDown), { discard: true })
+      Effect.sync(() => {
+        for (const job of jobs) job.done(Exit.fail(shuttingDown))
+      })
 
     /**
      * A writer: woken by a push, it lets the event loop finish the turn it
@@ -410,23 +414,36 @@ export const make = (options: Options): Effect.Effect<GroupCommit, never, Scope.
       attempt: Attempt<A>
     ) =>
       Effect.withFiberRuntime<A, Failure>((fiber) => {
-        const done = Deferred.unsafeMake<A, Failure>(fiber.id())
         let annotations = fiber.getFiberRef(FiberRef.currentLogAnnotations)
         if (attempt.annotations !== undefined) {
           for (const [key, value] of Object.entries(attempt.annotations)) annotations = HashMap.set(annotations, key, value)
         }
-        const job: Job<A> = {
-          scopes,
-          mutations,
-          attempt,
-          parent: fiber.currentSpan === undefined ? Option.none() : Option.some(fiber.currentSpan),
-          tracing: fiber.getFiberRef(FiberRef.currentTracerEnabled),
-          annotations,
-          done,
-          conflicts: 0
-        }
-        // an unbounded queue: the offer hands the job to a waiting writer, or queues it (false once shut down)
-        return queue.unsafeOffer(job as Job<unknown>) ? Deferred.await(done) : Effect.fail(shuttingDown)
+        const parent = fiber.currentSpan === undefined ? Option.none() : Option.some(fiber.currentSpan)
+        const tracing = fiber.getFiberRef(FiberRef.currentTracerEnabled)
+        // the request waits on a callback the writer calls (no Deferred: one allocation less per push)
+        return Effect.async<A, Failure>((resume) => {
+          let answered = false
+          const job: Job<A> = {
+            scopes,
+            mutations,
+            attempt,
+            parent,
+            tracing,
+            annotations,
+            done: (exit) => {
+              if (answered) return
+              answered = true
+              resume(exit)
+            },
+            conflicts: 0
+          }
+          // an unbounded queue: the offer hands the job to a waiting writer, or queues it (false once shut down)
+          if (!queue.unsafeOffer(job as Job<unknown>)) job.done(Exit.fail(shuttingDown))
+          // interrupted (the client went away): its push still commits, its answer goes nowhere
+          return Effect.sync(() => {
+            answered = true
+          })
+        })
       })
 
     if (storage.writers !== "many") {
