@@ -33,19 +33,39 @@ export const canonicalJson = (value: unknown): string => {
   return `{${entries.join(",")}}`
 }
 
-const encoder = new TextEncoder()
+/** One FNV-1a step: the hash with one more byte. */
+const step = (hash: number, byte: number): number => Math.imul(hash ^ byte, 0x01000193)
 
 /**
- * 32-bit FNV-1a of a string's UTF-8 bytes, as an unsigned integer.
+ * 32-bit FNV-1a of a string's UTF-8 bytes, as an unsigned integer. The bytes
+ * are those `TextEncoder` gives (a lone surrogate is U+FFFD), computed from
+ * the UTF-16 code units as it goes: no byte array per call.
  *
  * @since 0.1.0
  * @category utils
  */
 export const fnv1a = (text: string): number => {
   let hash = 0x811c9dc5
-  for (const byte of encoder.encode(text)) {
-    hash ^= byte
-    hash = Math.imul(hash, 0x01000193)
+  const length = text.length
+  for (let i = 0; i < length; i++) {
+    let c = text.charCodeAt(i)
+    if (c < 0x80) {
+      hash = step(hash, c)
+    } else if (c < 0x800) {
+      hash = step(step(hash, 0xc0 | (c >> 6)), 0x80 | (c & 0x3f))
+    } else {
+      if (c >= 0xd800 && c <= 0xdbff && i + 1 < length) {
+        const low = text.charCodeAt(i + 1)
+        if (low >= 0xdc00 && low <= 0xdfff) {
+          const point = 0x10000 + ((c - 0xd800) << 10) + (low - 0xdc00)
+          hash = step(step(step(step(hash, 0xf0 | (point >> 18)), 0x80 | ((point >> 12) & 0x3f)), 0x80 | ((point >> 6) & 0x3f)), 0x80 | (point & 0x3f))
+          i++
+          continue
+        }
+      }
+      if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd
+      hash = step(step(step(hash, 0xe0 | (c >> 12)), 0x80 | ((c >> 6) & 0x3f)), 0x80 | (c & 0x3f))
+    }
   }
   return hash >>> 0
 }
