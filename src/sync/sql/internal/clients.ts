@@ -64,6 +64,8 @@ const victimsSqlite = "SELECT client_id FROM mizu_clients WHERE seen < ? ORDER B
 const scopesUpsert = `ON CONFLICT (client_id, scope) DO UPDATE
   SET last = CASE WHEN excluded.last > mizu_client_scopes.last THEN excluded.last ELSE mizu_client_scopes.last END`
 const failuresUpsert = `ON CONFLICT (client_id, id) DO UPDATE SET code = excluded.code, message = excluded.message`
+/** Claims per SQLite statement: five parameters a row, so at most 200 rows (as many parameters as `rowsPerInsert` rows of two). */
+const claimsPerStatement = Math.floor(rowsPerInsert * 2 / 5)
 
 /** The statement texts of the ledger, normalized once. */
 const texts = (q: Statements["q"]) => ({
@@ -131,7 +133,7 @@ const texts = (q: Statements["q"]) => ({
     ${failuresUpsert}`),
   recordClient: q(recordClientSql),
   // Several clients in one statement (`claimAll`, `recordEach`).
-  claimMany: multiRow(q, "INSERT INTO mizu_clients (client_id, last, owner, seen) VALUES", `(?, ${fromTombstone}, ?)`, `${claimUpsert} RETURNING client_id, last, owner`),
+  claimMany: multiRow(q, "INSERT INTO mizu_clients (client_id, last, owner, seen) VALUES", `(?, ${fromTombstone}, ?)`, `${claimUpsert} RETURNING client_id, last, owner`, claimsPerStatement),
   claimManyPg: q(`INSERT INTO mizu_clients (client_id, last, owner, seen)
     SELECT v.client_id, COALESCE(e.last, 0), COALESCE(e.owner, v.owner), ?::bigint
     FROM unnest(?::text[], ?::text[]) AS v (client_id, owner) LEFT JOIN mizu_expired_clients e ON e.client_id = v.client_id
@@ -273,7 +275,7 @@ export const make = (
     })
   }
 
-  /** One statement's claims (at most `rowsPerInsert` on SQLite), into `found`; Postgres locks the rows in client id order. */
+  /** One statement's claims (at most `claimsPerStatement` on SQLite), into `found`; Postgres locks the rows in client id order. */
   const claimSome = (claims: ReadonlyArray<Clients.Claimant>, found: Map<string, Clients.Claim>, now: number) => {
     const read = (rows: ReadonlyArray<ClaimRow>) => {
       for (const row of rows) found.set(row.client_id, { owner: row.owner ?? undefined, last: Number(row.last) })
@@ -297,9 +299,9 @@ export const make = (
       const now = clock.unsafeCurrentTimeMillis()
       const found = new Map<string, Clients.Claim>()
       if (claims.length === 0) return Effect.succeed(found)
-      // five parameters a row on SQLite: at most 200 rows a statement
-      const perStatement = Math.floor(rowsPerInsert * 2 / 5)
-      const chunks = isPg ? [claims] : Array.from({ length: Math.ceil(claims.length / perStatement) }, (_, i) => claims.slice(i * perStatement, (i + 1) * perStatement))
+      const chunks = isPg
+        ? [claims]
+        : Array.from({ length: Math.ceil(claims.length / claimsPerStatement) }, (_, i) => claims.slice(i * claimsPerStatement, (i + 1) * claimsPerStatement))
       return Effect.as(chunks.length === 1 ? claimSome(chunks[0], found, now) : Effect.forEach(chunks, (chunk) => claimSome(chunk, found, now), { discard: true }), found)
     })
 

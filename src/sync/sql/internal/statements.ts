@@ -144,24 +144,33 @@ export const make: Effect.Effect<Statements, never, SqlClient.SqlClient> = Effec
   return { isPg, sqlite: driver, q, exec, query, withConnection }
 })
 
+/** How many rows one SQLite multi-row `INSERT` carries at most (at most 8 parameters each: 4,000, far below SQLite's limit of 32,766). */
+export const rowsPerInsert = 500
+
 /**
  * A statement text for `rows` rows of `tuple` (`INSERT … VALUES tuple, tuple, …`
- * then `suffix`), normalized by `q`; the texts of up to 64 rows are kept.
+ * then `suffix`), normalized by `q`. The texts of up to 64 rows are kept, and
+ * the text of a full chunk (`fullChunk` rows: what `chunked` or a caller's
+ * own split sends for every chunk but the last), which a large group commit
+ * would otherwise build and normalize again for each chunk.
  */
-export const multiRow = (q: Statements["q"], prefix: string, tuple: string, suffix = ""): (rows: number) => string => {
+export const multiRow = (
+  q: Statements["q"],
+  prefix: string,
+  tuple: string,
+  suffix = "",
+  fullChunk: number = rowsPerInsert
+): (rows: number) => string => {
   const texts = new Map<number, string>()
   return (rows) => {
     let text = texts.get(rows)
     if (text === undefined) {
       text = q(`${prefix} ${Array.from({ length: rows }, () => tuple).join(", ")} ${suffix}`)
-      if (rows <= 64) texts.set(rows, text)
+      if (rows <= 64 || rows === fullChunk) texts.set(rows, text)
     }
     return text
   }
 }
-
-/** How many rows one SQLite multi-row `INSERT` carries at most (7 parameters each, far below SQLite's limit). */
-export const rowsPerInsert = 500
 
 /** Run one statement per run of at most `rowsPerInsert` of `count` rows, in order: `run(start, end)` for each. */
 export const chunked = <E>(
