@@ -117,8 +117,20 @@ export class EntityError extends Data.TaggedError("EntityError")<{
  * @category guards
  */
 export const checkId = (entity: Entity<any, any>, id: string): Effect.Effect<void, EntityError> => {
+  const error = idError(entity, id)
+  return error === undefined ? Effect.void : Effect.fail(error)
+}
+
+/**
+ * `checkId` as a plain call: the `invalid_id` error, or undefined when `id`
+ * can be an id of `entity`.
+ *
+ * @since 0.1.0
+ * @category guards
+ */
+export const idError = (entity: Entity<any, any>, id: string): EntityError | undefined => {
   const problem = invalidId(id)
-  return problem === undefined ? Effect.void : Effect.fail(new EntityError({ reason: "invalid_id", entity: entity.name, message: problem }))
+  return problem === undefined ? undefined : new EntityError({ reason: "invalid_id", entity: entity.name, message: problem })
 }
 
 /** An entity's decoder and encoder, made once: synchronous first, the Effect one for a failure or an async Schema. */
@@ -171,6 +183,28 @@ const runCodec = <B>(
       Effect.map((value) => value as B),
       Effect.mapError((e) => new EntityError({ reason, entity: entity.name, message: formatParseError(e) }))
     )
+
+/**
+ * `decode` as a plain call: Right with the value, or Left when the Schema
+ * failed or cannot run synchronously (then `decode` tells the error to
+ * report). What a caller already in a fiber step uses to spare one.
+ *
+ * @since 0.1.0
+ * @category conversions
+ */
+export const decodeEither = <A, I>(entity: Entity<A, I>, json: unknown): Either.Either<A, ParseResult.ParseError> =>
+  codecOf(entity).decodeSync(json) as Either.Either<A, ParseResult.ParseError>
+
+/**
+ * `encode` as a plain call: Right with the JSON, or Left when the Schema
+ * failed or cannot run synchronously (then `encode` tells the error to
+ * report).
+ *
+ * @since 0.1.0
+ * @category conversions
+ */
+export const encodeEither = <A, I>(entity: Entity<A, I>, value: A): Either.Either<I, ParseResult.ParseError> =>
+  codecOf(entity).encodeSync(value) as Either.Either<I, ParseResult.ParseError>
 
 /**
  * Decode a stored JSON value as the entity's type (synchronously when the

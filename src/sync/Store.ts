@@ -31,4 +31,26 @@ export class Store extends Context.Tag("@mizu/sync/Store")<Store, {
   readonly list: (scope: string, entity: string) => Effect.Effect<ReadonlyArray<readonly [string, unknown]>, StorageError>
   /** The whole scope; ids ordered as `list` orders them. */
   readonly snapshot: (scope: string) => Effect.Effect<SnapshotData, StorageError>
+  /**
+   * For a fiber whose context is `context`: the same `get`, `put` and
+   * `delete` as plain calls, when this store can answer them without
+   * waiting (the SQL store on its SQLite connection inside a transaction),
+   * or undefined (then only the Effect methods). What a mutation's
+   * `Transaction` uses to spare fiber steps; optional for implementations.
+   */
+  readonly syncIn?: (context: Context.Context<never>) => SyncView | undefined
 }>() {}
+
+/**
+ * A store's `get`, `put` and `delete` as plain calls, valid only in the
+ * fiber step they were obtained in (see `Store.syncIn`); each throws the
+ * `StorageError` its Effect method would fail with.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SyncView {
+  readonly get: (scope: string, entity: string, id: string) => Option.Option<unknown>
+  readonly put: (scope: string, entity: string, id: string, data: unknown) => void
+  readonly delete: (scope: string, entity: string, id: string) => boolean
+}

@@ -13,17 +13,37 @@ import { formatParseError } from "../../protocol/Sync.js"
 import type * as Mutation from "../Mutation.js"
 import { MutationFailed, Mutator } from "../Mutator.js"
 import type { StorageError } from "../StorageError.js"
-import { Store } from "../Store.js"
+import { Store, type SyncView } from "../Store.js"
 import * as Transaction from "../Transaction.js"
 import * as Versions from "./versions.js"
 
-/** The `Store`, for one scope, as what a `Transaction` reads and writes through. */
-const storeBackend = (store: Store["Type"], scope: string): Transaction.Backend => ({
-  get: (entity, id) => store.get(scope, entity, id),
-  list: (entity) => store.list(scope, entity),
-  put: (entity, id, data) => store.put(scope, entity, id, data),
-  delete: (entity, id) => store.delete(scope, entity, id)
-})
+/** The `Store`, for one scope, as what a `Transaction` reads and writes through (with the store's synchronous view, when it has one). */
+const storeBackend = (store: Store["Type"], scope: string): Transaction.Backend => {
+  const syncIn = store.syncIn
+  // the store's view bound to the scope, made once per view (a group's writer gets one view throughout)
+  let view: SyncView | undefined
+  let bound: Transaction.SyncBackend | undefined
+  return {
+    get: (entity, id) => store.get(scope, entity, id),
+    list: (entity) => store.list(scope, entity),
+    put: (entity, id, data) => store.put(scope, entity, id, data),
+    delete: (entity, id) => store.delete(scope, entity, id),
+    sync: syncIn === undefined ? undefined : (context) => {
+      const current = syncIn(context)
+      if (current === undefined) return undefined
+      if (current !== view) {
+        const of = current
+        view = of
+        bound = {
+          get: (entity, id) => of.get(scope, entity, id),
+          put: (entity, id, data) => of.put(scope, entity, id, data),
+          delete: (entity, id) => of.delete(scope, entity, id)
+        }
+      }
+      return bound
+    }
+  }
+}
 
 /** How a handler's failure fails its mutation; `wrote`: the handler had written something first. */
 const failureOf = (e: Mutation.HandlerError, wrote: boolean): Effect.Effect<never, MutationFailed | StorageError> => {

@@ -61,6 +61,19 @@ export interface Statements {
    * Run `use` with a connection of its own until it ends: on SQLite the one
    * connection with its permit held, elsewhere a reserved pool connection.
    */
+  /** Whether a fiber of `context` runs statements on our SQLite connection, in its transaction, in its own step (`querySync` then may run). */
+  readonly syncIn: (context: Context.Context<never>) => boolean
+  /**
+   * `query` as a plain call, for a fiber of `context` where `syncIn` holds:
+   * its value, or it throws the `StorageError` that `query` fails with.
+   */
+  readonly querySync: <A extends object, B>(
+    text: string,
+    params: ReadonlyArray<unknown>,
+    what: string,
+    read: (rows: ReadonlyArray<A>) => B,
+    context: Context.Context<never>
+  ) => B
   readonly withConnection: <A, E, R>(
     use: (connection: SqlConnection.Connection) => Effect.Effect<A, E, R>
   ) => Effect.Effect<A, E | SqlError, R>
@@ -107,6 +120,41 @@ export const make: Effect.Effect<Statements, never, SqlClient.SqlClient> = Effec
         : connection.execute(text, params, undefined)
     })
 
+  /** Whether a fiber of `context` runs statements on our SQLite connection in its transaction (then `querySync` may run). */
+  const syncIn = (context: Context.Context<never>): boolean => {
+    if (driver === undefined) return false
+    const current = Context.getOption(context, SqlClient.TransactionConnection)
+    return Option.isSome(current) && current.value[0] === driver.connection
+  }
+
+  // only called where `syncIn` holds, so with our driver
+  const runSync: SqliteDriver["Type"]["runSync"] = driver !== undefined
+    ? driver.runSync
+    : () => {
+      throw new SqlError({ cause: undefined, message: "not on SqlStorage's SQLite connection" })
+    }
+
+  const querySync = <A extends object, B>(
+    text: string,
+    params: ReadonlyArray<unknown>,
+    what: string,
+    read: (rows: ReadonlyArray<A>) => B,
+    context: Context.Context<never>
+  ): B => {
+    let rows: ReadonlyArray<A>
+    try {
+      rows = runSync(text, params, context) as ReadonlyArray<A>
+    } catch (cause) {
+      const error = cause instanceof SqlError ? cause : new SqlError({ cause, message: "Failed to execute statement" })
+      throw toStorageError(`${what} failed`)(error)
+    }
+    try {
+      return read(rows)
+    } catch (cause) {
+      throw unreadable(`data (${what})`, cause)
+    }
+  }
+
   const query = <A extends object, B>(
     text: string,
     params: ReadonlyArray<unknown>,
@@ -114,21 +162,13 @@ export const make: Effect.Effect<Statements, never, SqlClient.SqlClient> = Effec
     read: (rows: ReadonlyArray<A>) => B
   ): Effect.Effect<B, StorageError.StorageError> =>
     Effect.withFiberRuntime((fiber): Effect.Effect<B, StorageError.StorageError> => {
-      const current = Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)
-      if (driver === undefined || Option.isNone(current) || current.value[0] !== driver.connection) {
+      if (!syncIn(fiber.currentContext)) {
         return Effect.flatMap(mapSqlError(`${what} failed`)(exec<A>(text, params)), (rows) => decodeRows(`data (${what})`, () => read(rows)))
       }
-      let rows: ReadonlyArray<A>
       try {
-        rows = driver.runSync(text, params, fiber.currentContext) as ReadonlyArray<A>
-      } catch (cause) {
-        const error = cause instanceof SqlError ? cause : new SqlError({ cause, message: "Failed to execute statement" })
-        return Effect.fail(toStorageError(`${what} failed`)(error))
-      }
-      try {
-        return Effect.succeed(read(rows))
-      } catch (cause) {
-        return Effect.fail(unreadable(`data (${what})`, cause))
+        return Effect.succeed(querySync(text, params, what, read, fiber.currentContext))
+      } catch (error) {
+        return Effect.fail(error as StorageError.StorageError)
       }
     })
 
@@ -141,7 +181,7 @@ export const make: Effect.Effect<Statements, never, SqlClient.SqlClient> = Effec
         Effect.scoped(Effect.flatMap(sql.reserve, (connection) => restore(use(connection))))
       )
 
-  return { isPg, sqlite: driver, q, exec, query, withConnection }
+  return { isPg, sqlite: driver, q, exec, query, syncIn, querySync, withConnection }
 })
 
 /** How many rows one SQLite multi-row `INSERT` carries at most (at most 8 parameters each: 4,000, far below SQLite's limit of 32,766). */
