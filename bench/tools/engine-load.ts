@@ -7,16 +7,21 @@
  * process's CPU per push. What group commit gives the engine alone, for an
  * A/B between two trees (push-engine measures one push at a time).
  *
- * Usage: node --import tsx bench/tools/engine-load.ts (the compiled package; add --conditions=source for src/) [--batch=1] [--concurrent=32] [--ms=2000]
+ * `--handler=gen`: `todo/create`'s handler wrapped as an app would write
+ * it with `(args, tx) => Effect.gen(function*() { … })`, a generator
+ * function made per mutation (the example's own is `Effect.fnUntraced`):
+ * what that costs (bench/README, "Generator functions").
+ *
+ * Usage: node --import tsx bench/tools/engine-load.ts (the compiled package; add --conditions=source for src/) [--batch=1] [--concurrent=32] [--ms=2000] [--handler=gen]
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
-import { Authorizer, PokeBroker, Server, SqlStorage, SyncEngine } from "mizu-sync-live"
+import { Authorizer, Mutation, PokeBroker, Server, SqlStorage, SyncEngine } from "mizu-sync-live"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
-import { registry } from "../../examples/todo/mutations.js"
+import { createTodo, registry as todoRegistry, TodoEntity } from "../../examples/todo/mutations.js"
 import * as Db from "../lib/db.js"
 
 const arg = (name: string, fallback: number) => {
@@ -26,6 +31,13 @@ const arg = (name: string, fallback: number) => {
 const batch = arg("batch", 1)
 const concurrent = arg("concurrent", 32)
 const ms = arg("ms", 2000)
+const perCallGenerator = process.argv.includes("--handler=gen")
+const registry = perCallGenerator
+  ? Mutation.registry({
+    entities: [TodoEntity],
+    mutations: [{ ...createTodo, handler: (args, tx) => Effect.gen(function*() { return yield* createTodo.handler(args, tx) }) }]
+  })
+  : todoRegistry
 const tmp = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "mizu-load-"))
 process.on("exit", () => NodeFs.rmSync(tmp, { recursive: true, force: true }))
 const file = NodePath.join(tmp, "load.sqlite")
@@ -68,6 +80,6 @@ const cpu = process.cpuUsage(cpu0)
 const n = pushes
 stop = true
 await Promise.all(warm)
-console.log(`batch ${batch}, ${concurrent} at once: ${Math.round(n / elapsed * 1000)} pushes/s, CPU ${((cpu.user + cpu.system) / n).toFixed(1)} µs/push`)
+console.log(`batch ${batch}, ${concurrent} at once${perCallGenerator ? ", handler with a generator function per call" : ""}: ${Math.round(n / elapsed * 1000)} pushes/s, CPU ${((cpu.user + cpu.system) / n).toFixed(1)} µs/push`)
 await runtime.dispose()
 process.exit(0)

@@ -66,17 +66,16 @@ const existing = (tx: Mutation.Transaction, id: string) =>
 const CreateV1 = Schema.Struct({ id: Id, title: Title, createdAt: Schema.optional(CreatedAt) })
 const CreateV2 = Schema.Struct({ ...CreateV1.fields, due: Schema.optional(Due) })
 
-const create = ({ createdAt, due, id, title }: typeof CreateV2.Type, tx: Mutation.Transaction) =>
-  Effect.gen(function*() {
-    if (Option.isSome(yield* tx.get(TodoEntity, id))) return yield* Mutation.reject(`todo ${id} already exists`)
-    yield* tx.put(TodoEntity, id, {
-      id,
-      title,
-      completed: false,
-      ...(createdAt === undefined ? {} : { createdAt }),
-      ...(due === undefined ? {} : { due })
-    })
+const create = Effect.fnUntraced(function*({ createdAt, due, id, title }: typeof CreateV2.Type, tx: Mutation.Transaction) {
+  if (Option.isSome(yield* tx.get(TodoEntity, id))) return yield* Mutation.reject(`todo ${id} already exists`)
+  yield* tx.put(TodoEntity, id, {
+    id,
+    title,
+    completed: false,
+    ...(createdAt === undefined ? {} : { createdAt }),
+    ...(due === undefined ? {} : { due })
   })
+})
 
 /**
  * Create a todo. Its args changed in version 2 (`due`); a v1 value is a

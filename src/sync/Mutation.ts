@@ -135,6 +135,12 @@ export const versioned = <A, I>(args: Schema.Schema<A, I>): Versioned<A, I> => v
  * must be deterministic given its args. `args` is a Schema, or a `versioned`
  * chain whose newest shape the handler takes.
  *
+ * Write a generator handler as `Effect.fnUntraced(function*(args, tx) { … })`,
+ * which makes its generator function once, rather than
+ * `(args, tx) => Effect.gen(function*() { … })`, which makes one per
+ * mutation: V8 is slow at that (a push of 50 todo creates took ~30% less
+ * CPU with the first form; bench/README, "Generator functions").
+ *
  * @since 0.1.0
  * @category constructors
  */

@@ -168,42 +168,50 @@ const resolveResults = (
  * their last head, when the request ends (also when a later mutation's
  * storage failed: what committed is poked).
  */
-const pushPlain = ({ broker, log, mutator, storage }: Deps, mutations: ReadonlyArray<Protocol.Mutation>, version: number | undefined) => {
+const pushPlain = (deps: Deps, mutations: ReadonlyArray<Protocol.Mutation>, version: number | undefined) => {
   const heads = new Map<string, number>()
-  return Effect.gen(function*() {
-    const results: Array<Protocol.MutationResult> = []
-    for (const mutation of mutations) {
-      const scope = PushBatch.scopeOf(mutation)
-      // The mutation's own transaction: its writes and its append, or (failed) nothing.
-      const outcome = yield* retryConflicts(storage.transaction(
-        log.lockScopes([scope]).pipe(
-          Effect.zipRight(mutator.apply({ name: mutation.name, scope, args: mutation.args, version })),
-          Effect.flatMap((changes) => log.append(scope, changes))
-        )
-      ).pipe(
-        Effect.map(Either.right),
-        Effect.catchTag("MutationFailed", (e) => Effect.succeed(Either.left(e)))
-      )).pipe(
-        Effect.withSpan("SyncEngine.mutation", { attributes: { name: mutation.name, scope }, captureStackTrace: false })
-      )
-      const id = mutation.id === undefined ? {} : { id: mutation.id }
-      if (Either.isLeft(outcome)) {
-        // read after the failed transaction rolled back
-        const cursor = yield* log.head(scope)
-        results.push({ ...id, ok: false, cursor, error: { code: outcome.left.reason, message: outcome.left.message } })
-        continue
-      }
-      const lastChange = outcome.right[outcome.right.length - 1]
-      if (lastChange === undefined) {
-        results.push({ ...id, ok: true, cursor: yield* log.head(scope) })
-        continue
-      }
-      results.push({ ...id, ok: true, cursor: lastChange.cursor })
-      heads.set(scope, lastChange.cursor)
-    }
-    return results
-  }).pipe(Effect.ensuring(Effect.suspend(() => pokeAll(broker, heads))))
+  return pushPlainEach(deps, mutations, version, heads).pipe(Effect.ensuring(Effect.suspend(() => pokeAll(deps.broker, heads))))
 }
+
+/** `pushPlain`'s mutations one by one, each scope's last head into `heads` (made once: see `Effect.fnUntraced` in bench/README). */
+const pushPlainEach = Effect.fnUntraced(function*(
+  { log, mutator, storage }: Deps,
+  mutations: ReadonlyArray<Protocol.Mutation>,
+  version: number | undefined,
+  heads: Map<string, number>
+) {
+  const results: Array<Protocol.MutationResult> = []
+  for (const mutation of mutations) {
+    const scope = PushBatch.scopeOf(mutation)
+    // The mutation's own transaction: its writes and its append, or (failed) nothing.
+    const outcome = yield* retryConflicts(storage.transaction(
+      log.lockScopes([scope]).pipe(
+        Effect.zipRight(mutator.apply({ name: mutation.name, scope, args: mutation.args, version })),
+        Effect.flatMap((changes) => log.append(scope, changes))
+      )
+    ).pipe(
+      Effect.map(Either.right),
+      Effect.catchTag("MutationFailed", (e) => Effect.succeed(Either.left(e)))
+    )).pipe(
+      Effect.withSpan("SyncEngine.mutation", { attributes: { name: mutation.name, scope }, captureStackTrace: false })
+    )
+    const id = mutation.id === undefined ? {} : { id: mutation.id }
+    if (Either.isLeft(outcome)) {
+      // read after the failed transaction rolled back
+      const cursor = yield* log.head(scope)
+      results.push({ ...id, ok: false, cursor, error: { code: outcome.left.reason, message: outcome.left.message } })
+      continue
+    }
+    const lastChange = outcome.right[outcome.right.length - 1]
+    if (lastChange === undefined) {
+      results.push({ ...id, ok: true, cursor: yield* log.head(scope) })
+      continue
+    }
+    results.push({ ...id, ok: true, cursor: lastChange.cursor })
+    heads.set(scope, lastChange.cursor)
+  }
+  return results
+})
 
 /**
  * Why a push made under app `version` is refused as a whole (nothing of it
