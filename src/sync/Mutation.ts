@@ -138,8 +138,9 @@ export const versioned = <A, I>(args: Schema.Schema<A, I>): Versioned<A, I> => v
  * Write a generator handler as `Effect.fnUntraced(function*(args, tx) { … })`,
  * which makes its generator function once, rather than
  * `(args, tx) => Effect.gen(function*() { … })`, which makes one per
- * mutation: V8 is slow at that (a push of 50 todo creates took ~30% less
- * CPU with the first form; bench/README, "Generator functions").
+ * mutation: V8 is slow at that (a push of 50 todo creates took ~35% less
+ * of the engine's CPU with the first form; bench/README, "Generator
+ * functions made per call").
  *
  * @since 0.1.0
  * @category constructors
