@@ -17,7 +17,10 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
+import * as Context from "effect/Context"
+import type { IncomingMessage, Server as NodeServer, ServerResponse } from "node:http"
 import { createServer } from "node:http"
+import type { ListenOptions } from "node:net"
 import * as LiveHttp from "./live/LiveHttp.js"
 import * as Metrics from "./Metrics.js"
 import * as LiveHub from "./live/LiveHub.js"
@@ -123,9 +126,18 @@ export interface Options<E = never, R = never> extends ServicesOptions<R>, Route
    * Trace HTTP requests (on by default): a span per request, with the
    * engine's spans (`SyncEngine.push`, `SyncEngine.mutation`, …) under it.
    * `false` turns the tracer off for requests: no span of either, and none
-   * of their cost.
+   * of their cost; on a server with `NodeRequests` (`layerNodeServer`,
+   * `layerNodeHttpServer`) the sync endpoints are then answered on Node's
+   * `request` event (`SyncHttp.nodeHandler`), before the platform's router.
    */
   readonly tracing?: boolean
+  /**
+   * With `tracing: false`, answer the sync endpoints on the Node server's
+   * `request` event when the server offers it (on by default; same checks,
+   * same answers, less CPU per request). `false`: every request goes
+   * through the platform's router.
+   */
+  readonly nodeFastPath?: boolean
 }
 
 /**
@@ -255,15 +267,86 @@ export type HttpRequirements =
  * @category layers
  */
 export const layerHttp = <E = never, R = never>(
-  options: RouterOptions<E, R> & { readonly tracing?: boolean }
+  options: RouterOptions<E, R> & { readonly tracing?: boolean; readonly nodeFastPath?: boolean }
 ): Layer.Layer<never, never, HttpRequirements | Exclude<R, HttpServerRequest.HttpServerRequest | Scope.Scope>> => {
   const app = toApp(router(options))
   // tracing off: no request span (the platform's) and no span under it (the engine's, the pages'): the tracer is off for the request
   const serve = options.tracing === false
-    ? HttpMiddleware.withTracerDisabledWhen(HttpServer.serve(Effect.withTracerEnabled(app, false)), () => true)
+    ? Layer.merge(
+      HttpMiddleware.withTracerDisabledWhen(HttpServer.serve(Effect.withTracerEnabled(app, false)), () => true),
+      options.nodeFastPath === false ? Layer.empty : layerNodeFastPath(options)
+    )
     : HttpServer.serve(app)
   return drainOnRelease.pipe(Layer.provide(serve))
 }
+
+/**
+ * The Node `request` events of the server in context, for a listener that
+ * answers some requests before @effect/platform does
+ * (`Server.layerNodeHttpServer` provides it).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class NodeRequests extends Context.Tag("mizu-sync-live/Server/NodeRequests")<NodeRequests, {
+  /**
+   * While the scope is open, every `request` event goes to `listener` first;
+   * a request it answers (it returns `true`) is not seen by the platform.
+   * One listener at a time: the last one given wins.
+   */
+  readonly intercept: (listener: (request: IncomingMessage, response: ServerResponse) => boolean) => Effect.Effect<void, never, Scope.Scope>
+}>() {}
+
+/**
+ * The sync endpoints answered on the Node server's `request` event
+ * (`SyncHttp.nodeHandler`, tracing off: no request span) when the server in
+ * context offers it (`NodeRequests`, from `layerNodeHttpServer` or
+ * `layerNodeServer`); on any other server, nothing. `Server.layer({ tracing:
+ * false })` includes it; an app that mounts `Server.router()` in its own
+ * router adds it next to its `HttpServer.serve`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerNodeFastPath = (options: SyncHttp.Options = {}): Layer.Layer<never, never, SyncEngine.SyncEngine> =>
+  Layer.scopedDiscard(Effect.flatMap(Effect.serviceOption(NodeRequests), (requests) =>
+    requests._tag === "None"
+      ? Effect.void
+      : Effect.flatMap(Effect.withTracerEnabled(SyncHttp.nodeHandler(options), false), requests.value.intercept)))
+
+/**
+ * `NodeHttpServer.layer` on the server `evaluate` makes, with its `request`
+ * events offered to an interceptor (`NodeRequests`): with
+ * `Server.layer({ tracing: false })` the sync endpoints are answered there
+ * (`SyncHttp.nodeHandler`), every other request by the platform.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerNodeHttpServer = (
+  evaluate: () => NodeServer,
+  options: ListenOptions
+): Layer.Layer<HttpServer.HttpServer | NodeRequests | Layer.Layer.Success<ReturnType<typeof NodeHttpServer.layer>>, Layer.Layer.Error<ReturnType<typeof NodeHttpServer.layer>>> =>
+  Layer.unwrapEffect(Effect.sync(() => {
+    const server = evaluate()
+    let listener: ((request: IncomingMessage, response: ServerResponse) => boolean) | undefined
+    const emit = server.emit
+    // a request the listener answers is not emitted to the platform's handler
+    server.emit = function(this: NodeServer, event: string | symbol, ...args: Array<any>): boolean {
+      if (event === "request" && listener !== undefined && listener(args[0], args[1])) return true
+      return Reflect.apply(emit, this, [event, ...args]) as boolean
+    }
+    const requests = NodeRequests.of({
+      intercept: (next) =>
+        Effect.acquireRelease(Effect.sync(() => {
+          listener = next
+        }), () =>
+          Effect.sync(() => {
+            if (listener === next) listener = undefined
+          }))
+    })
+    return Layer.merge(NodeHttpServer.layer(() => server, options), Layer.succeed(NodeRequests, requests))
+  }))
 
 /**
  * A whole server: `layerServices` served by `layerHttp` on the `HttpServer`
@@ -288,7 +371,9 @@ export const layer = <E = never, R = never>(
  * @since 0.1.0
  * @category layers
  */
-export const layerNodeServer = (listen: { readonly port: number; readonly host?: string }): Layer.Layer<HttpServer.HttpServer, Error> =>
+export const layerNodeServer = (
+  listen: { readonly port: number; readonly host?: string }
+): Layer.Layer<HttpServer.HttpServer | NodeRequests, Error> =>
   Layer.unwrapEffect(Effect.sync(() => {
     const server = createServer()
     const closer = Layer.scopedDiscard(Effect.addFinalizer(() =>
@@ -297,7 +382,7 @@ export const layerNodeServer = (listen: { readonly port: number; readonly host?:
         setTimeout(() => server.closeAllConnections(), 1000).unref()
       })
     ))
-    return closer.pipe(Layer.provideMerge(NodeHttpServer.layer(() => server, listen)))
+    return closer.pipe(Layer.provideMerge(layerNodeHttpServer(() => server, listen)))
   }))
 
 /**

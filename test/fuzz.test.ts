@@ -574,7 +574,8 @@ const populate = (base: string) =>
 const isHubFrame = (f: Frame) => f.type === T.BROADCAST || f.type === T.PRESENCE || f.type === T.POKE
 
 describe("fuzzed hostile input", () => {
-  layer(layerServer({ registry }, layerMemoryDeps), real)("HTTP", (it) => {
+  // both edges of the server: the platform's router (tracing on) and Node's request event (`tracing: false`, SyncHttp.nodeHandler)
+  for (const tracing of [true, false]) layer(layerServer({ registry, tracing }, layerMemoryDeps), real)(tracing ? "HTTP" : "HTTP, tracing: false", (it) => {
     it.effect(`${HTTP_RUNS} malformed bodies on push / pull / snapshot: each a 4xx ErrorBody, state unchanged (seed ${SEED})`, () =>
       Effect.gen(function*() {
         const base = yield* BaseUrl

@@ -3,16 +3,17 @@
  * the protocol reached by a real request, each leaving state unchanged, and
  * the seed's own client bodies.
  */
-import { assert, describe, layer } from "@effect/vitest"
+import * as HttpServer from "@effect/platform/HttpServer"
+import { assert, describe, it, layer } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
-import { Authorizer, ChangeLog, LivePubSub, Protocol, StorageError, SyncStorage } from "mizu-sync-live"
+import { Authorizer, ChangeLog, LivePubSub, PokeBroker, Protocol, Server, StorageError, SyncHttp, SyncStorage } from "mizu-sync-live"
 import * as Http from "node:http"
 import { registry } from "./suites/EngineSuite.js"
 import { freshClient, freshScope, range } from "./suites/util.js"
-import { BaseUrl, decodeAs, layerServer, post } from "./support/TestServer.js"
+import { BaseUrl, decodeAs, layerMemoryDeps, layerServer, post, request } from "./support/TestServer.js"
 
 const json = { "content-type": "application/json" }
 
@@ -43,8 +44,18 @@ const faultyStorage: Layer.Layer<SyncStorage.Services | StorageDown> = Layer.eff
 const SnapshotOf = (base: string, scope: string) =>
   Effect.map(post(`${base}/_sync/snapshot`, JSON.stringify({ scope }), json), (r) => decodeAs(Protocol.SnapshotResponse, r.json))
 
-describe("sync over HTTP", () => {
-  layer(layerServer({ registry }, Layer.mergeAll(SyncStorage.layerMemory, LivePubSub.layerMemory, authorizer)))("endpoints", (it) => {
+/**
+ * The same requests through both of the server's edges: @effect/platform's
+ * router (tracing on) and, with `tracing: false`, `SyncHttp.nodeHandler` on
+ * Node's request event (test "which edge answers" shows which one took them).
+ */
+const edges = [
+  { edge: "the platform's router (tracing on)", tracing: true },
+  { edge: "Node's request event (tracing: false)", tracing: false }
+] as const
+
+describe.each(edges)("sync over HTTP, $edge", ({ tracing }) => {
+  layer(layerServer({ registry, tracing }, Layer.mergeAll(SyncStorage.layerMemory, LivePubSub.layerMemory, authorizer)))("endpoints", (it) => {
     it.effect("the seed's client bodies work as written", () =>
       Effect.gen(function*() {
         const base = yield* BaseUrl
@@ -223,7 +234,7 @@ describe("sync over HTTP", () => {
   })
 
   // `faultyStorage` appears twice in one build, so both uses share one instance (layers are memoized).
-  layer(Layer.merge(layerServer({ registry, prefix: "/api/sync", maxBodyBytes: 1000 }, Layer.mergeAll(faultyStorage, LivePubSub.layerMemory, Authorizer.layerAllowAll)), faultyStorage))("storage failures and options", (it) => {
+  layer(Layer.merge(layerServer({ registry, tracing, prefix: "/api/sync", maxBodyBytes: 1000 }, Layer.mergeAll(faultyStorage, LivePubSub.layerMemory, Authorizer.layerAllowAll)), faultyStorage))("storage failures and options", (it) => {
     it.effect("storage down: 503 unavailable, nothing applied; it recovers by itself", () =>
       Effect.gen(function*() {
         const base = yield* BaseUrl
@@ -250,4 +261,97 @@ describe("sync over HTTP", () => {
         assert.strictEqual(old.status, 404)
       }))
   })
+})
+
+describe("which edge answers", () => {
+  const pushBody = (scope: string) => JSON.stringify({ mutations: [{ name: "todo/create", scope, args: { id: "e1", title: "edge" } }] })
+
+  /** A server on a Node server of the test's own: what reaches the platform's request listener, and the answers. */
+  const platformSees = (options: Partial<Server.Options>) =>
+    Effect.gen(function*() {
+      const node = Http.createServer()
+      const seen: Array<string> = []
+      // registered before the platform's listener: it sees exactly the requests the platform sees
+      node.prependListener("request", (req: Http.IncomingMessage) => seen.push(`${req.method} ${req.url}`))
+      const context = yield* Layer.build(Server.layer({ registry, ...options }).pipe(
+        Layer.provideMerge(layerMemoryDeps),
+        Layer.provideMerge(Server.layerNodeHttpServer(() => node, { port: 0, host: "127.0.0.1" }))
+      ))
+      const address = Context.get(context, HttpServer.HttpServer).address
+      const base = `http://127.0.0.1:${address._tag === "TcpAddress" ? address.port : 0}`
+      const scope = freshScope("edge")
+      const push = yield* post(`${base}/_sync/push`, pushBody(scope))
+      const pull = yield* post(`${base}/_sync/pull`, JSON.stringify({ scope, cursor: 0 }))
+      const metrics = yield* request(`${base}/_sync/metrics`)
+      return { seen, statuses: [push.status, pull.status, metrics.status], pulled: decodeAs(Protocol.PullResponse, pull.json).changes.length }
+    })
+
+  it.scoped("tracing: false: push and pull are answered on Node's request event, the rest by the platform", () =>
+    Effect.gen(function*() {
+      const { pulled, seen, statuses } = yield* platformSees({ tracing: false })
+      assert.deepStrictEqual(statuses, [200, 200, 200])
+      assert.strictEqual(pulled, 1)
+      assert.deepStrictEqual(seen, ["GET /_sync/metrics"])
+    }))
+
+  it.scoped("tracing on, or nodeFastPath: false: every request goes through the platform", () =>
+    Effect.gen(function*() {
+      for (const options of [{ tracing: true }, { tracing: false, nodeFastPath: false }]) {
+        const { pulled, seen, statuses } = yield* platformSees(options)
+        assert.deepStrictEqual(statuses, [200, 200, 200], JSON.stringify(options))
+        assert.strictEqual(pulled, 1)
+        assert.deepStrictEqual(seen, ["POST /_sync/push", "POST /_sync/pull", "GET /_sync/metrics"], JSON.stringify(options))
+      }
+    }))
+
+  it.scoped("SyncHttp.nodeHandler on a plain node:http server: it answers the sync endpoints and leaves everything else to the app", () =>
+    Effect.gen(function*() {
+      const engine = yield* Layer.build(Server.layerEngine(registry).pipe(
+        Layer.provide(Layer.mergeAll(SyncStorage.layerMemory, PokeBroker.layerFunction(() => Effect.void), Authorizer.layerAllowAll))
+      ))
+      const handler = yield* Effect.provide(SyncHttp.nodeHandler({ prefix: "/sync", maxBodyBytes: 2000 }), engine)
+      const node = Http.createServer((req, res) => {
+        if (handler(req, res)) return
+        res.writeHead(418, { "content-type": "text/plain" })
+        res.end("the app's")
+      })
+      const port = yield* Effect.acquireRelease(
+        Effect.async<number>((resume) => {
+          node.listen(0, "127.0.0.1", () => resume(Effect.succeed((node.address() as { port: number }).port)))
+        }),
+        () =>
+          Effect.async<void>((resume) => {
+            node.close(() => resume(Effect.void))
+          })
+      )
+      const base = `http://127.0.0.1:${port}`
+      const scope = freshScope("plain")
+      const push = yield* post(`${base}/sync/push`, pushBody(scope))
+      assert.strictEqual(push.status, 200)
+      assert.strictEqual(push.headers.get("content-type"), "application/json")
+      assert.deepStrictEqual(decodeAs(Protocol.PushResponse, push.json).results, [{ ok: true, cursor: 1 }])
+      const pull = yield* post(`${base}/sync/pull`, JSON.stringify({ scope, cursor: 0 }))
+      assert.deepStrictEqual(decodeAs(Protocol.PullResponse, pull.json).changes.map((c) => c.id), ["e1"])
+      // hostile bodies get the protocol's answers, as through the router: not JSON, over the limit, the wrong type
+      const bad = [
+        { body: "{nope", headers: json, status: 400, code: "invalid_request" },
+        { body: JSON.stringify({ scope, cursor: 0, pad: "x".repeat(2000) }), headers: json, status: 413, code: "payload_too_large" },
+        { body: JSON.stringify({ scope, cursor: 0 }), headers: { "content-type": "text/plain" }, status: 415, code: "unsupported_media_type" },
+        { body: JSON.stringify({ scope, cursor: -1 }), headers: json, status: 400, code: "invalid_request" }
+      ]
+      for (const c of bad) {
+        const res = yield* post(`${base}/sync/pull`, c.body, c.headers)
+        assert.strictEqual(res.status, c.status, c.code)
+        assert.strictEqual(decodeAs(Protocol.ErrorBody, res.json).error.code, c.code)
+      }
+      // not its requests: another method, a query string, another path, no such endpoint, an inherited property name
+      for (const [method, path] of [["GET", "/sync/pull"], ["POST", "/sync/pull?x=1"], ["POST", "/elsewhere"], ["POST", "/sync/nope"], ["POST", "/sync/constructor"]]) {
+        const res = yield* request(`${base}${path}`, { method, ...(method === "GET" ? {} : { body: "{}", headers: json }) })
+        assert.strictEqual(res.status, 418, `${method} ${path}`)
+        assert.strictEqual(res.text, "the app's")
+      }
+      // nothing of that changed the scope
+      const after = yield* post(`${base}/sync/pull`, JSON.stringify({ scope, cursor: 0 }))
+      assert.strictEqual(decodeAs(Protocol.PullResponse, after.json).cursor, 1)
+    }))
 })

@@ -1,7 +1,9 @@
 /**
- * The floor of our HTTP path: the real sync routes (`SyncHttp.router`: method,
- * media type, bounded body read, JSON, the protocol Schema decode, the
- * response encode) on `NodeHttpServer`, tracing off, over an engine that
+ * The floor of our HTTP path: the real sync endpoints (method, media type,
+ * bounded body read, JSON, the protocol Schema decode, the response encode)
+ * served as `Server.layer({ tracing: false })` serves them — on Node's
+ * request event (`SyncHttp.nodeHandler` on `Server.layerNodeHttpServer`),
+ * the router (`SyncHttp.router`) behind it — over an engine that
  * costs nothing (push answers `ok` for every mutation at once, without
  * storage). What push-pull measures against it is what the platform and the
  * protocol edge cost by themselves: no engine can make ours faster than this.
@@ -14,7 +16,6 @@
  */
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpServer from "@effect/platform/HttpServer"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -44,7 +45,13 @@ const engine: Layer.Layer<SyncEngine.SyncEngine> = arg.filename === undefined
   )
 
 // tracing off as `Server.layer({ tracing: false })` turns it off: no request span, no span under it
-const served = HttpMiddleware.withTracerDisabledWhen(HttpServer.serve(Effect.withTracerEnabled(SyncHttp.router(), false)), () => true)
+const served = Layer.merge(
+  HttpMiddleware.withTracerDisabledWhen(HttpServer.serve(Effect.withTracerEnabled(SyncHttp.router(), false)), () => true),
+  Layer.scopedDiscard(Effect.flatMap(
+    Server.NodeRequests,
+    (requests) => Effect.flatMap(Effect.withTracerEnabled(SyncHttp.nodeHandler(), false), requests.intercept)
+  ))
+)
 
 const main = Effect.gen(function*() {
   const server = yield* HttpServer.HttpServer
@@ -54,7 +61,7 @@ const main = Effect.gen(function*() {
 }).pipe(
   Effect.provide(served.pipe(
     Layer.provide(engine),
-    Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" }))
+    Layer.provideMerge(Server.layerNodeHttpServer(createServer, { port: 0, host: "127.0.0.1" }))
   ))
 )
 

@@ -1,6 +1,6 @@
 /**
  * Our server, as an app runs it: `Server.layer` over SQLite storage (a file,
- * WAL), the memory `LivePubSub`, allow-all, on `NodeHttpServer` at
+ * WAL), the memory `LivePubSub`, allow-all, on `Server.layerNodeHttpServer` at
  * 127.0.0.1 on a free port. Started by the benchmarks through `lib/child.ts`.
  *
  * Argument (JSON): { filename, databaseUrl?, synchronous?, tracing?, idleTimeout?, tickInterval?, variants? }; with
@@ -14,7 +14,6 @@
  * `upgrade-stats` (with `variants`).
  */
 import * as HttpServer from "@effect/platform/HttpServer"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -74,7 +73,7 @@ const ServerLive = Server.layer({
     LivePubSub.layerMemory,
     Authorizer.layerAllowAll
   )),
-  Layer.provideMerge(NodeHttpServer.layer(() => {
+  Layer.provideMerge(Server.layerNodeHttpServer(() => {
     const server = createServer()
     if (arg.variants === true) Variants.instrument(server)
     return server

@@ -10,9 +10,12 @@
  *
  * `--server=http-floor`: `servers/http-floor.ts` instead (our HTTP path over
  * an engine that costs nothing); `--server=http-engine`: the same sync routes
- * over the real engine and nothing else of `Server.layer`.
+ * over the real engine and nothing else of `Server.layer`; `--server=baseline`:
+ * the hand-written baseline (`servers/baseline-http.ts`), for its CPU per request;
+ * `--server=platform-router|platform-app|platform-raw`: `servers/platform-min.ts`
+ * (the platform's own floor: read the body, answer a constant).
  *
- * Usage: node --conditions=source --import tsx bench/tools/http-profile.ts [--batch=1] [--ms=4000] [--dir=/tmp/prof] [--no-profile] [--server=http-floor|http-engine]
+ * Usage: node --conditions=source --import tsx bench/tools/http-profile.ts [--batch=1] [--ms=4000] [--dir=/tmp/prof] [--no-profile] [--server=http-floor|http-engine|baseline|platform-router|platform-app|platform-raw]
  */
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
@@ -31,8 +34,15 @@ await Db.migrate(filename)
 const profiled = !process.argv.includes("--no-profile")
 // `--server=http-floor`: our HTTP path over an engine that costs nothing, for comparison
 const serverKind = option("server")
-const script = serverKind === "http-floor" || serverKind === "http-engine" ? "servers/http-floor.ts" : "servers/mizu.ts"
-const server = await Child.start(script, serverKind === "http-floor" ? {} : { filename, tracing: false }, {
+const platformMode = serverKind?.startsWith("platform-") ? serverKind.slice("platform-".length) : undefined
+const script = serverKind === "baseline"
+  ? "servers/baseline-http.ts"
+  : platformMode !== undefined
+  ? "servers/platform-min.ts"
+  : serverKind === "http-floor" || serverKind === "http-engine"
+  ? "servers/http-floor.ts"
+  : "servers/mizu.ts"
+const server = await Child.start(script, serverKind === "http-floor" ? {} : platformMode !== undefined ? { mode: platformMode } : serverKind === "baseline" ? { filename } : { filename, tracing: false }, {
   nodeFlags: profiled ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : []
 })
 const port = Number(server.ready["port"])
@@ -63,7 +73,7 @@ const result = await Load.run({
   }
 })
 const cpuPerRequest = ((cpuMs() - cpuAtStart) * 1000) / result.requests
-const metrics = await (await fetch(`http://127.0.0.1:${port}/_sync/metrics`)).text()
+const metrics = serverKind === "baseline" || platformMode !== undefined ? "" : await (await fetch(`http://127.0.0.1:${port}/_sync/metrics`)).text()
 const groups = metrics.split("\n").filter((line) => line.startsWith("mizu_push_group_size_sum") || line.startsWith("mizu_push_group_size_count"))
 await server.stop(10_000)
 console.log(

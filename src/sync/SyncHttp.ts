@@ -14,8 +14,10 @@
 import type * as HttpRouter from "@effect/platform/HttpRouter"
 import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import type * as Effect from "effect/Effect"
 import type * as Either from "effect/Either"
 import type * as Schema from "effect/Schema"
+import type { IncomingMessage, ServerResponse } from "node:http"
 import type { ProtocolError } from "../protocol/Sync.js"
 import * as internal from "./internal/syncHttp.js"
 import type { Caller, SyncEngine } from "./SyncEngine.js"
@@ -78,3 +80,25 @@ export const router: (options?: Options) => HttpRouter.HttpRouter<never, SyncEng
  * @category constants
  */
 export const notFound: HttpServerResponse.HttpServerResponse = internal.notFound
+
+/**
+ * The sync endpoints as a Node `request` listener, for a Node HTTP server
+ * to answer them before @effect/platform's router sees the request: the
+ * same checks in the same order and the same answers as `router` (one
+ * implementation), without the platform's per-request work (its request
+ * object, scope, router and response conversion), which costs more CPU
+ * than a whole push (bench/README.md, "The platform's own floor").
+ *
+ * The listener takes `POST {prefix}/push | pull | snapshot | ranges | rows`
+ * with no query string and returns `true`; for anything else it returns
+ * `false` and leaves the request alone. It makes no request span:
+ * `Server.layer({ tracing: false })` uses it on a server from
+ * `Server.layerNodeHttpServer` (or `layerNodeServer`), and with tracing on
+ * every request goes through the platform, which traces it.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const nodeHandler: (
+  options?: Options
+) => Effect.Effect<(request: IncomingMessage, response: ServerResponse) => boolean, never, SyncEngine> = internal.nodeHandler

@@ -3,7 +3,6 @@
  * stopped after it.
  */
 import * as HttpServer from "@effect/platform/HttpServer"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -14,13 +13,13 @@ import { createServer } from "node:http"
 /** The base URL of the server under test. */
 export class BaseUrl extends Context.Tag("test/BaseUrl")<BaseUrl, string>() {}
 
-export const layerNodeServer: Layer.Layer<HttpServer.HttpServer | BaseUrl, unknown> = Layer.effectContext(
+export const layerNodeServer: Layer.Layer<HttpServer.HttpServer | Server.NodeRequests | BaseUrl, unknown> = Layer.effectContext(
   Effect.map(HttpServer.HttpServer, (server) => {
     const address = server.address
     const url = address._tag === "TcpAddress" ? `http://127.0.0.1:${address.port}` : "http://unix"
     return Context.make(BaseUrl, url)
   })
-).pipe(Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" })))
+).pipe(Layer.provideMerge(Server.layerNodeHttpServer(createServer, { port: 0, host: "127.0.0.1" })))
 
 /** What a test server needs besides itself: storage, pub/sub and an authorizer. */
 export type Deps = SyncStorage.Services | LivePubSub.LivePubSub | Authorizer.Authorizer

@@ -6,14 +6,19 @@
  *
  * @internal
  */
+import * as Headers from "@effect/platform/Headers"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as FiberId from "effect/FiberId"
+import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
+import type { IncomingMessage, ServerResponse } from "node:http"
 import * as Protocol from "../../protocol/Sync.js"
 import { ProtocolError } from "../../protocol/Sync.js"
 import { type Caller, SyncEngine } from "../SyncEngine.js"
@@ -30,9 +35,8 @@ const fail = (code: Protocol.ErrorCode, message: string, details?: unknown) =>
   Effect.fail(new ProtocolError({ code, message, ...(details === undefined ? {} : { details }) }))
 
 /** Read the raw body with a byte bound; past the bound, stop buffering and answer 413. */
-const readBody = (request: HttpServerRequest.HttpServerRequest, limit: number): Effect.Effect<string, ProtocolError> =>
+const readBody = (incoming: IncomingMessage, limit: number): Effect.Effect<string, ProtocolError> =>
   Effect.async<string, ProtocolError>((resume) => {
-    const incoming = NodeHttpServerRequest.toIncomingMessage(request)
     const chunks: Array<Buffer> = []
     let size = 0
     const cleanup = () => {
@@ -109,10 +113,12 @@ export const decodeBody = <A, I>(schema: Schema.Schema<A, I>) => {
 }
 
 /** The caller of an HTTP request: its bearer token and headers. */
-export const callerOf = (request: HttpServerRequest.HttpServerRequest): Caller => {
-  const auth = request.headers["authorization"]
+export const callerOf = (request: HttpServerRequest.HttpServerRequest): Caller => callerOfHeaders(request.headers)
+
+const callerOfHeaders = (headers: Headers.Headers): Caller => {
+  const auth = headers["authorization"]
   const token = auth !== undefined && /^bearer /i.test(auth) ? auth.slice(7).trim() : undefined
-  return { token, headers: request.headers }
+  return { token, headers }
 }
 
 /** Turn any failure or defect of a handler into the protocol's error response (a defect logged as `what` failed). */
@@ -131,55 +137,126 @@ export const handleErrorsAs = (what: string) =>
     })
   )
 
-const handleErrors = handleErrorsAs("sync request")
+/** A sync endpoint's answer: a status and a JSON text, an `ErrorBody` when it failed. */
+interface Answer {
+  readonly status: number
+  readonly body: string
+}
 
+const errorAnswer = (error: ProtocolError): Answer => ({ status: error.status, body: JSON.stringify(error.toBody()) })
+
+const internalAnswer = errorAnswer(new ProtocolError({ code: "internal", message: "internal error" }))
+
+/** Any failure as its `ErrorBody`, a defect as `500 internal` (logged); an interruption stays one. */
+const answered = (self: Effect.Effect<string, ProtocolError>): Effect.Effect<Answer> =>
+  Effect.matchCauseEffect(self, {
+    onSuccess: (body) => Effect.succeed({ status: 200, body }),
+    onFailure: (cause) => {
+      const failure = Cause.failureOption(cause)
+      if (failure._tag === "Some") return Effect.succeed(errorAnswer(failure.value))
+      if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
+      return Effect.as(Effect.logError("sync request failed with a defect", cause), internalAnswer)
+    }
+  })
+
+/**
+ * One sync endpoint, apart from the HTTP server that serves it: the request's
+ * method, headers and Node body stream in, its answer out. The checks in
+ * order: method, content type, declared size, size while reading, then
+ * `decodeBody`; only then does the engine see the body.
+ */
 const endpoint = <A, I>(
   schema: Schema.Schema<A, I>,
   maxBodyBytes: number,
-  run: (body: A, caller: Caller, engine: SyncEngine["Type"]) => Effect.Effect<HttpServerResponse.HttpServerResponse, ProtocolError>
+  run: (body: A, caller: Caller, engine: SyncEngine["Type"]) => Effect.Effect<string, ProtocolError>
 ) => {
   const decode = decodeBody(schema)
-  return Effect.gen(function*() {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    if (request.method !== "POST") {
-      return yield* fail("method_not_allowed", `${request.method} is not allowed; use POST`)
+  return (method: string, headers: Headers.Headers, incoming: IncomingMessage, engine: SyncEngine["Type"]): Effect.Effect<Answer> => {
+    if (method !== "POST") {
+      return answered(fail("method_not_allowed", `${method} is not allowed; use POST`))
     }
-    if (!isJsonContentType(request.headers["content-type"])) {
-      return yield* fail("unsupported_media_type", "Content-Type must be application/json")
+    if (!isJsonContentType(headers["content-type"])) {
+      return answered(fail("unsupported_media_type", "Content-Type must be application/json"))
     }
-    const length = request.headers["content-length"]
+    const length = headers["content-length"]
     if (length !== undefined && Number(length) > maxBodyBytes) {
-      return yield* fail("payload_too_large", `body is larger than ${maxBodyBytes} bytes`)
+      return answered(fail("payload_too_large", `body is larger than ${maxBodyBytes} bytes`))
     }
-    const body = yield* Effect.flatMap(readBody(request, maxBodyBytes), (text) => decode(text))
-    const engine = yield* SyncEngine
-    return yield* run(body, callerOf(request), engine)
-  }).pipe(handleErrors)
+    return answered(Effect.flatMap(readBody(incoming, maxBodyBytes), (text) => {
+      const body = decode(text)
+      return body._tag === "Left" ? Effect.fail(body.left) : run(body.right, callerOfHeaders(headers), engine)
+    }))
+  }
 }
 
-const json = (value: unknown) => HttpServerResponse.unsafeJson(value)
+type Endpoint = ReturnType<typeof endpoint>
 
-const jsonText = (body: string) => HttpServerResponse.text(body, { contentType: "application/json" })
+/** The five endpoints by name (the last segment of their path). */
+const endpoints = (maxBodyBytes: number): Readonly<Record<"push" | "pull" | "snapshot" | "ranges" | "rows", Endpoint>> => ({
+  push: endpoint(Protocol.PushRequest, maxBodyBytes, (body, caller, e) => Effect.map(e.push(body, caller), JSON.stringify)),
+  // the body as the engine encoded it (once; the page's JSON straight from the database)
+  pull: endpoint(Protocol.PullRequest, maxBodyBytes, (body, caller, e) => e.pullBody(body, caller)),
+  snapshot: endpoint(Protocol.SnapshotRequest, maxBodyBytes, (body, caller, e) => Effect.map(e.snapshot(body, caller), JSON.stringify)),
+  ranges: endpoint(Protocol.RangesRequest, maxBodyBytes, (body, caller, e) => Effect.map(e.ranges(body, caller), JSON.stringify)),
+  rows: endpoint(Protocol.RowsRequest, maxBodyBytes, (body, caller, e) => Effect.map(e.rows(body, caller), JSON.stringify))
+})
+
+/** An endpoint as a route handler of @effect/platform's router. */
+const route = (self: Endpoint) =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+    Effect.flatMap(SyncEngine, (engine) =>
+      Effect.map(
+        self(request.method, request.headers, NodeHttpServerRequest.toIncomingMessage(request), engine),
+        (answer) => HttpServerResponse.text(answer.body, { status: answer.status, contentType: "application/json" })
+      )))
 
 /** The sync routes (see `SyncHttp.router`). */
 export const router = (options: Options = {}): HttpRouter.HttpRouter<never, SyncEngine> => {
   const prefix = options.prefix ?? DEFAULT_PREFIX
-  const max = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES
+  const all = endpoints(options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES)
   return HttpRouter.empty.pipe(
-    HttpRouter.all(`${prefix}/push`, endpoint(Protocol.PushRequest, max, (body, caller, e) => Effect.map(e.push(body, caller), json))),
-    // the body as the engine encoded it (once; the page's JSON straight from the database)
-    HttpRouter.all(
-      `${prefix}/pull`,
-      endpoint(Protocol.PullRequest, max, (body, caller, e) => Effect.map(e.pullBody(body, caller), jsonText))
-    ),
-    HttpRouter.all(
-      `${prefix}/snapshot`,
-      endpoint(Protocol.SnapshotRequest, max, (body, caller, e) => Effect.map(e.snapshot(body, caller), json))
-    ),
-    HttpRouter.all(`${prefix}/ranges`, endpoint(Protocol.RangesRequest, max, (body, caller, e) => Effect.map(e.ranges(body, caller), json))),
-    HttpRouter.all(`${prefix}/rows`, endpoint(Protocol.RowsRequest, max, (body, caller, e) => Effect.map(e.rows(body, caller), json)))
+    HttpRouter.all(`${prefix}/push`, route(all.push)),
+    HttpRouter.all(`${prefix}/pull`, route(all.pull)),
+    HttpRouter.all(`${prefix}/snapshot`, route(all.snapshot)),
+    HttpRouter.all(`${prefix}/ranges`, route(all.ranges)),
+    HttpRouter.all(`${prefix}/rows`, route(all.rows))
   )
 }
+
+/**
+ * The sync endpoints as a Node `request` listener that takes only what it
+ * serves (see `SyncHttp.nodeHandler`): `POST {prefix}/<endpoint>` with no
+ * query; anything else returns false, left to the app's router.
+ */
+export const nodeHandler = (
+  options: Options = {}
+): Effect.Effect<(request: IncomingMessage, response: ServerResponse) => boolean, never, SyncEngine> =>
+  Effect.map(Effect.runtime<SyncEngine>(), (runtime) => {
+    const prefix = `${options.prefix ?? DEFAULT_PREFIX}/`
+    const all: Readonly<Record<string, Endpoint>> = endpoints(options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES)
+    const engine = Context.get(runtime.context, SyncEngine)
+    const runFork = Runtime.runFork(runtime)
+    return (request, response) => {
+      const url = request.url
+      if (request.method !== "POST" || url === undefined || !url.startsWith(prefix)) return false
+      const name = url.slice(prefix.length)
+      const self = Object.hasOwn(all, name) ? all[name] : undefined
+      if (self === undefined) return false
+      const fiber = runFork(Effect.map(self("POST", Headers.fromInput(request.headers), request, engine), (answer) => {
+        if (response.writableEnded || response.destroyed) return
+        response.writeHead(answer.status, {
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(answer.body)
+        })
+        response.end(answer.body)
+      }))
+      // the client went away before its answer: stop working for it, as the platform does
+      response.on("close", () => {
+        if (!response.writableEnded) fiber.unsafeInterruptAsFork(FiberId.none)
+      })
+      return true
+    }
+  })
 
 /** The `404 not_found` response. */
 export const notFound: HttpServerResponse.HttpServerResponse = errorResponse(
