@@ -38,7 +38,8 @@ for (const name of names) {
   if (server === undefined) throw new Error(`unknown server ${name} (one of ${Object.keys(servers).join(", ")})`)
   const file = NodePath.join(tmp, `${name}.sqlite`)
   await Db.migrate(file)
-  const child = await Child.start(server.script, server.arg(file))
+  // `LONE_FLAGS`: node flags for the server (e.g. `--single-threaded-gc`, `--trace-deopt`)
+  const child = await Child.start(server.script, server.arg(file), { nodeFlags: (process.env["LONE_FLAGS"] ?? "").split(" ").filter((f) => f !== "") })
   const http = Load.client(child.ready["port"] as number, 1)
   let id = 1
   const push = () =>

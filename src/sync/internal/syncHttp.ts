@@ -31,43 +31,49 @@ const DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 export const errorResponse = (error: ProtocolError): HttpServerResponse.HttpServerResponse =>
   HttpServerResponse.unsafeJson(error.toBody(), { status: error.status })
 
-const fail = (code: Protocol.ErrorCode, message: string, details?: unknown) =>
-  Effect.fail(new ProtocolError({ code, message, ...(details === undefined ? {} : { details }) }))
+const protocolError = (code: Protocol.ErrorCode, message: string) => new ProtocolError({ code, message })
 
-/** Read the raw body with a byte bound; past the bound, stop buffering and answer 413. */
-const readBody = (incoming: IncomingMessage, limit: number): Effect.Effect<string, ProtocolError> =>
-  Effect.async<string, ProtocolError>((resume) => {
-    const chunks: Array<Buffer> = []
-    let size = 0
-    const cleanup = () => {
-      incoming.off("data", onData)
-      incoming.off("end", onEnd)
-      incoming.off("error", onError)
-    }
-    const onData = (chunk: Buffer) => {
-      size += chunk.length
-      if (size > limit) {
-        cleanup()
-        chunks.length = 0
-        incoming.resume() // discard the rest without buffering it
-        resume(fail("payload_too_large", `body is larger than ${limit} bytes`))
-      } else {
-        chunks.push(chunk)
-      }
-    }
-    const onEnd = () => {
+/**
+ * Read the raw body with a byte bound, then call `done` once: with the text,
+ * or with the error to answer (past the bound it stops buffering: 413).
+ * Returns a function that stops listening (`done` is then never called).
+ */
+const readBody = (
+  incoming: IncomingMessage,
+  limit: number,
+  done: (error: ProtocolError | undefined, text: string) => void
+): () => void => {
+  const chunks: Array<Buffer> = []
+  let size = 0
+  const cleanup = () => {
+    incoming.off("data", onData)
+    incoming.off("end", onEnd)
+    incoming.off("error", onError)
+  }
+  const onData = (chunk: Buffer) => {
+    size += chunk.length
+    if (size > limit) {
       cleanup()
-      resume(Effect.succeed(Buffer.concat(chunks, size).toString("utf8")))
+      chunks.length = 0
+      incoming.resume() // discard the rest without buffering it
+      done(protocolError("payload_too_large", `body is larger than ${limit} bytes`), "")
+    } else {
+      chunks.push(chunk)
     }
-    const onError = (error: Error) => {
-      cleanup()
-      resume(fail("invalid_request", `could not read the body: ${error.message}`))
-    }
-    incoming.on("data", onData)
-    incoming.on("end", onEnd)
-    incoming.on("error", onError)
-    return Effect.sync(cleanup)
-  })
+  }
+  const onEnd = () => {
+    cleanup()
+    done(undefined, chunks.length === 1 ? chunks[0].toString("utf8") : Buffer.concat(chunks, size).toString("utf8"))
+  }
+  const onError = (error: Error) => {
+    cleanup()
+    done(protocolError("invalid_request", `could not read the body: ${error.message}`), "")
+  }
+  incoming.on("data", onData)
+  incoming.on("end", onEnd)
+  incoming.on("error", onError)
+  return cleanup
+}
 
 const isJsonContentType = (value: string | undefined) => {
   if (value === undefined) return false
@@ -160,36 +166,55 @@ const answered = (self: Effect.Effect<string, ProtocolError>): Effect.Effect<Ans
   })
 
 /**
- * One sync endpoint, apart from the HTTP server that serves it: the request's
- * method, headers and Node body stream in, its answer out. The checks in
- * order: method, content type, declared size, size while reading, then
- * `decodeBody`; only then does the engine see the body.
+ * One sync endpoint, apart from the HTTP server that serves it. The checks in
+ * order: method, content type and declared size (`check`, before the body
+ * is read), the size while reading, then `decode`; only then does the engine
+ * see the body (`run`).
  */
 const endpoint = <A, I>(
   schema: Schema.Schema<A, I>,
   maxBodyBytes: number,
   run: (body: A, caller: Caller, engine: SyncEngine["Type"]) => Effect.Effect<string, ProtocolError>
-) => {
-  const decode = decodeBody(schema)
-  return (method: string, headers: Headers.Headers, incoming: IncomingMessage, engine: SyncEngine["Type"]): Effect.Effect<Answer> => {
-    if (method !== "POST") {
-      return answered(fail("method_not_allowed", `${method} is not allowed; use POST`))
-    }
+) => ({
+  maxBodyBytes,
+  check: (method: string, headers: Headers.Headers): ProtocolError | undefined => {
+    if (method !== "POST") return protocolError("method_not_allowed", `${method} is not allowed; use POST`)
     if (!isJsonContentType(headers["content-type"])) {
-      return answered(fail("unsupported_media_type", "Content-Type must be application/json"))
+      return protocolError("unsupported_media_type", "Content-Type must be application/json")
     }
     const length = headers["content-length"]
     if (length !== undefined && Number(length) > maxBodyBytes) {
-      return answered(fail("payload_too_large", `body is larger than ${maxBodyBytes} bytes`))
+      return protocolError("payload_too_large", `body is larger than ${maxBodyBytes} bytes`)
     }
-    return answered(Effect.flatMap(readBody(incoming, maxBodyBytes), (text) => {
-      const body = decode(text)
-      return body._tag === "Left" ? Effect.fail(body.left) : run(body.right, callerOfHeaders(headers), engine)
-    }))
-  }
+    return undefined
+  },
+  decode: decodeBody(schema),
+  run
+})
+
+/** An endpoint over a request's method, headers and Node body stream, in one Effect. */
+const serve = <A>(
+  self: ReturnType<typeof endpoint<A, any>>,
+  method: string,
+  headers: Headers.Headers,
+  incoming: IncomingMessage,
+  engine: SyncEngine["Type"]
+): Effect.Effect<Answer> => {
+  const error = self.check(method, headers)
+  if (error !== undefined) return Effect.succeed(errorAnswer(error))
+  return answered(Effect.flatMap(
+    Effect.async<string, ProtocolError>((resume) => {
+      const stop = readBody(incoming, self.maxBodyBytes, (error, text) => resume(error === undefined ? Effect.succeed(text) : Effect.fail(error)))
+      return Effect.sync(stop)
+    }),
+    (text) => {
+      const body = self.decode(text)
+      return body._tag === "Left" ? Effect.fail(body.left) : self.run(body.right, callerOfHeaders(headers), engine)
+    }
+  ))
 }
 
-type Endpoint = ReturnType<typeof endpoint>
+type Endpoint = ReturnType<typeof endpoint<any, any>>
 
 /** The five endpoints by name (the last segment of their path). */
 const endpoints = (maxBodyBytes: number): Readonly<Record<"push" | "pull" | "snapshot" | "ranges" | "rows", Endpoint>> => ({
@@ -206,7 +231,7 @@ const route = (self: Endpoint) =>
   Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
     Effect.flatMap(SyncEngine, (engine) =>
       Effect.map(
-        self(request.method, request.headers, NodeHttpServerRequest.toIncomingMessage(request), engine),
+        serve(self, request.method, request.headers, NodeHttpServerRequest.toIncomingMessage(request), engine),
         (answer) => HttpServerResponse.text(answer.body, { status: answer.status, contentType: "application/json" })
       )))
 
@@ -236,23 +261,46 @@ export const nodeHandler = (
     const all: Readonly<Record<string, Endpoint>> = endpoints(options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES)
     const engine = Context.get(runtime.context, SyncEngine)
     const runFork = Runtime.runFork(runtime)
+    const write = (response: ServerResponse, answer: Answer) => {
+      if (response.writableEnded || response.destroyed) return
+      response.writeHead(answer.status, {
+        "content-type": "application/json",
+        "content-length": Buffer.byteLength(answer.body)
+      })
+      response.end(answer.body)
+    }
     return (request, response) => {
       const url = request.url
       if (request.method !== "POST" || url === undefined || !url.startsWith(prefix)) return false
       const name = url.slice(prefix.length)
       const self = Object.hasOwn(all, name) ? all[name] : undefined
       if (self === undefined) return false
-      const fiber = runFork(Effect.map(self("POST", Headers.fromInput(request.headers), request, engine), (answer) => {
-        if (response.writableEnded || response.destroyed) return
-        response.writeHead(answer.status, {
-          "content-type": "application/json",
-          "content-length": Buffer.byteLength(answer.body)
+      // the checks and the body read without a fiber; one fiber for the engine's work only
+      const headers = Headers.fromInput(request.headers)
+      const error = self.check("POST", headers)
+      if (error !== undefined) {
+        write(response, errorAnswer(error))
+        return true
+      }
+      readBody(request, self.maxBodyBytes, (error, text) => {
+        if (error !== undefined) return write(response, errorAnswer(error))
+        let body: Either.Either<unknown, ProtocolError>
+        try {
+          body = self.decode(text)
+        } catch (defect) {
+          // in an event callback a throw would take the process down: answer 500 and log it, as a defect in a fiber is
+          runFork(Effect.logError("sync request failed with a defect", Cause.die(defect)))
+          return write(response, internalAnswer)
+        }
+        if (body._tag === "Left") return write(response, errorAnswer(body.left))
+        const fiber = runFork(answered(self.run(body.right, callerOfHeaders(headers), engine)))
+        fiber.addObserver((exit) => {
+          if (exit._tag === "Success") write(response, exit.value)
         })
-        response.end(answer.body)
-      }))
-      // the client went away before its answer: stop working for it, as the platform does
-      response.on("close", () => {
-        if (!response.writableEnded) fiber.unsafeInterruptAsFork(FiberId.none)
+        // the client went away before its answer: stop working for it, as the platform does
+        response.once("close", () => {
+          if (!response.writableEnded) fiber.unsafeInterruptAsFork(FiberId.none)
+        })
       })
       return true
     }
