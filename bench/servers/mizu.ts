@@ -14,6 +14,7 @@
  * `upgrade-stats` (with `variants`).
  */
 import * as HttpServer from "@effect/platform/HttpServer"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -52,6 +53,15 @@ const storage = () => {
   return SqlStorage.layerSqlite({ filename: arg.filename, ...(arg.synchronous === undefined ? {} : { synchronous: arg.synchronous }) })
 }
 
+/**
+ * `Server.layerNodeHttpServer` (the sync endpoints on Node's request event
+ * with `tracing: false`), or `NodeHttpServer.layer` at an older revision
+ * that has none (pg-hot-scope runs this file over the code of `--rev`).
+ */
+const nodeHttpServer: typeof NodeHttpServer.layer = "layerNodeHttpServer" in Server
+  ? (Server as { readonly layerNodeHttpServer: typeof NodeHttpServer.layer }).layerNodeHttpServer
+  : NodeHttpServer.layer
+
 const ServerLive = Server.layer({
   registry,
   tracing: arg.tracing ?? true,
@@ -73,7 +83,7 @@ const ServerLive = Server.layer({
     LivePubSub.layerMemory,
     Authorizer.layerAllowAll
   )),
-  Layer.provideMerge(Server.layerNodeHttpServer(() => {
+  Layer.provideMerge(nodeHttpServer(() => {
     const server = createServer()
     if (arg.variants === true) Variants.instrument(server)
     return server
