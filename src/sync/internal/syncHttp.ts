@@ -127,21 +127,24 @@ const callerOfHeaders = (headers: Headers.Headers): Caller => {
   return { token, headers }
 }
 
+const internalError = new ProtocolError({ code: "internal", message: "internal error" })
+
+/** The error to answer for a handler's cause: its failure, or `internal` for a defect (logged as `what` failed); an interruption stays one. */
+const errorOf = (what: string) => (cause: Cause.Cause<ProtocolError>): Effect.Effect<ProtocolError> => {
+  const failure = Cause.failureOption(cause)
+  if (failure._tag === "Some") return Effect.succeed(failure.value)
+  if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
+  return Effect.as(Effect.logError(`${what} failed with a defect`, cause), internalError)
+}
+
 /** Turn any failure or defect of a handler into the protocol's error response (a defect logged as `what` failed). */
-export const handleErrorsAs = (what: string) =>
-<R>(
-  self: Effect.Effect<HttpServerResponse.HttpServerResponse, ProtocolError, R>
-): Effect.Effect<HttpServerResponse.HttpServerResponse, never, R> =>
-  self.pipe(
-    Effect.catchAllCause((cause) => {
-      const failure = Cause.failureOption(cause)
-      if (failure._tag === "Some") return Effect.succeed(errorResponse(failure.value))
-      if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
-      return Effect.logError(`${what} failed with a defect`, cause).pipe(
-        Effect.as(errorResponse(new ProtocolError({ code: "internal", message: "internal error" })))
-      )
-    })
-  )
+export const handleErrorsAs = (what: string) => {
+  const toError = errorOf(what)
+  return <R>(
+    self: Effect.Effect<HttpServerResponse.HttpServerResponse, ProtocolError, R>
+  ): Effect.Effect<HttpServerResponse.HttpServerResponse, never, R> =>
+    Effect.catchAllCause(self, (cause) => Effect.map(toError(cause), errorResponse))
+}
 
 /** A sync endpoint's answer: a status and a JSON text, an `ErrorBody` when it failed. */
 interface Answer {
@@ -151,18 +154,13 @@ interface Answer {
 
 const errorAnswer = (error: ProtocolError): Answer => ({ status: error.status, body: JSON.stringify(error.toBody()) })
 
-const internalAnswer = errorAnswer(new ProtocolError({ code: "internal", message: "internal error" }))
+const syncErrorOf = errorOf("sync request")
 
 /** Any failure as its `ErrorBody`, a defect as `500 internal` (logged); an interruption stays one. */
 const answered = (self: Effect.Effect<string, ProtocolError>): Effect.Effect<Answer> =>
   Effect.matchCauseEffect(self, {
     onSuccess: (body) => Effect.succeed({ status: 200, body }),
-    onFailure: (cause) => {
-      const failure = Cause.failureOption(cause)
-      if (failure._tag === "Some") return Effect.succeed(errorAnswer(failure.value))
-      if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
-      return Effect.as(Effect.logError("sync request failed with a defect", cause), internalAnswer)
-    }
+    onFailure: (cause) => Effect.map(syncErrorOf(cause), errorAnswer)
   })
 
 /**
@@ -289,8 +287,7 @@ export const nodeHandler = (
           body = self.decode(text)
         } catch (defect) {
           // in an event callback a throw would take the process down: answer 500 and log it, as a defect in a fiber is
-          runFork(Effect.logError("sync request failed with a defect", Cause.die(defect)))
-          return write(response, internalAnswer)
+          return runFork(Effect.map(syncErrorOf(Cause.die(defect)), (error) => write(response, errorAnswer(error))))
         }
         if (body._tag === "Left") return write(response, errorAnswer(body.left))
         const fiber = runFork(answered(self.run(body.right, callerOfHeaders(headers), engine)))
