@@ -8,7 +8,10 @@ import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import * as Cause from "effect/Cause"
 import * as ConfigProvider from "effect/ConfigProvider"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
@@ -16,6 +19,7 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Redacted from "effect/Redacted"
 import { ChangeLog } from "../src/sync/ChangeLog.js"
+import { Clients } from "../src/sync/Clients.js"
 import * as SqlStorage from "../src/sync/sql/SqlStorage.js"
 import * as StorageConfig from "../src/sync/StorageConfig.js"
 import * as SyncStorage from "../src/sync/SyncStorage.js"
@@ -123,5 +127,79 @@ describe("StorageConfig", () => {
       const retention = yield* Effect.exit(withEnv({ DATABASE_URL: "memory", RETENTION_CHANGES: "0" }, appendTwice))
       assert.isTrue(Exit.isFailure(retention))
       assert.include(String(Exit.isFailure(retention) ? retention.cause : ""), "RETENTION_CHANGES")
+    }))
+})
+
+describe("the pull read on SQLite", () => {
+  // Our connection reads a pull with two plain statements in one read transaction and builds the page's
+  // JSON around the stored text; any other SQLite client runs the one aggregate statement Postgres runs.
+  // Both read the same file here, so every answer must be the same.
+  it.scopedLive("the two-statement read on our connection answers what the one-statement read answers, on the same file", () =>
+    Effect.gen(function*() {
+      const filename = NodePath.join(directory, "pull-read.db")
+      const ours = yield* Layer.build(SqlStorage.layerSqlite({ filename }))
+      const log = Context.get(ours, ChangeLog)
+      const clients = Context.get(ours, Clients)
+      // creates, an update, a delete (no data), awkward strings and nested data, in two scopes
+      yield* log.append("s", [
+        { entity: "todo", id: "a", op: "create", data: { title: "plain", n: 1 } },
+        { entity: "todo", id: "quote\"and\\back", op: "create", data: { title: "é 😀 \u2028 <tag>", deep: [{ x: [1, null, true] }] } },
+        { entity: "note", id: "a", op: "create", data: "just a string" }
+      ])
+      yield* log.append("s", [{ entity: "todo", id: "a", op: "update", data: { title: "changed", n: 2 } }])
+      yield* log.append("s", [{ entity: "todo", id: "a", op: "delete" }])
+      yield* log.append("other", [{ entity: "todo", id: "z", op: "create", data: 0 }])
+      yield* clients.claim("c1", "alice")
+      yield* clients.recordAll("c1", [{ id: 1, scope: "s" }, { id: 2, scope: "other" }, { id: 3, scope: "s" }])
+      const theirs = yield* Layer.build(
+        SqlStorage.layer().pipe(Layer.provide(SqliteClient.layer({ filename })))
+      )
+      const readOurs = Context.get(ours, SyncStorage.SyncStorage).readPull
+      const readTheirs = Context.get(theirs, SyncStorage.SyncStorage).readPull
+      assert.isDefined(readOurs)
+      assert.isDefined(readTheirs)
+      if (readOurs === undefined || readTheirs === undefined) return
+      const cases: ReadonlyArray<readonly [string, number, number, string | undefined]> = [
+        ["s", 0, 100, "c1"],
+        ["s", 0, 2, "c1"],
+        ["s", 2, 1, undefined],
+        ["s", 5, 100, "c1"],
+        ["s", 9, 100, "c1"],
+        ["other", 0, 100, "c1"],
+        ["other", 0, 100, "nobody"],
+        ["empty", 0, 100, undefined],
+        ["s", 0, 0, "c1"]
+      ]
+      for (const [scope, cursor, limit, clientId] of cases) {
+        const mine = yield* readOurs(scope, cursor, limit, clientId)
+        const other = yield* readTheirs(scope, cursor, limit, clientId)
+        assert.deepStrictEqual(mine, other, `${scope} from ${cursor}, limit ${limit}, client ${clientId}`)
+        // the page is the wire's JSON, and what the log holds
+        const page = yield* log.since(scope, cursor, limit)
+        assert.deepStrictEqual(JSON.parse(mine.changesJson), JSON.parse(JSON.stringify(page.changes)))
+      }
+      const first = yield* readOurs("s", 0, 100, "c1")
+      assert.strictEqual(first.count, 5)
+      assert.strictEqual(first.lastId, 3)
+      assert.strictEqual(first.owner, "alice")
+    }))
+
+  it.scopedLive("stored change data that is not JSON fails the read as corrupt, never a defect or a broken page", () =>
+    Effect.gen(function*() {
+      const filename = NodePath.join(directory, "pull-corrupt.db")
+      const ours = yield* Layer.build(SqlStorage.layerSqlite({ filename }))
+      yield* Context.get(ours, ChangeLog).append("s", [{ entity: "todo", id: "a", op: "create", data: { title: "x" } }])
+      const sql = Context.get(ours, SqlClient.SqlClient)
+      yield* sql.unsafe("UPDATE mizu_changes SET data = '{not json' WHERE scope = 's'")
+      const readPull = Context.get(ours, SyncStorage.SyncStorage).readPull
+      if (readPull === undefined) return assert.fail("no readPull on SQLite")
+      const exit = yield* Effect.exit(readPull("s", 0, 100, undefined))
+      assert.isTrue(Exit.isFailure(exit))
+      if (Exit.isFailure(exit)) {
+        const error = Cause.failureOption(exit.cause)
+        assert.isTrue(error._tag === "Some" && error.value.reason === "corrupt", String(exit.cause))
+      }
+      // the connection is usable afterwards (the read transaction was closed)
+      assert.strictEqual((yield* readPull("other", 0, 100, undefined)).count, 0)
     }))
 })

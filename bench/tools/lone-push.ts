@@ -13,7 +13,10 @@
  * With `PROF=1` each server also writes a CPU profile of 3,000 back-to-back
  * pushes to /tmp/prof/<server>.cpuprofile (50 µs sampling).
  *
- * Usage: node --import tsx bench/tools/lone-push.ts [floor,engine,mizu,baseline]
+ * `--pull`: the same for lone pulls (cursor 0, limit 1, with a client_id)
+ * after the untimed pushes.
+ *
+ * Usage: node --import tsx bench/tools/lone-push.ts [floor,engine,mizu,baseline] [--pull]
  */
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
@@ -28,7 +31,9 @@ const servers: Record<string, { readonly script: string; readonly arg: (file: st
   mizu: { script: "servers/mizu.ts", arg: (filename) => ({ filename, tracing: false }) },
   baseline: { script: "servers/baseline-sync.ts", arg: (filename) => ({ filename }) }
 }
-const names = (process.argv[2] ?? "floor,engine,mizu,baseline").split(",")
+const names = (process.argv[2] !== undefined && !process.argv[2].startsWith("--") ? process.argv[2] : "floor,engine,mizu,baseline").split(",")
+/** `--pull`: time lone pulls (cursor 0, limit 1, with a client_id) instead of pushes, after the same untimed pushes. */
+const pulls = process.argv.includes("--pull")
 const samples = 400
 const tmp = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "mizu-lone-"))
 process.on("exit", () => NodeFs.rmSync(tmp, { recursive: true, force: true }))
@@ -48,24 +53,26 @@ for (const name of names) {
       JSON.stringify({ client_id: "lone", mutations: [{ id, name: "todo/create", scope: "lone", args: { id: `t${id++}`, title: "x" } }] })
     )
   for (let i = 0; i < 2000; i++) await push()
+  const pull = () => http.postOk("/_sync/pull", JSON.stringify({ scope: "lone", cursor: 0, limit: 1, client_id: "lone" }))
+  const op = pulls ? pull : push
   for (const gapMs of [0, 5]) {
     const times: Array<number> = []
     const before = await child.call<{ totalMs: number }>("cpu")
     for (let i = 0; i < samples; i++) {
       if (gapMs > 0) await new Promise((resolve) => setTimeout(resolve, gapMs))
       const t0 = performance.now()
-      await push()
+      await op()
       times.push(performance.now() - t0)
     }
     const after = await child.call<{ totalMs: number }>("cpu")
     times.sort((a, b) => a - b)
     console.log(
-      `${name.padEnd(8)} pause ${gapMs} ms: p50 ${times[samples / 2].toFixed(3)} ms, p90 ${times[Math.floor(samples * 0.9)].toFixed(3)} ms, server CPU ${((after.totalMs - before.totalMs) / samples).toFixed(3)} ms/push`
+      `${name.padEnd(8)} pause ${gapMs} ms: p50 ${times[samples / 2].toFixed(3)} ms, p90 ${times[Math.floor(samples * 0.9)].toFixed(3)} ms, server CPU ${((after.totalMs - before.totalMs) / samples).toFixed(3)} ms/${pulls ? "pull" : "push"}`
     )
     if (gapMs === 0 && process.env["PROF"] === "1") {
       NodeFs.mkdirSync("/tmp/prof", { recursive: true })
       await child.call("prof-start", { intervalUs: 50 })
-      for (let i = 0; i < 3000; i++) await push()
+      for (let i = 0; i < 3000; i++) await op()
       await child.call("prof-stop", { file: `/tmp/prof/${name}.cpuprofile` })
     }
   }

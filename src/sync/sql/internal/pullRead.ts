@@ -1,23 +1,37 @@
 /**
- * What a pull reads, as ONE statement (`SyncStorage.readPull`): the scope's
+ * What a pull reads, in one consistent read (`SyncStorage.readPull`): the scope's
  * head, floor and compaction mark, the client's owner and its last id in the scope
  * (at least its tombstone's last id, when its record expired: every id up
  * to it was processed), and the
  * page of changes after the cursor already encoded as the wire's JSON array
  * by the database (`json_group_array` / `json_agg`), with its count and last
- * cursor. One statement sees one snapshot on SQLite and on Postgres, so the
- * pull needs no transaction around its reads and `last_mutation_id` never
- * claims a change the page does not reach; the page's JSON is stored JSON
- * spliced, so no row is parsed or encoded in JS on the HTTP path.
+ * cursor. `last_mutation_id` never claims a change the page does not
+ * reach, because everything is read from one snapshot:
+ * - On Postgres (and any SQLite client but ours) ONE statement: an aggregate
+ *   without `GROUP BY` (always one row, also for an empty page), the other
+ *   values uncorrelated scalar subqueries, each run once; the page encoded
+ *   by the database (`json_group_array` / `json_agg`).
+ * - On our SQLite connection two plain statements (the head row with the
+ *   client's values, then the page's rows) in one read transaction, in one
+ *   synchronous step holding the connection's permit; the page's JSON is
+ *   built by concatenation around each row's stored JSON text, checked
+ *   with `json_valid` (not parsed). On SQLite the aggregate statement
+ *   costs ~3× the two plain ones (its JSON functions parse and re-encode
+ *   every row's data; bench/README, "A lone pull").
  *
- * An aggregate without `GROUP BY`: always one row, also for an empty page;
- * the other values are uncorrelated scalar subqueries, each run once.
+ * Either way the page's JSON is stored JSON spliced, so no row is parsed or
+ * encoded as a value in JS on the HTTP path.
  *
  * @internal
  */
+import { SqlError } from "@effect/sql/SqlError"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as StorageError from "../../StorageError.js"
 import type { PullRead } from "../../SyncStorage.js"
-import { decodeRows, mapSqlError, type Statements } from "./statements.js"
+import type { SqliteDriver } from "./sqliteDriver.js"
+import { decodeRows, mapSqlError, type Statements, toStorageError } from "./statements.js"
 
 interface Row {
   readonly head: number | string | null
@@ -64,8 +78,132 @@ const pgText = `SELECT
   FROM (SELECT scope, cursor, entity, id, op, data, ts, checksum FROM mizu_changes
     WHERE scope = ? AND cursor > ? ORDER BY cursor LIMIT ?) AS c`
 
+/** The head row of the two-statement read: the scope's row (NULLs when it has none) and the client's values. */
+interface HeadRow {
+  readonly head: number | null
+  readonly floor: number | null
+  readonly head_checksum: number | null
+  readonly compacted: number | null
+  readonly owner: string | null
+  readonly last_id: number
+}
+
+interface PageRow {
+  readonly cursor: number
+  readonly entity: string
+  readonly id: string
+  readonly op: string
+  readonly data: string | null
+  readonly ts: string
+  readonly checksum: number | null
+  readonly valid: number | null
+}
+
+const sqliteHeadText = `SELECT h.head, h.floor, h.checksum AS head_checksum, h.compacted,
+    (SELECT owner FROM mizu_clients WHERE client_id = ?) AS owner,
+    max(COALESCE((SELECT last FROM mizu_client_scopes WHERE client_id = ? AND scope = ?), 0),
+      COALESCE((SELECT last FROM mizu_expired_clients WHERE client_id = ?), 0)) AS last_id
+  FROM (SELECT 1) LEFT JOIN mizu_heads AS h ON h.scope = ?`
+
+const sqlitePageText = `SELECT cursor, entity, id, op, data, ts, checksum, json_valid(data) AS valid FROM mizu_changes
+  WHERE scope = ? AND cursor > ? ORDER BY cursor LIMIT ?`
+
+/** The wire's `Change[]` of a page's rows, each row's stored data spliced (the keys in the order the statements above give them). */
+const pageJson = (scope: string, rows: ReadonlyArray<PageRow>): string => {
+  const quotedScope = JSON.stringify(scope)
+  let json = "["
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i]
+    if (row.data !== null && row.valid !== 1) throw new Error(`the data of change ${row.cursor} is not JSON`)
+    json += `${i === 0 ? "" : ","}{"cursor":${row.cursor},"scope":${quotedScope},"entity":${JSON.stringify(row.entity)},"id":${
+      JSON.stringify(row.id)
+    },"op":${JSON.stringify(row.op)}${row.data === null ? "" : `,"data":${row.data}`},"ts":${JSON.stringify(row.ts)}}`
+  }
+  return json + "]"
+}
+
+const unreadable = (cause: unknown) => new StorageError.StorageError({ reason: "corrupt", message: "unreadable pull page", cause })
+
+/** The two-statement read on our SQLite connection (see the header), in one step that holds the permit unless its fiber's transaction does. */
+const sqliteReader = (driver: SqliteDriver["Type"], q: Statements["q"]): NonNullable<PullRead.Reader> => {
+  const headText = q(sqliteHeadText)
+  const pageText = q(sqlitePageText)
+  const read = (scope: string, cursor: number, limit: number, client: string | null, context: Context.Context<never>): PullRead => {
+    let head: HeadRow | undefined
+    let rows: ReadonlyArray<PageRow>
+    try {
+      head = driver.runSync(headText, [client, client, scope, client, scope], context)[0] as HeadRow | undefined
+      rows = driver.runSync(pageText, [scope, cursor, Math.max(0, limit)], context) as ReadonlyArray<PageRow>
+    } catch (cause) {
+      throw toStorageError("SyncStorage.readPull failed")(cause instanceof SqlError ? cause : new SqlError({ cause, message: "Failed to execute statement" }))
+    }
+    let changesJson: string
+    try {
+      if (head === undefined) throw new Error("the head statement returned no row")
+      changesJson = pageJson(scope, rows)
+    } catch (cause) {
+      throw unreadable(cause)
+    }
+    const headCursor = Number(head.head ?? 0)
+    const count = rows.length
+    const last = rows[count - 1]
+    const lastCursor = last === undefined ? cursor : Number(last.cursor)
+    return {
+      head: headCursor,
+      floor: Number(head.floor ?? 0),
+      owner: head.owner ?? undefined,
+      lastId: Number(head.last_id ?? 0),
+      changesJson,
+      count,
+      lastCursor,
+      compacted: Number(head.compacted ?? 0),
+      // as the one-statement read: the checksum at the page's last change, or at the head when the page is empty there
+      checksum: last !== undefined
+        ? last.checksum === null ? undefined : Number(last.checksum)
+        : cursor === headCursor ? Number(head.head_checksum ?? 0) : undefined,
+      hasMore: count >= limit && lastCursor < headCursor
+    }
+  }
+  /** BEGIN, the read, COMMIT (ROLLBACK when it threw): one snapshot for both statements. */
+  const inReadTransaction = (scope: string, cursor: number, limit: number, client: string | null, context: Context.Context<never>) => {
+    driver.runSync("BEGIN", [], context)
+    let result: PullRead
+    try {
+      result = read(scope, cursor, limit, client, context)
+    } catch (error) {
+      driver.runSync("ROLLBACK", [], context)
+      throw error
+    }
+    driver.runSync("COMMIT", [], context)
+    return result
+  }
+  const attempt = (f: () => PullRead): Effect.Effect<PullRead, StorageError.StorageError> => {
+    try {
+      return Effect.succeed(f())
+    } catch (error) {
+      return Effect.fail(
+        error instanceof StorageError.StorageError
+          ? error
+          : toStorageError("SyncStorage.readPull failed")(error instanceof SqlError ? error : new SqlError({ cause: error, message: "Failed to execute statement" }))
+      )
+    }
+  }
+  return (scope, cursor, limit, clientId) =>
+    Effect.withFiberRuntime((fiber) => {
+      const client = clientId ?? null
+      const context = fiber.currentContext
+      const current = Context.getOption(context, SqlClient.TransactionConnection)
+      // inside a transaction on the connection (its permit held, its snapshot taken): just the two statements
+      if (current._tag === "Some" && current.value[0] === driver.connection) {
+        return attempt(() => read(scope, cursor, limit, client, context))
+      }
+      return driver.withPermit(Effect.suspend(() => attempt(() => inReadTransaction(scope, cursor, limit, client, context))))
+    })
+}
+
 /** `SyncStorage.readPull` over the family's statements. */
-export const make = ({ exec, isPg, q }: Statements): NonNullable<PullRead.Reader> => {
+export const make = ({ exec, isPg, q, sqlite }: Statements): NonNullable<PullRead.Reader> => {
+  if (sqlite !== undefined) return sqliteReader(sqlite, q)
   const text = q(isPg ? pgText : sqliteText)
   return (scope, cursor, limit, clientId) => {
     const client = clientId ?? null
