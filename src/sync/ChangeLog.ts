@@ -43,6 +43,12 @@ export interface ChangeInput {
    * wrong, which clients then repair).
    */
   readonly checksumDelta?: number
+  /**
+   * `data`'s JSON text (`JSON.stringify(data)`), when the writer already
+   * has it (the SQL store's synchronous view returns the text it stored):
+   * the SQL log stores it as it is instead of encoding `data` again.
+   */
+  readonly json?: string | undefined
 }
 
 /**

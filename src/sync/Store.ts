@@ -51,6 +51,7 @@ export class Store extends Context.Tag("@mizu/sync/Store")<Store, {
  */
 export interface SyncView {
   readonly get: (scope: string, entity: string, id: string) => Option.Option<unknown>
-  readonly put: (scope: string, entity: string, id: string, data: unknown) => void
+  /** Returns the data's JSON text when it stored that text (`JSON.stringify(data)`): the change log then stores the same text without encoding it again. */
+  readonly put: (scope: string, entity: string, id: string, data: unknown) => string | void
   readonly delete: (scope: string, entity: string, id: string) => boolean
 }

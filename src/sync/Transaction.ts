@@ -84,7 +84,8 @@ export interface Backend {
  */
 export interface SyncBackend {
   readonly get: (entity: string, id: string) => Option.Option<unknown>
-  readonly put: (entity: string, id: string, data: unknown) => void
+  /** Returns the data's JSON text when the backend stored that text (see `ChangeInput.json`). */
+  readonly put: (entity: string, id: string, data: unknown) => string | void
   readonly delete: (entity: string, id: string) => boolean
 }
 
@@ -138,107 +139,128 @@ export const make = (
   scope: string,
   backend: Backend
 ): { readonly tx: Transaction; readonly changes: ReadonlyArray<ChangeInput> } => {
-  const changes: Array<ChangeInput> = []
-  // What this transaction already knows of a row (its stored JSON, or null: none), to spare a read on
-  // put and to move the checksum by the old row's hash.
-  const known = new Map<string, { readonly value: unknown } | null>()
-  const key = (entity: string, id: string) => `${entity}\u0000${id}`
-  const before = (entity: string, id: string): Effect.Effect<{ readonly value: unknown } | null, StorageError> => {
-    const cached = known.get(key(entity, id))
-    return cached !== undefined ? Effect.succeed(cached) : Effect.map(backend.get(entity, id), rowOf)
+  // one object per run and one closure per operation: a run is made for every mutation (bench/README, "Allocations per mutation")
+  const run = new Run(registry, backend)
+  const sync = backend.sync
+  const tx: Transaction = sync === undefined
+    ? {
+      scope,
+      get: (entity, id) => run.getting(entity, id),
+      list: (entity) => run.listing(entity),
+      put: (entity, id, value) => run.putting(entity, id, value),
+      delete: (entity, id) => run.deleting(entity, id)
+    }
+    : {
+      scope,
+      get: (entity, id) => Effect.withFiberRuntime((fiber) => run.getNow(sync(fiber.currentContext), entity, id)),
+      list: (entity) => run.listing(entity),
+      put: (entity, id, value) => Effect.withFiberRuntime((fiber) => run.putNow(sync(fiber.currentContext), entity, id, value)),
+      delete: (entity, id) => Effect.withFiberRuntime((fiber) => run.deleteNow(sync(fiber.currentContext), entity, id))
+    }
+  return { tx, changes: run.changes }
+}
+
+/** The state of one run of a handler: its changes, and what it already knows of the rows it touched. */
+class Run {
+  readonly changes: Array<ChangeInput> = []
+  /** What the run already knows of a row (its stored JSON, or null: none), to spare a read on put and to move the checksum by the old row's hash. */
+  readonly known = new Map<string, { readonly value: unknown } | null>()
+  constructor(readonly registry: Mutation.Registry | undefined, readonly backend: Backend) {}
+
+  before(entity: string, id: string): Effect.Effect<{ readonly value: unknown } | null, StorageError> {
+    const cached = this.known.get(`${entity}\u0000${id}`)
+    return cached !== undefined ? Effect.succeed(cached) : Effect.map(this.backend.get(entity, id), rowOf)
   }
-  const beforeNow = (view: SyncBackend, entity: string, id: string): { readonly value: unknown } | null => {
-    const cached = known.get(key(entity, id))
+  beforeNow(view: SyncBackend, entity: string, id: string): { readonly value: unknown } | null {
+    const cached = this.known.get(`${entity}\u0000${id}`)
     return cached !== undefined ? cached : rowOf(view.get(entity, id))
   }
-  const read = (entity: string, id: string, row: Option.Option<unknown>) => known.set(key(entity, id), rowOf(row))
-  const wrote = (entity: string, id: string, old: { readonly value: unknown } | null, data: unknown) => {
-    const row = { value: data }
-    known.set(key(entity, id), row)
-    const checksumDelta = Checksum.delta(entity, id, old ?? undefined, row)
-    changes.push({ entity, id, op: old !== null ? "update" : "create", data, checksumDelta })
+  read(entity: string, id: string, row: Option.Option<unknown>): void {
+    this.known.set(`${entity}\u0000${id}`, rowOf(row))
   }
-  const deleted = (entity: string, id: string, old: { readonly value: unknown } | null, existed: boolean) => {
-    known.set(key(entity, id), null)
-    if (existed) changes.push({ entity, id, op: "delete", checksumDelta: Checksum.delta(entity, id, old ?? undefined, undefined) })
+  wrote(entity: string, id: string, old: { readonly value: unknown } | null, data: unknown, json: string | void): void {
+    const row = { value: data }
+    this.known.set(`${entity}\u0000${id}`, row)
+    const checksumDelta = Checksum.delta(entity, id, old ?? undefined, row)
+    const op = old !== null ? "update" : "create"
+    this.changes.push(typeof json === "string" ? { entity, id, op, data, checksumDelta, json } : { entity, id, op, data, checksumDelta })
+  }
+  deleted(entity: string, id: string, old: { readonly value: unknown } | null, existed: boolean): void {
+    this.known.set(`${entity}\u0000${id}`, null)
+    if (existed) this.changes.push({ entity, id, op: "delete", checksumDelta: Checksum.delta(entity, id, old ?? undefined, undefined) })
   }
 
-  const getting = <A, I>(entity: Entity.Entity<A, I>, id: string) =>
-    Effect.zipRight(
-      checked(registry, entity, id),
-      Effect.flatMap(backend.get(entity.name, id), (row) => {
-        read(entity.name, id, row)
+  // Through the backend's Effects (no synchronous view, or a Schema that runs asynchronously).
+  getting<A, I>(entity: Entity.Entity<A, I>, id: string): Effect.Effect<Option.Option<A>, Entity.EntityError | StorageError> {
+    return Effect.zipRight(
+      checked(this.registry, entity, id),
+      Effect.flatMap(this.backend.get(entity.name, id), (row) => {
+        this.read(entity.name, id, row)
         return Option.isNone(row) ? Effect.succeedNone : Effect.asSome(Entity.decode(entity, row.value))
       })
     )
-  const putting = <A, I>(entity: Entity.Entity<A, I>, id: string, value: A) =>
-    checked(registry, entity, id).pipe(
+  }
+  listing<A, I>(entity: Entity.Entity<A, I>): Effect.Effect<ReadonlyArray<readonly [id: string, value: A]>, Entity.EntityError | StorageError> {
+    return checkEntity(this.registry, entity).pipe(
+      Effect.zipRight(this.backend.list(entity.name)),
+      Effect.flatMap((rows) => Effect.forEach(rows, ([id, json]) => Effect.map(Entity.decode(entity, json), (value) => [id, value] as const)))
+    )
+  }
+  putting<A, I>(entity: Entity.Entity<A, I>, id: string, value: A): Effect.Effect<void, Entity.EntityError | StorageError> {
+    return checked(this.registry, entity, id).pipe(
       Effect.zipRight(Entity.encode(entity, value)),
       Effect.flatMap((data) =>
-        Effect.flatMap(before(entity.name, id), (old) => Effect.map(backend.put(entity.name, id, data), () => wrote(entity.name, id, old, data)))
+        Effect.flatMap(this.before(entity.name, id), (old) => Effect.map(this.backend.put(entity.name, id, data), () => this.wrote(entity.name, id, old, data, undefined)))
       )
     )
-  const deleting = <A, I>(entity: Entity.Entity<A, I>, id: string) =>
-    checked(registry, entity, id).pipe(
-      Effect.zipRight(before(entity.name, id)),
-      Effect.flatMap((old) => Effect.map(backend.delete(entity.name, id), (existed) => deleted(entity.name, id, old, existed)))
-    )
-
-  const sync = backend.sync
-  /** `f` over the backend's synchronous view in this fiber step, or `otherwise` (no view). */
-  const now = <A, E>(
-    f: (view: SyncBackend) => Effect.Effect<A, E | StorageError>,
-    otherwise: () => Effect.Effect<A, E | StorageError>
-  ): Effect.Effect<A, E | StorageError> =>
-    sync === undefined ? otherwise() : Effect.withFiberRuntime((fiber) => {
-      const view = sync(fiber.currentContext)
-      if (view === undefined) return otherwise()
-      try {
-        return f(view)
-      } catch (error) {
-        return thrown(error)
-      }
-    })
-
-  const tx: Transaction = {
-    scope,
-    get: (entity, id) =>
-      now((view) => {
-        const refused = refusal(registry, entity, id)
-        if (refused !== undefined) return Exit.fail(refused)
-        const row = view.get(entity.name, id)
-        read(entity.name, id, row)
-        if (Option.isNone(row)) return Exit.succeed(Option.none())
-        const decoded = Entity.decodeEither(entity, row.value)
-        return Either.isRight(decoded) ? Exit.succeed(Option.some(decoded.right)) : Effect.asSome(Entity.decode(entity, row.value))
-      }, () => getting(entity, id)),
-    list: (entity) =>
-      checkEntity(registry, entity).pipe(
-        Effect.zipRight(backend.list(entity.name)),
-        Effect.flatMap((rows) =>
-          Effect.forEach(rows, ([id, json]) => Effect.map(Entity.decode(entity, json), (value) => [id, value] as const))
-        )
-      ),
-    put: (entity, id, value) =>
-      now((view) => {
-        const refused = refusal(registry, entity, id)
-        if (refused !== undefined) return Exit.fail(refused)
-        const encoded = Entity.encodeEither(entity, value)
-        // the Effect encoder tells the error (or runs an asynchronous Schema)
-        if (Either.isLeft(encoded)) return putting(entity, id, value)
-        const old = beforeNow(view, entity.name, id)
-        view.put(entity.name, id, encoded.right)
-        wrote(entity.name, id, old, encoded.right)
-        return Exit.void
-      }, () => putting(entity, id, value)),
-    delete: (entity, id) =>
-      now((view) => {
-        const refused = refusal(registry, entity, id)
-        if (refused !== undefined) return Exit.fail(refused)
-        const old = beforeNow(view, entity.name, id)
-        deleted(entity.name, id, old, view.delete(entity.name, id))
-        return Exit.void
-      }, () => deleting(entity, id))
   }
-  return { tx, changes }
+  deleting<A, I>(entity: Entity.Entity<A, I>, id: string): Effect.Effect<void, Entity.EntityError | StorageError> {
+    return checked(this.registry, entity, id).pipe(
+      Effect.zipRight(this.before(entity.name, id)),
+      Effect.flatMap((old) => Effect.map(this.backend.delete(entity.name, id), (existed) => this.deleted(entity.name, id, old, existed)))
+    )
+  }
+
+  // Over the backend's synchronous view in this fiber step (the Effects when there is none).
+  getNow<A, I>(view: SyncBackend | undefined, entity: Entity.Entity<A, I>, id: string): Effect.Effect<Option.Option<A>, Entity.EntityError | StorageError> {
+    if (view === undefined) return this.getting(entity, id)
+    try {
+      const refused = refusal(this.registry, entity, id)
+      if (refused !== undefined) return Exit.fail(refused)
+      const row = view.get(entity.name, id)
+      this.read(entity.name, id, row)
+      if (Option.isNone(row)) return Exit.succeed(Option.none())
+      const decoded = Entity.decodeEither(entity, row.value)
+      return Either.isRight(decoded) ? Exit.succeed(Option.some(decoded.right)) : Effect.asSome(Entity.decode(entity, row.value))
+    } catch (error) {
+      return thrown(error)
+    }
+  }
+  putNow<A, I>(view: SyncBackend | undefined, entity: Entity.Entity<A, I>, id: string, value: A): Effect.Effect<void, Entity.EntityError | StorageError> {
+    if (view === undefined) return this.putting(entity, id, value)
+    try {
+      const refused = refusal(this.registry, entity, id)
+      if (refused !== undefined) return Exit.fail(refused)
+      const encoded = Entity.encodeEither(entity, value)
+      // the Effect encoder tells the error (or runs an asynchronous Schema)
+      if (Either.isLeft(encoded)) return this.putting(entity, id, value)
+      const old = this.beforeNow(view, entity.name, id)
+      this.wrote(entity.name, id, old, encoded.right, view.put(entity.name, id, encoded.right))
+      return Exit.void
+    } catch (error) {
+      return thrown(error)
+    }
+  }
+  deleteNow<A, I>(view: SyncBackend | undefined, entity: Entity.Entity<A, I>, id: string): Effect.Effect<void, Entity.EntityError | StorageError> {
+    if (view === undefined) return this.deleting(entity, id)
+    try {
+      const refused = refusal(this.registry, entity, id)
+      if (refused !== undefined) return Exit.fail(refused)
+      const old = this.beforeNow(view, entity.name, id)
+      this.deleted(entity.name, id, old, view.delete(entity.name, id))
+      return Exit.void
+    } catch (error) {
+      return thrown(error)
+    }
+  }
 }

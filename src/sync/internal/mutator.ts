@@ -86,12 +86,22 @@ export const make = (registry: Mutation.Registry): Effect.Effect<Mutator["Type"]
       }
       return [m.name, codec] as const
     }))
+    // the last scope's backend, kept: a group's mutations mostly go to one scope, and a backend is a handful of closures
+    let lastScope: string | undefined
+    let lastBackend: Transaction.Backend | undefined
+    const backendOf = (scope: string): Transaction.Backend => {
+      if (lastBackend === undefined || lastScope !== scope) {
+        lastScope = scope
+        lastBackend = storeBackend(store, scope)
+      }
+      return lastBackend
+    }
     return Mutator.of({
       names: [...registry.mutations.keys()],
       versions: { version: registry.version, minVersion: registry.minVersion },
       apply: (input) => {
         const run = (def: Mutation.Mutation, args: unknown) => {
-          const { changes, tx } = Transaction.make(registry, input.scope, storeBackend(store, input.scope))
+          const { changes, tx } = Transaction.make(registry, input.scope, backendOf(input.scope))
           return Effect.matchEffect(def.handler(args, tx), {
             onSuccess: () => Effect.succeed(changes),
             onFailure: (e) => failureOf(e, changes.length > 0)

@@ -70,7 +70,7 @@ export const toChange = (scope: string, row: ChangeRow): Change => {
 }
 
 const dataOf = (input: ChangeInput): string | null =>
-  input.op === "delete" || input.data === undefined ? null : encodeJson(input.data)
+  input.op === "delete" || input.data === undefined ? null : input.json ?? encodeJson(input.data)
 
 /** The statement texts of the log, normalized once. */
 const texts = (q: Statements["q"]) => ({

@@ -59,7 +59,11 @@ export const make = ({ q, query, querySync, syncIn }: Statements): Store["Type"]
     viewContext = context
     view = !syncIn(context) ? undefined : {
       get: (scope, entity, id) => querySync(getText, [scope, entity, id], "Store.get", readGet, context),
-      put: (scope, entity, id, data) => querySync(putText, [scope, entity, id, encodeJson(data)], "Store.put", readNothing, context),
+      put: (scope, entity, id, data) => {
+        const json = encodeJson(data)
+        querySync(putText, [scope, entity, id, json], "Store.put", readNothing, context)
+        return json
+      },
       delete: (scope, entity, id) => querySync(deleteText, [scope, entity, id], "Store.delete", readDeleted, context)
     }
     return view
