@@ -10,6 +10,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import { whenTracing } from "../internal/spans.js"
 import { PokeBroker } from "../sync/PokeBroker.js"
 import { LiveHub } from "./LiveHub.js"
 
@@ -25,7 +26,7 @@ import { LiveHub } from "./LiveHub.js"
 export const make: Effect.Effect<PokeBroker["Type"], never, LiveHub> = Effect.map(LiveHub, (hub) =>
   PokeBroker.of({
     poke: (scope, cursor) =>
-      hub.poke(scope, cursor).pipe(Effect.withSpan("PokeBroker.poke", { attributes: { scope, cursor }, captureStackTrace: false }))
+      hub.poke(scope, cursor).pipe(whenTracing("PokeBroker.poke", { attributes: { scope, cursor }, captureStackTrace: false }))
   }))
 
 /**

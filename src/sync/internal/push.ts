@@ -21,6 +21,7 @@ import type { StorageError } from "../StorageError.js"
 import type { Caller, SyncEngine } from "../SyncEngine.js"
 import type { Access } from "./access.js"
 import { logStorageError, retryConflicts } from "./errors.js"
+import { whenTracing } from "../../internal/spans.js"
 import * as GroupCommit from "./groupCommit.js"
 import * as PushBatch from "./pushBatch.js"
 import type { Deps } from "./syncEngine.js"
@@ -193,7 +194,7 @@ const pushPlainEach = Effect.fnUntraced(function*(
       Effect.map(Either.right),
       Effect.catchTag("MutationFailed", (e) => Effect.succeed(Either.left(e)))
     )).pipe(
-      Effect.withSpan("SyncEngine.mutation", { attributes: { name: mutation.name, scope }, captureStackTrace: false })
+      whenTracing("SyncEngine.mutation", { attributes: { name: mutation.name, scope }, captureStackTrace: false })
     )
     const id = mutation.id === undefined ? {} : { id: mutation.id }
     if (Either.isLeft(outcome)) {
@@ -377,14 +378,10 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
 
   /** With tracing on, the push in its `SyncEngine.push` span; off, nothing around it (not even a no-op span). */
   const push = (request: Protocol.PushRequest, caller: Caller) =>
-    Effect.withFiberRuntime<{ readonly results: ReadonlyArray<Protocol.MutationResult> }, ProtocolError>((fiber) =>
-      fiber.getFiberRef(FiberRef.currentTracerEnabled)
-        ? Effect.withSpan(pushUntraced(request, caller), "SyncEngine.push", {
-          attributes: { client_id: request.client_id, mutations: request.mutations.length },
-          captureStackTrace: false
-        })
-        : pushUntraced(request, caller)
-    )
+    pushUntraced(request, caller).pipe(whenTracing("SyncEngine.push", {
+      attributes: { client_id: request.client_id, mutations: request.mutations.length },
+      captureStackTrace: false
+    }))
 
   /**
    * Authorize, then commit with the pushes waiting beside it (their scopes

@@ -6,6 +6,7 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
+import { whenTracing, withLogAnnotations } from "../../internal/spans.js"
 import * as Metric from "effect/Metric"
 import * as Metrics from "../../Metrics.js"
 import * as Checksum from "../../protocol/Checksum.js"
@@ -127,11 +128,11 @@ export const make = (
         : Effect.map(pullComposed(request, owner, limit), composed)
     }).pipe(
       (self) => logStorageError(self),
-      Effect.withSpan("SyncEngine.pull", {
+      whenTracing("SyncEngine.pull", {
         attributes: { scope: request.scope, cursor: request.cursor },
         captureStackTrace: false
       }),
-      Effect.annotateLogs({ scope: request.scope, client_id: request.client_id ?? "" })
+      withLogAnnotations({ scope: request.scope, client_id: request.client_id ?? "" })
     )
 
   const pull = (request: Protocol.PullRequest, caller: Caller) =>
@@ -160,8 +161,8 @@ export const make = (
       }))
     }).pipe(
       (self) => logStorageError(self),
-      Effect.withSpan(name, { attributes: { scope: request.scope }, captureStackTrace: false }),
-      Effect.annotateLogs({ scope: request.scope, client_id: request.client_id ?? "" })
+      whenTracing(name, { attributes: { scope: request.scope }, captureStackTrace: false }),
+      withLogAnnotations({ scope: request.scope, client_id: request.client_id ?? "" })
     )
 
   const snapshot = (request: Protocol.SnapshotRequest, caller: Caller) =>
