@@ -11,6 +11,9 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Cause from "effect/Cause"
 import * as ConfigProvider from "effect/ConfigProvider"
+import * as Deferred from "effect/Deferred"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -182,6 +185,33 @@ describe("the pull read on SQLite", () => {
       assert.strictEqual(first.count, 5)
       assert.strictEqual(first.lastId, 3)
       assert.strictEqual(first.owner, "alice")
+    }))
+
+  it.scopedLive("a pull read while another fiber's transaction is open waits for its commit and never sees its uncommitted change", () =>
+    Effect.gen(function*() {
+      const filename = NodePath.join(directory, "pull-wait.db")
+      const ours = yield* Layer.build(SqlStorage.layerSqlite({ filename }))
+      const log = Context.get(ours, ChangeLog)
+      const storage = Context.get(ours, SyncStorage.SyncStorage)
+      const readPull = storage.readPull
+      if (readPull === undefined) return assert.fail("no readPull on SQLite")
+      yield* log.append("s", [{ entity: "todo", id: "a", op: "create", data: 1 }])
+      const appended = yield* Deferred.make<void>()
+      const gate = yield* Deferred.make<void>()
+      // a transaction that appends, then waits (an asynchronous mutator would): the connection's permit stays held
+      const writer = yield* Effect.fork(storage.transaction(
+        Effect.zipRight(log.append("s", [{ entity: "todo", id: "b", op: "create", data: 2 }]), Effect.zipRight(Deferred.succeed(appended, undefined), Deferred.await(gate)))
+      ))
+      yield* Deferred.await(appended)
+      const reader = yield* Effect.fork(readPull("s", 0, 100, undefined))
+      for (let i = 0; i < 10; i++) yield* Effect.yieldNow()
+      // blocked on the permit (not a timing guess: the writer holds it until the gate opens)
+      assert.isTrue(Option.isNone(yield* Fiber.poll(reader)), "the read did not wait for the open transaction")
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(writer)
+      const read = yield* Fiber.join(reader)
+      assert.strictEqual(read.count, 2)
+      assert.strictEqual(read.head, 2)
     }))
 
   it.scopedLive("stored change data that is not JSON fails the read as corrupt, never a defect or a broken page", () =>

@@ -124,7 +124,12 @@ const pageJson = (scope: string, rows: ReadonlyArray<PageRow>): string => {
 
 const unreadable = (cause: unknown) => new StorageError.StorageError({ reason: "corrupt", message: "unreadable pull page", cause })
 
-/** The two-statement read on our SQLite connection (see the header), in one step that holds the permit unless its fiber's transaction does. */
+/**
+ * The two-statement read on our SQLite connection (see the header), in one
+ * step: inside its fiber's transaction as it is; outside one, with the
+ * connection's permit, taken only when another fiber holds it (a free
+ * permit means no transaction is open, and nothing runs before this step ends).
+ */
 const sqliteReader = (driver: SqliteDriver["Type"], q: Statements["q"]): NonNullable<PullRead.Reader> => {
   const headText = q(sqliteHeadText)
   const pageText = q(sqlitePageText)
@@ -197,6 +202,8 @@ const sqliteReader = (driver: SqliteDriver["Type"], q: Statements["q"]): NonNull
       if (current._tag === "Some" && current.value[0] === driver.connection) {
         return attempt(() => read(scope, cursor, limit, client, context))
       }
+      // the connection idle (the common case): the read is this one step, which nothing can interleave with
+      if (driver.isFree()) return attempt(() => inReadTransaction(scope, cursor, limit, client, context))
       return driver.withPermit(Effect.suspend(() => attempt(() => inReadTransaction(scope, cursor, limit, client, context))))
     })
 }

@@ -38,6 +38,12 @@ import * as Scope from "effect/Scope"
 export class SqliteDriver extends Context.Tag("@mizu/sync/sql/SqliteDriver")<SqliteDriver, {
   /** Run `effect` holding the connection's permit (what `reserve` takes, without a `Scope`). */
   readonly withPermit: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /**
+   * Whether no fiber holds the permit now: then no transaction is open on
+   * the connection, and work done in this very step (no yield) needs no
+   * permit, since nothing else can run before it ends.
+   */
+  readonly isFree: () => boolean
   /** The one connection (use it only while holding the permit). */
   readonly connection: SqlConnection.Connection
   /**
@@ -274,6 +280,7 @@ export const make = (
       client,
       driver: SqliteDriver.of({
         withPermit: semaphore.withPermits(1),
+        isFree: semaphore.isFree,
         connection,
         transaction,
         runNow: (sql, params, context) => runNow(sql, params, context),
@@ -299,9 +306,14 @@ const makeFifoLock = Effect.gen(function*() {
     tokens.unsafeOffer(true)
   }
   const release: Effect.Effect<void> = Effect.sync(unsafeRelease)
+  /** The token is in the queue: nobody holds it. */
+  const isFree = (): boolean => {
+    const size = tokens.unsafeSize()
+    return size._tag === "Some" && size.value > 0
+  }
   const withPermits = (_permits: 1) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
     Effect.uninterruptibleMask((restore) => Effect.zipRight(restore(take), Effect.ensuring(restore(self), release)))
-  return { take, release, unsafeRelease, withPermits }
+  return { take, release, unsafeRelease, withPermits, isFree }
 })
 
 /** `SqliteClient`, `SqlClient` and `SqliteDriver` over one connection, closed with the layer. */
