@@ -9,6 +9,9 @@
  * CPU profile of the samples to /tmp/prof/e2e-<server>.cpuprofile and of
  * the lone pulls to /tmp/prof/pull-<server>.cpuprofile (50 µs).
  *
+ * `E2E_FLAGS`: node flags for the server (e.g. `--import` of a module that
+ * records timestamps).
+ *
  * Usage: node --import tsx bench/tools/e2e-profile.ts [mizu,baseline] [--samples=N] [--pause=MS] [--no-pull] [--interval=µs]
  */
 import * as NodeFs from "node:fs"
@@ -42,7 +45,7 @@ for (const name of names) {
   if (server === undefined) throw new Error(`unknown server ${name} (one of ${Object.keys(servers).join(", ")})`)
   const file = NodePath.join(tmp, `${name}.sqlite`)
   await Db.migrate(file)
-  const child = await Child.start(server.script, server.arg(file))
+  const child = await Child.start(server.script, server.arg(file), { nodeFlags: (process.env["E2E_FLAGS"] ?? "").split(" ").filter((f) => f !== "") })
   const port = child.ready["port"] as number
   const writer = Load.client(port, 1)
   const reader = Load.client(port, 1)
