@@ -5,8 +5,9 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Either from "effect/Either"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import * as fc from "fast-check"
 import { LiveProtocol, Mutation, Protocol } from "mizu-sync-live"
-import { decodeBody } from "../src/sync/SyncHttp.js"
+import { decodeBody } from "../src/sync/internal/syncHttp.js"
 
 describe("__proto__ on the wire", () => {
   it("is dropped from live frames before decoding", () => {
@@ -48,5 +49,82 @@ describe("reserved mutation names", () => {
   it("a registry refuses names starting with $mizu/ (the client's placeholders must reach the server as unknown)", () => {
     const placeholder = Mutation.make("$mizu/discarded", { args: Schema.Struct({}), handler: () => Effect.void })
     assert.throws(() => Mutation.registry({ entities: [], mutations: [placeholder] }), /reserved/)
+  })
+})
+
+describe("the quick body Schemas", () => {
+  // PushRequestQuick and PullRequestQuick are the server's first try at a body (each field's checks in one
+  // filter): they must accept exactly what PushRequest and PullRequest accept, and decode it alike.
+  const decodeWith = <A>(schema: Schema.Schema<A, any>) => Schema.decodeUnknownEither(schema, { errors: "first", onExcessProperty: "ignore" })
+  // mostly valid values (so a body is often valid but for one field), with every kind of near miss
+  const oddities = fc.constantFrom<unknown>(undefined, null, "", 0, -1, 1.5, "x", [], {}, true, Number.MAX_SAFE_INTEGER + 1, 2 ** 60, -0)
+  const near = <A>(valid: fc.Arbitrary<A>) => fc.oneof({ arbitrary: valid, weight: 12 }, { arbitrary: oddities, weight: 1 })
+  const int = (min: number, max: number) => fc.oneof(fc.integer({ min, max: Math.min(max, min + 5) }), fc.constantFrom(max, max + 1, min - 1, min + 0.5))
+  const text = (max: number, pattern: boolean) =>
+    fc.oneof(
+      { arbitrary: fc.constantFrom("a", "todo/create", "s:1/x@y.z-_", "x".repeat(max), "_default"), weight: 12 },
+      { arbitrary: fc.constantFrom("x".repeat(max + 1), "a b", "é", "\u0000", "a\nb", ""), weight: 1 },
+      { arbitrary: fc.string({ maxLength: 4 }), weight: pattern ? 1 : 2 }
+    )
+  const mutation = fc.record(
+    { id: near(int(1, Number.MAX_SAFE_INTEGER)), name: near(text(128, false)), scope: near(text(256, true)), args: fc.jsonValue({ maxDepth: 2 }), extra: fc.jsonValue({ maxDepth: 1 }) },
+    { requiredKeys: ["name"] }
+  )
+  const push = fc.record(
+    {
+      protocol: near(fc.constant(1)),
+      app_version: near(int(1, Number.MAX_SAFE_INTEGER)),
+      client_id: near(text(128, true)),
+      mutations: near(fc.oneof({ arbitrary: fc.array(mutation, { minLength: 1, maxLength: 3 }), weight: 8 }, { arbitrary: fc.constant([]), weight: 1 }, {
+        arbitrary: fc.constant(Array.from({ length: 1001 }, (_, i) => ({ id: i + 1, name: "m" }))),
+        weight: 1
+      }))
+    },
+    { requiredKeys: ["mutations"] }
+  )
+  const pull = fc.record(
+    {
+      protocol: near(fc.constant(1)),
+      app_version: near(int(1, Number.MAX_SAFE_INTEGER)),
+      scope: near(text(256, true)),
+      cursor: near(int(0, Number.MAX_SAFE_INTEGER)),
+      limit: near(int(1, 1000)),
+      client_id: near(text(128, true))
+    },
+    { requiredKeys: ["scope", "cursor"] }
+  )
+  let accepted = 0
+  const sameAs = <A>(quick: Schema.Schema<A, any>, full: Schema.Schema<A, any>, body: unknown) => {
+    const q = decodeWith(quick)(body)
+    const f = decodeWith(full)(body)
+    if (Either.isRight(q) !== Either.isRight(f)) return false
+    if (Either.isLeft(q)) return true
+    accepted++
+    return JSON.stringify(q.right) === JSON.stringify((f as Either.Right<never, A>).right)
+  }
+
+  it("accept what the full Schemas accept, decoded alike, and refuse what they refuse (seed 20261204)", () => {
+    fc.assert(fc.property(push, (body) => sameAs(Protocol.PushRequestQuick, Protocol.PushRequest, body)), { seed: 20261204, numRuns: 4000 })
+    // both kinds were tried: a fair share of the bodies was valid, the rest refused
+    assert.isAbove(accepted, 200)
+    assert.isBelow(accepted, 3800)
+    accepted = 0
+    fc.assert(fc.property(pull, (body) => sameAs(Protocol.PullRequestQuick, Protocol.PullRequest, body)), { seed: 20261204, numRuns: 4000 })
+    assert.isAbove(accepted, 200)
+    assert.isBelow(accepted, 3800)
+    // and on values that are not objects at all
+    for (const body of [null, 1, "s", [], [{ scope: "s", cursor: 0 }]]) {
+      assert.isTrue(sameAs(Protocol.PushRequestQuick, Protocol.PushRequest, body))
+      assert.isTrue(sameAs(Protocol.PullRequestQuick, Protocol.PullRequest, body))
+    }
+  })
+
+  it("a body the quick Schema refuses is answered with the full Schema's issue", () => {
+    const decode = decodeBody(Protocol.PullRequest, Protocol.PullRequestQuick)
+    const bad = decode(`{"scope":"a b","cursor":0}`)
+    assert.isTrue(Either.isLeft(bad))
+    if (Either.isLeft(bad)) assert.strictEqual(bad.left.message, "scope: scope may contain only A-Z a-z 0-9 _ - : . / @")
+    const ok = decode(`{"scope":"a","cursor":3,"limit":10,"client_id":"c","extra":1}`)
+    assert.deepStrictEqual(ok, Either.right({ scope: "a", cursor: 3, limit: 10, client_id: "c" }))
   })
 })
