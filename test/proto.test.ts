@@ -128,3 +128,21 @@ describe("the quick body Schemas", () => {
     assert.deepStrictEqual(ok, Either.right({ scope: "a", cursor: 3, limit: 10, client_id: "c" }))
   })
 })
+
+describe("Protocol.jsonDepthExceeds", () => {
+  /** The definition: the nesting of arrays and objects (a leaf adds none), computed recursively. */
+  const depthOf = (value: unknown): number =>
+    typeof value !== "object" || value === null ? 0 : 1 + Math.max(0, ...Object.values(value).map(depthOf))
+
+  it("is true exactly when arrays and objects nest deeper than the limit (seed 20261204), and safe at 100,000 levels", () => {
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 8 }), fc.integer({ min: 0, max: 9 }), (value, max) => Protocol.jsonDepthExceeds(value, max) === depthOf(value) > max),
+      { seed: 20261204, numRuns: 3000 }
+    )
+    let deep: unknown = 1
+    for (let i = 0; i < 100_000; i++) deep = i % 2 === 0 ? [deep] : { a: deep }
+    assert.isTrue(Protocol.jsonDepthExceeds(deep))
+    assert.isFalse(Protocol.jsonDepthExceeds({ a: [1, { b: "x" }], c: null }, 3))
+    assert.isTrue(Protocol.jsonDepthExceeds({ a: [1, { b: [] }] }, 3))
+  })
+})

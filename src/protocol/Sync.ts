@@ -124,16 +124,31 @@ export const MAX_JSON_DEPTH = 64
  * @category utils
  */
 export const jsonDepthExceeds = (value: unknown, max: number = MAX_JSON_DEPTH): boolean => {
-  const values: Array<unknown> = [value]
-  const depths: Array<number> = [0]
+  if (typeof value !== "object" || value === null) return false
+  if (max < 1) return true
+  // only arrays and objects are kept (a leaf adds no depth), each with its own depth
+  const values: Array<object> = [value]
+  const depths: Array<number> = [1]
   while (values.length > 0) {
-    const v = values.pop()
-    const depth = (depths.pop() ?? 0) + 1
-    if (typeof v !== "object" || v === null) continue
-    if (depth > max) return true
-    for (const child of Array.isArray(v) ? v : Object.values(v)) {
-      values.push(child)
-      depths.push(depth)
+    const v = values.pop() as object
+    const depth = (depths.pop() as number) + 1
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        const child: unknown = v[i]
+        if (typeof child !== "object" || child === null) continue
+        if (depth > max) return true
+        values.push(child)
+        depths.push(depth)
+      }
+    } else {
+      for (const key in v) {
+        if (!Object.hasOwn(v, key)) continue
+        const child: unknown = (v as Record<string, unknown>)[key]
+        if (typeof child !== "object" || child === null) continue
+        if (depth > max) return true
+        values.push(child)
+        depths.push(depth)
+      }
     }
   }
   return false

@@ -163,30 +163,51 @@ export const make = (
 /** The state of one run of a handler: its changes, and what it already knows of the rows it touched. */
 class Run {
   readonly changes: Array<ChangeInput> = []
-  /** What the run already knows of a row (its stored JSON, or null: none), to spare a read on put and to move the checksum by the old row's hash. */
-  readonly known = new Map<string, { readonly value: unknown } | null>()
+  /**
+   * What the run already knows of a row (its stored JSON, or null: none), to
+   * spare a read on put and to move the checksum by the old row's hash: the
+   * first row it touched in two fields (most mutations touch one), any other
+   * in a `Map` made when needed.
+   */
+  private firstKey: string | undefined = undefined
+  private firstRow: { readonly value: unknown } | null = null
+  private others: Map<string, { readonly value: unknown } | null> | undefined = undefined
   constructor(readonly registry: Mutation.Registry | undefined, readonly backend: Backend) {}
 
+  /** What the run knows of the row at `key`; `undefined` when it has not touched it. */
+  private knownAt(key: string): { readonly value: unknown } | null | undefined {
+    return key === this.firstKey ? this.firstRow : this.others?.get(key)
+  }
+  private know(key: string, row: { readonly value: unknown } | null): void {
+    if (this.firstKey === undefined || key === this.firstKey) {
+      this.firstKey = key
+      this.firstRow = row
+    } else {
+      if (this.others === undefined) this.others = new Map()
+      this.others.set(key, row)
+    }
+  }
+
   before(entity: string, id: string): Effect.Effect<{ readonly value: unknown } | null, StorageError> {
-    const cached = this.known.get(`${entity}\u0000${id}`)
+    const cached = this.knownAt(`${entity}\u0000${id}`)
     return cached !== undefined ? Effect.succeed(cached) : Effect.map(this.backend.get(entity, id), rowOf)
   }
   beforeNow(view: SyncBackend, entity: string, id: string): { readonly value: unknown } | null {
-    const cached = this.known.get(`${entity}\u0000${id}`)
+    const cached = this.knownAt(`${entity}\u0000${id}`)
     return cached !== undefined ? cached : rowOf(view.get(entity, id))
   }
   read(entity: string, id: string, row: Option.Option<unknown>): void {
-    this.known.set(`${entity}\u0000${id}`, rowOf(row))
+    this.know(`${entity}\u0000${id}`, rowOf(row))
   }
   wrote(entity: string, id: string, old: { readonly value: unknown } | null, data: unknown, json: string | void): void {
     const row = { value: data }
-    this.known.set(`${entity}\u0000${id}`, row)
+    this.know(`${entity}\u0000${id}`, row)
     const checksumDelta = Checksum.delta(entity, id, old ?? undefined, row)
     const op = old !== null ? "update" : "create"
     this.changes.push(typeof json === "string" ? { entity, id, op, data, checksumDelta, json } : { entity, id, op, data, checksumDelta })
   }
   deleted(entity: string, id: string, old: { readonly value: unknown } | null, existed: boolean): void {
-    this.known.set(`${entity}\u0000${id}`, null)
+    this.know(`${entity}\u0000${id}`, null)
     if (existed) this.changes.push({ entity, id, op: "delete", checksumDelta: Checksum.delta(entity, id, old ?? undefined, undefined) })
   }
 

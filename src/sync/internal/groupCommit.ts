@@ -425,9 +425,8 @@ export const make = (options: Options): Effect.Effect<GroupCommit, never, Scope.
     ) =>
       Effect.withFiberRuntime<A, Failure>((fiber) => {
         let annotations = fiber.getFiberRef(FiberRef.currentLogAnnotations)
-        if (attempt.annotations !== undefined) {
-          for (const [key, value] of Object.entries(attempt.annotations)) annotations = HashMap.set(annotations, key, value)
-        }
+        const own = attempt.annotations
+        if (own !== undefined) for (const key in own) annotations = HashMap.set(annotations, key, own[key])
         const parent = fiber.currentSpan === undefined ? Option.none() : Option.some(fiber.currentSpan)
         const tracing = fiber.getFiberRef(FiberRef.currentTracerEnabled)
         // the request waits on a callback the writer calls (no Deferred: one allocation less per push)

@@ -367,13 +367,15 @@ export const make = (deps: Deps, { authorize, notOwner }: Access, group: GroupCo
     // back, and most do. One that fails after writing aborts this attempt (rolled back whole) and
     // the push runs again with a savepoint around each mutation.
     const optimistic = attempt(clientId, owner, mutations, scopes, mode, optimisticApply(version))
-    const withSavepoints = attempt(clientId, owner, mutations, scopes, mode, (mutation, scope) =>
-      storage.transaction(Effect.flatMap(applyMutation(mutation, scope, version), (outcome) =>
-        // fail inside the savepoint so that it rolls back; caught outside it
-        Either.isLeft(outcome) ? Effect.fail(outcome.left) : Effect.succeed(outcome))).pipe(
-          Effect.catchTag("MutationFailed", (e) => Effect.succeed(Either.left(e)))
-        ))
-    return Effect.catchTag(optimistic, "NeedsSavepoints", () => withSavepoints)
+    // built only when needed (rarely)
+    const withSavepoints = () =>
+      attempt(clientId, owner, mutations, scopes, mode, (mutation, scope) =>
+        storage.transaction(Effect.flatMap(applyMutation(mutation, scope, version), (outcome) =>
+          // fail inside the savepoint so that it rolls back; caught outside it
+          Either.isLeft(outcome) ? Effect.fail(outcome.left) : Effect.succeed(outcome))).pipe(
+            Effect.catchTag("MutationFailed", (e) => Effect.succeed(Either.left(e)))
+          ))
+    return Effect.catchTag(optimistic, "NeedsSavepoints", withSavepoints)
   }
 
   /** With tracing on, the push in its `SyncEngine.push` span; off, nothing around it (not even a no-op span). */
