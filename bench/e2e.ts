@@ -40,9 +40,9 @@
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
-import WebSocket from "ws"
 import * as Child from "./lib/child.js"
 import * as Db from "./lib/db.js"
+import * as Live from "./lib/live.js"
 import * as Load from "./lib/load.js"
 import { printTable, writeResult } from "./lib/results.js"
 import { fmt, median, ratio, round, type Summary, summarize } from "./lib/stats.js"
@@ -167,29 +167,19 @@ const openProbe = async (kind: Kind, port: number) => {
     }
   }
 
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/_live/websocket`, "mizu-live-v1")
-  await new Promise<void>((resolve, reject) => {
-    ws.once("error", reject)
-    ws.on("message", (data) => {
-      const at = performance.now()
-      const frame = JSON.parse(data.toString()) as { type: number; ref?: number; payload: Record<string, unknown> }
-      if (frame.type === 11 && frame.payload["scope"] === scope) {
-        const cursor = frame.payload["cursor"] as number
-        if (cursor <= have) return
-        if (active !== undefined && active.pokeAt === undefined) active.pokeAt = at
-        if (cursor > poked) poked = cursor
-        void pull()
-      } else if (frame.type === 5 && frame.ref === 1) {
-        if (frame.payload["status"] !== "ok") return reject(new Error(`JOIN refused: ${JSON.stringify(frame)}`))
-        have = (frame.payload["cursors"] as Record<string, number> | undefined)?.[scope] ?? 0
-        poked = have
-        resolve()
-      } else if (frame.type === 8 || frame.type === 10) {
-        console.error(`  ${kind}: reader got ${data.toString()}`)
-      }
-    })
-    ws.once("open", () => ws.send(JSON.stringify({ type: 1, ref: 1, payload: { scopes: [scope] } })))
+  const { cursor: joinedAt, ws } = await Live.joinScope(port, scope, (frame, at, text) => {
+    if (frame.type === 11 && frame.payload["scope"] === scope) {
+      const cursor = frame.payload["cursor"] as number
+      if (cursor <= have) return
+      if (active !== undefined && active.pokeAt === undefined) active.pokeAt = at
+      if (cursor > poked) poked = cursor
+      void pull()
+    } else if (frame.type === 8 || frame.type === 10) {
+      console.error(`  ${kind}: reader got ${text}`)
+    }
   })
+  have = joinedAt
+  poked = have
   ws.on("error", (e) => console.error(`  ${kind}: reader socket error: ${String(e)}`))
   ws.on("close", () => {
     if (active !== undefined) {

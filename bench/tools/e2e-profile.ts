@@ -17,9 +17,9 @@
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
-import WebSocket from "ws"
 import * as Child from "../lib/child.js"
 import * as Db from "../lib/db.js"
+import * as Live from "../lib/live.js"
 import * as Load from "../lib/load.js"
 
 const servers: Record<string, { readonly script: string; readonly arg: (file: string) => unknown }> = {
@@ -51,20 +51,11 @@ for (const name of names) {
   const reader = Load.client(port, 1)
   let have = 0
   let onPoke: ((cursor: number, at: number) => void) | undefined
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/_live/websocket`, "mizu-live-v1")
-  await new Promise<void>((resolve, reject) => {
-    ws.once("error", reject)
-    ws.on("message", (data) => {
-      const at = performance.now()
-      const frame = JSON.parse(data.toString()) as { type: number; ref?: number; payload: Record<string, unknown> }
-      if (frame.type === 11) onPoke?.(frame.payload["cursor"] as number, at)
-      else if (frame.type === 5 && frame.ref === 1) {
-        have = (frame.payload["cursors"] as Record<string, number> | undefined)?.["e2e"] ?? 0
-        resolve()
-      }
-    })
-    ws.once("open", () => ws.send(JSON.stringify({ type: 1, ref: 1, payload: { scopes: ["e2e"] } })))
+  const joined = await Live.joinScope(port, "e2e", (frame, at) => {
+    if (frame.type === 11) onPoke?.(frame.payload["cursor"] as number, at)
   })
+  const ws = joined.ws
+  have = joined.cursor
   let id = 0
   const sample = async () => {
     const n = ++id
