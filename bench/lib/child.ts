@@ -60,6 +60,9 @@ export const sourceByDefault = process.env["MIZU_BENCH_SOURCE"] === "1"
 /** The loader flags of a child or a benchmark process: tsx, and the `source` condition when it runs from source. */
 export const loaderFlags = (source: boolean): ReadonlyArray<string> => source ? ["--conditions=source", "--import", "tsx"] : ["--import", "tsx"]
 
+/** Node flags for a child from the environment variable `name` (space-separated; none when it is unset), for the tools' investigations. */
+export const nodeFlagsFrom = (name: string): ReadonlyArray<string> => (process.env[name] ?? "").split(" ").filter((flag) => flag !== "")
+
 /** Start `bench/<script>` with a JSON argument; resolves once the child says `ready`. */
 export const start = (script: string, arg: unknown, options: SpawnOptions = {}): Promise<Child> => {
   const file = NodePath.join(options.root ?? benchDir, script)

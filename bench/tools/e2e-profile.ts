@@ -45,7 +45,7 @@ for (const name of names) {
   if (server === undefined) throw new Error(`unknown server ${name} (one of ${Object.keys(servers).join(", ")})`)
   const file = NodePath.join(tmp, `${name}.sqlite`)
   await Db.migrate(file)
-  const child = await Child.start(server.script, server.arg(file), { nodeFlags: (process.env["E2E_FLAGS"] ?? "").split(" ").filter((f) => f !== "") })
+  const child = await Child.start(server.script, server.arg(file), { nodeFlags: Child.nodeFlagsFrom("E2E_FLAGS") })
   const port = child.ready["port"] as number
   const writer = Load.client(port, 1)
   const reader = Load.client(port, 1)

@@ -43,7 +43,7 @@ const script = serverKind === "baseline"
   ? "servers/http-floor.ts"
   : "servers/mizu.ts"
 const server = await Child.start(script, serverKind === "http-floor" ? {} : platformMode !== undefined ? { mode: platformMode } : serverKind === "baseline" ? { filename } : { filename, tracing: false }, {
-  nodeFlags: [...(profiled ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : []), ...(process.env["PROFILE_FLAGS"] ?? "").split(" ").filter((f) => f !== "")]
+  nodeFlags: [...(profiled ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : []), ...Child.nodeFlagsFrom("PROFILE_FLAGS")]
 })
 const port = Number(server.ready["port"])
 /** The server's user + system CPU so far, in ms (clock ticks of /proc/<pid>/stat, 100 per second). */

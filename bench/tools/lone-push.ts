@@ -44,7 +44,7 @@ for (const name of names) {
   const file = NodePath.join(tmp, `${name}.sqlite`)
   await Db.migrate(file)
   // `LONE_FLAGS`: node flags for the server (e.g. `--single-threaded-gc`, `--trace-deopt`)
-  const child = await Child.start(server.script, server.arg(file), { nodeFlags: (process.env["LONE_FLAGS"] ?? "").split(" ").filter((f) => f !== "") })
+  const child = await Child.start(server.script, server.arg(file), { nodeFlags: Child.nodeFlagsFrom("LONE_FLAGS") })
   const http = Load.client(child.ready["port"] as number, 1)
   let id = 1
   const push = () =>
